@@ -1,0 +1,377 @@
+//! Reading what pg_basebackup wrote: the backup label, PG_VERSION and
+//! pg_control inside `base.tar.gz`, the first WAL header inside
+//! `pg_wal.tar.gz`, and the `.backup` history file in the archive.
+//!
+//! Tarballs can be many GB, so every reader streams and stops as soon as it
+//! has what it came for: `backup_label` is the first entry and `PG_VERSION`
+//! follows within a few entries. `global/pg_control` is the last entry, so the
+//! system identifier from it costs a full decompression and is cached by the
+//! caller (see `cache.rs`); the cheap identifier comes from the WAL header.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use flate2::read::MultiGzDecoder;
+use thiserror::Error;
+
+use crate::wal::{LONG_HEADER_LEN, LongPageHeader, Lsn, RawSegmentName};
+
+#[derive(Debug, Error)]
+pub enum BaseBackupError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{path} has no {entry} entry")]
+    MissingEntry { path: PathBuf, entry: &'static str },
+    #[error("{path}: backup_label is not valid: {reason}")]
+    BadLabel { path: PathBuf, reason: String },
+    #[error("{path}: {entry} is too short ({len} bytes)")]
+    ShortEntry {
+        path: PathBuf,
+        entry: String,
+        len: usize,
+    },
+    #[error("{path}: first WAL segment header: {source}")]
+    BadWalHeader {
+        path: PathBuf,
+        source: crate::wal::WalError,
+    },
+}
+
+/// The text file pg_basebackup puts first in base.tar.gz; the `.backup`
+/// history file in the archive has the same lines plus STOP ones.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct BackupLabel {
+    #[serde(serialize_with = "crate::serde_util::lsn")]
+    pub start_lsn: Lsn,
+    /// The segment named in `START WAL LOCATION: ... (file X)`.
+    pub start_segment: String,
+    pub start_timeline: u32,
+    pub label: String,
+    /// As written (`2026-11-25 13:08:37 UTC`); the zone is the server's.
+    pub start_time_text: String,
+    #[serde(serialize_with = "crate::serde_util::opt_time")]
+    pub start_time: Option<SystemTime>,
+    #[serde(serialize_with = "crate::serde_util::opt_lsn")]
+    pub stop_lsn: Option<Lsn>,
+    pub stop_segment: Option<String>,
+    #[serde(serialize_with = "crate::serde_util::opt_time")]
+    pub stop_time: Option<SystemTime>,
+}
+
+impl BackupLabel {
+    pub fn parse(text: &str) -> Result<BackupLabel, String> {
+        let mut label = BackupLabel::default();
+        let mut seen_start = false;
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(": ") else {
+                continue;
+            };
+            let value = value.trim();
+            match key {
+                "START WAL LOCATION" => {
+                    let (lsn, file) = parse_location(value).ok_or_else(|| {
+                        format!("START WAL LOCATION {value:?} is not `LSN (file NAME)`")
+                    })?;
+                    label.start_lsn = lsn;
+                    label.start_segment = file;
+                    seen_start = true;
+                }
+                "STOP WAL LOCATION" => {
+                    if let Some((lsn, file)) = parse_location(value) {
+                        label.stop_lsn = Some(lsn);
+                        label.stop_segment = Some(file);
+                    }
+                }
+                "START TIMELINE" => label.start_timeline = value.parse().unwrap_or(0),
+                "LABEL" => label.label = value.to_owned(),
+                "START TIME" => {
+                    label.start_time_text = value.to_owned();
+                    label.start_time = parse_pg_time(value);
+                }
+                "STOP TIME" => label.stop_time = parse_pg_time(value),
+                _ => {}
+            }
+        }
+        if !seen_start {
+            return Err("no START WAL LOCATION line".into());
+        }
+        if label.start_timeline == 0 {
+            label.start_timeline =
+                RawSegmentName::parse(&label.start_segment).map_or(1, |r| r.timeline);
+        }
+        Ok(label)
+    }
+}
+
+/// `0/7000028 (file 000000010000000000000007)`
+fn parse_location(value: &str) -> Option<(Lsn, String)> {
+    let (lsn, rest) = value.split_once(' ')?;
+    let file = rest.trim().strip_prefix("(file ")?.strip_suffix(')')?;
+    RawSegmentName::parse(file)?;
+    Some((Lsn::parse(lsn)?, file.to_owned()))
+}
+
+/// Times in labels are `%Y-%m-%d %H:%M:%S %Z`; only UTC-like zones can be
+/// resolved without a zone database, the rest stay text.
+fn parse_pg_time(value: &str) -> Option<SystemTime> {
+    let (stamp, zone) = value.rsplit_once(' ')?;
+    match zone {
+        "UTC" | "GMT" | "+00" | "Z" => humantime::parse_rfc3339_weak(stamp).ok(),
+        _ => None,
+    }
+}
+
+/// What the first entries of base.tar.gz tell, without reading the rest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct BaseTarHead {
+    pub label: BackupLabel,
+    pub pg_version: Option<String>,
+}
+
+fn io_err(path: &Path) -> impl Fn(io::Error) -> BaseBackupError + '_ {
+    move |source| BaseBackupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Opens a tarball, gzip'ed when its name ends in `.gz`.
+fn open_tar(path: &Path) -> Result<tar::Archive<Box<dyn Read>>, BaseBackupError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(MultiGzDecoder::new(BufReader::with_capacity(
+            64 * 1024,
+            file,
+        )))
+    } else {
+        Box::new(BufReader::new(file))
+    };
+    Ok(tar::Archive::new(reader))
+}
+
+fn entry_name(entry: &tar::Entry<'_, Box<dyn Read>>) -> String {
+    let path = entry
+        .path()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.strip_prefix("./").unwrap_or(&path).to_owned()
+}
+
+/// How many entries to look at for PG_VERSION before giving up: it sits
+/// within the first ten in every version seen, but the label must not cost a
+/// walk through a multi-GB tarball.
+const HEAD_ENTRY_LIMIT: usize = 64;
+
+pub fn read_base_head(path: &Path) -> Result<BaseTarHead, BaseBackupError> {
+    let mut archive = open_tar(path)?;
+    let mut label = None;
+    let mut pg_version = None;
+    for (index, entry) in archive.entries().map_err(io_err(path))?.enumerate() {
+        if index >= HEAD_ENTRY_LIMIT || (label.is_some() && pg_version.is_some()) {
+            break;
+        }
+        let mut entry = entry.map_err(io_err(path))?;
+        match entry_name(&entry).as_str() {
+            "backup_label" => {
+                let text = read_small(&mut entry, path)?;
+                label = Some(BackupLabel::parse(&text).map_err(|reason| {
+                    BaseBackupError::BadLabel {
+                        path: path.to_owned(),
+                        reason,
+                    }
+                })?);
+            }
+            "PG_VERSION" => pg_version = Some(read_small(&mut entry, path)?.trim().to_owned()),
+            _ => {}
+        }
+    }
+    let label = label.ok_or_else(|| BaseBackupError::MissingEntry {
+        path: path.to_owned(),
+        entry: "backup_label",
+    })?;
+    Ok(BaseTarHead { label, pg_version })
+}
+
+fn read_small(entry: &mut impl Read, path: &Path) -> Result<String, BaseBackupError> {
+    let mut text = String::new();
+    entry
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(io_err(path))?;
+    Ok(text)
+}
+
+/// The facts only a full pass over base.tar.gz gives: the system identifier
+/// from `global/pg_control` (last entry) and the unpacked size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BaseTarFull {
+    pub system_identifier: u64,
+    pub pg_control_version: u32,
+    pub catalog_version: u32,
+    pub unpacked_bytes: u64,
+    pub entries: u64,
+}
+
+pub fn read_base_full(path: &Path) -> Result<BaseTarFull, BaseBackupError> {
+    let mut archive = open_tar(path)?;
+    let mut control = None;
+    let mut unpacked_bytes = 0u64;
+    let mut entries = 0u64;
+    for entry in archive.entries().map_err(io_err(path))? {
+        let mut entry = entry.map_err(io_err(path))?;
+        entries += 1;
+        unpacked_bytes += entry.header().size().unwrap_or(0);
+        if entry_name(&entry) == "global/pg_control" {
+            let mut head = [0u8; 16];
+            let len = read_up_to(&mut entry, &mut head).map_err(io_err(path))?;
+            if len < 16 {
+                return Err(BaseBackupError::ShortEntry {
+                    path: path.to_owned(),
+                    entry: "global/pg_control".into(),
+                    len,
+                });
+            }
+            control = Some((
+                u64::from_le_bytes(head[0..8].try_into().unwrap_or_default()),
+                u32::from_le_bytes(head[8..12].try_into().unwrap_or_default()),
+                u32::from_le_bytes(head[12..16].try_into().unwrap_or_default()),
+            ));
+        }
+    }
+    let (system_identifier, pg_control_version, catalog_version) =
+        control.ok_or_else(|| BaseBackupError::MissingEntry {
+            path: path.to_owned(),
+            entry: "global/pg_control",
+        })?;
+    Ok(BaseTarFull {
+        system_identifier,
+        pg_control_version,
+        catalog_version,
+        unpacked_bytes,
+        entries,
+    })
+}
+
+/// The long page header of the first WAL segment in pg_wal.tar.gz: its
+/// xlp_sysid is the cluster's system identifier, read from a few KB.
+pub fn read_pg_wal_first_header(path: &Path) -> Result<(String, LongPageHeader), BaseBackupError> {
+    let mut archive = open_tar(path)?;
+    for entry in archive.entries().map_err(io_err(path))? {
+        let mut entry = entry.map_err(io_err(path))?;
+        let name = entry_name(&entry);
+        let file_name = name.rsplit('/').next().unwrap_or(&name).to_owned();
+        if RawSegmentName::parse(&file_name).is_none() {
+            continue;
+        }
+        let mut head = [0u8; LONG_HEADER_LEN];
+        let len = read_up_to(&mut entry, &mut head).map_err(io_err(path))?;
+        let header = LongPageHeader::parse(&head[..len]).map_err(|source| {
+            BaseBackupError::BadWalHeader {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
+        return Ok((file_name, header));
+    }
+    Err(BaseBackupError::MissingEntry {
+        path: path.to_owned(),
+        entry: "WAL segment",
+    })
+}
+
+/// Reads the first bytes of a (possibly gzip'ed) WAL segment file.
+pub fn read_segment_header(path: &Path) -> Result<LongPageHeader, BaseBackupError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let mut head = [0u8; LONG_HEADER_LEN];
+    let len = if path.extension().is_some_and(|e| e == "gz") {
+        read_up_to(&mut MultiGzDecoder::new(file), &mut head)
+    } else {
+        read_up_to(&mut { file }, &mut head)
+    }
+    .map_err(io_err(path))?;
+    LongPageHeader::parse(&head[..len]).map_err(|source| BaseBackupError::BadWalHeader {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads a whole small (possibly gzip'ed) text file such as a `.backup` or `.history` file.
+pub fn read_small_text(path: &Path) -> Result<String, BaseBackupError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let mut text = String::new();
+    let limit = 1024 * 1024;
+    if path.extension().is_some_and(|e| e == "gz") {
+        MultiGzDecoder::new(file)
+            .take(limit)
+            .read_to_string(&mut text)
+    } else {
+        file.take(limit).read_to_string(&mut text)
+    }
+    .map_err(io_err(path))?;
+    Ok(text)
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LABEL: &str = "START WAL LOCATION: 0/7000028 (file 000000010000000000000007)\nCHECKPOINT LOCATION: 0/A000060\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nSTART TIME: 2026-11-25 13:08:37 UTC\nLABEL: base_backup\nSTART TIMELINE: 1\n";
+
+    #[test]
+    fn parses_the_pg15_backup_label() {
+        let label = BackupLabel::parse(LABEL).unwrap();
+        assert_eq!(label.start_lsn, Lsn(0x7000028));
+        assert_eq!(label.start_segment, "000000010000000000000007");
+        assert_eq!(label.start_timeline, 1);
+        assert_eq!(label.label, "base_backup");
+        assert_eq!(
+            label
+                .start_time
+                .map(|t| humantime::format_rfc3339_seconds(t).to_string()),
+            Some("2026-11-25T13:08:37Z".into())
+        );
+        assert_eq!(label.stop_lsn, None);
+    }
+
+    #[test]
+    fn parses_stop_lines_of_a_backup_history_file() {
+        let text = format!(
+            "{LABEL}STOP WAL LOCATION: 0/A000138 (file 00000001000000000000000A)\nSTOP TIME: 2026-11-25 13:08:44 UTC\nSTOP TIMELINE: 1\n"
+        );
+        let label = BackupLabel::parse(&text).unwrap();
+        assert_eq!(label.stop_lsn, Some(Lsn(0xA000138)));
+        assert_eq!(
+            label.stop_segment.as_deref(),
+            Some("00000001000000000000000A")
+        );
+        assert!(label.stop_time.is_some());
+    }
+
+    #[test]
+    fn rejects_a_label_without_start_location() {
+        assert!(BackupLabel::parse("LABEL: x\n").is_err());
+        assert!(BackupLabel::parse("START WAL LOCATION: garbage\n").is_err());
+    }
+
+    #[test]
+    fn keeps_non_utc_times_as_text() {
+        let label = BackupLabel::parse(&LABEL.replace("UTC", "CET")).unwrap();
+        assert_eq!(label.start_time, None);
+        assert_eq!(label.start_time_text, "2026-11-25 13:08:37 CET");
+    }
+}

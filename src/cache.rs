@@ -1,0 +1,108 @@
+//! Remembers facts that cost a full decompression of a base tarball
+//! (pg_control's system identifier, the unpacked size), keyed by path,
+//! size and mtime, so a restart never pays for them again.
+//!
+//! The cache lives outside the backup root (the archive is read-only to
+//! walwarden): by default in the user's cache directory.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::base_backup::{self, BaseTarFull};
+use crate::catalog::FileFact;
+
+pub fn default_cache_path() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("walwarden").join("base-facts.json"))
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Entry {
+    size: u64,
+    mtime_ns: u128,
+    facts: BaseTarFull,
+}
+
+#[derive(Debug, Default)]
+pub struct BaseFactsCache {
+    path: Option<PathBuf>,
+    entries: Mutex<HashMap<String, Entry>>,
+    changed: Mutex<bool>,
+}
+
+fn mtime_ns(time: SystemTime) -> u128 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+impl BaseFactsCache {
+    /// Loads the cache; a missing or unreadable file is an empty cache.
+    pub fn load(path: Option<&Path>) -> BaseFactsCache {
+        let entries = path
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        BaseFactsCache {
+            path: path.map(Path::to_owned),
+            entries: Mutex::new(entries),
+            changed: Mutex::new(false),
+        }
+    }
+
+    /// The cached facts for this tarball, or (when `compute`) a full pass over it.
+    pub fn get_or_compute(
+        &self,
+        tarball: &Path,
+        fact: &FileFact,
+        compute: bool,
+    ) -> Option<BaseTarFull> {
+        let key = tarball.to_string_lossy().into_owned();
+        let wanted = (fact.size, mtime_ns(fact.mtime));
+        if let Ok(entries) = self.entries.lock() {
+            if let Some(entry) = entries.get(&key).filter(|e| (e.size, e.mtime_ns) == wanted) {
+                return Some(entry.facts);
+            }
+        }
+        if !compute {
+            return None;
+        }
+        let facts = base_backup::read_base_full(tarball).ok()?;
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(
+                key,
+                Entry {
+                    size: wanted.0,
+                    mtime_ns: wanted.1,
+                    facts,
+                },
+            );
+            if let Ok(mut changed) = self.changed.lock() {
+                *changed = true;
+            }
+        }
+        Some(facts)
+    }
+
+    /// Writes the cache back when something new was computed; failures only cost a recomputation.
+    pub fn save_if_changed(&self) {
+        let changed = self.changed.lock().map(|c| *c).unwrap_or(false);
+        let (Some(path), true) = (&self.path, changed) else {
+            return;
+        };
+        let Ok(entries) = self.entries.lock() else {
+            return;
+        };
+        let Ok(bytes) = serde_json::to_vec(&*entries) else {
+            return;
+        };
+        if let Some(parent) = path.parent() {
+            let _ = std::fs::create_dir_all(parent);
+        }
+        let temporary = path.with_extension("json.tmp");
+        if std::fs::write(&temporary, bytes).is_ok() {
+            let _ = std::fs::rename(&temporary, path);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! `walwarden check`: the health report for people (one line per client)
+//! or for machines (`--json`, schema in assets/check-schema.json), with the
+//! monitoring-plugin exit status.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
+
+use clap::Args;
+use color_eyre::eyre::{Result, WrapErr};
+
+use crate::catalog::{self, ScanOptions};
+use crate::config::Config;
+use crate::health::{Status, age_text};
+use crate::report::{CheckReport, ClientReport};
+use crate::serde_util::time_text;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print the JSON document instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Also print each problem with its fix
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Decompress base tarballs whose pg_control facts are not cached yet
+    #[arg(long)]
+    pub full: bool,
+    /// Only these clients
+    pub clients: Vec<String>,
+}
+
+/// Runs the check and returns the exit code.
+pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
+    let options = ScanOptions {
+        cache: crate::cache::default_cache_path(),
+        compute_full_facts: args.full,
+        only: args.clients.clone(),
+    };
+    let catalog = catalog::scan(root, &options).wrap_err("cannot scan the backup root")?;
+    let report = CheckReport::build(&catalog, config, SystemTime::now());
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        write_text(&mut out, &report, args.verbose)?;
+    }
+    Ok(report.exit_code())
+}
+
+pub fn write_text(
+    out: &mut impl Write,
+    report: &CheckReport,
+    verbose: bool,
+) -> std::io::Result<()> {
+    if report.clients.is_empty() {
+        writeln!(
+            out,
+            "UNKNOWN  no client folders under {}",
+            report.root.display()
+        )?;
+        return Ok(());
+    }
+    let width = report
+        .clients
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(0);
+    for client in &report.clients {
+        writeln!(out, "{}", client_line(client, width, report.generated_at))?;
+        if verbose {
+            for problem in &client.problems {
+                let ack = problem
+                    .acknowledged
+                    .as_ref()
+                    .map(|n| format!(" [acknowledged: {n}]"))
+                    .unwrap_or_default();
+                writeln!(
+                    out,
+                    "    {} {}: {}{ack}",
+                    problem.severity, problem.code, problem.message
+                )?;
+                writeln!(out, "        fix: {}", problem.fix)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn client_line(client: &ClientReport, width: usize, now: SystemTime) -> String {
+    let last = client
+        .wal
+        .last_arrival
+        .map_or("never".to_owned(), |t| age_text(t, now));
+    let restorable = client
+        .restorable_to
+        .map_or("not restorable".to_owned(), |t| {
+            format!("restorable to {}", time_text(t))
+        });
+    let counted: Vec<&str> = client
+        .problems
+        .iter()
+        .filter(|p| p.counts())
+        .map(|p| p.code.as_str())
+        .collect();
+    let problems = if counted.is_empty() {
+        String::new()
+    } else {
+        let mut unique = counted.clone();
+        unique.dedup();
+        format!("  problems: {}", unique.join(", "))
+    };
+    let status = match client.status {
+        Status::Ok => "OK",
+        other => other.label(),
+    };
+    format!(
+        "{status:<7}  {:<width$}  {:>4} segments  last WAL {last:<12}  {restorable}{problems}",
+        client.name, client.wal.segments
+    )
+}

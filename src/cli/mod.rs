@@ -1,0 +1,37 @@
+//! The command line: argument definitions and one module per subcommand.
+//! Errors become color-eyre reports here, at the edge.
+
+pub mod check;
+pub mod demo;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "walwarden",
+    version,
+    about = "Console for a PostgreSQL WAL-archive backup server"
+)]
+pub struct Cli {
+    /// Backup root holding one folder per client
+    #[arg(long, global = true, env = "WALWARDEN_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Config file (default: /etc/walwarden/config.toml, else the user's config dir)
+    #[arg(long, global = true, env = "WALWARDEN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write a debug log to this file
+    #[arg(long, global = true, env = "WALWARDEN_LOG", value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print each client's health; exit 0 ok, 1 warning, 2 critical, 3 unknown
+    Check(check::CheckArgs),
+    /// Build a demo backup root (in DIR, else a temporary folder) and open the dashboard on it
+    Demo(demo::DemoArgs),
+}

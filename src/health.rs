@@ -1,0 +1,370 @@
+//! Health rules: what is wrong with a client, how bad it is, and what an
+//! engineer does about it.
+//!
+//! Pure: `assess` takes what the scan found, the client's policy and the
+//! clock, and does no I/O, so every rule is testable with a fixed `now`.
+//! Problem codes are stable: scripts and alerts key on them.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use crate::catalog::{BaseFileKind, Client};
+use crate::config::ClientPolicy;
+
+/// How bad a client is. Ordered for aggregation: an unknown client (one
+/// walwarden could not read) outranks a warning, a critical one outranks all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Warning,
+    Unknown,
+    Critical,
+}
+
+impl Status {
+    /// The monitoring-plugin exit code: 0 ok, 1 warning, 2 critical, 3 unknown.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARN",
+            Status::Unknown => "UNKNOWN",
+            Status::Critical => "CRIT",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemCode {
+    BaseMissing,
+    BaseIncomplete,
+    WalMissing,
+    WalGap,
+    WalStale,
+    StrayPartial,
+    UnexpectedFile,
+    Unreadable,
+}
+
+impl ProblemCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProblemCode::BaseMissing => "base_missing",
+            ProblemCode::BaseIncomplete => "base_incomplete",
+            ProblemCode::WalMissing => "wal_missing",
+            ProblemCode::WalGap => "wal_gap",
+            ProblemCode::WalStale => "wal_stale",
+            ProblemCode::StrayPartial => "stray_partial",
+            ProblemCode::UnexpectedFile => "unexpected_file",
+            ProblemCode::Unreadable => "unreadable",
+        }
+    }
+}
+
+impl fmt::Display for ProblemCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub code: ProblemCode,
+    pub severity: Status,
+    /// What is wrong, naming the file or segment.
+    pub message: String,
+    /// What an engineer does about it.
+    pub fix: String,
+    /// The config note when the engineer has accepted this problem: it no longer counts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acknowledged: Option<String>,
+}
+
+impl Problem {
+    fn new(
+        code: ProblemCode,
+        severity: Status,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Problem {
+        Problem {
+            code,
+            severity,
+            message: message.into(),
+            fix: fix.into(),
+            acknowledged: None,
+        }
+    }
+
+    pub fn counts(&self) -> bool {
+        self.acknowledged.is_none()
+    }
+}
+
+/// The client's status: the worst problem that counts.
+pub fn status_of(problems: &[Problem]) -> Status {
+    problems
+        .iter()
+        .filter(|p| p.counts())
+        .map(|p| p.severity)
+        .max()
+        .unwrap_or(Status::Ok)
+}
+
+/// Age as a person reads it: "12m ago", "3h 4m ago"; rounded to what matters.
+pub fn age_text(then: SystemTime, now: SystemTime) -> String {
+    match now.duration_since(then) {
+        Ok(age) => format!("{} ago", short_duration(age)),
+        Err(_) => "just now".into(),
+    }
+}
+
+/// A duration with its two largest units (`1h 4m`, `45s`), via humantime.
+pub fn short_duration(duration: Duration) -> String {
+    let rounded = if duration >= Duration::from_secs(3600) {
+        Duration::from_secs(duration.as_secs() / 60 * 60)
+    } else {
+        Duration::from_secs(duration.as_secs())
+    };
+    let text = humantime::format_duration(rounded).to_string();
+    text.split(' ').take(2).collect::<Vec<_>>().join(" ")
+}
+
+pub fn assess(client: &Client, policy: &ClientPolicy, now: SystemTime) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    assess_unreadable(client, &mut problems);
+    assess_base(client, &mut problems);
+    assess_wal(client, policy, now, &mut problems);
+    assess_unexpected(client, &mut problems);
+    problems
+}
+
+fn assess_unreadable(client: &Client, problems: &mut Vec<Problem>) {
+    for item in &client.unreadable {
+        let fix = if item.error.contains("ermission denied") {
+            "run walwarden as root or as the client's backup user; the folder should be owned by that user, mode 700"
+        } else if item.error.contains("outside the backup root") {
+            "replace the symlink by the folder or file itself; walwarden never follows links out of the root"
+        } else {
+            "check the file system and the folder's owner and mode"
+        };
+        problems.push(Problem::new(
+            ProblemCode::Unreadable,
+            Status::Unknown,
+            format!("cannot read {}: {}", item.path.display(), item.error),
+            fix,
+        ));
+    }
+}
+
+fn assess_base(client: &Client, problems: &mut Vec<Problem>) {
+    let base = &client.base;
+    let take_backup = "take a new base backup: pg_basebackup --format=tar --gzip --checkpoint=fast -D base/ on the target server, then copy base.tar.gz and pg_wal.tar.gz here";
+    let tarballs =
+        base.file(BaseFileKind::BaseTar).is_some() || base.file(BaseFileKind::PgWalTar).is_some();
+    if !base.present || (!tarballs && !base.files.iter().any(|f| f.kind == BaseFileKind::InFlight))
+    {
+        let message = if base.present {
+            "base/ holds no base.tar.gz or pg_wal.tar.gz: nothing to restore from".to_owned()
+        } else {
+            "no base/ folder: nothing to restore from".to_owned()
+        };
+        problems.push(Problem::new(
+            ProblemCode::BaseMissing,
+            Status::Critical,
+            message,
+            take_backup,
+        ));
+        return;
+    }
+    let mut incomplete = |message: String| {
+        problems.push(Problem::new(
+            ProblemCode::BaseIncomplete,
+            Status::Critical,
+            message,
+            take_backup,
+        ));
+    };
+    for (kind, name) in [
+        (BaseFileKind::BaseTar, "base.tar.gz"),
+        (BaseFileKind::PgWalTar, "pg_wal.tar.gz"),
+    ] {
+        match base.file(kind) {
+            None => incomplete(format!("{name} is missing from base/")),
+            Some(file) if file.fact.size == 0 => {
+                incomplete(format!("{} is empty (0 bytes)", file.fact.name))
+            }
+            Some(_) => {}
+        }
+    }
+    for file in base
+        .files
+        .iter()
+        .filter(|f| f.kind == BaseFileKind::InFlight)
+    {
+        incomplete(format!("{} is an unfinished copy", file.fact.name));
+    }
+    if let Some(error) = &base.head_error {
+        incomplete(format!("base tarball unreadable: {error}"));
+    }
+    if let Some(error) = &base.pg_wal_error {
+        incomplete(format!("pg_wal tarball unreadable: {error}"));
+    }
+}
+
+fn assess_wal(
+    client: &Client,
+    policy: &ClientPolicy,
+    now: SystemTime,
+    problems: &mut Vec<Problem>,
+) {
+    let wal = &client.wal;
+    let continuity = &client.continuity;
+    if !wal.present || wal.segments.iter().all(|s| s.partial) {
+        let message = if wal.present {
+            "wal/ holds no WAL segments: archiving has not delivered anything"
+        } else {
+            "no wal/ folder: archiving has nowhere to go"
+        };
+        problems.push(Problem::new(
+            ProblemCode::WalMissing,
+            Status::Critical,
+            message,
+            "check archive_mode = on and archive_command on the target server, and pg_stat_archiver's failed_count; the folder must be writable by the client's backup user",
+        ));
+    }
+    for gap in &continuity.gaps {
+        let (range, them) = if gap.count == 1 {
+            (format!("segment {} is missing", gap.first), "it")
+        } else {
+            (
+                format!(
+                    "{} segments missing: {} .. {}",
+                    gap.count, gap.first, gap.last
+                ),
+                "them",
+            )
+        };
+        let (message, fix) = if gap.before_consistency {
+            (
+                format!(
+                    "{range}, before the base backup is consistent: the backup cannot be restored"
+                ),
+                "take a new base backup now; the current one is unusable without these segments",
+            )
+        } else {
+            (
+                format!("{range}: a restore stops before {them}"),
+                "find the segments on the target server (pg_wal) and copy them in, or take a new base backup so the gap is no longer needed",
+            )
+        };
+        let mut problem = Problem::new(ProblemCode::WalGap, Status::Critical, message, fix);
+        problem.acknowledged = policy
+            .acknowledged_gaps
+            .iter()
+            .find(|ack| ack.covers(&gap.first, &gap.last))
+            .map(|ack| ack.note.clone());
+        problems.push(problem);
+    }
+    for timeline in &continuity.missing_histories {
+        problems.push(Problem::new(
+            ProblemCode::WalGap,
+            Status::Critical,
+            format!("timeline history file {:08X}.history is missing or unreadable: a restore cannot follow timeline {}", timeline.0, timeline.0),
+            "copy the .history file from the target server's pg_wal into wal/",
+        ));
+    }
+    if let Some(last) = wal.last_arrival() {
+        let age = now.duration_since(last).unwrap_or_default();
+        let warn_after = policy.archive_timeout + policy.stale_grace;
+        let crit_after = policy.archive_timeout * 2 + policy.stale_grace;
+        if age > warn_after {
+            let severity = if age > crit_after {
+                Status::Critical
+            } else {
+                Status::Warning
+            };
+            problems.push(Problem::new(
+                ProblemCode::WalStale,
+                severity,
+                format!(
+                    "last WAL arrived {} ago; expected at least every {} (archive_timeout)",
+                    short_duration(age),
+                    short_duration(policy.archive_timeout)
+                ),
+                "on the target server check that PostgreSQL runs, pg_stat_archiver's last_failed_wal and the server log for \"archive command failed\"; test the ssh connection as postgres",
+            ));
+        }
+    }
+    for part in &wal.in_flight {
+        let age = now.duration_since(part.mtime).unwrap_or_default();
+        if age > policy.partial_grace {
+            problems.push(Problem::new(
+                ProblemCode::StrayPartial,
+                Status::Warning,
+                format!(
+                    "{} has not been renamed for {}: an interrupted transfer",
+                    part.name,
+                    short_duration(age)
+                ),
+                "PostgreSQL retries the segment; once the final file exists, delete the .part file",
+            ));
+        }
+    }
+}
+
+fn assess_unexpected(client: &Client, problems: &mut Vec<Problem>) {
+    let leftovers = client
+        .stray
+        .iter()
+        .map(|f| (String::new(), f))
+        .chain(
+            client
+                .base
+                .files
+                .iter()
+                .filter(|f| f.kind == BaseFileKind::Other)
+                .map(|f| ("base/".to_owned(), &f.fact)),
+        )
+        .chain(client.wal.others.iter().map(|f| ("wal/".to_owned(), f)));
+    for (folder, file) in leftovers {
+        let fix = if file.name.starts_with("test") {
+            "a leftover of the copy test: delete it"
+        } else {
+            "move it out of the backup folder; only base/ and wal/ files belong here"
+        };
+        problems.push(Problem::new(
+            ProblemCode::UnexpectedFile,
+            Status::Warning,
+            format!("unexpected file {folder}{}", file.name),
+            fix,
+        ));
+    }
+    for name in &client.continuity.misnamed {
+        problems.push(Problem::new(
+            ProblemCode::UnexpectedFile,
+            Status::Warning,
+            format!(
+                "wal/{name} is not a valid segment name for {}-byte segments",
+                client.continuity.segment_size
+            ),
+            "a renamed or foreign file: move it out of the archive",
+        ));
+    }
+}

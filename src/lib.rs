@@ -1,0 +1,26 @@
+//! walwarden: the console for a PostgreSQL WAL-archive backup server.
+//!
+//! The core knows nothing of terminals:
+//! - [`wal`]: timelines, segment numbers, archive file names, page headers;
+//! - [`base_backup`]: what base.tar.gz and pg_wal.tar.gz say, read by streaming;
+//! - [`catalog`]: scanning a backup root into clients, base backups and archives;
+//! - [`continuity`]: the restore's line of timelines, gaps and the recoverable window;
+//! - [`health`]: problems with codes, severities and fixes (pure, clock passed in);
+//! - [`report`]: the per-root health report behind `check` and the dashboard;
+//! - [`config`], [`cache`]: settings and remembered expensive facts;
+//! - [`demo`]: a synthetic backup root for newcomers and tests.
+//!
+//! The faces: [`cli`] (one module per subcommand) and [`tui`] (the dashboard).
+
+pub mod base_backup;
+pub mod cache;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod continuity;
+pub mod demo;
+pub mod health;
+pub mod report;
+mod serde_util;
+pub mod tui;
+pub mod wal;

@@ -1,0 +1,147 @@
+//! The health report of a whole backup root: what `walwarden check` prints
+//! (as text or as the JSON document described in assets/check-schema.json)
+//! and what the dashboard shows. Built from a catalog, a config and a clock.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::base_backup::BackupLabel;
+use crate::catalog::{BaseFile, Catalog, Client};
+use crate::config::Config;
+use crate::continuity::{Gap, TimelineSummary};
+use crate::health::{self, Problem, Status};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub root: PathBuf,
+    #[serde(serialize_with = "crate::serde_util::time")]
+    pub generated_at: SystemTime,
+    /// The worst client status; `unknown` for a root without clients.
+    pub status: Status,
+    pub clients: Vec<ClientReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientReport {
+    pub name: String,
+    pub status: Status,
+    pub base: BaseReport,
+    pub wal: WalReport,
+    #[serde(serialize_with = "crate::serde_util::opt_time")]
+    pub restorable_to: Option<SystemTime>,
+    #[serde(serialize_with = "crate::serde_util::opt_time")]
+    pub restorable_from: Option<SystemTime>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BaseReport {
+    pub present: bool,
+    pub files: Vec<BaseFile>,
+    pub bytes: u64,
+    #[serde(serialize_with = "crate::serde_util::opt_time")]
+    pub taken_at: Option<SystemTime>,
+    pub label: Option<BackupLabel>,
+    pub pg_version: Option<String>,
+    /// As a string: it does not fit a JSON number's exact range.
+    pub system_identifier: Option<String>,
+    /// Where the identifier was read: "pg_control" or "wal_header".
+    pub system_identifier_source: Option<&'static str>,
+    pub unpacked_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WalReport {
+    pub present: bool,
+    pub segments: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
+    #[serde(serialize_with = "crate::serde_util::opt_time")]
+    pub last_arrival: Option<SystemTime>,
+    pub last_arrival_age_seconds: Option<u64>,
+    pub segment_size: u32,
+    pub bytes: u64,
+    pub in_flight: Vec<String>,
+    pub timelines: Vec<TimelineSummary>,
+    pub needed_from: Option<String>,
+    pub consistent_at: Option<String>,
+    pub restorable_through: Option<String>,
+    pub gaps: Vec<Gap>,
+}
+
+impl CheckReport {
+    pub fn build(catalog: &Catalog, config: &Config, now: SystemTime) -> CheckReport {
+        let clients: Vec<ClientReport> = catalog
+            .clients
+            .iter()
+            .map(|c| ClientReport::build(c, config, now))
+            .collect();
+        let status = clients
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Unknown);
+        CheckReport {
+            root: catalog.root.clone(),
+            generated_at: now,
+            status,
+            clients,
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        self.status.exit_code()
+    }
+}
+
+impl ClientReport {
+    pub fn build(client: &Client, config: &Config, now: SystemTime) -> ClientReport {
+        let problems = health::assess(client, config.policy_for(&client.name), now);
+        let base = &client.base;
+        let wal = &client.wal;
+        let continuity = &client.continuity;
+        let segments: Vec<_> = wal.segments.iter().filter(|s| !s.partial).collect();
+        let last_arrival = wal.last_arrival();
+        ClientReport {
+            name: client.name.clone(),
+            status: health::status_of(&problems),
+            base: BaseReport {
+                present: base.present,
+                files: base.files.clone(),
+                bytes: base.total_bytes(),
+                taken_at: base.taken_at(),
+                label: base.label().cloned(),
+                pg_version: base.pg_version().map(str::to_owned),
+                system_identifier: base.system_identifier().map(|id| id.to_string()),
+                system_identifier_source: match (&base.full, &base.pg_wal_first) {
+                    (Some(_), _) => Some("pg_control"),
+                    (None, Some(_)) => Some("wal_header"),
+                    _ => None,
+                },
+                unpacked_bytes: base.full.map(|f| f.unpacked_bytes),
+            },
+            wal: WalReport {
+                present: wal.present,
+                segments: segments.len() as u64,
+                first: segments.first().map(|s| s.name.to_string()),
+                last: segments.last().map(|s| s.name.to_string()),
+                last_arrival,
+                last_arrival_age_seconds: last_arrival
+                    .map(|t| now.duration_since(t).unwrap_or_default().as_secs()),
+                segment_size: continuity.segment_size,
+                bytes: wal.total_bytes(),
+                in_flight: wal.in_flight.iter().map(|f| f.name.clone()).collect(),
+                timelines: continuity.timelines.clone(),
+                needed_from: continuity.needed_from.clone(),
+                consistent_at: continuity.consistent_at.clone(),
+                restorable_through: continuity.restorable_through.clone(),
+                gaps: continuity.gaps.clone(),
+            },
+            restorable_to: continuity.restorable_to,
+            restorable_from: continuity.restorable_from,
+            problems,
+        }
+    }
+}

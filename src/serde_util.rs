@@ -1,0 +1,33 @@
+//! Serialisation helpers: times as RFC 3339 strings, LSNs as PostgreSQL prints them.
+
+use std::time::SystemTime;
+
+use serde::Serializer;
+
+use crate::wal::Lsn;
+
+pub fn time_text(time: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(time).to_string()
+}
+
+pub fn opt_time<S: Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(t) => s.serialize_str(&time_text(*t)),
+        None => s.serialize_none(),
+    }
+}
+
+pub fn time<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&time_text(*time))
+}
+
+pub fn lsn<S: Serializer>(lsn: &Lsn, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&lsn.to_string())
+}
+
+pub fn opt_lsn<S: Serializer>(lsn: &Option<Lsn>, s: S) -> Result<S::Ok, S::Error> {
+    match lsn {
+        Some(l) => s.serialize_str(&l.to_string()),
+        None => s.serialize_none(),
+    }
+}

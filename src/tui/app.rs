@@ -1,0 +1,303 @@
+//! The dashboard's state and its update function (The Elm Architecture):
+//! `update` takes an event, changes the state, and returns the side effects
+//! for the loop to run. No I/O here, so the whole UI is testable headless.
+
+use std::time::SystemTime;
+
+use crossterm::event::{KeyCode, KeyEvent};
+
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::report::ClientReport;
+use crate::tui::keymap::{self, Action, Scope};
+
+/// Something that happened.
+#[derive(Debug)]
+pub enum Event {
+    Key(KeyEvent),
+    /// The clock moved: ages go stale without file events.
+    Tick(SystemTime),
+    /// A background scan finished.
+    Scanned(Result<Catalog, String>),
+    Resize,
+}
+
+/// A side effect for the loop to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Rescan,
+    Quit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortKey {
+    Status,
+    Name,
+    LastArrival,
+    RestorableTo,
+}
+
+impl SortKey {
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Status => "status",
+            SortKey::Name => "name",
+            SortKey::LastArrival => "last arrival",
+            SortKey::RestorableTo => "restorable to",
+        }
+    }
+
+    fn next(self) -> SortKey {
+        match self {
+            SortKey::Status => SortKey::Name,
+            SortKey::Name => SortKey::LastArrival,
+            SortKey::LastArrival => SortKey::RestorableTo,
+            SortKey::RestorableTo => SortKey::Status,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Screen {
+    Dashboard,
+    Detail { client: String, scroll: u16 },
+}
+
+pub struct App {
+    pub root: std::path::PathBuf,
+    pub config: Config,
+    pub now: SystemTime,
+    pub catalog: Option<Catalog>,
+    /// Reports in display order (sorted, filtered).
+    pub rows: Vec<ClientReport>,
+    pub total_clients: usize,
+    pub selected: usize,
+    pub screen: Screen,
+    pub show_help: bool,
+    pub filter: String,
+    pub editing_filter: bool,
+    pub sort: SortKey,
+    pub sort_reversed: bool,
+    pub scanning: bool,
+    pub last_error: Option<String>,
+    /// Lines a page scroll moves; set by the view from the terminal height.
+    pub page: usize,
+    pub quit: bool,
+    /// False when NO_COLOR is set: status is then told by text alone.
+    pub color: bool,
+}
+
+impl App {
+    pub fn new(root: std::path::PathBuf, config: Config, now: SystemTime) -> App {
+        App {
+            root,
+            config,
+            now,
+            catalog: None,
+            rows: Vec::new(),
+            total_clients: 0,
+            selected: 0,
+            screen: Screen::Dashboard,
+            show_help: false,
+            filter: String::new(),
+            editing_filter: false,
+            sort: SortKey::Status,
+            sort_reversed: false,
+            scanning: true,
+            last_error: None,
+            page: 10,
+            quit: false,
+            color: true,
+        }
+    }
+
+    pub fn scope(&self) -> Scope {
+        match self.screen {
+            Screen::Dashboard => Scope::Dashboard,
+            Screen::Detail { .. } => Scope::Detail,
+        }
+    }
+
+    pub fn selected_row(&self) -> Option<&ClientReport> {
+        self.rows.get(self.selected)
+    }
+
+    /// The client a detail screen shows, from the current reports.
+    pub fn detail_client(&self) -> Option<(&ClientReport, &crate::catalog::Client)> {
+        let Screen::Detail { client, .. } = &self.screen else {
+            return None;
+        };
+        let report = self.rows.iter().find(|r| &r.name == client)?;
+        let scanned = self.catalog.as_ref()?.client(client)?;
+        Some((report, scanned))
+    }
+
+    pub fn update(&mut self, event: Event) -> Vec<Command> {
+        match event {
+            Event::Tick(now) => {
+                self.now = now;
+                self.rebuild_rows();
+                Vec::new()
+            }
+            Event::Scanned(Ok(catalog)) => {
+                self.scanning = false;
+                self.last_error = None;
+                self.catalog = Some(catalog);
+                self.rebuild_rows();
+                Vec::new()
+            }
+            Event::Scanned(Err(error)) => {
+                self.scanning = false;
+                self.last_error = Some(error);
+                Vec::new()
+            }
+            Event::Resize => Vec::new(),
+            Event::Key(key) => self.on_key(key),
+        }
+    }
+
+    fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        if self.editing_filter {
+            return self.on_filter_key(key);
+        }
+        if self.last_error.is_some() && matches!(key.code, KeyCode::Esc | KeyCode::Enter) {
+            self.last_error = None;
+            return Vec::new();
+        }
+        let Some(action) = keymap::action_for(self.scope(), key) else {
+            return Vec::new();
+        };
+        if self.show_help && !matches!(action, Action::ToggleHelp | Action::Quit) {
+            self.show_help = false;
+            if action == Action::Back {
+                return Vec::new();
+            }
+        }
+        self.apply(action)
+    }
+
+    pub fn apply(&mut self, action: Action) -> Vec<Command> {
+        match action {
+            Action::Quit => {
+                self.quit = true;
+                return vec![Command::Quit];
+            }
+            Action::ToggleHelp => self.show_help = !self.show_help,
+            Action::Rescan => {
+                self.scanning = true;
+                return vec![Command::Rescan];
+            }
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-(self.page as isize)),
+            Action::PageDown => self.move_by(self.page as isize),
+            Action::Top => self.move_by(isize::MIN / 2),
+            Action::Bottom => self.move_by(isize::MAX / 2),
+            Action::Open => {
+                if let Some(row) = self.selected_row() {
+                    self.screen = Screen::Detail {
+                        client: row.name.clone(),
+                        scroll: 0,
+                    };
+                }
+            }
+            Action::Back => match self.screen {
+                Screen::Detail { .. } => self.screen = Screen::Dashboard,
+                Screen::Dashboard => {
+                    if !self.filter.is_empty() {
+                        self.filter.clear();
+                        self.rebuild_rows();
+                    }
+                }
+            },
+            Action::StartFilter => self.editing_filter = true,
+            Action::CycleSort => {
+                self.sort = self.sort.next();
+                self.rebuild_rows();
+            }
+            Action::ReverseSort => {
+                self.sort_reversed = !self.sort_reversed;
+                self.rebuild_rows();
+            }
+        }
+        Vec::new()
+    }
+
+    fn on_filter_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        match key.code {
+            KeyCode::Enter => self.editing_filter = false,
+            KeyCode::Esc => {
+                self.editing_filter = false;
+                self.filter.clear();
+            }
+            KeyCode::Backspace => {
+                self.filter.pop();
+            }
+            KeyCode::Char(c) => self.filter.push(c),
+            _ => {
+                return keymap::action_for(Scope::Dashboard, key)
+                    .filter(|a| *a == Action::Quit)
+                    .map_or_else(Vec::new, |a| self.apply(a));
+            }
+        }
+        self.rebuild_rows();
+        Vec::new()
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        match &mut self.screen {
+            Screen::Dashboard => {
+                let last = self.rows.len().saturating_sub(1) as isize;
+                self.selected = (self.selected as isize)
+                    .saturating_add(delta)
+                    .clamp(0, last.max(0)) as usize;
+            }
+            Screen::Detail { scroll, .. } => {
+                *scroll = (*scroll as isize)
+                    .saturating_add(delta)
+                    .clamp(0, u16::MAX as isize) as u16;
+            }
+        }
+    }
+
+    /// Recomputes health (ages move with the clock), then filters and sorts, keeping the selection on its client.
+    fn rebuild_rows(&mut self) {
+        let Some(catalog) = &self.catalog else { return };
+        let keep = self.selected_row().map(|r| r.name.clone());
+        let needle = self.filter.to_lowercase();
+        let mut rows: Vec<ClientReport> = catalog
+            .clients
+            .iter()
+            .map(|c| ClientReport::build(c, &self.config, self.now))
+            .filter(|r| needle.is_empty() || matches_filter(r, &needle))
+            .collect();
+        self.total_clients = catalog.clients.len();
+        rows.sort_by(|a, b| {
+            let order = match self.sort {
+                SortKey::Status => b.status.cmp(&a.status).then_with(|| a.name.cmp(&b.name)),
+                SortKey::Name => a.name.cmp(&b.name),
+                SortKey::LastArrival => a.wal.last_arrival.cmp(&b.wal.last_arrival),
+                SortKey::RestorableTo => a.restorable_to.cmp(&b.restorable_to),
+            };
+            if self.sort_reversed {
+                order.reverse()
+            } else {
+                order
+            }
+        });
+        self.rows = rows;
+        self.selected = keep
+            .and_then(|name| self.rows.iter().position(|r| r.name == name))
+            .unwrap_or(self.selected)
+            .min(self.rows.len().saturating_sub(1));
+    }
+}
+
+fn matches_filter(report: &ClientReport, needle: &str) -> bool {
+    report.name.to_lowercase().contains(needle)
+        || report.status.label().to_lowercase() == needle
+        || report
+            .problems
+            .iter()
+            .any(|p| p.code.as_str().contains(needle))
+}

@@ -1,0 +1,192 @@
+//! The dashboard: one row per client, the worst first.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
+
+use super::{human_bytes, short_time, status_badge, status_style};
+use crate::health::age_text;
+use crate::report::ClientReport;
+use crate::tui::app::App;
+
+/// Columns, dropped from the right-most optional ones on narrow terminals.
+struct Column {
+    title: &'static str,
+    width: u16,
+    /// Lower numbers survive longer when space runs out.
+    priority: u8,
+    cell: fn(&ClientReport, &App) -> String,
+}
+
+const COLUMNS: &[Column] = &[
+    Column {
+        title: "STATUS",
+        width: 7,
+        priority: 0,
+        cell: |r, _| status_badge(r.status).to_owned(),
+    },
+    Column {
+        title: "CLIENT",
+        width: 14,
+        priority: 0,
+        cell: |r, _| r.name.clone(),
+    },
+    Column {
+        title: "BASE",
+        width: 9,
+        priority: 2,
+        cell: |r, app| r.base.taken_at.map_or("—".into(), |t| age_short(t, app)),
+    },
+    Column {
+        title: "BASE SIZE",
+        width: 9,
+        priority: 4,
+        cell: |r, _| {
+            if r.base.bytes > 0 {
+                human_bytes(r.base.bytes)
+            } else {
+                "—".into()
+            }
+        },
+    },
+    Column {
+        title: "WAL",
+        width: 7,
+        priority: 1,
+        cell: |r, _| r.wal.segments.to_string(),
+    },
+    Column {
+        title: "WAL SIZE",
+        width: 9,
+        priority: 4,
+        cell: |r, _| human_bytes(r.wal.bytes),
+    },
+    Column {
+        title: "LAST SEGMENT",
+        width: 24,
+        priority: 5,
+        cell: |r, _| r.wal.last.clone().unwrap_or_else(|| "—".into()),
+    },
+    Column {
+        title: "LAST WAL",
+        width: 10,
+        priority: 0,
+        cell: |r, app| {
+            r.wal
+                .last_arrival
+                .map_or("never".into(), |t| age_short(t, app))
+        },
+    },
+    Column {
+        title: "RESTORABLE TO",
+        width: 16,
+        priority: 1,
+        cell: |r, _| r.restorable_to.map_or("not restorable".into(), short_time),
+    },
+    Column {
+        title: "PROBLEMS",
+        width: 24,
+        priority: 0,
+        cell: problems_cell,
+    },
+];
+
+fn age_short(time: std::time::SystemTime, app: &App) -> String {
+    age_text(time, app.now).trim_end_matches(" ago").to_owned()
+}
+
+fn problems_cell(report: &ClientReport, _: &App) -> String {
+    let counted: Vec<&str> = report
+        .problems
+        .iter()
+        .filter(|p| p.counts())
+        .map(|p| p.code.as_str())
+        .collect();
+    let acknowledged = report.problems.len() - counted.len();
+    let mut text = match counted.len() {
+        0 => String::new(),
+        1 => counted[0].to_owned(),
+        n => format!("{n}: {}", counted[0]),
+    };
+    if counted.len() > 1 {
+        text.push('…');
+    }
+    if acknowledged > 0 {
+        if !text.is_empty() {
+            text.push(' ');
+        }
+        text.push_str(&format!("({acknowledged} ack)"));
+    }
+    if text.is_empty() { "—".into() } else { text }
+}
+
+/// The columns that fit in `width`, keeping the most important ones.
+fn visible_columns(width: u16) -> Vec<&'static Column> {
+    let mut max_priority = 5;
+    loop {
+        let chosen: Vec<&Column> = COLUMNS
+            .iter()
+            .filter(|c| c.priority <= max_priority)
+            .collect();
+        let needed: u16 = chosen.iter().map(|c| c.width + 1).sum();
+        if needed <= width || max_priority == 0 {
+            return chosen;
+        }
+        max_priority -= 1;
+    }
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let block = Block::default().borders(Borders::TOP).title(format!(
+        " clients · sorted by {}{} ",
+        app.sort.label(),
+        if app.sort_reversed { " (reversed)" } else { "" }
+    ));
+    if app.rows.is_empty() {
+        let message = if app.catalog.is_none() {
+            format!("scanning {} …", app.root.display())
+        } else if app.filter.is_empty() {
+            format!("no client folders under {}", app.root.display())
+        } else {
+            format!(
+                "no client matches \"{}\" (Esc clears the filter)",
+                app.filter
+            )
+        };
+        frame.render_widget(Paragraph::new(message).block(block), area);
+        return;
+    }
+    let columns = visible_columns(area.width);
+    let header = Row::new(columns.iter().map(|c| Cell::from(c.title)))
+        .style(Style::new().add_modifier(Modifier::BOLD));
+    let rows = app.rows.iter().map(|report| {
+        let style = status_style(report.status, app.color);
+        Row::new(columns.iter().enumerate().map(|(i, column)| {
+            let text = (column.cell)(report, app);
+            if i == 0 {
+                Cell::from(Line::from(Span::styled(text, style)))
+            } else {
+                Cell::from(text)
+            }
+        }))
+    });
+    let widths: Vec<Constraint> = columns
+        .iter()
+        .map(|c| {
+            if c.title == "PROBLEMS" {
+                Constraint::Min(c.width)
+            } else {
+                Constraint::Length(c.width)
+            }
+        })
+        .collect();
+    let table = Table::new(rows, widths)
+        .header(header)
+        .block(block)
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("▶ ");
+    let mut state = TableState::default().with_selected(Some(app.selected));
+    frame.render_stateful_widget(table, area, &mut state);
+}

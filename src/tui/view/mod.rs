@@ -1,0 +1,190 @@
+//! Drawing: one module per screen, plus the frame around them (header,
+//! footer hints from the keymap, help overlay, error popup).
+
+mod dashboard;
+mod detail;
+mod help;
+
+use std::time::SystemTime;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+
+use crate::health::Status;
+use crate::serde_util::time_text;
+use crate::tui::app::{App, Screen};
+use crate::tui::keymap;
+
+pub fn draw(frame: &mut Frame, app: &mut App) {
+    let [header, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(3),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    app.page = body.height.saturating_sub(3).max(1) as usize;
+    draw_header(frame, header, app);
+    match app.screen.clone() {
+        Screen::Dashboard => dashboard::draw(frame, body, app),
+        Screen::Detail { client, scroll } => detail::draw(frame, body, app, &client, scroll),
+    }
+    draw_footer(frame, footer, app);
+    if app.show_help {
+        help::draw(frame, frame.area(), app);
+    }
+    if let Some(error) = &app.last_error {
+        draw_error(frame, frame.area(), error, app.color);
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
+    let state = if app.scanning {
+        "scanning…".to_owned()
+    } else if let Some(catalog) = &app.catalog {
+        format!(
+            "scanned {}",
+            crate::health::age_text(catalog.scanned_at, app.now)
+        )
+    } else {
+        "not scanned".to_owned()
+    };
+    let counts = if app.rows.len() == app.total_clients {
+        format!("{} clients", app.total_clients)
+    } else {
+        format!("{} of {} clients", app.rows.len(), app.total_clients)
+    };
+    let line = Line::from(vec![
+        Span::styled(
+            " walwarden ",
+            Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED),
+        ),
+        Span::raw(format!(" {}  ·  {counts}  ·  {state}", app.root.display())),
+    ]);
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
+    let mut spans = Vec::new();
+    if app.editing_filter {
+        spans.push(Span::styled(
+            " filter: ",
+            Style::new().add_modifier(Modifier::BOLD),
+        ));
+        spans.push(Span::raw(format!("{}▏", app.filter)));
+        spans.push(Span::raw("   Enter keep · Esc clear"));
+    } else {
+        if !app.filter.is_empty() && app.screen == Screen::Dashboard {
+            spans.push(Span::styled(
+                format!(" filter: {} ", app.filter),
+                Style::new().add_modifier(Modifier::REVERSED),
+            ));
+        }
+        for (key, help) in keymap::footer_hints(app.scope()) {
+            spans.push(Span::styled(
+                format!(" {key}"),
+                Style::new().add_modifier(Modifier::BOLD),
+            ));
+            spans.push(Span::raw(format!(" {help} ")));
+        }
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+fn draw_error(frame: &mut Frame, area: Rect, error: &str, color: bool) {
+    let popup = centered(area, 70, 7);
+    frame.render_widget(Clear, popup);
+    let style = if color {
+        Style::new().fg(Color::Red)
+    } else {
+        Style::new()
+    };
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" error (Esc to close) ")
+        .border_style(style);
+    frame.render_widget(
+        Paragraph::new(error.to_owned())
+            .wrap(Wrap { trim: true })
+            .block(block),
+        popup,
+    );
+}
+
+/// A rectangle of at most `width` x `height`, centred in `area`.
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let width = width.min(area.width);
+    let height = height.min(area.height);
+    Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    }
+}
+
+pub fn status_style(status: Status, color: bool) -> Style {
+    if !color {
+        return match status {
+            Status::Ok => Style::new(),
+            _ => Style::new().add_modifier(Modifier::BOLD),
+        };
+    }
+    match status {
+        Status::Ok => Style::new().fg(Color::Green),
+        Status::Warning => Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        Status::Critical => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        Status::Unknown => Style::new().fg(Color::Magenta).add_modifier(Modifier::BOLD),
+    }
+}
+
+pub fn status_badge(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "● OK",
+        Status::Warning => "▲ WARN",
+        Status::Critical => "✖ CRIT",
+        Status::Unknown => "? UNKN",
+    }
+}
+
+/// `2026-11-25 13:08` in UTC: minutes are what an engineer compares.
+pub fn short_time(time: SystemTime) -> String {
+    let text = time_text(time);
+    text.get(..16).map_or(text.clone(), |t| t.replace('T', " "))
+}
+
+/// Decimal units, as `ls -lh --si` and du's `--si`: 12.3 MB.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_like_du_si() {
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(62_945_847), "62.9 MB");
+        assert_eq!(human_bytes(1_129_233_408), "1.1 GB");
+    }
+
+    #[test]
+    fn colour_is_dropped_with_no_color() {
+        assert_eq!(status_style(Status::Critical, false).fg, None);
+        assert_eq!(status_style(Status::Critical, true).fg, Some(Color::Red));
+    }
+}
