@@ -176,6 +176,8 @@ pub struct TimelineHistoryFile {
 #[derive(Debug, Clone, Default)]
 pub struct WalArchive {
     pub present: bool,
+    /// False when the folder exists but could not be listed: nothing below is known.
+    pub unreadable: bool,
     /// Sorted by name, which is (timeline, segment number) order.
     pub segments: Vec<SegmentFile>,
     pub backup_files: Vec<BackupHistoryFile>,
@@ -553,6 +555,7 @@ fn scan_wal(guard: &RootGuard, dir: &Path, unreadable: &mut Vec<Unreadable>) -> 
         ..WalArchive::default()
     };
     let Some(listed) = list_dir(guard, dir, unreadable) else {
+        wal.unreadable = true;
         return wal;
     };
     wal.segments.reserve(listed.len());

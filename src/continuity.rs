@@ -64,6 +64,8 @@ pub struct Continuity {
     pub missing_histories: Vec<Timeline>,
     /// Segment names that make no sense for the segment size.
     pub misnamed: Vec<String>,
+    /// Segments present as zero-byte files (a failed write), counted as missing.
+    pub empty: Vec<String>,
     /// The last segment of the contiguous run a restore can replay.
     pub restorable_through: Option<String>,
     /// Arrival time of that segment: the newest moment a restore brings back.
@@ -86,8 +88,14 @@ pub fn analyse(base: &BaseBackup, wal: &WalArchive) -> Continuity {
 
     // Resolve names to numbers; `resolved` keeps the archive's (timeline, number) order.
     let mut resolved: Vec<(SegmentId, &SegmentFile)> = Vec::with_capacity(wal.segments.len());
+    let mut empty_ids = Vec::new();
     for file in &wal.segments {
         match file.name.resolve(seg_size) {
+            // An empty file cannot be replayed: it counts as missing.
+            Ok(id) if file.size == 0 && !file.partial => {
+                result.empty.push(file.file_name());
+                empty_ids.push(id);
+            }
             Ok(id) if !file.partial => resolved.push((id, file)),
             Ok(_) => {}
             Err(_) => result.misnamed.push(file.file_name()),
@@ -205,8 +213,16 @@ pub fn analyse(base: &BaseBackup, wal: &WalArchive) -> Continuity {
         }
         expected = segno.next();
     }
-    if expected <= consistent_segno {
-        push_gap(expected, consistent_segno, &mut result);
+    // The archive must reach at least the consistency point, and past any empty file it holds.
+    let line = &result.restore_line;
+    let newest_empty = empty_ids
+        .iter()
+        .filter(|id| line_rank(line, **id, seg_size).is_some())
+        .map(|id| id.segment)
+        .max();
+    let range_end = newest_empty.map_or(consistent_segno, |e| e.max(consistent_segno));
+    if expected <= range_end {
+        push_gap(expected, range_end, &mut result);
     }
     // Without a base backup there is nothing to replay the WAL onto.
     if let Some(end) = run_end.filter(|end| *end >= consistent_segno && label.is_some()) {

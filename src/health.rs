@@ -236,6 +236,10 @@ fn assess_wal(
 ) {
     let wal = &client.wal;
     let continuity = &client.continuity;
+    if wal.unreadable {
+        // Reported as `unreadable`; claiming missing WAL or gaps would be a guess.
+        return;
+    }
     if !wal.present || wal.segments.iter().all(|s| s.partial) {
         let message = if wal.present {
             "wal/ holds no WAL segments: archiving has not delivered anything"
@@ -260,6 +264,14 @@ fn assess_wal(
                 ),
                 "them",
             )
+        };
+        let empties = continuity.empty.iter().filter(|name| {
+            let stem = name.get(..24).unwrap_or(name);
+            gap.first.as_str() <= stem && stem <= gap.last.as_str()
+        });
+        let range = match empties.count() {
+            0 => range,
+            n => format!("{range} ({n} present only as zero-byte files)"),
         };
         let (message, fix) = if gap.before_consistency {
             (

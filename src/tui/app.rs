@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use crossterm::event::{KeyCode, KeyEvent};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -233,7 +233,10 @@ impl App {
             KeyCode::Backspace => {
                 self.filter.pop();
             }
-            KeyCode::Char(c) => self.filter.push(c),
+            // Ctrl-C is not text: it falls through to quit, as everywhere else.
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.filter.push(c)
+            }
             _ => {
                 return keymap::action_for(Scope::Dashboard, key)
                     .filter(|a| *a == Action::Quit)
