@@ -290,6 +290,13 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<Catalog, CatalogError>
     });
     clients.sort_by_key(|(index, _)| *index);
     cache.save_if_changed();
+    tracing::info!(
+        root = %root.display(),
+        clients = clients.len(),
+        segments = clients.iter().map(|(_, c)| c.wal.segments.len()).sum::<usize>(),
+        elapsed = ?scanned_at.elapsed().unwrap_or_default(),
+        "scanned backup root"
+    );
     Ok(Catalog {
         root: root.to_owned(),
         clients: clients.into_iter().map(|(_, c)| c).collect(),

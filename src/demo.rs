@@ -324,7 +324,7 @@ pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
         initech.archive_segment(
             &dir_initech.join("wal"),
             initech.id(1, segno),
-            Some(minutes(600 - segno * 30)),
+            Some(minutes(600 - segno * 28)),
         )?;
     }
 

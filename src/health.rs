@@ -135,15 +135,19 @@ pub fn age_text(then: SystemTime, now: SystemTime) -> String {
     }
 }
 
-/// A duration with its two largest units (`1h 4m`, `45s`), via humantime.
+/// A duration as an on-call engineer reads it: `45s`, `12m`, `3h 4m`, `2d 5h`.
+/// Seconds stop mattering past a minute, minutes past a day.
 pub fn short_duration(duration: Duration) -> String {
-    let rounded = if duration >= Duration::from_secs(3600) {
-        Duration::from_secs(duration.as_secs() / 60 * 60)
-    } else {
-        Duration::from_secs(duration.as_secs())
-    };
-    let text = humantime::format_duration(rounded).to_string();
-    text.split(' ').take(2).collect::<Vec<_>>().join(" ")
+    let secs = duration.as_secs();
+    let (days, hours, minutes) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{minutes}m"),
+        3600..86_400 if minutes == 0 => format!("{hours}h"),
+        3600..86_400 => format!("{hours}h {minutes}m"),
+        _ if hours == 0 => format!("{days}d"),
+        _ => format!("{days}d {hours}h"),
+    }
 }
 
 pub fn assess(client: &Client, policy: &ClientPolicy, now: SystemTime) -> Vec<Problem> {
@@ -378,5 +382,29 @@ fn assess_unexpected(client: &Client, problems: &mut Vec<Problem>) {
             ),
             "a renamed or foreign file: move it out of the archive",
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_durations_keep_what_matters() {
+        let d = Duration::from_secs;
+        assert_eq!(short_duration(d(0)), "0s");
+        assert_eq!(short_duration(d(59)), "59s");
+        assert_eq!(short_duration(d(20 * 60 + 3)), "20m");
+        assert_eq!(short_duration(d(3600)), "1h");
+        assert_eq!(short_duration(d(3 * 3600 + 4 * 60 + 59)), "3h 4m");
+        assert_eq!(short_duration(d(86_400)), "1d");
+        assert_eq!(short_duration(d(26 * 3600 + 1800)), "1d 2h");
+    }
+
+    #[test]
+    fn status_orders_for_aggregation_and_exit_codes() {
+        assert!(Status::Critical > Status::Unknown && Status::Unknown > Status::Warning && Status::Warning > Status::Ok);
+        let codes: Vec<i32> = [Status::Ok, Status::Warning, Status::Critical, Status::Unknown].iter().map(|s| s.exit_code()).collect();
+        assert_eq!(codes, vec![0, 1, 2, 3]);
     }
 }
