@@ -234,7 +234,7 @@ impl App {
                 self.filter.pop();
             }
             // Ctrl-C is not text: it falls through to quit, as everywhere else.
-            KeyCode::Char(c) => {
+            KeyCode::Char(c) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
                 self.filter.push(c)
             }
             _ => {

@@ -1,0 +1,341 @@
+//! End to end: the real `walwarden` binary on the demo root, in a detached
+//! tmux session at a fixed size, driven with `send-keys` and read with
+//! `capture-pane`. Every wait polls the screen until what is expected shows
+//! up (or a deadline passes); nothing sleeps for a fixed time.
+//!
+//! Each test has its own tmux server (`-L` with a unique socket name, no
+//! config file), so a user's tmux is never touched; a guard kills that
+//! server even when the test panics. The dashboard runs in a shell in the
+//! pane, so that after quitting we can check the terminal was handed back:
+//! the main screen is back, the cursor shows, the tty is cooked again, and
+//! the prompt runs commands.
+//!
+//! tmux is required: without it these tests fail, they do not skip.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const BIN: &str = env!("CARGO_BIN_EXE_walwarden");
+const WIDTH: u16 = 120;
+const HEIGHT: u16 = 30;
+const PROMPT: &str = "e2e$ ";
+const DEADLINE: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+const CLIENTS: [&str; 7] = [
+    "acme", "globex", "hooli", "initech", "stark", "umbrella", "wayne",
+];
+
+/// A private tmux server with one session running bash, killed on drop.
+struct Tmux {
+    socket: String,
+    /// The socket file, removed after the server is killed.
+    socket_path: Option<std::path::PathBuf>,
+    /// HOME and XDG_CACHE_HOME of the shell, and the demo root.
+    dir: TempDir,
+}
+
+impl Tmux {
+    fn start(test: &str) -> Tmux {
+        require_tmux();
+        let dir = tempfile::Builder::new()
+            .prefix("walwarden-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        let mut tmux = Tmux {
+            socket: format!("walwarden-e2e-{}-{test}", std::process::id()),
+            socket_path: None,
+            dir,
+        };
+        let home = tmux.dir.path().display().to_string();
+        let cache = tmux.dir.path().join(".cache").display().to_string();
+        let ps1 = format!("PS1={PROMPT}");
+        let (width, height) = (WIDTH.to_string(), HEIGHT.to_string());
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "e2e",
+            "-x",
+            &width,
+            "-y",
+            &height,
+            "-e",
+            &format!("HOME={home}"),
+            "-e",
+            &format!("XDG_CACHE_HOME={cache}"),
+            "-e",
+            &ps1,
+            "bash",
+            "--norc",
+            "--noprofile",
+        ]);
+        tmux.socket_path = Some(tmux.pane_format("#{socket_path}").into());
+        tmux.wait_for("the shell's first prompt", |screen| {
+            screen.contains(PROMPT.trim_end())
+        });
+        tmux
+    }
+
+    /// Runs a tmux command on this server; panics with tmux's words when it fails.
+    fn run(&self, args: &[&str]) -> Output {
+        let output = self.command(args).output().expect("tmux runs");
+        assert!(
+            output.status.success(),
+            "tmux {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("tmux");
+        // No user config; the server's environment is ours, minus what
+        // would change walwarden's behaviour or nest tmux.
+        command
+            .args(["-u", "-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .env_remove("TMUX")
+            .env_remove("NO_COLOR")
+            .env_remove("WALWARDEN_ROOT")
+            .env_remove("WALWARDEN_CONFIG")
+            .env_remove("WALWARDEN_LOG");
+        command
+    }
+
+    /// Types `text` as is (no key names).
+    fn type_text(&self, text: &str) {
+        self.run(&["send-keys", "-t", "e2e", "-l", text]);
+    }
+
+    /// Sends keys by tmux name: `Enter`, `Escape`, `C-c`.
+    fn key(&self, name: &str) {
+        self.run(&["send-keys", "-t", "e2e", name]);
+    }
+
+    fn capture(&self) -> String {
+        let output = self.run(&["capture-pane", "-p", "-t", "e2e"]);
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// A pane flag, such as `alternate_on` or `cursor_flag`.
+    fn pane_format(&self, format: &str) -> String {
+        let output = self.run(&["display-message", "-p", "-t", "e2e", format]);
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Polls the screen until `ready` holds; returns that screen.
+    fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let screen = self.capture();
+            if ready(&screen) {
+                return screen;
+            }
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "waited {DEADLINE:?} for {what}; the screen ({WIDTH}x{HEIGHT}) shows:\n{}",
+                    framed(&screen)
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Builds the demo root with the binary and starts the dashboard on it
+    /// from the shell; waits until all the demo's clients are listed.
+    fn open_dashboard(&self) -> String {
+        let dir = self.dir.path().join("demo");
+        build_demo(&dir, self.dir.path());
+        self.type_text(&format!(
+            "{} --root {} --config {}",
+            quote(Path::new(BIN)),
+            quote(&dir.join("backups")),
+            quote(&dir.join("walwarden.toml"))
+        ));
+        self.key("Enter");
+        self.wait_for("the dashboard with the 7 demo clients", |screen| {
+            screen.contains("·  7 clients")
+                && screen.contains("STATUS")
+                && CLIENTS.iter().all(|c| listed(screen, c))
+        })
+    }
+
+    /// After the dashboard quit: the shell has the terminal back, as it was.
+    fn assert_shell_is_back(&self) {
+        self.wait_for("the shell's prompt after quitting", |screen| {
+            self.pane_format("#{alternate_on}") == "0" && screen.contains(PROMPT.trim_end())
+        });
+        assert_eq!(
+            self.pane_format("#{cursor_flag}"),
+            "1",
+            "the cursor is shown again"
+        );
+        self.type_text("echo READY-$((40+2))");
+        self.key("Enter");
+        let screen = self.wait_for("the shell to run a command (READY-42)", |screen| {
+            screen.contains("READY-42")
+        });
+        assert!(
+            !screen.contains("STATUS") && !screen.contains("? help"),
+            "the dashboard is gone from the screen:\n{}",
+            framed(&screen)
+        );
+        // Raw mode is off: canonical input and echo are back.
+        self.type_text(
+            "stty -a | tr ' ;' '\\n\\n' | grep -Ex 'icanon|echo' | sort | tr '\\n' + | sed 's/^/TTY=/'; echo",
+        );
+        self.key("Enter");
+        self.wait_for("stty to report a cooked tty", |screen| {
+            screen.contains("TTY=echo+icanon+")
+        });
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        // Best effort, also while panicking; the temp dir goes after this.
+        let _ = self
+            .command(&["kill-server"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        if let Some(path) = &self.socket_path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn require_tmux() {
+    match Command::new("tmux").arg("-V").output() {
+        Ok(output) if output.status.success() => {}
+        Ok(output) => panic!(
+            "`tmux -V` failed ({}): the end-to-end tests need a working tmux",
+            output.status
+        ),
+        Err(error) => panic!(
+            "tmux is required for the end-to-end tests and was not found ({error}): \
+             install it (e.g. `apt-get install tmux`)"
+        ),
+    }
+}
+
+/// `walwarden demo DIR --no-tui`, with HOME pointing into the temp dir.
+fn build_demo(dir: &Path, home: &Path) {
+    let output = Command::new(BIN)
+        .arg("demo")
+        .arg(dir)
+        .arg("--no-tui")
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .env_remove("WALWARDEN_LOG")
+        .output()
+        .expect("run walwarden demo");
+    assert!(
+        output.status.success(),
+        "walwarden demo {} --no-tui failed: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dir.join("backups").is_dir() && dir.join("walwarden.toml").is_file());
+}
+
+/// Single-quoted for the shell.
+fn quote(path: &Path) -> String {
+    format!("'{}'", path.display().to_string().replace('\'', r"'\''"))
+}
+
+/// True when `client` is a row of the table: a word on a line below the
+/// header line (which shows the root path, a random temp dir name).
+fn listed(screen: &str, client: &str) -> bool {
+    screen
+        .lines()
+        .skip(1)
+        .any(|line| line.split_whitespace().any(|word| word == client))
+}
+
+fn framed(screen: &str) -> String {
+    let rule = "-".repeat(WIDTH as usize);
+    format!("{rule}\n{}\n{rule}", screen.trim_end_matches('\n'))
+}
+
+#[test]
+fn dashboard_filter_detail_help_and_quit() {
+    let tmux = Tmux::start("keys");
+    tmux.open_dashboard();
+
+    tmux.type_text("/glo");
+    tmux.key("Enter");
+    let screen = tmux.wait_for("the filter to keep only globex", |screen| {
+        screen.contains("·  1 of 7 clients") && screen.contains("filter: glo")
+    });
+    let shown: Vec<&str> = CLIENTS
+        .iter()
+        .copied()
+        .filter(|c| listed(&screen, c))
+        .collect();
+    assert_eq!(
+        shown,
+        ["globex"],
+        "only globex is listed:\n{}",
+        framed(&screen)
+    );
+
+    tmux.key("Escape");
+    tmux.wait_for("Esc to clear the filter", |screen| {
+        screen.contains("·  7 clients") && CLIENTS.iter().all(|c| listed(screen, c))
+    });
+
+    // The selection stayed on globex, the row the filter left.
+    tmux.key("Enter");
+    let screen = tmux.wait_for("globex's detail", |screen| {
+        screen.contains("Base backup") && screen.contains("WAL archive")
+    });
+    let title = screen.lines().nth(1).unwrap_or_default();
+    assert!(
+        title.contains("globex") && title.contains("CRIT"),
+        "the detail's title names the client and its status:\n{}",
+        framed(&screen)
+    );
+    assert!(screen.contains("Esc back"), "{}", framed(&screen));
+
+    tmux.key("Escape");
+    tmux.wait_for("the dashboard again", |screen| {
+        screen.contains("STATUS") && !screen.contains("Base backup")
+    });
+
+    tmux.type_text("?");
+    tmux.wait_for("the help overlay", |screen| {
+        screen.contains("keys (? or Esc to close)") && screen.contains("Client detail")
+    });
+    tmux.type_text("?");
+    tmux.wait_for("the help overlay to close", |screen| {
+        !screen.contains("keys (? or Esc to close)") && screen.contains("STATUS")
+    });
+
+    tmux.type_text("q");
+    tmux.assert_shell_is_back();
+}
+
+#[test]
+fn ctrl_c_quits_and_restores_the_terminal() {
+    let tmux = Tmux::start("ctrl-c");
+    tmux.open_dashboard();
+    tmux.key("C-c");
+    tmux.assert_shell_is_back();
+}
+
+#[test]
+fn ctrl_c_quits_while_typing_a_filter() {
+    let tmux = Tmux::start("ctrl-c-filter");
+    tmux.open_dashboard();
+    tmux.type_text("/ac");
+    tmux.wait_for("the filter being typed", |screen| {
+        screen.contains("filter: ac")
+    });
+    tmux.key("C-c");
+    tmux.assert_shell_is_back();
+}

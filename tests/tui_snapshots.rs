@@ -1,0 +1,444 @@
+//! The dashboard's screens, rendered headless with ratatui's `TestBackend`
+//! at fixed sizes and compared with insta snapshots (tests/snapshots/).
+//!
+//! The app is built on the demo root with an injected clock (`NOW`) and
+//! driven only through `App::update` with key events, as the loop would.
+//! Snapshots drop colour, so where colour carries meaning (a critical
+//! status is red; NO_COLOR drops every colour) the buffer's cells are
+//! checked explicitly.
+//!
+//! The demo is built in a temp dir whose name is random; the catalog's
+//! paths are rewritten to a fixed, realistic root before the app sees them
+//! so the header and the detail's "folder" line (and where they get cut at
+//! 80 columns) do not depend on `$TMPDIR`. The demo is built and scanned
+//! once; each test gets its own `App` on a copy of that catalog.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::style::Color;
+
+use walwarden::catalog::{self, ScanOptions};
+use walwarden::config::Config;
+use walwarden::tui::app::{App, Command, Event, Screen};
+
+/// 2026-11-18 11:06:40 UTC: every age on screen is measured from here.
+const NOW_SECS: u64 = 1_795_000_000;
+/// The root shown on screen in place of the temp dir.
+const SHOWN_ROOT: &str = "/var/lib/postgresql/backups";
+
+fn now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(NOW_SECS)
+}
+
+/// The demo app after its first scan, and the temp dir it was built in.
+struct Fixture {
+    app: App,
+    tmp: String,
+}
+
+/// What the first scan of the demo root gave, built once for all tests:
+/// the demo writes and gzips a few hundred segments.
+struct Scanned {
+    catalog: catalog::Catalog,
+    config: Config,
+    tmp: String,
+}
+
+fn scanned() -> &'static Scanned {
+    static SCANNED: OnceLock<Scanned> = OnceLock::new();
+    SCANNED.get_or_init(|| {
+        let tmp = tempfile::Builder::new()
+            .prefix("walwarden-snap-")
+            .tempdir()
+            .expect("temp dir");
+        let demo = walwarden::demo::build_demo(tmp.path(), now()).expect("build the demo root");
+        let mut catalog =
+            catalog::scan(&demo.root, &ScanOptions::default()).expect("scan the demo root");
+        // The scan stamps the real clock; the header's "scanned … ago" must not move.
+        catalog.scanned_at = now();
+        let shown = PathBuf::from(SHOWN_ROOT);
+        catalog.root = shown.clone();
+        for client in &mut catalog.clients {
+            client.path = relocate(&client.path, &demo.root, &shown);
+            for item in &mut client.unreadable {
+                item.path = relocate(&item.path, &demo.root, &shown);
+            }
+        }
+        let config = Config::load(&demo.config).expect("load the demo config");
+        // The app does no I/O: the files can go now.
+        Scanned {
+            catalog,
+            config,
+            tmp: tmp.path().display().to_string(),
+        }
+    })
+}
+
+fn demo_app() -> Fixture {
+    let scanned = scanned();
+    let mut app = App::new(PathBuf::from(SHOWN_ROOT), scanned.config.clone(), now());
+    let commands = app.update(Event::Scanned(Ok(scanned.catalog.clone())));
+    assert!(
+        commands.is_empty(),
+        "a scan result asks for nothing: {commands:?}"
+    );
+    Fixture {
+        app,
+        tmp: scanned.tmp.clone(),
+    }
+}
+
+fn relocate(path: &Path, from: &Path, to: &Path) -> PathBuf {
+    match path.strip_prefix(from) {
+        Ok(rest) => to.join(rest),
+        Err(_) => path.to_owned(),
+    }
+}
+
+fn press(app: &mut App, code: KeyCode) -> Vec<Command> {
+    app.update(Event::Key(KeyEvent::from(code)))
+}
+
+fn type_text(app: &mut App, text: &str) {
+    for c in text.chars() {
+        press(app, KeyCode::Char(c));
+    }
+}
+
+/// Moves the selection (with Home and Down, as a user would) onto `name`.
+fn select(app: &mut App, name: &str) {
+    press(app, KeyCode::Home);
+    for _ in 0..app.rows.len() {
+        if app.selected_row().is_some_and(|r| r.name == name) {
+            return;
+        }
+        press(app, KeyCode::Down);
+    }
+    let names: Vec<&str> = app.rows.iter().map(|r| r.name.as_str()).collect();
+    panic!("client {name} is not on the dashboard: {names:?}");
+}
+
+fn render(fixture: &mut Fixture, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
+    terminal
+        .draw(|frame| walwarden::tui::view::draw(frame, &mut fixture.app))
+        .expect("draw");
+    terminal
+}
+
+/// The screen as text (TestBackend's own rendering: one quoted line per row),
+/// checked never to show the temp dir.
+fn screen(fixture: &mut Fixture, width: u16, height: u16) -> String {
+    let terminal = render(fixture, width, height);
+    let text = terminal.backend().to_string();
+    let tmp = &fixture.tmp;
+    assert!(
+        !text.contains(tmp.as_str()),
+        "the temp dir {tmp} leaked onto the screen:\n{text}"
+    );
+    text
+}
+
+fn buffer_lines(buffer: &Buffer) -> Vec<String> {
+    let area = buffer.area;
+    (area.top()..area.bottom())
+        .map(|y| {
+            (area.left()..area.right())
+                .map(|x| buffer[(x, y)].symbol())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn dashboard_80x24() {
+    let mut fixture = demo_app();
+    insta::assert_snapshot!(screen(&mut fixture, 80, 24));
+}
+
+#[test]
+fn dashboard_160x40() {
+    let mut fixture = demo_app();
+    insta::assert_snapshot!(screen(&mut fixture, 160, 40));
+}
+
+#[test]
+fn dashboard_while_typing_a_filter() {
+    let mut fixture = demo_app();
+    press(&mut fixture.app, KeyCode::Char('/'));
+    type_text(&mut fixture.app, "crit");
+    assert!(fixture.app.editing_filter);
+    insta::assert_snapshot!(screen(&mut fixture, 80, 24));
+}
+
+#[test]
+fn dashboard_filtered_by_status() {
+    let mut fixture = demo_app();
+    press(&mut fixture.app, KeyCode::Char('/'));
+    type_text(&mut fixture.app, "crit");
+    press(&mut fixture.app, KeyCode::Enter);
+    assert!(!fixture.app.editing_filter);
+    let names: Vec<&str> = fixture.app.rows.iter().map(|r| r.name.as_str()).collect();
+    assert!(
+        !names.is_empty() && names.len() < 7,
+        "crit keeps some: {names:?}"
+    );
+    assert!(
+        fixture
+            .app
+            .rows
+            .iter()
+            .all(|r| r.status == walwarden::health::Status::Critical),
+        "only critical clients are left: {names:?}"
+    );
+    insta::assert_snapshot!(screen(&mut fixture, 80, 24));
+}
+
+#[test]
+fn dashboard_filtered_by_name() {
+    let mut fixture = demo_app();
+    press(&mut fixture.app, KeyCode::Char('/'));
+    type_text(&mut fixture.app, "way");
+    press(&mut fixture.app, KeyCode::Enter);
+    let names: Vec<&str> = fixture.app.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["wayne"]);
+    insta::assert_snapshot!(screen(&mut fixture, 80, 24));
+}
+
+#[test]
+fn dashboard_filter_without_match() {
+    let mut fixture = demo_app();
+    press(&mut fixture.app, KeyCode::Char('/'));
+    type_text(&mut fixture.app, "nobody");
+    press(&mut fixture.app, KeyCode::Enter);
+    assert!(fixture.app.rows.is_empty());
+    insta::assert_snapshot!(screen(&mut fixture, 80, 24));
+}
+
+#[test]
+fn detail_of_initech_with_its_gap() {
+    let mut fixture = demo_app();
+    select(&mut fixture.app, "initech");
+    press(&mut fixture.app, KeyCode::Enter);
+    assert_eq!(
+        fixture.app.screen,
+        Screen::Detail {
+            client: "initech".into(),
+            scroll: 0
+        }
+    );
+    insta::assert_snapshot!("detail_initech_80x24", screen(&mut fixture, 80, 24));
+    insta::assert_snapshot!("detail_initech_160x40", screen(&mut fixture, 160, 40));
+}
+
+#[test]
+fn detail_of_wayne_on_timeline_2_with_1mib_segments() {
+    let mut fixture = demo_app();
+    select(&mut fixture.app, "wayne");
+    press(&mut fixture.app, KeyCode::Enter);
+    insta::assert_snapshot!("detail_wayne_80x24", screen(&mut fixture, 80, 24));
+    insta::assert_snapshot!("detail_wayne_160x40", screen(&mut fixture, 160, 40));
+}
+
+#[test]
+fn detail_scrolls_and_esc_goes_back() {
+    let mut fixture = demo_app();
+    select(&mut fixture.app, "stark");
+    press(&mut fixture.app, KeyCode::Enter);
+    press(&mut fixture.app, KeyCode::Down);
+    press(&mut fixture.app, KeyCode::Down);
+    insta::assert_snapshot!("detail_stark_scrolled_80x24", screen(&mut fixture, 80, 24));
+    press(&mut fixture.app, KeyCode::Esc);
+    assert_eq!(fixture.app.screen, Screen::Dashboard);
+    assert_eq!(
+        fixture.app.selected_row().map(|r| r.name.as_str()),
+        Some("stark")
+    );
+}
+
+#[test]
+fn help_overlay() {
+    let mut fixture = demo_app();
+    press(&mut fixture.app, KeyCode::Char('?'));
+    assert!(fixture.app.show_help);
+    insta::assert_snapshot!("help_80x24", screen(&mut fixture, 80, 24));
+    insta::assert_snapshot!("help_160x40", screen(&mut fixture, 160, 40));
+    press(&mut fixture.app, KeyCode::Char('?'));
+    assert!(!fixture.app.show_help);
+}
+
+#[test]
+fn help_overlay_on_the_detail_screen() {
+    let mut fixture = demo_app();
+    select(&mut fixture.app, "hooli");
+    press(&mut fixture.app, KeyCode::Enter);
+    press(&mut fixture.app, KeyCode::Char('?'));
+    insta::assert_snapshot!(screen(&mut fixture, 80, 24));
+    // Esc closes the overlay first, and only the overlay.
+    press(&mut fixture.app, KeyCode::Esc);
+    assert!(!fixture.app.show_help);
+    assert!(matches!(fixture.app.screen, Screen::Detail { .. }));
+}
+
+#[test]
+fn critical_status_cell_is_red() {
+    let mut fixture = demo_app();
+    let terminal = render(&mut fixture, 80, 24);
+    let buffer = terminal.backend().buffer();
+    let lines = buffer_lines(buffer);
+    let y = lines
+        .iter()
+        .position(|l| l.contains("initech"))
+        .expect("initech is on the dashboard") as u16;
+    let x = lines[y as usize]
+        .chars()
+        .position(|c| c == '✖')
+        .expect("initech's row has the critical badge") as u16;
+    for (dx, symbol) in "✖ CRIT".chars().enumerate() {
+        let cell = &buffer[(x + dx as u16, y)];
+        assert_eq!(cell.symbol(), symbol.to_string());
+        if symbol != ' ' {
+            assert_eq!(
+                cell.fg,
+                Color::Red,
+                "{symbol:?} of initech's status: {cell:?}"
+            );
+        }
+    }
+    // The client's name beside it keeps the default colour.
+    let name_x = lines[y as usize].find("initech").unwrap();
+    let name_x = lines[y as usize][..name_x].chars().count() as u16;
+    assert_eq!(buffer[(name_x, y)].fg, Color::Reset);
+}
+
+#[test]
+fn no_color_leaves_every_cell_uncoloured() {
+    let mut fixture = demo_app();
+    fixture.app.color = false;
+    let check = |fixture: &mut Fixture, what: &str| {
+        for (width, height) in [(80, 24), (160, 40)] {
+            let terminal = render(fixture, width, height);
+            let buffer = terminal.backend().buffer();
+            for (i, cell) in buffer.content().iter().enumerate() {
+                let (x, y) = buffer.pos_of(i);
+                assert_eq!(
+                    cell.fg,
+                    Color::Reset,
+                    "{what} {width}x{height}: fg at ({x},{y})"
+                );
+                assert_eq!(
+                    cell.bg,
+                    Color::Reset,
+                    "{what} {width}x{height}: bg at ({x},{y})"
+                );
+            }
+        }
+    };
+    check(&mut fixture, "dashboard");
+    select(&mut fixture.app, "initech");
+    press(&mut fixture.app, KeyCode::Enter);
+    check(&mut fixture, "initech detail");
+    press(&mut fixture.app, KeyCode::Char('?'));
+    check(&mut fixture, "help");
+    // Status is still told apart without colour: the badge text is there.
+    press(&mut fixture.app, KeyCode::Esc);
+    press(&mut fixture.app, KeyCode::Esc);
+    let text = screen(&mut fixture, 80, 24);
+    assert!(text.contains("✖ CRIT") && text.contains("● OK"), "{text}");
+}
+
+#[test]
+fn q_quits() {
+    let mut fixture = demo_app();
+    assert_eq!(
+        press(&mut fixture.app, KeyCode::Char('q')),
+        vec![Command::Quit]
+    );
+    assert!(fixture.app.quit);
+}
+
+#[test]
+fn q_quits_from_detail_and_help_too() {
+    let mut fixture = demo_app();
+    press(&mut fixture.app, KeyCode::Enter);
+    press(&mut fixture.app, KeyCode::Char('?'));
+    assert_eq!(
+        press(&mut fixture.app, KeyCode::Char('q')),
+        vec![Command::Quit]
+    );
+}
+
+#[test]
+fn ctrl_c_quits_even_while_typing_a_filter() {
+    let mut fixture = demo_app();
+    press(&mut fixture.app, KeyCode::Char('/'));
+    type_text(&mut fixture.app, "q");
+    assert_eq!(fixture.app.filter, "q", "q is text while typing a filter");
+    let ctrl_c = KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL);
+    assert_eq!(fixture.app.update(Event::Key(ctrl_c)), vec![Command::Quit]);
+}
+
+#[test]
+fn selection_stays_on_its_client_after_resort() {
+    let mut fixture = demo_app();
+    select(&mut fixture.app, "wayne");
+    let before = fixture.app.selected;
+    let mut moved = false;
+    for _ in 0..4 {
+        press(&mut fixture.app, KeyCode::Char('s'));
+        assert_eq!(
+            fixture.app.selected_row().map(|r| r.name.as_str()),
+            Some("wayne"),
+            "sorted by {}",
+            fixture.app.sort.label()
+        );
+        moved |= fixture.app.selected != before;
+        // The highlighted row on screen is wayne's, too.
+        let text = screen(&mut fixture, 80, 24);
+        let marked: Vec<&str> = text.lines().filter(|l| l.contains('▶')).collect();
+        assert_eq!(marked.len(), 1, "{text}");
+        assert!(marked[0].contains("wayne"), "{text}");
+    }
+    assert!(moved, "some sort order puts wayne on another line");
+    press(&mut fixture.app, KeyCode::Char('S'));
+    assert_eq!(
+        fixture.app.selected_row().map(|r| r.name.as_str()),
+        Some("wayne")
+    );
+}
+
+#[test]
+fn dashboard_sorted_by_name() {
+    let mut fixture = demo_app();
+    press(&mut fixture.app, KeyCode::Char('s'));
+    let names: Vec<&str> = fixture.app.rows.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "acme", "globex", "hooli", "initech", "stark", "umbrella", "wayne"
+        ]
+    );
+    insta::assert_snapshot!(screen(&mut fixture, 80, 24));
+}
+
+#[test]
+fn detail_of_hooli_with_an_acknowledged_gap() {
+    let mut fixture = demo_app();
+    select(&mut fixture.app, "hooli");
+    press(&mut fixture.app, KeyCode::Enter);
+    insta::assert_snapshot!("detail_hooli_160x40", screen(&mut fixture, 160, 40));
+}
+
+#[test]
+fn detail_of_umbrella_without_base_backup() {
+    let mut fixture = demo_app();
+    select(&mut fixture.app, "umbrella");
+    press(&mut fixture.app, KeyCode::Enter);
+    insta::assert_snapshot!("detail_umbrella_160x40", screen(&mut fixture, 160, 40));
+}
