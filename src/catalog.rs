@@ -20,6 +20,7 @@ use crate::base_backup::{self, BackupLabel, BaseTarFull, BaseTarHead};
 use crate::cache::BaseFactsCache;
 use crate::continuity::{self, Continuity};
 use crate::wal::{self, HistoryEntry, LongPageHeader, RawSegmentName, Timeline, WalFileKind};
+use crate::watch::{Arrival, CADENCE_MEMORY, Cadence, WalChange};
 
 #[derive(Debug, Error)]
 pub enum CatalogError {
@@ -203,6 +204,83 @@ impl WalArchive {
         segments.chain(others).max()
     }
 
+    /// Files one `wal/` entry as what its name says; segments are appended
+    /// unsorted (the scan sorts once at the end).
+    fn add_file(&mut self, dir: &Path, fact: FileFact) {
+        match WalFileKind::classify(&fact.name) {
+            WalFileKind::Segment {
+                name,
+                compressed,
+                partial,
+            } => self.segments.push(SegmentFile {
+                name,
+                compressed,
+                partial,
+                size: fact.size,
+                mtime: fact.mtime,
+            }),
+            WalFileKind::BackupHistory { .. } => {
+                let label = base_backup::read_small_text(&dir.join(&fact.name))
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| BackupLabel::parse(&text));
+                self.backup_files.push(BackupHistoryFile { fact, label });
+            }
+            WalFileKind::TimelineHistory { timeline, .. } => {
+                let entries = base_backup::read_small_text(&dir.join(&fact.name))
+                    .map_err(|e| e.to_string())
+                    .and_then(|text| wal::parse_timeline_history(&text).map_err(|e| e.to_string()));
+                self.histories.push(TimelineHistoryFile {
+                    timeline,
+                    fact,
+                    entries,
+                });
+            }
+            WalFileKind::InFlight { .. } => self.in_flight.push(fact),
+            WalFileKind::Other => self.others.push(fact),
+        }
+    }
+
+    fn file_count(&self) -> usize {
+        self.segments.len()
+            + self.backup_files.len()
+            + self.histories.len()
+            + self.in_flight.len()
+            + self.others.len()
+    }
+
+    /// Removes whatever entry has this file name; true when something was removed.
+    fn remove_file(&mut self, name: &str) -> bool {
+        let before = self.file_count();
+        self.segments.retain(|s| s.file_name() != name);
+        self.backup_files.retain(|f| f.fact.name != name);
+        self.histories.retain(|f| f.fact.name != name);
+        self.in_flight.retain(|f| f.name != name);
+        self.others.retain(|f| f.name != name);
+        before != self.file_count()
+    }
+
+    /// Files a finished file seen live, keeping the segment list sorted.
+    /// Returns the segment when it is one that was not known before.
+    fn insert_live(&mut self, dir: &Path, fact: FileFact) -> Option<SegmentFile> {
+        let replaced = self.remove_file(&fact.name);
+        self.in_flight
+            .retain(|p| p.name.strip_suffix(".part") != Some(fact.name.as_str()));
+        let count = self.segments.len();
+        self.add_file(dir, fact);
+        if self.segments.len() == count {
+            return None;
+        }
+        let segment = self.segments.pop()?;
+        let position = self
+            .segments
+            .partition_point(|s| (s.name, s.partial) < (segment.name, segment.partial));
+        self.segments.insert(position, segment);
+        if self.segment_size.is_none() {
+            read_segment_size(dir, self);
+        }
+        (!replaced).then_some(segment)
+    }
+
     /// The segment size to use for arithmetic: the one read from a header, else the default.
     pub fn effective_segment_size(&self) -> u32 {
         self.segment_size.unwrap_or(wal::DEFAULT_SEG_SIZE)
@@ -220,6 +298,10 @@ pub struct Client {
     pub unreadable: Vec<Unreadable>,
     /// Timelines, gaps and the recoverable window, derived from the above.
     pub continuity: Continuity,
+    /// Recent arrivals: seeded from mtimes at a scan, then fed by file events.
+    pub cadence: Cadence,
+    /// Set when live changes made `continuity` out of date; `Catalog::refresh` clears it.
+    pub stale: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -229,9 +311,127 @@ pub struct Catalog {
     pub scanned_at: SystemTime,
 }
 
+/// What applying a change did, and what the caller must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Nothing,
+    /// The client's files changed; `arrival` when a new segment landed.
+    Changed {
+        client: String,
+        arrival: Option<Arrival>,
+    },
+    /// Re-read this client folder (`scan_client`), then `replace_client`.
+    RescanClient(String),
+    /// Re-read the whole root.
+    RescanAll(String),
+}
+
 impl Catalog {
     pub fn client(&self, name: &str) -> Option<&Client> {
         self.clients.iter().find(|c| c.name == name)
+    }
+
+    /// Applies one file event incrementally: a stat of the one file, never a
+    /// rescan. Derived facts are recomputed by `refresh`, once per batch.
+    pub fn apply(&mut self, change: &WalChange) -> Applied {
+        let (client_name, name, seen_at) = match change {
+            WalChange::Resync {
+                client: Some(client),
+                ..
+            }
+            | WalChange::ClientChanged { client } => {
+                return Applied::RescanClient(client.clone());
+            }
+            WalChange::Resync {
+                client: None,
+                reason,
+            } => return Applied::RescanAll(reason.clone()),
+            WalChange::Arrived {
+                client,
+                name,
+                seen_at,
+            }
+            | WalChange::InFlight {
+                client,
+                name,
+                seen_at,
+            } => (client, name, Some(*seen_at)),
+            WalChange::Removed { client, name } => (client, name, None),
+        };
+        let Some(client) = self.clients.iter_mut().find(|c| &c.name == client_name) else {
+            return Applied::RescanClient(client_name.clone());
+        };
+        let dir = client.path.join("wal");
+        let Some(seen_at) = seen_at else {
+            if !client.wal.remove_file(name) {
+                return Applied::Nothing;
+            }
+            client.stale = true;
+            return Applied::Changed {
+                client: client.name.clone(),
+                arrival: None,
+            };
+        };
+        let meta = match fs::symlink_metadata(dir.join(name)) {
+            Ok(meta) if meta.is_file() => meta,
+            // A link or folder: the scan's rules decide about those.
+            Ok(_) => return Applied::RescanClient(client.name.clone()),
+            // Gone already (renamed on, removed): its own event follows.
+            Err(_) => return Applied::Nothing,
+        };
+        let fact = FileFact {
+            name: name.clone(),
+            size: meta.len(),
+            mtime: meta.modified().unwrap_or(seen_at),
+        };
+        client.wal.present = true;
+        let arrival = client
+            .wal
+            .insert_live(&dir, fact)
+            .filter(|s| !s.partial)
+            .map(|segment| Arrival {
+                name: name.clone(),
+                size: segment.size,
+                at: seen_at,
+                live: true,
+            });
+        if let Some(arrival) = &arrival {
+            client.cadence.record(arrival.clone());
+        }
+        client.stale = true;
+        Applied::Changed {
+            client: client.name.clone(),
+            arrival,
+        }
+    }
+
+    /// Recomputes the derived facts of every client changed since the last refresh.
+    pub fn refresh(&mut self) {
+        for client in self.clients.iter_mut().filter(|c| c.stale) {
+            client.continuity = continuity::analyse(&client.base, &client.wal);
+            client.stale = false;
+        }
+    }
+
+    /// Puts a re-read client in place (or adds a new one), keeping the arrivals seen live.
+    pub fn replace_client(&mut self, mut client: Client) {
+        match self.clients.iter_mut().find(|c| c.name == client.name) {
+            Some(old) => {
+                for arrival in old.cadence.arrivals().filter(|a| a.live) {
+                    client.cadence.record(arrival.clone());
+                }
+                *old = client;
+            }
+            None => {
+                let position = self.clients.partition_point(|c| c.name < client.name);
+                self.clients.insert(position, client);
+            }
+        }
+    }
+
+    /// Drops a client whose folder disappeared.
+    pub fn remove_client(&mut self, name: &str) {
+        self.clients.retain(|c| c.name != name);
     }
 }
 
@@ -495,6 +695,18 @@ fn scan_client_at(
         }
     }
     let continuity = continuity::analyse(&base, &wal);
+    let newest = wal
+        .segments
+        .iter()
+        .rev()
+        .filter(|s| !s.partial)
+        .take(CADENCE_MEMORY);
+    let cadence = Cadence::seeded(newest.map(|s| Arrival {
+        name: s.file_name(),
+        size: s.size,
+        at: s.mtime,
+        live: false,
+    }));
     Client {
         name: name.to_owned(),
         path: path.to_owned(),
@@ -503,6 +715,8 @@ fn scan_client_at(
         stray,
         unreadable,
         continuity,
+        cadence,
+        stale: false,
     }
 }
 
@@ -567,47 +781,13 @@ fn scan_wal(guard: &RootGuard, dir: &Path, unreadable: &mut Vec<Unreadable>) -> 
     };
     wal.segments.reserve(listed.len());
     for listed in listed {
-        let fact = match listed {
-            Listed::File(fact) => fact,
-            Listed::Dir(name) => {
-                wal.others.push(FileFact {
-                    name: format!("{name}/"),
-                    size: 0,
-                    mtime: SystemTime::UNIX_EPOCH,
-                });
-                continue;
-            }
-        };
-        match WalFileKind::classify(&fact.name) {
-            WalFileKind::Segment {
-                name,
-                compressed,
-                partial,
-            } => wal.segments.push(SegmentFile {
-                name,
-                compressed,
-                partial,
-                size: fact.size,
-                mtime: fact.mtime,
+        match listed {
+            Listed::File(fact) => wal.add_file(dir, fact),
+            Listed::Dir(name) => wal.others.push(FileFact {
+                name: format!("{name}/"),
+                size: 0,
+                mtime: SystemTime::UNIX_EPOCH,
             }),
-            WalFileKind::BackupHistory { .. } => {
-                let label = base_backup::read_small_text(&dir.join(&fact.name))
-                    .map_err(|e| e.to_string())
-                    .and_then(|text| BackupLabel::parse(&text));
-                wal.backup_files.push(BackupHistoryFile { fact, label });
-            }
-            WalFileKind::TimelineHistory { timeline, .. } => {
-                let entries = base_backup::read_small_text(&dir.join(&fact.name))
-                    .map_err(|e| e.to_string())
-                    .and_then(|text| wal::parse_timeline_history(&text).map_err(|e| e.to_string()));
-                wal.histories.push(TimelineHistoryFile {
-                    timeline,
-                    fact,
-                    entries,
-                });
-            }
-            WalFileKind::InFlight { .. } => wal.in_flight.push(fact),
-            WalFileKind::Other => wal.others.push(fact),
         }
     }
     wal.segments

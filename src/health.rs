@@ -136,12 +136,13 @@ pub fn age_text(then: SystemTime, now: SystemTime) -> String {
 }
 
 /// A duration as an on-call engineer reads it: `45s`, `12m`, `3h 4m`, `2d 5h`.
-/// Seconds stop mattering past a minute, minutes past a day.
+/// Seconds stop mattering past ten minutes, minutes past a day.
 pub fn short_duration(duration: Duration) -> String {
     let secs = duration.as_secs();
     let (days, hours, minutes) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
     match secs {
         0..60 => format!("{secs}s"),
+        60..600 if secs % 60 != 0 => format!("{minutes}m {}s", secs % 60),
         60..3600 => format!("{minutes}m"),
         3600..86_400 if minutes == 0 => format!("{hours}h"),
         3600..86_400 => format!("{hours}h {minutes}m"),
@@ -394,6 +395,8 @@ mod tests {
         let d = Duration::from_secs;
         assert_eq!(short_duration(d(0)), "0s");
         assert_eq!(short_duration(d(59)), "59s");
+        assert_eq!(short_duration(d(90)), "1m 30s");
+        assert_eq!(short_duration(d(120)), "2m");
         assert_eq!(short_duration(d(20 * 60 + 3)), "20m");
         assert_eq!(short_duration(d(3600)), "1h");
         assert_eq!(short_duration(d(3 * 3600 + 4 * 60 + 59)), "3h 4m");
@@ -403,8 +406,20 @@ mod tests {
 
     #[test]
     fn status_orders_for_aggregation_and_exit_codes() {
-        assert!(Status::Critical > Status::Unknown && Status::Unknown > Status::Warning && Status::Warning > Status::Ok);
-        let codes: Vec<i32> = [Status::Ok, Status::Warning, Status::Critical, Status::Unknown].iter().map(|s| s.exit_code()).collect();
+        assert!(
+            Status::Critical > Status::Unknown
+                && Status::Unknown > Status::Warning
+                && Status::Warning > Status::Ok
+        );
+        let codes: Vec<i32> = [
+            Status::Ok,
+            Status::Warning,
+            Status::Critical,
+            Status::Unknown,
+        ]
+        .iter()
+        .map(|s| s.exit_code())
+        .collect();
         assert_eq!(codes, vec![0, 1, 2, 3]);
     }
 }

@@ -8,6 +8,8 @@
 //! - [`health`]: problems with codes, severities and fixes (pure, clock passed in);
 //! - [`report`]: the per-root health report behind `check` and the dashboard;
 //! - [`config`], [`cache`]: settings and remembered expensive facts;
+//! - [`watch`]: notify events turned into catalog changes; arrival cadence;
+//! - [`verify`]: the verification window checklist for a new client;
 //! - [`demo`]: a synthetic backup root for newcomers and tests.
 //!
 //! The faces: [`cli`] (one module per subcommand) and [`tui`] (the dashboard).
@@ -23,4 +25,6 @@ pub mod health;
 pub mod report;
 mod serde_util;
 pub mod tui;
+pub mod verify;
 pub mod wal;
+pub mod watch;

@@ -32,6 +32,7 @@ fn run() -> Result<i32> {
     let root = config.root(cli.root.as_deref());
     match &cli.command {
         Some(Command::Check(args)) => walwarden::cli::check::run(args, &root, &config),
+        Some(Command::Verify(args)) => walwarden::cli::verify::run(args, &root),
         Some(Command::Demo(_)) => Ok(0),
         None => walwarden::tui::run(root, config, walwarden::tui::Options::default()).map(|_| 0),
     }

@@ -31,3 +31,25 @@ pub fn opt_lsn<S: Serializer>(lsn: &Option<Lsn>, s: S) -> Result<S::Ok, S::Error
         None => s.serialize_none(),
     }
 }
+
+pub fn duration<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+pub fn opt_duration<S: Serializer>(
+    d: &Option<std::time::Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+/// Large identifiers as decimal strings: JSON numbers lose precision past 2^53.
+pub fn opt_u64_text<S: Serializer>(value: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_str(&v.to_string()),
+        None => s.serialize_none(),
+    }
+}

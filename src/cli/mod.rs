@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -32,6 +33,8 @@ pub struct Cli {
 pub enum Command {
     /// Print each client's health; exit 0 ok, 1 warning, 2 critical, 3 unknown
     Check(check::CheckArgs),
+    /// Watch a client for a while and check that its archiving works (the tutorial's 3-5 minute check)
+    Verify(verify::VerifyArgs),
     /// Build a demo backup root (in DIR, else a temporary folder) and open the dashboard on it
     Demo(demo::DemoArgs),
 }

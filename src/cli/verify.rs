@@ -1,0 +1,178 @@
+//! `walwarden verify CLIENT`: the verification window without a terminal
+//! UI. Progress goes to stderr as it happens; the report (text to paste into
+//! a ticket, or `--json`) goes to stdout at the end. Exit 0 PASS, 1 FAIL.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use clap::Args;
+use color_eyre::eyre::{Result, WrapErr};
+use tokio::sync::mpsc;
+
+use crate::catalog::{self, ScanOptions};
+use crate::health::short_duration;
+use crate::verify::{
+    BaseCheck, Progress, SegmentCheck, Verification, VerifySettings, check_base_backup,
+    check_segment,
+};
+use crate::watch::{RootWatcher, WalChange, WatchMode};
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The client folder under the root
+    pub client: String,
+    /// How long to watch for new segments
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub window: Duration,
+    /// The archive_timeout set on the target server for the check
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    pub expect_interval: Duration,
+    /// Tolerance on top of the expected interval
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub slack: Duration,
+    /// New segments needed to pass
+    #[arg(long, default_value_t = 3)]
+    pub min_segments: usize,
+    /// Print the report as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+enum Message {
+    Change(WalChange),
+    BaseProgress(Progress),
+    BaseDone(BaseCheck),
+    SegmentDone(SystemTime, SegmentCheck),
+}
+
+pub fn run(args: &VerifyArgs, root: &Path) -> Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .wrap_err("cannot start the event loop")?;
+    runtime.block_on(verify(args, root))
+}
+
+async fn verify(args: &VerifyArgs, root: &Path) -> Result<i32> {
+    let settings = VerifySettings {
+        window: args.window,
+        expect_interval: args.expect_interval,
+        slack: args.slack,
+        min_segments: args.min_segments,
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
+    // Watch before the scan: a segment landing in between is then seen by one of them.
+    let watch_tx = tx.clone();
+    let watcher = RootWatcher::start(root, move |change| {
+        let _ = watch_tx.send(Message::Change(change));
+    })
+    .wrap_err("cannot watch the backup root")?;
+    if let WatchMode::Polling { reason } = &watcher.mode {
+        eprintln!(
+            "note: native file events unavailable ({reason}); polling, arrival times are approximate"
+        );
+    }
+    let options = ScanOptions {
+        cache: crate::cache::default_cache_path(),
+        ..ScanOptions::default()
+    };
+    let client =
+        catalog::scan_client(root, &args.client, &options).wrap_err("cannot read the client")?;
+    let mut verification = Verification::new(&client, settings, SystemTime::now());
+    let wal_dir: PathBuf = client.path.join("wal");
+    say(
+        args,
+        &format!(
+            "verifying {} for {} (expect a segment every {} + {} slack, at least {}); Ctrl-C ends early",
+            client.name,
+            short_duration(settings.window),
+            short_duration(settings.expect_interval),
+            short_duration(settings.slack),
+            settings.min_segments
+        ),
+    );
+
+    let base_dir = client.path.join("base");
+    let base_tx = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let progress_tx = base_tx.clone();
+        let check = check_base_backup(&base_dir, &mut |p| {
+            let _ = progress_tx.send(Message::BaseProgress(p));
+        });
+        let _ = base_tx.send(Message::BaseDone(check));
+    });
+
+    let mut pending_segments = 0usize;
+    let mut last_quarter_said = std::collections::HashMap::new();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let now = SystemTime::now();
+        if verification.is_over(now) && verification.base.is_some() && pending_segments == 0 {
+            break;
+        }
+        tokio::select! {
+            _ = &mut ctrl_c => {
+                verification.end_early(SystemTime::now());
+                say(args, "ended early by Ctrl-C");
+                break;
+            }
+            _ = ticker.tick() => {
+                let remaining = verification.remaining(SystemTime::now()).as_secs();
+                if remaining > 0 && remaining % 30 == 0 {
+                    say(args, &format!("{} left, {} new segments so far", short_duration(Duration::from_secs(remaining)), verification.arrivals.len()));
+                }
+            }
+            Some(message) = rx.recv() => match message {
+                Message::Change(WalChange::Arrived { client, name, seen_at }) if client == verification.client && verification.wants(&name) && !verification.is_over(seen_at) => {
+                    pending_segments += 1;
+                    let path = wal_dir.join(&name);
+                    let segment_tx = tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _ = segment_tx.send(Message::SegmentDone(seen_at, check_segment(&path)));
+                    });
+                }
+                Message::Change(_) => {}
+                Message::BaseProgress(progress) => {
+                    let quarter = progress.done * 4 / progress.total.max(1);
+                    if last_quarter_said.get(progress.file).is_none_or(|said| quarter > *said) {
+                        last_quarter_said.insert(progress.file, quarter);
+                        say(args, &format!("reading {}: {}%", progress.file, quarter * 25));
+                    }
+                    verification.base_progress = Some(progress);
+                }
+                Message::BaseDone(check) => {
+                    let verdict = if check.failures.is_empty() { "ok".to_owned() } else { check.failures.join("; ") };
+                    say(args, &format!("base backup: {verdict}"));
+                    verification.base_checked(check);
+                }
+                Message::SegmentDone(at, check) => {
+                    pending_segments -= 1;
+                    let name = check.name.clone();
+                    verification.segment_checked(at, check);
+                    if let Some(arrival) = verification.arrivals.iter().find(|a| a.name == name) {
+                        let interval = arrival.interval.map_or(String::new(), |i| format!(" +{}", short_duration(i)));
+                        let verdict = arrival.failure.as_deref().unwrap_or("ok");
+                        say(args, &format!("arrived {name}{interval}: {verdict}"));
+                    }
+                }
+            },
+        }
+    }
+    drop(watcher);
+    let report = verification.report(SystemTime::now());
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    Ok(if report.passed { 0 } else { 1 })
+}
+
+fn say(args: &VerifyArgs, line: &str) {
+    if !args.json {
+        eprintln!("{line}");
+    }
+}

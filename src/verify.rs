@@ -1,0 +1,615 @@
+//! The verification window: the tutorial's 3-5 minute check that a new
+//! client's archiving works before it goes live, as a checklist.
+//!
+//! The I/O (reading tarballs and segments end to end) lives in
+//! `check_base_backup` and `check_segment`; `Verification` only records
+//! their outcomes and the clock, so the checklist is a pure function of
+//! what happened and when, the same for the CLI and the TUI.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use flate2::read::MultiGzDecoder;
+use serde::Serialize;
+
+use crate::base_backup::BackupLabel;
+use crate::catalog::Client;
+use crate::health::short_duration;
+use crate::serde_util::time_text;
+use crate::wal::{LONG_HEADER_LEN, LongPageHeader, RawSegmentName, WalFileKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct VerifySettings {
+    #[serde(serialize_with = "crate::serde_util::duration")]
+    pub window: Duration,
+    #[serde(serialize_with = "crate::serde_util::duration")]
+    pub expect_interval: Duration,
+    /// Tolerance on top of the expected interval (archive_command and ssh take time).
+    #[serde(serialize_with = "crate::serde_util::duration")]
+    pub slack: Duration,
+    pub min_segments: usize,
+}
+
+impl Default for VerifySettings {
+    fn default() -> Self {
+        VerifySettings {
+            window: Duration::from_secs(300),
+            expect_interval: Duration::from_secs(60),
+            slack: Duration::from_secs(30),
+            min_segments: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemState {
+    Pending,
+    Running,
+    Pass,
+    Fail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChecklistItem {
+    pub title: &'static str,
+    pub state: ItemState,
+    pub detail: String,
+}
+
+/// Bytes read so far of the bytes to read, for a progress bar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Progress {
+    pub file: &'static str,
+    pub done: u64,
+    pub total: u64,
+}
+
+/// What reading both base tarballs end to end found.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct BaseCheck {
+    pub label: Option<BackupLabel>,
+    /// From global/pg_control inside base.tar.gz.
+    #[serde(serialize_with = "crate::serde_util::opt_u64_text")]
+    pub system_identifier: Option<u64>,
+    pub bytes: u64,
+    /// Empty when everything is fine.
+    pub failures: Vec<String>,
+}
+
+/// What reading one new segment end to end found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SegmentCheck {
+    pub name: String,
+    pub size: u64,
+    /// `None` when the file is readable and (if compressed) a valid gzip stream to its end.
+    pub stream_error: Option<String>,
+    #[serde(skip)]
+    pub header: Result<LongPageHeader, String>,
+}
+
+/// Reads base.tar(.gz) and pg_wal.tar(.gz) to their very end: every gzip
+/// CRC checked, the backup label and pg_control read on the way.
+pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) -> BaseCheck {
+    let mut check = BaseCheck::default();
+    for (label, names) in [
+        ("base.tar.gz", ["base.tar.gz", "base.tar"]),
+        ("pg_wal.tar.gz", ["pg_wal.tar.gz", "pg_wal.tar"]),
+    ] {
+        let Some(path) = names.iter().map(|n| base_dir.join(n)).find(|p| p.is_file()) else {
+            check
+                .failures
+                .push(format!("{label} is missing from {}", base_dir.display()));
+            continue;
+        };
+        match read_tarball(&path, label, progress) {
+            Ok(found) => {
+                check.bytes += found.compressed;
+                if label == "base.tar.gz" {
+                    check.label = found.label;
+                    check.system_identifier = found.system_identifier;
+                    if check.label.is_none() {
+                        check
+                            .failures
+                            .push(format!("{} holds no backup_label", path.display()));
+                    }
+                    if check.system_identifier.is_none() {
+                        check
+                            .failures
+                            .push(format!("{} holds no global/pg_control", path.display()));
+                    }
+                }
+            }
+            Err(e) => check.failures.push(format!("{}: {e}", path.display())),
+        }
+    }
+    check
+}
+
+struct TarballFacts {
+    compressed: u64,
+    label: Option<BackupLabel>,
+    system_identifier: Option<u64>,
+}
+
+/// Counts the bytes read from the file, for progress.
+struct Counting<R> {
+    inner: R,
+    count: u64,
+    report_every: u64,
+    next_report: u64,
+    on_progress: Box<dyn FnMut(u64)>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        if self.count >= self.next_report {
+            self.next_report = self.count + self.report_every;
+            (self.on_progress)(self.count);
+        }
+        Ok(n)
+    }
+}
+
+fn read_tarball(
+    path: &Path,
+    file: &'static str,
+    progress: &mut dyn FnMut(Progress),
+) -> io::Result<TarballFacts> {
+    let handle = File::open(path)?;
+    let total = handle.metadata()?.len();
+    let progress_cell = std::rc::Rc::new(std::cell::RefCell::new(0u64));
+    let seen = progress_cell.clone();
+    let counting = Counting {
+        inner: BufReader::with_capacity(256 * 1024, handle),
+        count: 0,
+        report_every: (total / 100).max(1 << 20),
+        next_report: 0,
+        on_progress: Box::new(move |done| *seen.borrow_mut() = done),
+    };
+    let compressed = path.extension().is_some_and(|e| e == "gz");
+    let mut reader: Box<dyn Read> = if compressed {
+        Box::new(MultiGzDecoder::new(counting))
+    } else {
+        Box::new(counting)
+    };
+    let mut facts = TarballFacts {
+        compressed: total,
+        label: None,
+        system_identifier: None,
+    };
+    {
+        let mut archive = tar::Archive::new(&mut reader);
+        for entry in archive.entries()? {
+            let mut entry = entry?;
+            let name = entry
+                .path()?
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_owned();
+            if name == "backup_label" {
+                let mut text = String::new();
+                entry.read_to_string(&mut text)?;
+                facts.label = BackupLabel::parse(&text).ok();
+            } else if name == "global/pg_control" {
+                let mut head = [0u8; 8];
+                entry.read_exact(&mut head)?;
+                facts.system_identifier = Some(u64::from_le_bytes(head));
+            }
+            progress(Progress {
+                file,
+                done: *progress_cell.borrow(),
+                total,
+            });
+        }
+    }
+    // tar stops at its end marker; the gzip trailer (CRC, length) lies beyond it.
+    io::copy(&mut reader, &mut io::sink())?;
+    progress(Progress {
+        file,
+        done: total,
+        total,
+    });
+    Ok(facts)
+}
+
+/// Reads a segment to its end (validating gzip when compressed) and parses its header.
+pub fn check_segment(path: &Path) -> SegmentCheck {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut head = Vec::with_capacity(LONG_HEADER_LEN);
+    let stream = (|| -> io::Result<u64> {
+        let file = BufReader::with_capacity(256 * 1024, File::open(path)?);
+        let mut reader: Box<dyn Read> = if name.ends_with(".gz") {
+            Box::new(MultiGzDecoder::new(file))
+        } else {
+            Box::new(file)
+        };
+        (&mut reader)
+            .take(LONG_HEADER_LEN as u64)
+            .read_to_end(&mut head)?;
+        Ok(head.len() as u64 + io::copy(&mut reader, &mut io::sink())?)
+    })();
+    let header = LongPageHeader::parse(&head).map_err(|e| e.to_string());
+    let stream_error = match stream {
+        Err(e) => Some(e.to_string()),
+        Ok(unpacked) => match &header {
+            Ok(h) if unpacked != h.seg_size as u64 => Some(format!(
+                "{unpacked} bytes unpacked, a segment has {}",
+                h.seg_size
+            )),
+            _ => None,
+        },
+    };
+    SegmentCheck {
+        name,
+        size,
+        stream_error,
+        header,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifiedArrival {
+    pub name: String,
+    #[serde(serialize_with = "crate::serde_util::time")]
+    pub at: SystemTime,
+    /// Since the previous arrival (since the window opened, for the first).
+    #[serde(serialize_with = "crate::serde_util::opt_duration")]
+    pub interval: Option<Duration>,
+    pub check: SegmentCheck,
+    /// Why this segment fails item 4, if it does.
+    pub failure: Option<String>,
+}
+
+/// One verification window over one client.
+#[derive(Debug, Clone)]
+pub struct Verification {
+    pub client: String,
+    pub settings: VerifySettings,
+    pub started_at: SystemTime,
+    /// The client's last arrival before the window, for the record.
+    pub previous_arrival: Option<SystemTime>,
+    /// Segments already archived when the window opened (they do not count as new).
+    known: std::collections::HashSet<String>,
+    pub base_progress: Option<Progress>,
+    pub base: Option<BaseCheck>,
+    pub arrivals: Vec<VerifiedArrival>,
+    /// Set when the engineer ended the window early.
+    pub ended_early_at: Option<SystemTime>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub client: String,
+    pub passed: bool,
+    #[serde(serialize_with = "crate::serde_util::time")]
+    pub started_at: SystemTime,
+    #[serde(serialize_with = "crate::serde_util::time")]
+    pub ended_at: SystemTime,
+    pub ended_early: bool,
+    pub settings: VerifySettings,
+    pub items: Vec<ChecklistItem>,
+    pub arrivals: Vec<VerifiedArrival>,
+    pub reminder: &'static str,
+}
+
+pub const REMINDER: &str = "Reminder: set archive_timeout on the target server back to its production value (1h to 1 day) and reload PostgreSQL (select pg_reload_conf()).";
+
+impl Verification {
+    pub fn new(client: &Client, settings: VerifySettings, now: SystemTime) -> Verification {
+        let known = client.wal.segments.iter().map(|s| s.file_name()).collect();
+        Verification {
+            client: client.name.clone(),
+            settings,
+            started_at: now,
+            previous_arrival: client
+                .wal
+                .segments
+                .iter()
+                .filter(|s| !s.partial)
+                .map(|s| s.mtime)
+                .max(),
+            known,
+            base_progress: None,
+            base: None,
+            arrivals: Vec::new(),
+            ended_early_at: None,
+        }
+    }
+
+    /// Whether a finished file in wal/ is a new segment this window must check.
+    pub fn wants(&self, name: &str) -> bool {
+        matches!(
+            WalFileKind::classify(name),
+            WalFileKind::Segment { partial: false, .. }
+        ) && !self.known.contains(name)
+            && !self.arrivals.iter().any(|a| a.name == name)
+            && self.ended_early_at.is_none()
+    }
+
+    pub fn base_checked(&mut self, check: BaseCheck) {
+        self.base = Some(check);
+    }
+
+    pub fn segment_checked(&mut self, at: SystemTime, check: SegmentCheck) {
+        if !self.wants(&check.name) {
+            return;
+        }
+        // The window opens the first interval: what came before was under the old archive_timeout.
+        let previous = self.arrivals.last().map_or(self.started_at, |a| a.at);
+        let interval = Some(at.duration_since(previous).unwrap_or_default());
+        let failure = self.segment_failure(&check);
+        self.arrivals.push(VerifiedArrival {
+            name: check.name.clone(),
+            at,
+            interval,
+            check,
+            failure,
+        });
+    }
+
+    fn segment_failure(&self, check: &SegmentCheck) -> Option<String> {
+        if let Some(error) = &check.stream_error {
+            return Some(format!("{}: not a valid stream: {error}", check.name));
+        }
+        let header = match &check.header {
+            Ok(header) => header,
+            Err(e) => return Some(format!("{}: {e}", check.name)),
+        };
+        let stem = check.name.get(..24).unwrap_or(&check.name);
+        let named = RawSegmentName::parse(stem).and_then(|raw| raw.resolve(header.seg_size).ok());
+        if named != Some(header.segment_id()) {
+            return Some(format!(
+                "{}: its header says it is {}",
+                check.name,
+                header.segment_id().file_name(header.seg_size)
+            ));
+        }
+        match self.base.as_ref().and_then(|b| b.system_identifier) {
+            Some(expected) if expected != header.system_identifier => Some(format!(
+                "{}: from another database system (system identifier {}, the base backup's is {expected}): check archive_command's paths on the target server",
+                check.name, header.system_identifier
+            )),
+            Some(_) => None,
+            None => Some(format!(
+                "{}: no base backup system identifier to compare with",
+                check.name
+            )),
+        }
+    }
+
+    pub fn end_early(&mut self, now: SystemTime) {
+        self.ended_early_at.get_or_insert(now);
+    }
+
+    pub fn ends_at(&self) -> SystemTime {
+        self.started_at + self.settings.window
+    }
+
+    pub fn is_over(&self, now: SystemTime) -> bool {
+        self.ended_early_at.is_some() || now >= self.ends_at()
+    }
+
+    pub fn remaining(&self, now: SystemTime) -> Duration {
+        if self.ended_early_at.is_some() {
+            return Duration::ZERO;
+        }
+        self.ends_at().duration_since(now).unwrap_or_default()
+    }
+
+    fn interval_limit(&self) -> Duration {
+        self.settings.expect_interval + self.settings.slack
+    }
+
+    /// The checklist as of `now`: items still open are Running until the window is over.
+    pub fn items(&self, now: SystemTime) -> Vec<ChecklistItem> {
+        let over = self.is_over(now);
+        let end = self.ended_early_at.unwrap_or(now.min(self.ends_at()));
+        vec![
+            self.base_item(),
+            self.count_item(over),
+            self.interval_item(over, end),
+            self.validity_item(over),
+        ]
+    }
+
+    fn base_item(&self) -> ChecklistItem {
+        let title = "base backup present, readable, with a backup label";
+        let (state, detail) = match (&self.base, &self.base_progress) {
+            (Some(base), _) if base.failures.is_empty() => (
+                ItemState::Pass,
+                format!(
+                    "both tarballs are valid to their end; label {:?}, system identifier {}",
+                    base.label.as_ref().map_or("", |l| l.label.as_str()),
+                    base.system_identifier.map_or("?".into(), |s| s.to_string())
+                ),
+            ),
+            (Some(base), _) => (ItemState::Fail, base.failures.join("; ")),
+            (None, Some(p)) => (
+                ItemState::Running,
+                format!("reading {}: {}%", p.file, p.done * 100 / p.total.max(1)),
+            ),
+            (None, None) => (ItemState::Running, "reading the tarballs".into()),
+        };
+        ChecklistItem {
+            title,
+            state,
+            detail,
+        }
+    }
+
+    fn count_item(&self, over: bool) -> ChecklistItem {
+        let title = "new segments arrive during the window";
+        let n = self.arrivals.len();
+        let need = self.settings.min_segments;
+        let detail = format!("{n} new, at least {need} needed");
+        let state = match (n >= need, over) {
+            (true, _) => ItemState::Pass,
+            (false, true) => ItemState::Fail,
+            (false, false) => ItemState::Running,
+        };
+        ChecklistItem {
+            title,
+            state,
+            detail,
+        }
+    }
+
+    fn interval_item(&self, over: bool, end: SystemTime) -> ChecklistItem {
+        let title = "no interval longer than expected";
+        let limit = self.interval_limit();
+        let closed = self
+            .arrivals
+            .iter()
+            .filter_map(|a| a.interval.map(|i| (i, a.name.as_str())));
+        let worst = closed.max_by_key(|(i, _)| *i);
+        // The interval still open counts too: silence is the failure this item exists for.
+        let open_since = self.arrivals.last().map_or(self.started_at, |a| a.at);
+        let open = end.duration_since(open_since).unwrap_or_default();
+        let limit_text = format!(
+            "limit {} = {} expected + {} slack",
+            short_duration(limit),
+            short_duration(self.settings.expect_interval),
+            short_duration(self.settings.slack)
+        );
+        if let Some((interval, name)) = worst.filter(|(i, _)| *i > limit) {
+            return ChecklistItem {
+                title,
+                state: ItemState::Fail,
+                detail: format!("{} before {name}; {limit_text}", short_duration(interval)),
+            };
+        }
+        if open > limit {
+            return ChecklistItem {
+                title,
+                state: ItemState::Fail,
+                detail: format!("nothing arrived for {}; {limit_text}", short_duration(open)),
+            };
+        }
+        let longest = worst.map_or(open, |(i, _)| i.max(open));
+        let state = if over && !self.arrivals.is_empty() {
+            ItemState::Pass
+        } else if over {
+            ItemState::Fail
+        } else {
+            ItemState::Running
+        };
+        ChecklistItem {
+            title,
+            state,
+            detail: format!("longest {}; {limit_text}", short_duration(longest)),
+        }
+    }
+
+    fn validity_item(&self, over: bool) -> ChecklistItem {
+        let title = "each new segment valid and from this database system";
+        let failures: Vec<&str> = self
+            .arrivals
+            .iter()
+            .filter_map(|a| a.failure.as_deref())
+            .collect();
+        if !failures.is_empty() {
+            return ChecklistItem {
+                title,
+                state: ItemState::Fail,
+                detail: failures.join("; "),
+            };
+        }
+        let n = self.arrivals.len();
+        let state = match (n, over) {
+            (0, true) => ItemState::Fail,
+            (0, false) => ItemState::Pending,
+            (_, true) => ItemState::Pass,
+            (_, false) => ItemState::Running,
+        };
+        let detail = if n == 0 {
+            "no new segment yet".into()
+        } else {
+            format!("{n} of {n} valid")
+        };
+        ChecklistItem {
+            title,
+            state,
+            detail,
+        }
+    }
+
+    pub fn report(&self, now: SystemTime) -> VerifyReport {
+        let items = self.items(now);
+        VerifyReport {
+            client: self.client.clone(),
+            passed: items.iter().all(|i| i.state == ItemState::Pass),
+            started_at: self.started_at,
+            ended_at: self.ended_early_at.unwrap_or(now.min(self.ends_at())),
+            ended_early: self.ended_early_at.is_some(),
+            settings: self.settings,
+            items,
+            arrivals: self.arrivals.clone(),
+            reminder: REMINDER,
+        }
+    }
+}
+
+impl VerifyReport {
+    /// Plain text to paste into a ticket.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "walwarden verify {}: {}\nwindow {} .. {}{}; expected interval {} (+{} slack); at least {} new segments\n",
+            self.client,
+            if self.passed { "PASS" } else { "FAIL" },
+            time_text(self.started_at),
+            time_text(self.ended_at),
+            if self.ended_early {
+                " (ended early)"
+            } else {
+                ""
+            },
+            short_duration(self.settings.expect_interval),
+            short_duration(self.settings.slack),
+            self.settings.min_segments
+        );
+        for (index, item) in self.items.iter().enumerate() {
+            let state = match item.state {
+                ItemState::Pass => "PASS",
+                ItemState::Fail => "FAIL",
+                ItemState::Running | ItemState::Pending => "....",
+            };
+            out.push_str(&format!(
+                "[{state}] {}. {}: {}\n",
+                index + 1,
+                item.title,
+                item.detail
+            ));
+        }
+        if !self.arrivals.is_empty() {
+            out.push_str("new segments:\n");
+        }
+        for arrival in &self.arrivals {
+            let interval = arrival
+                .interval
+                .map_or("—".into(), |i| format!("+{}", short_duration(i)));
+            let verdict = if arrival.failure.is_some() {
+                "  BAD"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "  {}  {}  {} bytes  {interval}{verdict}\n",
+                time_text(arrival.at),
+                arrival.name,
+                arrival.check.size
+            ));
+        }
+        out.push_str(self.reminder);
+        out.push('\n');
+        out
+    }
+}
