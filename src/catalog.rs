@@ -429,6 +429,15 @@ impl Catalog {
         }
     }
 
+    /// After a full rescan: carries `old`'s live arrivals over to the re-read client of the same name.
+    pub fn replace_client_keeping(&mut self, old: Client) {
+        if let Some(new) = self.clients.iter_mut().find(|c| c.name == old.name) {
+            for arrival in old.cadence.arrivals().filter(|a| a.live) {
+                new.cadence.record(arrival.clone());
+            }
+        }
+    }
+
     /// Drops a client whose folder disappeared.
     pub fn remove_client(&mut self, name: &str) {
         self.clients.retain(|c| c.name != name);
@@ -624,22 +633,25 @@ fn list_dir(
                 continue;
             }
         };
-        let os_name = entry.file_name();
-        let Some(name) = os_name.to_str().map(str::to_owned) else {
-            // Not UTF-8: surely not a WAL file; keep it visible under a lossy name.
-            listed.push(Listed::File(FileFact {
-                name: display_name(&os_name),
-                size: 0,
-                mtime: SystemTime::UNIX_EPOCH,
-            }));
-            continue;
+        // One allocation per entry: the OsString becomes the String, and the
+        // full path is built only for symlinks and errors (hot loop: 1M files).
+        let name = match entry.file_name().into_string() {
+            Ok(name) => name,
+            Err(os_name) => {
+                // Not UTF-8: surely not a WAL file; keep it visible under a lossy name.
+                listed.push(Listed::File(FileFact {
+                    name: display_name(&os_name),
+                    size: 0,
+                    mtime: SystemTime::UNIX_EPOCH,
+                }));
+                continue;
+            }
         };
-        let path = entry.path();
         let entry_type = match entry.file_type() {
             Ok(t) => t,
             Err(e) => {
                 unreadable.push(Unreadable {
-                    path,
+                    path: entry.path(),
                     error: e.to_string(),
                 });
                 continue;
@@ -650,7 +662,7 @@ fn list_dir(
             continue;
         }
         let meta = if entry_type.is_symlink() {
-            guard.metadata(&path, entry_type)
+            guard.metadata(&entry.path(), entry_type)
         } else {
             entry.metadata().map_err(|e| e.to_string())
         };
@@ -661,7 +673,10 @@ fn list_dir(
                 size: meta.len(),
                 mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             })),
-            Err(error) => unreadable.push(Unreadable { path, error }),
+            Err(error) => unreadable.push(Unreadable {
+                path: entry.path(),
+                error,
+            }),
         }
     }
     Some(listed)

@@ -280,30 +280,40 @@ fn expected_id(line: &[TimelineSpan], segno: SegmentNo, seg_size: u32) -> Segmen
 }
 
 fn summarise_timelines(wal: &WalArchive, seg_size: u32) -> Vec<TimelineSummary> {
-    let mut by_timeline: BTreeMap<u32, TimelineSummary> = BTreeMap::new();
+    // First and last names are kept parsed and formatted once per timeline,
+    // not once per segment (a million `to_string`s on a large root).
+    let mut by_timeline: BTreeMap<u32, (TimelineSummary, RawSegmentName, RawSegmentName)> =
+        BTreeMap::new();
     for file in &wal.segments {
         if file.name.resolve(seg_size).is_err() {
             continue;
         }
-        let name = file.name.to_string();
-        let summary = by_timeline
-            .entry(file.name.timeline)
-            .or_insert_with(|| TimelineSummary {
+        let (summary, _, last) = by_timeline.entry(file.name.timeline).or_insert_with(|| {
+            let summary = TimelineSummary {
                 timeline: Timeline(file.name.timeline),
-                first: name.clone(),
-                last: name.clone(),
+                first: String::new(),
+                last: String::new(),
                 segments: 0,
                 partial: 0,
                 bytes: 0,
                 on_restore_line: false,
-            });
+            };
+            (summary, file.name, file.name)
+        });
         if file.partial {
             summary.partial += 1;
         } else {
             summary.segments += 1;
         }
         summary.bytes += file.size;
-        summary.last = name;
+        *last = file.name;
     }
-    by_timeline.into_values().collect()
+    by_timeline
+        .into_values()
+        .map(|(summary, first, last)| TimelineSummary {
+            first: first.to_string(),
+            last: last.to_string(),
+            ..summary
+        })
+        .collect()
 }

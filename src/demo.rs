@@ -336,7 +336,7 @@ pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
         hooli.archive_segment(
             &dir_hooli.join("wal"),
             hooli.id(1, segno),
-            Some(minutes(400 - segno * 25)),
+            Some(minutes(360 - segno * 25)),
         )?;
     }
     hooli.write_base_backup(&dir_hooli, hooli.id(1, 1), hooli.id(1, 2), minutes(400))?;
@@ -371,24 +371,24 @@ pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
             Some(minutes(300 - (segno - 0x10) * 10)),
         )?;
     }
-    wayne.write_history(&wayne_wal, 2, &[(1, Lsn(0x19 << 20))], minutes(200))?;
+    wayne.write_history(&wayne_wal, 2, &[(1, Lsn(0x19 << 20))], minutes(160))?;
     for segno in 0x19..=0x24u64 {
         wayne.archive_segment(
             &wayne_wal,
             wayne.id(2, segno),
-            Some(minutes(200 - (segno - 0x19) * 12)),
+            Some(minutes(147 - (segno - 0x19) * 12)),
         )?;
     }
 
     // stark: healthy archive, but an interrupted transfer and the copy test's leftover.
     let stark = Cluster::new(7705555555555555555, mb16);
     let dir_stark = root.join("stark");
-    stark.write_base_backup(&dir_stark, stark.id(1, 4), stark.id(1, 5), minutes(90))?;
+    stark.write_base_backup(&dir_stark, stark.id(1, 4), stark.id(1, 5), minutes(61))?;
     for segno in 4..=9u64 {
         stark.archive_segment(
             &dir_stark.join("wal"),
             stark.id(1, segno),
-            Some(minutes(90 - (segno - 4) * 10)),
+            Some(minutes(60 - (segno - 4) * 10)),
         )?;
     }
     let part = dir_stark

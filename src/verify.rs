@@ -427,7 +427,7 @@ impl Verification {
             (Some(base), _) if base.failures.is_empty() => (
                 ItemState::Pass,
                 format!(
-                    "both tarballs are valid to their end; label {:?}, system identifier {}",
+                    "valid to the end · label {:?} · system {}",
                     base.label.as_ref().map_or("", |l| l.label.as_str()),
                     base.system_identifier.map_or("?".into(), |s| s.to_string())
                 ),

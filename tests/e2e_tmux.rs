@@ -300,7 +300,7 @@ fn dashboard_filter_detail_help_and_quit() {
         "the detail's title names the client and its status:\n{}",
         framed(&screen)
     );
-    assert!(screen.contains("Esc back"), "{}", framed(&screen));
+    assert!(screen.contains("Esc/⌫/←/h back"), "{}", framed(&screen));
 
     tmux.key("Escape");
     tmux.wait_for("the dashboard again", |screen| {

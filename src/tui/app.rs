@@ -2,14 +2,17 @@
 //! `update` takes an event, changes the state, and returns the side effects
 //! for the loop to run. No I/O here, so the whole UI is testable headless.
 
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::catalog::Catalog;
+use crate::catalog::{Applied, Catalog, Client};
 use crate::config::Config;
 use crate::report::ClientReport;
 use crate::tui::keymap::{self, Action, Scope};
+use crate::verify::{BaseCheck, Progress, SegmentCheck, Verification, VerifySettings};
+use crate::watch::{WalChange, WatchMode};
 
 /// Something that happened.
 #[derive(Debug)]
@@ -17,8 +20,23 @@ pub enum Event {
     Key(KeyEvent),
     /// The clock moved: ages go stale without file events.
     Tick(SystemTime),
-    /// A background scan finished.
+    /// A background scan of the whole root finished.
     Scanned(Result<Catalog, String>),
+    /// A background re-read of one client finished (`Err` with the reason; the folder may be gone).
+    ClientScanned {
+        name: String,
+        result: Result<Client, String>,
+    },
+    /// File events, as many as arrived since the last frame.
+    Changes(Vec<WalChange>),
+    /// The watcher started (how trustworthy it is), or could not start.
+    Watching(Result<WatchMode, String>),
+    BaseCheckProgress(Progress),
+    BaseChecked(BaseCheck),
+    SegmentChecked {
+        seen_at: SystemTime,
+        check: SegmentCheck,
+    },
     Resize,
 }
 
@@ -26,6 +44,14 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Rescan,
+    RescanClient(String),
+    /// Read both base tarballs end to end (verification item 1).
+    CheckBase(PathBuf),
+    /// Read one new segment end to end (verification item 4).
+    CheckSegment {
+        path: PathBuf,
+        seen_at: SystemTime,
+    },
     Quit,
 }
 
@@ -60,7 +86,12 @@ impl SortKey {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Screen {
     Dashboard,
-    Detail { client: String, scroll: u16 },
+    Detail {
+        client: String,
+        scroll: u16,
+    },
+    /// The verification window of `App::verification`.
+    Verify,
 }
 
 pub struct App {
@@ -85,6 +116,14 @@ pub struct App {
     pub quit: bool,
     /// False when NO_COLOR is set: status is then told by text alone.
     pub color: bool,
+    /// How file events reach the catalog; `Err` when the watcher failed.
+    pub watching: Option<Result<WatchMode, String>>,
+    /// Changes applied since the start, for the header.
+    pub events_applied: u64,
+    /// The last detail scroll that still shows content; set by the view.
+    pub detail_max_scroll: u16,
+    pub verification: Option<Verification>,
+    pub verify_settings: VerifySettings,
 }
 
 impl App {
@@ -108,6 +147,11 @@ impl App {
             page: 10,
             quit: false,
             color: true,
+            watching: None,
+            events_applied: 0,
+            detail_max_scroll: u16::MAX,
+            verification: None,
+            verify_settings: VerifySettings::default(),
         }
     }
 
@@ -115,6 +159,7 @@ impl App {
         match self.screen {
             Screen::Dashboard => Scope::Dashboard,
             Screen::Detail { .. } => Scope::Detail,
+            Screen::Verify => Scope::Verify,
         }
     }
 
@@ -139,11 +184,52 @@ impl App {
                 self.rebuild_rows();
                 Vec::new()
             }
-            Event::Scanned(Ok(catalog)) => {
+            Event::Scanned(Ok(mut catalog)) => {
                 self.scanning = false;
                 self.last_error = None;
+                // Keep what the watcher saw live: a rescan only knows mtimes.
+                if let Some(old) = self.catalog.take() {
+                    for client in old.clients {
+                        if catalog.client(&client.name).is_some() {
+                            catalog.replace_client_keeping(client);
+                        }
+                    }
+                }
                 self.catalog = Some(catalog);
                 self.rebuild_rows();
+                Vec::new()
+            }
+            Event::ClientScanned { name, result } => {
+                if let Some(catalog) = &mut self.catalog {
+                    match result {
+                        Ok(client) => catalog.replace_client(client),
+                        Err(_) => catalog.remove_client(&name),
+                    }
+                }
+                self.rebuild_rows();
+                Vec::new()
+            }
+            Event::Changes(changes) => self.on_changes(changes),
+            Event::Watching(mode) => {
+                self.watching = Some(mode);
+                Vec::new()
+            }
+            Event::BaseCheckProgress(progress) => {
+                if let Some(v) = &mut self.verification {
+                    v.base_progress = Some(progress);
+                }
+                Vec::new()
+            }
+            Event::BaseChecked(check) => {
+                if let Some(v) = &mut self.verification {
+                    v.base_checked(check);
+                }
+                Vec::new()
+            }
+            Event::SegmentChecked { seen_at, check } => {
+                if let Some(v) = &mut self.verification {
+                    v.segment_checked(seen_at, check);
+                }
                 Vec::new()
             }
             Event::Scanned(Err(error)) => {
@@ -154,6 +240,61 @@ impl App {
             Event::Resize => Vec::new(),
             Event::Key(key) => self.on_key(key),
         }
+    }
+
+    /// Applies a batch of file events to the catalog, then recomputes derived facts once.
+    fn on_changes(&mut self, changes: Vec<WalChange>) -> Vec<Command> {
+        let Some(catalog) = &mut self.catalog else {
+            // The first scan is still running and will see these files.
+            return Vec::new();
+        };
+        let mut commands = Vec::new();
+        for change in &changes {
+            self.events_applied += 1;
+            match catalog.apply(change) {
+                Applied::Nothing => {}
+                Applied::Changed { client, arrival } => {
+                    let Some(arrival) = arrival else { continue };
+                    if let Some(v) = &self.verification {
+                        if v.client == client && v.wants(&arrival.name) && !v.is_over(arrival.at) {
+                            let path = catalog
+                                .client(&client)
+                                .map(|c| c.path.join("wal").join(&arrival.name));
+                            commands.extend(path.map(|path| Command::CheckSegment {
+                                path,
+                                seen_at: arrival.at,
+                            }));
+                        }
+                    }
+                }
+                Applied::RescanClient(name) => {
+                    let command = Command::RescanClient(name);
+                    if !commands.contains(&command) {
+                        commands.push(command);
+                    }
+                }
+                Applied::RescanAll(_) => {
+                    if !commands.contains(&Command::Rescan) {
+                        commands.push(Command::Rescan);
+                    }
+                }
+            }
+        }
+        catalog.refresh();
+        self.rebuild_rows();
+        commands
+    }
+
+    /// Opens the verification window on a client: the base check starts at once.
+    fn start_verification(&mut self, name: &str) -> Vec<Command> {
+        let Some(client) = self.catalog.as_ref().and_then(|c| c.client(name)) else {
+            return Vec::new();
+        };
+        let verification = Verification::new(client, self.verify_settings, self.now);
+        let base_dir = client.path.join("base");
+        self.verification = Some(verification);
+        self.screen = Screen::Verify;
+        vec![Command::CheckBase(base_dir)]
     }
 
     fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
@@ -201,8 +342,31 @@ impl App {
                     };
                 }
             }
+            Action::Verify => {
+                let name = match &self.screen {
+                    Screen::Detail { client, .. } => Some(client.clone()),
+                    _ => self.selected_row().map(|r| r.name.clone()),
+                };
+                if let Some(name) = name {
+                    return self.start_verification(&name);
+                }
+            }
+            Action::EndVerification => match &mut self.verification {
+                Some(v) if !v.is_over(self.now) => v.end_early(self.now),
+                _ => {
+                    self.verification = None;
+                    self.screen = Screen::Dashboard;
+                }
+            },
             Action::Back => match self.screen {
                 Screen::Detail { .. } => self.screen = Screen::Dashboard,
+                Screen::Verify => {
+                    if let Some(v) = &mut self.verification {
+                        v.end_early(self.now);
+                    }
+                    self.verification = None;
+                    self.screen = Screen::Dashboard;
+                }
                 Screen::Dashboard => {
                     if !self.filter.is_empty() {
                         self.filter.clear();
@@ -258,8 +422,9 @@ impl App {
             Screen::Detail { scroll, .. } => {
                 *scroll = (*scroll as isize)
                     .saturating_add(delta)
-                    .clamp(0, u16::MAX as isize) as u16;
+                    .clamp(0, self.detail_max_scroll as isize) as u16;
             }
+            Screen::Verify => {}
         }
     }
 
@@ -297,8 +462,10 @@ impl App {
 }
 
 fn matches_filter(report: &ClientReport, needle: &str) -> bool {
+    let status = format!("{:?}", report.status).to_lowercase();
     report.name.to_lowercase().contains(needle)
-        || report.status.label().to_lowercase() == needle
+        || status.starts_with(needle)
+        || report.status.label().to_lowercase().starts_with(needle)
         || report
             .problems
             .iter()

@@ -20,6 +20,8 @@ pub enum Action {
     CycleSort,
     ReverseSort,
     ToggleHelp,
+    Verify,
+    EndVerification,
 }
 
 /// Where a key applies.
@@ -28,6 +30,7 @@ pub enum Scope {
     Everywhere,
     Dashboard,
     Detail,
+    Verify,
 }
 
 pub struct Binding {
@@ -37,136 +40,51 @@ pub struct Binding {
     pub label: &'static str,
     pub action: Action,
     pub help: &'static str,
-    /// Shown in the footer, not only in the help overlay.
-    pub footer: bool,
+    /// The footer's word for it; empty when it only shows in the help overlay.
+    pub hint: &'static str,
 }
 
+const fn bind(
+    scope: Scope,
+    keys: &'static [KeyCode],
+    label: &'static str,
+    action: Action,
+    help: &'static str,
+    hint: &'static str,
+) -> Binding {
+    Binding {
+        scope,
+        keys,
+        label,
+        action,
+        help,
+        hint,
+    }
+}
+
+use KeyCode::{Backspace, Char, Down, End, Enter, Esc, Home, Left, PageDown, PageUp, Up};
+use Scope::{Dashboard, Detail, Everywhere, Verify};
+
+#[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
-    Binding {
-        scope: Scope::Everywhere,
-        keys: &[KeyCode::Char('?')],
-        label: "?",
-        action: Action::ToggleHelp,
-        help: "show or hide this help",
-        footer: true,
-    },
-    Binding {
-        scope: Scope::Everywhere,
-        keys: &[KeyCode::Char('q')],
-        label: "q",
-        action: Action::Quit,
-        help: "quit (Ctrl-C too)",
-        footer: true,
-    },
-    Binding {
-        scope: Scope::Everywhere,
-        keys: &[KeyCode::Up, KeyCode::Char('k')],
-        label: "↑/k",
-        action: Action::Up,
-        help: "move up",
-        footer: false,
-    },
-    Binding {
-        scope: Scope::Everywhere,
-        keys: &[KeyCode::Down, KeyCode::Char('j')],
-        label: "↓/j",
-        action: Action::Down,
-        help: "move down",
-        footer: false,
-    },
-    Binding {
-        scope: Scope::Everywhere,
-        keys: &[KeyCode::PageUp],
-        label: "PgUp",
-        action: Action::PageUp,
-        help: "one page up",
-        footer: false,
-    },
-    Binding {
-        scope: Scope::Everywhere,
-        keys: &[KeyCode::PageDown],
-        label: "PgDn",
-        action: Action::PageDown,
-        help: "one page down",
-        footer: false,
-    },
-    Binding {
-        scope: Scope::Everywhere,
-        keys: &[KeyCode::Home, KeyCode::Char('g')],
-        label: "Home/g",
-        action: Action::Top,
-        help: "first line",
-        footer: false,
-    },
-    Binding {
-        scope: Scope::Everywhere,
-        keys: &[KeyCode::End, KeyCode::Char('G')],
-        label: "End/G",
-        action: Action::Bottom,
-        help: "last line",
-        footer: false,
-    },
-    Binding {
-        scope: Scope::Everywhere,
-        keys: &[KeyCode::Char('r')],
-        label: "r",
-        action: Action::Rescan,
-        help: "rescan the backup root",
-        footer: true,
-    },
-    Binding {
-        scope: Scope::Dashboard,
-        keys: &[KeyCode::Enter],
-        label: "Enter",
-        action: Action::Open,
-        help: "open the selected client",
-        footer: true,
-    },
-    Binding {
-        scope: Scope::Dashboard,
-        keys: &[KeyCode::Char('/')],
-        label: "/",
-        action: Action::StartFilter,
-        help: "filter clients by name, status or problem code",
-        footer: true,
-    },
-    Binding {
-        scope: Scope::Dashboard,
-        keys: &[KeyCode::Char('s')],
-        label: "s",
-        action: Action::CycleSort,
-        help: "sort by the next column",
-        footer: true,
-    },
-    Binding {
-        scope: Scope::Dashboard,
-        keys: &[KeyCode::Char('S')],
-        label: "S",
-        action: Action::ReverseSort,
-        help: "reverse the sort order",
-        footer: false,
-    },
-    Binding {
-        scope: Scope::Dashboard,
-        keys: &[KeyCode::Esc],
-        label: "Esc",
-        action: Action::Back,
-        help: "clear the filter",
-        footer: false,
-    },
-    Binding {
-        scope: Scope::Detail,
-        keys: &[
-            KeyCode::Esc,
-            KeyCode::Backspace,
-            KeyCode::Left,
-            KeyCode::Char('h'),
-        ],
-        label: "Esc",
-        action: Action::Back,
-        help: "back to the dashboard",
-        footer: true,
-    },
+    bind(Everywhere, &[Char('?')], "?", Action::ToggleHelp, "show or hide this help", "help"),
+    bind(Everywhere, &[Char('q')], "q", Action::Quit, "quit (Ctrl-C too)", "quit"),
+    bind(Everywhere, &[Up, Char('k')], "↑/k", Action::Up, "move up (scroll in the detail)", ""),
+    bind(Everywhere, &[Down, Char('j')], "↓/j", Action::Down, "move down (scroll in the detail)", ""),
+    bind(Everywhere, &[PageUp], "PgUp", Action::PageUp, "one page up", ""),
+    bind(Everywhere, &[PageDown], "PgDn", Action::PageDown, "one page down", ""),
+    bind(Everywhere, &[Home, Char('g')], "Home/g", Action::Top, "first line", ""),
+    bind(Everywhere, &[End, Char('G')], "End/G", Action::Bottom, "last line", ""),
+    bind(Everywhere, &[Char('r')], "r", Action::Rescan, "rescan the backup root", "rescan"),
+    bind(Dashboard, &[Enter], "Enter", Action::Open, "open the selected client", "open"),
+    bind(Dashboard, &[Char('/')], "/", Action::StartFilter, "filter by name, status or problem code", "filter"),
+    bind(Dashboard, &[Char('s')], "s", Action::CycleSort, "sort by the next column", "sort"),
+    bind(Dashboard, &[Char('S')], "S", Action::ReverseSort, "reverse the sort order", ""),
+    bind(Dashboard, &[Char('v')], "v", Action::Verify, "verify the selected client's archiving (3-5 minute check)", "verify"),
+    bind(Dashboard, &[Esc], "Esc", Action::Back, "clear the filter", ""),
+    bind(Detail, &[Esc, Backspace, Left, Char('h')], "Esc/⌫/←/h", Action::Back, "back to the dashboard", "back"),
+    bind(Detail, &[Char('v')], "v", Action::Verify, "verify this client's archiving", "verify"),
+    bind(Verify, &[Esc], "Esc", Action::EndVerification, "end the window now with the result so far; again to leave", "end/leave"),
 ];
 
 /// The action bound to this key in this scope, if any.
@@ -185,22 +103,9 @@ pub fn action_for(scope: Scope, key: KeyEvent) -> Option<Action> {
 pub fn footer_hints(scope: Scope) -> Vec<(&'static str, &'static str)> {
     BINDINGS
         .iter()
-        .filter(|b| b.footer && (b.scope == scope || b.scope == Scope::Everywhere))
-        .map(|b| (b.label, short_help(b.help)))
+        .filter(|b| !b.hint.is_empty() && (b.scope == scope || b.scope == Scope::Everywhere))
+        .map(|b| (b.label, b.hint))
         .collect()
-}
-
-fn short_help(help: &'static str) -> &'static str {
-    match help.split_once(' ') {
-        Some((first, _)) if first == "show" => "help",
-        Some(("open", _)) => "open",
-        Some(("filter", _)) => "filter",
-        Some(("sort", _)) => "sort",
-        Some(("rescan", _)) => "rescan",
-        Some(("quit", _)) => "quit",
-        Some(("back", _)) => "back",
-        _ => help,
-    }
 }
 
 #[cfg(test)]
@@ -209,7 +114,7 @@ mod tests {
 
     #[test]
     fn no_key_is_bound_twice_in_one_scope() {
-        for scope in [Scope::Dashboard, Scope::Detail] {
+        for scope in [Scope::Dashboard, Scope::Detail, Scope::Verify] {
             let mut seen = Vec::new();
             for binding in BINDINGS
                 .iter()

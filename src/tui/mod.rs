@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 
 use crate::catalog::{self, ScanOptions};
 use crate::config::Config;
+use crate::verify::{check_base_backup, check_segment};
+use crate::watch::RootWatcher;
 use app::{App, Command, Event};
 
 #[derive(Debug, Clone)]
@@ -32,7 +34,8 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            resync_every: Duration::from_secs(60),
+            // File events carry the live view; this full re-read is only the safety net.
+            resync_every: Duration::from_secs(600),
             tick_every: Duration::from_secs(1),
             cache: crate::cache::default_cache_path(),
         }
@@ -40,12 +43,8 @@ impl Default for Options {
 }
 
 impl Options {
-    /// The demo's live client delivers every few seconds: re-read often.
     pub fn demo() -> Options {
-        Options {
-            resync_every: Duration::from_secs(2),
-            ..Options::default()
-        }
+        Options::default()
     }
 }
 
@@ -67,6 +66,7 @@ pub fn run(root: PathBuf, config: Config, options: Options) -> Result<()> {
 /// Internal messages: the app's events plus the loop's own timers.
 enum Message {
     App(Event),
+    Change(crate::watch::WalChange),
     ResyncDue,
     Terminate,
 }
@@ -87,36 +87,126 @@ async fn event_loop(
 
     let mut app = App::new(root.clone(), config, SystemTime::now());
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let mut scans = ScanJobs::new(root, options.cache.clone(), tx.clone());
-    scans.request();
+    // Watch before the first scan: a file landing in between is seen by one of them.
+    let watch_tx = tx.clone();
+    let watcher = RootWatcher::start(&root, move |change| {
+        let _ = watch_tx.send(Message::Change(change));
+    });
+    let watch_state = match &watcher {
+        Ok(watcher) => Ok(watcher.mode.clone()),
+        Err(error) => Err(error.to_string()),
+    };
+    app.update(Event::Watching(watch_state));
+    let mut jobs = Jobs::new(root, options.cache.clone(), tx.clone());
+    jobs.scans.request();
     loop {
         terminal.draw(|frame| view::draw(frame, &mut app))?;
         let Some(first) = rx.recv().await else { break };
-        // Coalesce: handle everything already queued, then draw once.
+        // Coalesce: handle what is already queued (bounded, so input stays responsive), then draw once.
         let mut pending = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            pending.push(more);
+        while pending.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => pending.push(more),
+                Err(_) => break,
+            }
         }
+        let mut changes = Vec::new();
         for message in pending {
-            let commands = match message {
-                Message::App(event) => {
-                    if let Event::Scanned(_) = &event {
-                        scans.finished();
-                    }
-                    app.update(event)
+            let event = match message {
+                Message::Change(change) => {
+                    changes.push(change);
+                    continue;
                 }
-                Message::ResyncDue => vec![Command::Rescan],
-                Message::Terminate => vec![Command::Quit],
+                Message::App(event) => event,
+                Message::ResyncDue => {
+                    jobs.scans.request();
+                    continue;
+                }
+                Message::Terminate => return Ok(()),
             };
-            for command in commands {
-                match command {
-                    Command::Rescan => scans.request(),
-                    Command::Quit => return Ok(()),
+            if !changes.is_empty()
+                && jobs.run(app.update(Event::Changes(std::mem::take(&mut changes))))
+            {
+                return Ok(());
+            }
+            if let Event::Scanned(_) = &event {
+                jobs.scans.finished();
+            }
+            if jobs.run(app.update(event)) {
+                return Ok(());
+            }
+        }
+        if !changes.is_empty() && jobs.run(app.update(Event::Changes(changes))) {
+            return Ok(());
+        }
+    }
+    drop(watcher);
+    Ok(())
+}
+
+/// Messages handled between two frames at most: an event storm cannot starve drawing.
+const MAX_BATCH: usize = 20_000;
+
+/// Runs the app's side effects in the background; results come back as events.
+struct Jobs {
+    scans: ScanJobs,
+    root: PathBuf,
+    cache: Option<PathBuf>,
+    tx: mpsc::UnboundedSender<Message>,
+}
+
+impl Jobs {
+    fn new(root: PathBuf, cache: Option<PathBuf>, tx: mpsc::UnboundedSender<Message>) -> Jobs {
+        Jobs {
+            scans: ScanJobs::new(root.clone(), cache.clone(), tx.clone()),
+            root,
+            cache,
+            tx,
+        }
+    }
+
+    /// Starts each command; true when one of them is Quit.
+    fn run(&mut self, commands: Vec<Command>) -> bool {
+        for command in commands {
+            let tx = self.tx.clone();
+            let send = move |event: Event| {
+                let _ = tx.send(Message::App(event));
+            };
+            match command {
+                Command::Quit => return true,
+                Command::Rescan => self.scans.request(),
+                Command::RescanClient(name) => {
+                    let root = self.root.clone();
+                    let options = ScanOptions {
+                        cache: self.cache.clone(),
+                        ..ScanOptions::default()
+                    };
+                    tokio::task::spawn_blocking(move || {
+                        let result =
+                            catalog::scan_client(&root, &name, &options).map_err(|e| e.to_string());
+                        send(Event::ClientScanned { name, result });
+                    });
+                }
+                Command::CheckBase(base_dir) => {
+                    tokio::task::spawn_blocking(move || {
+                        let check = check_base_backup(&base_dir, &mut |p| {
+                            send.clone()(Event::BaseCheckProgress(p))
+                        });
+                        send(Event::BaseChecked(check));
+                    });
+                }
+                Command::CheckSegment { path, seen_at } => {
+                    tokio::task::spawn_blocking(move || {
+                        send(Event::SegmentChecked {
+                            seen_at,
+                            check: check_segment(&path),
+                        });
+                    });
                 }
             }
         }
+        false
     }
-    Ok(())
 }
 
 /// Single-flight scans: a request while one runs is remembered and runs

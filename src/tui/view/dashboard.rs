@@ -6,8 +6,11 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 
-use super::{human_bytes, short_time, status_badge, status_style};
+use std::time::Duration;
+
+use super::{human_bytes, short_time, sparkline, status_badge, status_style};
 use crate::health::age_text;
+use crate::health::short_duration;
 use crate::report::ClientReport;
 use crate::tui::app::App;
 
@@ -20,78 +23,56 @@ struct Column {
     cell: fn(&ClientReport, &App) -> String,
 }
 
+#[rustfmt::skip]
 const COLUMNS: &[Column] = &[
-    Column {
-        title: "STATUS",
-        width: 7,
-        priority: 0,
-        cell: |r, _| status_badge(r.status).to_owned(),
-    },
-    Column {
-        title: "CLIENT",
-        width: 14,
-        priority: 0,
-        cell: |r, _| r.name.clone(),
-    },
-    Column {
-        title: "BASE",
-        width: 9,
-        priority: 2,
-        cell: |r, app| r.base.taken_at.map_or("—".into(), |t| age_short(t, app)),
-    },
-    Column {
-        title: "BASE SIZE",
-        width: 9,
-        priority: 4,
-        cell: |r, _| {
-            if r.base.bytes > 0 {
-                human_bytes(r.base.bytes)
-            } else {
-                "—".into()
-            }
-        },
-    },
-    Column {
-        title: "WAL",
-        width: 7,
-        priority: 1,
-        cell: |r, _| r.wal.segments.to_string(),
-    },
-    Column {
-        title: "WAL SIZE",
-        width: 9,
-        priority: 4,
-        cell: |r, _| human_bytes(r.wal.bytes),
-    },
-    Column {
-        title: "LAST SEGMENT",
-        width: 24,
-        priority: 5,
-        cell: |r, _| r.wal.last.clone().unwrap_or_else(|| "—".into()),
-    },
-    Column {
-        title: "LAST WAL",
-        width: 10,
-        priority: 0,
-        cell: |r, app| {
-            r.wal
-                .last_arrival
-                .map_or("never".into(), |t| age_short(t, app))
-        },
-    },
-    Column {
-        title: "RESTORABLE TO",
-        width: 16,
-        priority: 1,
-        cell: |r, _| r.restorable_to.map_or("not restorable".into(), short_time),
-    },
-    Column {
-        title: "PROBLEMS",
-        width: 24,
-        priority: 0,
-        cell: problems_cell,
-    },
+    Column { title: "STATUS", width: 7, priority: 0, cell: |r, _| status_badge(r.status).to_owned() },
+    Column { title: "CLIENT", width: 12, priority: 0, cell: |r, _| r.name.clone() },
+    Column { title: "BASE", width: 7, priority: 3, cell: |r, app| r.base.taken_at.map_or("—".into(), |t| age_short(t, app)) },
+    Column { title: "BASE SIZE", width: 9, priority: 4, cell: |r, _| if r.base.bytes > 0 { human_bytes(r.base.bytes) } else { "—".into() } },
+    Column { title: "WAL", width: 6, priority: 2, cell: |r, _| r.wal.segments.to_string() },
+    Column { title: "WAL SIZE", width: 9, priority: 4, cell: |r, _| human_bytes(r.wal.bytes) },
+    Column { title: "LAST SEGMENT", width: 24, priority: 5, cell: |r, _| r.wal.last.clone().unwrap_or_else(|| "—".into()) },
+    Column { title: "LAST WAL", width: 10, priority: 0, cell: last_wal_cell },
+    Column { title: "CADENCE", width: 14, priority: 1, cell: cadence_cell },
+    Column { title: "RESTORABLE (UTC)", width: 16, priority: 0, cell: |r, _| r.restorable_to.map_or("not restorable".into(), short_time) },
+    Column { title: "PROBLEMS", width: 12, priority: 0, cell: problems_cell },
 ];
+
+/// How long a freshly landed segment marks its row.
+const LANDED_MARK: Duration = Duration::from_secs(3);
+
+fn client_of<'a>(report: &ClientReport, app: &'a App) -> Option<&'a crate::catalog::Client> {
+    app.catalog.as_ref()?.client(&report.name)
+}
+
+/// The age of the last arrival, marked for a few seconds when a segment just landed.
+fn last_wal_cell(report: &ClientReport, app: &App) -> String {
+    let age = report
+        .wal
+        .last_arrival
+        .map_or("never".into(), |t| age_short(t, app));
+    let landed =
+        client_of(report, app).is_some_and(|c| c.cadence.landed_recently(app.now, LANDED_MARK));
+    if landed { format!("◆ {age}") } else { age }
+}
+
+/// Median interval and the recent intervals against the expected cadence.
+fn cadence_cell(report: &ClientReport, app: &App) -> String {
+    let Some(client) = client_of(report, app) else {
+        return String::new();
+    };
+    let Some(stats) = client.cadence.stats() else {
+        return "—".into();
+    };
+    let intervals = client.cadence.intervals();
+    let recent = &intervals[intervals.len().saturating_sub(8)..];
+    let expected = app.config.policy_for(&report.name).archive_timeout;
+    format!(
+        "{:>5} {}",
+        short_duration(stats.median),
+        sparkline(recent, expected * 2)
+    )
+}
 
 fn age_short(time: std::time::SystemTime, app: &App) -> String {
     age_text(time, app.now).trim_end_matches(" ago").to_owned()
@@ -105,14 +86,11 @@ fn problems_cell(report: &ClientReport, _: &App) -> String {
         .map(|p| p.code.as_str())
         .collect();
     let acknowledged = report.problems.len() - counted.len();
-    let mut text = match counted.len() {
-        0 => String::new(),
-        1 => counted[0].to_owned(),
-        n => format!("{n}: {}", counted[0]),
+    let mut text = match counted.as_slice() {
+        [] => String::new(),
+        [only] => (*only).to_owned(),
+        [first, rest @ ..] => format!("{first} +{}", rest.len()),
     };
-    if counted.len() > 1 {
-        text.push('…');
-    }
     if acknowledged > 0 {
         if !text.is_empty() {
             text.push(' ');
@@ -121,6 +99,9 @@ fn problems_cell(report: &ClientReport, _: &App) -> String {
     }
     if text.is_empty() { "—".into() } else { text }
 }
+
+/// The selection marker `▶ ` in front of every row.
+const HIGHLIGHT_WIDTH: u16 = 2;
 
 /// The columns that fit in `width`, keeping the most important ones.
 fn visible_columns(width: u16) -> Vec<&'static Column> {
@@ -131,7 +112,7 @@ fn visible_columns(width: u16) -> Vec<&'static Column> {
             .filter(|c| c.priority <= max_priority)
             .collect();
         let needed: u16 = chosen.iter().map(|c| c.width + 1).sum();
-        if needed <= width || max_priority == 0 {
+        if needed + HIGHLIGHT_WIDTH <= width || max_priority == 0 {
             return chosen;
         }
         max_priority -= 1;

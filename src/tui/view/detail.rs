@@ -1,5 +1,6 @@
-//! A client's detail: base backup facts, the archive per timeline, gaps,
-//! and every problem with its explanation and fix.
+//! A client's detail: its problems first (with explanation and fix), then
+//! the base backup, the archive per timeline, gaps, and the live arrivals
+//! with their cadence against the expected one.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -7,13 +8,16 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
-use super::{human_bytes, short_time, status_badge, status_style};
+use super::{clock_time, human_bytes, short_time, sparkline, status_badge, status_style};
 use crate::catalog::Client;
-use crate::health::age_text;
+use crate::health::{age_text, short_duration};
 use crate::report::ClientReport;
 use crate::tui::app::App;
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &App, name: &str, scroll: u16) {
+/// Arrivals listed under "Live arrivals".
+const ARRIVALS_SHOWN: usize = 12;
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &mut App, name: &str, scroll: u16) {
     let Some((report, client)) = app.detail_client() else {
         let text = format!("client {name} is no longer in the catalog (Esc to go back)");
         frame.render_widget(
@@ -21,6 +25,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, name: &str, scroll: u16) {
             area,
         );
         return;
+    };
+    let lines = lines(report, client, app, area.width as usize);
+    // Lines are kept shorter than the screen, so the line count is the height.
+    let visible = area.height.saturating_sub(1);
+    let max_scroll = (lines.len() as u16).saturating_sub(visible);
+    let more = if scroll < max_scroll {
+        " ↓ more (j/PgDn) "
+    } else {
+        ""
     };
     let title = Line::from(vec![
         Span::styled(
@@ -31,14 +44,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, name: &str, scroll: u16) {
             format!("{} ", status_badge(report.status)),
             status_style(report.status, app.color),
         ),
+        Span::raw(more),
     ]);
     let block = Block::default().borders(Borders::TOP).title(title);
-    let lines = lines(report, client, app);
     let paragraph = Paragraph::new(lines)
         .block(block)
         .wrap(Wrap { trim: false })
-        .scroll((scroll, 0));
+        .scroll((scroll.min(max_scroll), 0));
     frame.render_widget(paragraph, area);
+    app.detail_max_scroll = max_scroll;
 }
 
 fn heading(text: &str) -> Line<'static> {
@@ -48,133 +62,32 @@ fn heading(text: &str) -> Line<'static> {
     ))
 }
 
-fn lines(report: &ClientReport, client: &Client, app: &App) -> Vec<Line<'static>> {
-    let now = app.now;
+fn lines(report: &ClientReport, client: &Client, app: &App, width: usize) -> Vec<Line<'static>> {
     let mut out = vec![
         Line::from(format!("folder {}", client.path.display())),
         Line::default(),
     ];
+    problems(report, app, width, &mut out);
+    base_backup(report, client, app, &mut out);
+    archive(report, client, app, &mut out);
+    gaps(report, &mut out);
+    arrivals(client, app, &mut out);
+    out
+}
 
-    out.push(heading("Base backup"));
-    if report.base.files.is_empty() {
-        out.push(Line::from("  none"));
-    }
-    for file in &report.base.files {
-        out.push(Line::from(format!(
-            "  {:<22} {:>9}   {}",
-            file.fact.name,
-            human_bytes(file.fact.size),
-            short_time(file.fact.mtime)
-        )));
-    }
-    if let Some(label) = &report.base.label {
-        out.push(Line::from(format!(
-            "  label {:?}, started {} ({})",
-            label.label,
-            label.start_time_text,
-            label
-                .start_time
-                .map_or("time zone not UTC".into(), |t| age_text(t, now))
-        )));
-        out.push(Line::from(format!(
-            "  start {} in {}",
-            label.start_lsn, label.start_segment
-        )));
-    }
-    let version = report.base.pg_version.clone().unwrap_or_else(|| "?".into());
-    let sysid = match (
-        &report.base.system_identifier,
-        report.base.system_identifier_source,
-    ) {
-        (Some(id), Some(source)) => format!("{id} (from {source})"),
-        _ => "unknown".into(),
-    };
-    out.push(Line::from(format!(
-        "  PostgreSQL {version}, system identifier {sysid}"
-    )));
-    if let Some(bytes) = report.base.unpacked_bytes {
-        out.push(Line::from(format!(
-            "  unpacked size {}",
-            human_bytes(bytes)
-        )));
-    }
-    out.push(Line::default());
+/// Wraps `text` to `width`, every line after the first indented like the first's text.
+fn wrapped(first: &str, text: &str, width: usize) -> Vec<Line<'static>> {
+    let indent = " ".repeat(first.chars().count());
+    let options = textwrap::Options::new(width.max(indent.len() + 20))
+        .initial_indent(first)
+        .subsequent_indent(&indent);
+    textwrap::wrap(text, options)
+        .into_iter()
+        .map(|l| Line::from(l.into_owned()))
+        .collect()
+}
 
-    out.push(heading("WAL archive"));
-    let last = report.wal.last_arrival.map_or("never".into(), |t| {
-        format!("{} ({})", short_time(t), age_text(t, now))
-    });
-    out.push(Line::from(format!(
-        "  {} segments, {}, segment size {}, last arrival {last}",
-        report.wal.segments,
-        human_bytes(report.wal.bytes),
-        human_bytes_binary(report.wal.segment_size)
-    )));
-    for timeline in &report.wal.timelines {
-        let partial = if timeline.partial > 0 {
-            format!(" + {} partial", timeline.partial)
-        } else {
-            String::new()
-        };
-        let role = if timeline.on_restore_line {
-            "restore follows it"
-        } else {
-            "not on the restore's line"
-        };
-        out.push(Line::from(format!(
-            "  timeline {:<3} {} … {}  {:>6} segments{partial}, {}  ({role})",
-            timeline.timeline.0,
-            timeline.first,
-            timeline.last,
-            timeline.segments,
-            human_bytes(timeline.bytes)
-        )));
-    }
-    for part in &report.wal.in_flight {
-        out.push(Line::from(format!("  in flight: {part}")));
-    }
-    let needed = report.wal.needed_from.clone().unwrap_or_else(|| "—".into());
-    let consistent = report
-        .wal
-        .consistent_at
-        .clone()
-        .unwrap_or_else(|| "unknown (no .backup file)".into());
-    out.push(Line::from(format!(
-        "  needed from {needed}, consistent at {consistent}"
-    )));
-    let window = match (report.restorable_from, report.restorable_to) {
-        (Some(from), Some(to)) => format!(
-            "  restorable from {} to {} ({})",
-            short_time(from),
-            short_time(to),
-            age_text(to, now)
-        ),
-        (None, Some(to)) => format!("  restorable to {} ({})", short_time(to), age_text(to, now)),
-        _ => "  NOT RESTORABLE: the WAL needed for consistency is missing".into(),
-    };
-    out.push(Line::from(window));
-    if let Some(through) = &report.wal.restorable_through {
-        out.push(Line::from(format!("  replay reaches {through}")));
-    }
-    out.push(Line::default());
-
-    out.push(heading("Gaps"));
-    if report.wal.gaps.is_empty() {
-        out.push(Line::from("  none"));
-    }
-    for gap in &report.wal.gaps {
-        let when = if gap.before_consistency {
-            "  before consistency"
-        } else {
-            ""
-        };
-        out.push(Line::from(format!(
-            "  {} … {}  ({} segments){when}",
-            gap.first, gap.last, gap.count
-        )));
-    }
-    out.push(Line::default());
-
+fn problems(report: &ClientReport, app: &App, width: usize, out: &mut Vec<Line<'static>>) {
     out.push(heading("Problems"));
     if report.problems.is_empty() {
         out.push(Line::from("  none"));
@@ -190,26 +103,225 @@ fn lines(report: &ClientReport, client: &Client, app: &App) -> Vec<Line<'static>
         } else {
             "  ack"
         };
-        out.push(Line::from(vec![
-            Span::styled(format!("  {badge:<7}"), style),
-            Span::styled(
-                format!("{}", problem.code),
-                Style::new().add_modifier(Modifier::BOLD),
-            ),
-            Span::raw(format!(": {}", problem.message)),
-        ]));
-        out.push(Line::from(format!("           fix: {}", problem.fix)));
+        let code = format!("{}", problem.code);
+        let mut message =
+            wrapped(&format!("  {badge:<7}{code}: "), &problem.message, width).into_iter();
+        if let Some(first) = message.next() {
+            // Restyle the head of the first line: badge in its colour, code in bold.
+            let text = first.to_string();
+            let head = format!("  {badge:<7}{code}");
+            let rest = text.strip_prefix(&head).unwrap_or(&text).to_owned();
+            out.push(Line::from(vec![
+                Span::styled(format!("  {badge:<7}"), style),
+                Span::styled(code, Style::new().add_modifier(Modifier::BOLD)),
+                Span::raw(rest),
+            ]));
+        }
+        out.extend(message);
+        out.extend(wrapped("         fix: ", &problem.fix, width));
         if let Some(note) = &problem.acknowledged {
-            out.push(Line::from(format!("           acknowledged: {note}")));
+            out.extend(wrapped("         acknowledged: ", note, width));
         }
     }
-    out
+    out.push(Line::default());
 }
 
-fn human_bytes_binary(bytes: u32) -> String {
-    if bytes >= 1 << 30 {
-        format!("{} GiB", bytes >> 30)
-    } else {
-        format!("{} MiB", bytes >> 20)
+fn base_backup(report: &ClientReport, client: &Client, app: &App, out: &mut Vec<Line<'static>>) {
+    let now = app.now;
+    out.push(heading("Base backup"));
+    if report.base.files.is_empty() {
+        out.push(Line::from("  none"));
+    }
+    for file in &report.base.files {
+        out.push(Line::from(format!(
+            "  {:<22} {:>9}   {} UTC",
+            file.fact.name,
+            human_bytes(file.fact.size),
+            short_time(file.fact.mtime)
+        )));
+    }
+    if let Some(label) = &report.base.label {
+        let age = label
+            .start_time
+            .map_or(String::new(), |t| format!(" ({})", age_text(t, now)));
+        out.push(Line::from(format!(
+            "  label {:?}, started {}{age}",
+            label.label, label.start_time_text
+        )));
+        out.push(Line::from(format!(
+            "  starts at {} in {}",
+            label.start_lsn, label.start_segment
+        )));
+    }
+    let version = report
+        .base
+        .pg_version
+        .clone()
+        .map_or("PostgreSQL version unknown".into(), |v| {
+            format!("PostgreSQL {v}")
+        });
+    let sysid = match (
+        &report.base.system_identifier,
+        report.base.system_identifier_source,
+    ) {
+        (Some(id), Some("pg_control")) => format!("{id} (pg_control)"),
+        (Some(id), Some(_)) => format!("{id} (WAL header in pg_wal.tar.gz)"),
+        _ => match client.wal.first_header {
+            Some(header) => format!("{} (archived WAL header)", header.system_identifier),
+            None => "unknown".into(),
+        },
+    };
+    out.push(Line::from(format!(
+        "  {version}, system identifier {sysid}"
+    )));
+    if let Some(bytes) = report.base.unpacked_bytes {
+        out.push(Line::from(format!(
+            "  unpacked size {}",
+            human_bytes(bytes)
+        )));
+    }
+    out.push(Line::default());
+}
+
+fn archive(report: &ClientReport, client: &Client, app: &App, out: &mut Vec<Line<'static>>) {
+    let now = app.now;
+    out.push(heading("WAL archive"));
+    out.push(Line::from(format!(
+        "  {} segments, {}, {} MiB segments",
+        report.wal.segments,
+        human_bytes(report.wal.bytes),
+        report.wal.segment_size >> 20
+    )));
+    let last = report.wal.last_arrival.map_or("never".into(), |t| {
+        format!("{} UTC ({})", short_time(t), age_text(t, now))
+    });
+    out.push(Line::from(format!("  last arrival {last}")));
+    for timeline in &report.wal.timelines {
+        let partial = if timeline.partial > 0 {
+            format!(" + {} partial", timeline.partial)
+        } else {
+            String::new()
+        };
+        let role = if timeline.on_restore_line {
+            ""
+        } else {
+            ", not on the restore's line"
+        };
+        out.push(Line::from(format!(
+            "  timeline {}: {} .. {}",
+            timeline.timeline.0, timeline.first, timeline.last
+        )));
+        out.push(Line::from(format!(
+            "     {} segments{partial}, {}{role}",
+            timeline.segments,
+            human_bytes(timeline.bytes)
+        )));
+    }
+    let line = &client.continuity.restore_line;
+    for pair in line.windows(2) {
+        out.push(Line::from(format!(
+            "  timeline {} branched from {} at {}",
+            pair[1].timeline.0, pair[0].timeline.0, pair[1].begin
+        )));
+    }
+    for part in &client.wal.in_flight {
+        out.push(Line::from(format!(
+            "  in flight: {} ({}, since {})",
+            part.name,
+            human_bytes(part.size),
+            age_text(part.mtime, now)
+        )));
+    }
+    let needed = report.wal.needed_from.clone().unwrap_or_else(|| "—".into());
+    let consistent = report
+        .wal
+        .consistent_at
+        .clone()
+        .unwrap_or_else(|| "unknown (no .backup file)".into());
+    out.push(Line::from(format!("  needed from {needed}")));
+    out.push(Line::from(format!("  consistent at {consistent}")));
+    let window = match (report.restorable_from, report.restorable_to) {
+        (Some(from), Some(to)) => format!(
+            "  restorable from {} to {} UTC ({})",
+            short_time(from),
+            short_time(to),
+            age_text(to, now)
+        ),
+        (None, Some(to)) => format!(
+            "  restorable to {} UTC ({})",
+            short_time(to),
+            age_text(to, now)
+        ),
+        _ if report.base.label.is_none() => "  NOT RESTORABLE: no usable base backup".into(),
+        _ => "  NOT RESTORABLE: WAL needed for consistency is missing".into(),
+    };
+    out.push(Line::from(window));
+    if let Some(through) = &report.wal.restorable_through {
+        out.push(Line::from(format!("  replay reaches {through}")));
+    }
+    out.push(Line::default());
+}
+
+fn gaps(report: &ClientReport, out: &mut Vec<Line<'static>>) {
+    out.push(heading("Gaps"));
+    if report.wal.gaps.is_empty() {
+        out.push(Line::from("  none"));
+    }
+    for gap in &report.wal.gaps {
+        let when = if gap.before_consistency {
+            ", before consistency"
+        } else {
+            ""
+        };
+        let text = if gap.count == 1 {
+            format!("  {} (1 segment{when})", gap.first)
+        } else {
+            format!(
+                "  {} .. {} ({} segments{when})",
+                gap.first, gap.last, gap.count
+            )
+        };
+        out.push(Line::from(text));
+    }
+    out.push(Line::default());
+}
+
+fn arrivals(client: &Client, app: &App, out: &mut Vec<Line<'static>>) {
+    out.push(heading("Live arrivals"));
+    let expected = app.config.policy_for(&client.name).archive_timeout;
+    match client.cadence.stats() {
+        Some(stats) => {
+            let intervals = client.cadence.intervals();
+            let recent = &intervals[intervals.len().saturating_sub(40)..];
+            out.push(Line::from(format!(
+                "  intervals {}  (full bar = {}: twice the expected cadence)",
+                sparkline(recent, expected * 2),
+                short_duration(expected * 2)
+            )));
+            out.push(Line::from(format!(
+                "  last {}, median {}, max {} over {} intervals",
+                short_duration(stats.last),
+                short_duration(stats.median),
+                short_duration(stats.max),
+                stats.intervals
+            )));
+        }
+        None => out.push(Line::from("  not enough arrivals for a cadence yet")),
+    }
+    let arrivals: Vec<_> = client.cadence.arrivals().collect();
+    let first_shown = arrivals.len().saturating_sub(ARRIVALS_SHOWN);
+    for (index, arrival) in arrivals.iter().enumerate().skip(first_shown).rev() {
+        let interval = index
+            .checked_sub(1)
+            .and_then(|prev| arrival.at.duration_since(arrivals[prev].at).ok())
+            .map_or("".into(), |i| format!("+{}", short_duration(i)));
+        let how = if arrival.live { "seen" } else { "mtime" };
+        out.push(Line::from(format!(
+            "  {}  {:<27} {:>9}  {:>8}  {how}",
+            clock_time(arrival.at),
+            arrival.name,
+            human_bytes(arrival.size),
+            interval
+        )));
     }
 }

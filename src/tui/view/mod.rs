@@ -4,6 +4,7 @@
 mod dashboard;
 mod detail;
 mod help;
+mod verify;
 
 use std::time::SystemTime;
 
@@ -17,6 +18,7 @@ use crate::health::Status;
 use crate::serde_util::time_text;
 use crate::tui::app::{App, Screen};
 use crate::tui::keymap;
+use crate::watch::WatchMode;
 
 pub fn draw(frame: &mut Frame, app: &mut App) {
     let [header, body, footer] = Layout::vertical([
@@ -30,6 +32,7 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     match app.screen.clone() {
         Screen::Dashboard => dashboard::draw(frame, body, app),
         Screen::Detail { client, scroll } => detail::draw(frame, body, app, &client, scroll),
+        Screen::Verify => verify::draw(frame, body, app),
     }
     draw_footer(frame, footer, app);
     if app.show_help {
@@ -56,12 +59,28 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     } else {
         format!("{} of {} clients", app.rows.len(), app.total_clients)
     };
+    let (watch, watch_style) = match &app.watching {
+        Some(Ok(WatchMode::Native)) => ("live".to_owned(), Style::new()),
+        Some(Ok(WatchMode::Polling { .. })) => (
+            "polling: events may lag".to_owned(),
+            warning_style(app.color),
+        ),
+        Some(Err(_)) => (
+            "NOT WATCHING: press r to refresh".to_owned(),
+            warning_style(app.color),
+        ),
+        None => (String::new(), Style::new()),
+    };
     let line = Line::from(vec![
         Span::styled(
             " walwarden ",
             Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED),
         ),
-        Span::raw(format!(" {}  ·  {counts}  ·  {state}", app.root.display())),
+        Span::raw(format!(
+            " {}  ·  {counts}  ·  {state}  ·  ",
+            app.root.display()
+        )),
+        Span::styled(watch, watch_style),
     ]);
     frame.render_widget(Paragraph::new(line), area);
 }
@@ -140,6 +159,34 @@ pub fn status_style(status: Status, color: bool) -> Style {
     }
 }
 
+fn warning_style(color: bool) -> Style {
+    if color {
+        Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
+    } else {
+        Style::new().add_modifier(Modifier::BOLD)
+    }
+}
+
+/// `13:08:37`, UTC: for arrivals within the last day.
+pub fn clock_time(time: SystemTime) -> String {
+    let text = time_text(time);
+    text.get(11..19).unwrap_or(&text).to_owned()
+}
+
+/// Intervals as a line of block characters, scaled so `scale` fills a cell:
+/// scaled to twice the expected cadence, a bar past half height is a late segment.
+pub fn sparkline(intervals: &[std::time::Duration], scale: std::time::Duration) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let scale = scale.as_secs_f64().max(0.001);
+    intervals
+        .iter()
+        .map(|i| {
+            let level = (i.as_secs_f64() / scale * 7.0).round() as usize;
+            BARS[level.min(7)]
+        })
+        .collect()
+}
+
 pub fn status_badge(status: Status) -> &'static str {
     match status {
         Status::Ok => "● OK",
@@ -180,6 +227,13 @@ mod tests {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(62_945_847), "62.9 MB");
         assert_eq!(human_bytes(1_129_233_408), "1.1 GB");
+    }
+
+    #[test]
+    fn sparkline_scales_to_the_expected_cadence() {
+        let s = std::time::Duration::from_secs;
+        assert_eq!(sparkline(&[s(0), s(30), s(60), s(600)], s(60)), "▁▅██");
+        assert_eq!(sparkline(&[], s(60)), "");
     }
 
     #[test]
