@@ -260,8 +260,8 @@ impl WalArchive {
     }
 
     /// Files a finished file seen live, keeping the segment list sorted.
-    /// Returns the segment when it is one that was not known before.
-    fn insert_live(&mut self, dir: &Path, fact: FileFact) -> Option<SegmentFile> {
+    /// Returns the segment, and whether a file of that name was known before.
+    fn insert_live(&mut self, dir: &Path, fact: FileFact) -> Option<(SegmentFile, bool)> {
         let replaced = self.remove_file(&fact.name);
         self.in_flight
             .retain(|p| p.name.strip_suffix(".part") != Some(fact.name.as_str()));
@@ -278,7 +278,7 @@ impl WalArchive {
         if self.segment_size.is_none() {
             read_segment_size(dir, self);
         }
-        (!replaced).then_some(segment)
+        Some((segment, replaced))
     }
 
     /// The segment size to use for arithmetic: the one read from a header, else the default.
@@ -385,11 +385,18 @@ impl Catalog {
             mtime: meta.modified().unwrap_or(seen_at),
         };
         client.wal.present = true;
+        // A rescan that ran between the file landing and this event listed it
+        // already (its cadence entry is the mtime): the event is still its one
+        // live arrival. A file already seen live is a repeated event.
+        let scanned_only = client
+            .cadence
+            .arrivals()
+            .any(|a| a.name == *name && !a.live);
         let arrival = client
             .wal
             .insert_live(&dir, fact)
-            .filter(|s| !s.partial)
-            .map(|segment| Arrival {
+            .filter(|(s, replaced)| !s.partial && (!replaced || scanned_only))
+            .map(|(segment, _)| Arrival {
                 name: name.clone(),
                 size: segment.size,
                 at: seen_at,

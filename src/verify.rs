@@ -337,6 +337,10 @@ impl Verification {
 
     pub fn base_checked(&mut self, check: BaseCheck) {
         self.base = Some(check);
+        // Segments checked while the tarballs were still being read are judged now.
+        for index in 0..self.arrivals.len() {
+            self.arrivals[index].failure = self.segment_failure(&self.arrivals[index].check);
+        }
     }
 
     pub fn segment_checked(&mut self, at: SystemTime, check: SegmentCheck) {
@@ -356,33 +360,34 @@ impl Verification {
         });
     }
 
+    /// Why a segment fails item 4, without its name (the lists name it).
     fn segment_failure(&self, check: &SegmentCheck) -> Option<String> {
         if let Some(error) = &check.stream_error {
-            return Some(format!("{}: not a valid stream: {error}", check.name));
+            return Some(format!("not a valid stream: {error}"));
         }
         let header = match &check.header {
             Ok(header) => header,
-            Err(e) => return Some(format!("{}: {e}", check.name)),
+            Err(e) => return Some(e.to_string()),
         };
         let stem = check.name.get(..24).unwrap_or(&check.name);
         let named = RawSegmentName::parse(stem).and_then(|raw| raw.resolve(header.seg_size).ok());
         if named != Some(header.segment_id()) {
             return Some(format!(
-                "{}: its header says it is {}",
-                check.name,
+                "misnamed: its header says it is {}",
                 header.segment_id().file_name(header.seg_size)
             ));
         }
-        match self.base.as_ref().and_then(|b| b.system_identifier) {
+        // Base not read yet (it takes minutes on a big one): `base_checked` judges again.
+        let Some(base) = &self.base else {
+            return None;
+        };
+        match base.system_identifier {
             Some(expected) if expected != header.system_identifier => Some(format!(
-                "{}: from another database system (system identifier {}, the base backup's is {expected}): check archive_command's paths on the target server",
-                check.name, header.system_identifier
+                "from another database system (system identifier {}, the base backup's is {expected}): check archive_command's paths on the target server",
+                header.system_identifier
             )),
             Some(_) => None,
-            None => Some(format!(
-                "{}: no base backup system identifier to compare with",
-                check.name
-            )),
+            None => Some("no base backup system identifier to compare with".into()),
         }
     }
 
@@ -511,10 +516,10 @@ impl Verification {
 
     fn validity_item(&self, over: bool) -> ChecklistItem {
         let title = "each new segment valid and from this database system";
-        let failures: Vec<&str> = self
+        let failures: Vec<String> = self
             .arrivals
             .iter()
-            .filter_map(|a| a.failure.as_deref())
+            .filter_map(|a| a.failure.as_ref().map(|f| format!("{}: {f}", a.name)))
             .collect();
         if !failures.is_empty() {
             return ChecklistItem {

@@ -41,9 +41,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         ]));
     let inner = block.inner(area);
     frame.render_widget(block, area);
+    // Details wrap: room for two lines each, three for the first failing one.
+    let checklist_height = items.len() as u16 * 2
+        + 1
+        + items
+            .iter()
+            .filter(|i| i.state == ItemState::Fail)
+            .count()
+            .min(2) as u16;
     let [settings, checklist, gauge, arrivals, reminder] = Layout::vertical([
         Constraint::Length(1),
-        Constraint::Length(items.len() as u16 * 2 + 1),
+        Constraint::Length(checklist_height),
         Constraint::Length(1),
         Constraint::Min(2),
         Constraint::Length(2),
@@ -80,7 +88,14 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             Span::styled(format!(" {mark} "), style),
             Span::raw(format!("{}. {}", index + 1, item.title)),
         ]));
-        lines.push(Line::from(format!("         {}", item.detail)));
+        let options = textwrap::Options::new((checklist.width as usize).max(30))
+            .initial_indent("         ")
+            .subsequent_indent("         ");
+        lines.extend(
+            textwrap::wrap(&item.detail, options)
+                .into_iter()
+                .map(|l| Line::from(l.into_owned())),
+        );
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), checklist);
 
