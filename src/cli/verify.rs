@@ -40,6 +40,7 @@ pub struct VerifyArgs {
 
 enum Message {
     Change(WalChange),
+    Rescanned(Box<crate::catalog::Client>),
     BaseProgress(Progress),
     BaseDone(BaseCheck),
     SegmentDone(SystemTime, SegmentCheck),
@@ -134,7 +135,31 @@ async fn verify(args: &VerifyArgs, root: &Path) -> Result<i32> {
                         let _ = segment_tx.send(Message::SegmentDone(seen_at, check_segment(&path)));
                     });
                 }
+                // Events were lost (or the folder changed wholesale): re-read it, and
+                // check every new segment the events did not announce, timed by its mtime.
+                Message::Change(WalChange::Resync { client, reason }) if client.as_deref().is_none_or(|c| c == verification.client) => {
+                    say(args, &format!("re-reading {}: {reason}", verification.client));
+                    let rescan_tx = tx.clone();
+                    let (root, name) = (root.to_owned(), verification.client.clone());
+                    tokio::task::spawn_blocking(move || {
+                        if let Ok(client) = catalog::scan_client(&root, &name, &ScanOptions::default()) {
+                            let _ = rescan_tx.send(Message::Rescanned(Box::new(client)));
+                        }
+                    });
+                }
                 Message::Change(_) => {}
+                Message::Rescanned(client) => {
+                    for segment in client.wal.segments.iter().filter(|s| verification.wants(&s.file_name())) {
+                        if verification.is_over(segment.mtime) || segment.mtime < verification.started_at {
+                            continue;
+                        }
+                        pending_segments += 1;
+                        let (path, seen_at, segment_tx) = (wal_dir.join(segment.file_name()), segment.mtime, tx.clone());
+                        tokio::task::spawn_blocking(move || {
+                            let _ = segment_tx.send(Message::SegmentDone(seen_at, check_segment(&path)));
+                        });
+                    }
+                }
                 Message::BaseProgress(progress) => {
                     let quarter = progress.done * 4 / progress.total.max(1);
                     if last_quarter_said.get(progress.file).is_none_or(|said| quarter > *said) {
