@@ -251,7 +251,30 @@ impl WalArchive {
     /// Removes whatever entry has this file name; true when something was removed.
     fn remove_file(&mut self, name: &str) -> bool {
         let before = self.file_count();
-        self.segments.retain(|s| s.file_name() != name);
+        // Only a segment-like name can be a segment's file name. The list is
+        // sorted by (name, partial): look in that run alone, instead of
+        // formatting every segment's name (a storm of events made that quadratic).
+        if let WalFileKind::Segment {
+            name: raw, partial, ..
+        } = WalFileKind::classify(name)
+        {
+            debug_assert!(self.segments.is_sorted_by_key(|s| (s.name, s.partial)));
+            let start = self
+                .segments
+                .partition_point(|s| (s.name, s.partial) < (raw, partial));
+            let run = self.segments[start..]
+                .iter()
+                .take_while(|s| s.name == raw && s.partial == partial)
+                .count();
+            let mut kept: Vec<SegmentFile> = self.segments[start..start + run]
+                .iter()
+                .filter(|s| s.file_name() != name)
+                .copied()
+                .collect();
+            if kept.len() != run {
+                self.segments.splice(start..start + run, kept.drain(..));
+            }
+        }
         self.backup_files.retain(|f| f.fact.name != name);
         self.histories.retain(|f| f.fact.name != name);
         self.in_flight.retain(|f| f.name != name);
@@ -861,6 +884,48 @@ pub fn segment_path(client: &Client, segment: &SegmentFile) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn removing_a_file_takes_exactly_that_segment() {
+        let segment = |name: &str, compressed, partial| SegmentFile {
+            name: RawSegmentName::parse(name).unwrap(),
+            compressed,
+            partial,
+            size: 1,
+            mtime: SystemTime::UNIX_EPOCH,
+        };
+        let a = "000000010000000000000A0B";
+        let b = "000000010000000000000A0C";
+        let mut wal = WalArchive {
+            segments: vec![
+                segment(a, false, false),
+                segment(a, true, false),
+                segment(a, true, true),
+                segment(b, true, false),
+            ],
+            others: vec![FileFact {
+                name: format!("{b}.gz"),
+                size: 1,
+                mtime: SystemTime::UNIX_EPOCH,
+            }],
+            ..WalArchive::default()
+        };
+        let names = |wal: &WalArchive| -> Vec<String> {
+            wal.segments.iter().map(SegmentFile::file_name).collect()
+        };
+        // A name that only parses to the segment (lowercase) is not its file name.
+        assert!(!wal.remove_file(&a.to_lowercase()));
+        assert!(!wal.remove_file("000000010000000000000A0D"));
+        assert!(wal.remove_file(&format!("{a}.gz")));
+        assert_eq!(
+            names(&wal),
+            vec![a.to_owned(), format!("{a}.partial.gz"), format!("{b}.gz")]
+        );
+        assert!(wal.remove_file(&format!("{a}.partial.gz")));
+        assert!(wal.remove_file(&format!("{b}.gz")));
+        assert_eq!(names(&wal), vec![a.to_owned()]);
+        assert!(wal.others.is_empty());
+    }
 
     #[test]
     fn classifies_base_folder_files() {

@@ -10,6 +10,8 @@
 //! - [`config`], [`cache`]: settings and remembered expensive facts;
 //! - [`watch`]: notify events turned into catalog changes; arrival cadence;
 //! - [`verify`]: the verification window checklist for a new client;
+//! - [`restore`]: the restore engine (plan of steps, journal, unpack, recovery config, log diagnosis);
+//! - [`display`]: byte sizes as people read them;
 //! - [`demo`]: a synthetic backup root for newcomers and tests.
 //!
 //! The faces: [`cli`] (one module per subcommand) and [`tui`] (the dashboard).
@@ -21,8 +23,10 @@ pub mod cli;
 pub mod config;
 pub mod continuity;
 pub mod demo;
+pub mod display;
 pub mod health;
 pub mod report;
+pub mod restore;
 mod serde_util;
 pub mod tui;
 pub mod verify;

@@ -53,3 +53,8 @@ pub fn opt_u64_text<S: Serializer>(value: &Option<u64>, s: S) -> Result<S::Ok, S
         None => s.serialize_none(),
     }
 }
+
+/// With milliseconds, for journals where steps follow each other closely.
+pub fn time_text_precise(time: SystemTime) -> String {
+    humantime::format_rfc3339_millis(time).to_string()
+}

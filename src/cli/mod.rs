@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod restore;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -35,6 +36,8 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Watch a client for a while and check that its archiving works (the tutorial's 3-5 minute check)
     Verify(verify::VerifyArgs),
+    /// Restore a client's backup into a data directory, step by step
+    Restore(restore::RestoreArgs),
     /// Build a demo backup root (in DIR, else a temporary folder) and open the dashboard on it
     Demo(demo::DemoArgs),
 }

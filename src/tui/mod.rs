@@ -102,14 +102,7 @@ async fn event_loop(
     loop {
         terminal.draw(|frame| view::draw(frame, &mut app))?;
         let Some(first) = rx.recv().await else { break };
-        // Coalesce: handle what is already queued (bounded, so input stays responsive), then draw once.
-        let mut pending = vec![first];
-        while pending.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(more) => pending.push(more),
-                Err(_) => break,
-            }
-        }
+        let pending = drain_batch(first, &mut rx);
         let mut changes = Vec::new();
         for message in pending {
             let event = match message {
@@ -145,7 +138,21 @@ async fn event_loop(
 }
 
 /// Messages handled between two frames at most: an event storm cannot starve drawing.
-const MAX_BATCH: usize = 20_000;
+pub const MAX_BATCH: usize = 20_000;
+
+/// Coalesces one frame's worth of messages: `first`, then whatever is already
+/// queued (bounded by `MAX_BATCH`, so input stays responsive). The loop handles
+/// them and draws once; public so `benches/live.rs` measures this very step.
+pub fn drain_batch<T>(first: T, rx: &mut mpsc::UnboundedReceiver<T>) -> Vec<T> {
+    let mut pending = vec![first];
+    while pending.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(more) => pending.push(more),
+            Err(_) => break,
+        }
+    }
+    pending
+}
 
 /// Runs the app's side effects in the background; results come back as events.
 struct Jobs {

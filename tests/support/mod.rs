@@ -13,6 +13,6 @@ pub mod pg;
 
 pub use pg::{
     InitdbSegment, PgCluster, RealBackup, RunningServer, initdb_segment, make_real_backup,
-    make_real_backup_major, pg_bin_dir, pg_cache_dir, pg_tempdir, pg_user, require_pg_bin,
-    run_as_pg_user,
+    make_real_backup_major, pg_bin_dir, pg_cache_dir, pg_tempdir, pg_user, pick_port,
+    require_pg_bin, run_as_pg_user,
 };

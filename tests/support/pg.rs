@@ -323,7 +323,7 @@ fn random_u64() -> u64 {
 /// A port in 20000..=60999 whose unix socket lock name is free in /tmp and
 /// whose TCP port is free on 127.0.0.1 (the server uses neither, but this keeps
 /// `ps` and logs unambiguous).
-fn pick_port() -> u16 {
+pub fn pick_port() -> u16 {
     for _ in 0..100 {
         let port = 20000 + (random_u64() % 41000) as u16;
         let lock = PathBuf::from(format!("/tmp/.s.PGSQL.{port}.lock"));

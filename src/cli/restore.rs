@@ -1,0 +1,183 @@
+//! `walwarden restore CLIENT --data-dir DIR`: the restore engine driven
+//! line by line. Without `--yes` it asks before each destructive step;
+//! `--dry-run` prints every command and file change and changes nothing.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use color_eyre::eyre::{Result, WrapErr, eyre};
+
+use crate::catalog::{self, ScanOptions};
+use crate::health::short_duration;
+use crate::restore::journal::Outcome;
+use crate::restore::steps::{self, Driver, RestoreRequest, StepKind};
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The client folder under the root
+    pub client: String,
+    /// The data directory to restore into (its contents are moved aside first)
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// Stop replay at this time (point-in-time recovery), e.g. "2026-11-25 13:28:18+00"
+    #[arg(long, value_name = "TIME")]
+    pub target_time: Option<String>,
+    /// PostgreSQL binaries to restore with (default /usr/lib/postgresql/<major>/bin)
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin: Option<PathBuf>,
+    /// The OS user PostgreSQL runs as
+    #[arg(long, default_value = "postgres")]
+    pub os_user: String,
+    /// A setting for the restored instance, e.g. --set port=5433 (repeatable)
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
+    pub settings: Vec<(String, String)>,
+    /// Answer yes to every confirmation (not to --purge's typed one)
+    #[arg(long)]
+    pub yes: bool,
+    /// Print every command and file change; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Delete the data directory's contents instead of moving them aside
+    #[arg(long)]
+    pub purge: bool,
+    /// The client name, typed in advance, for --purge without a terminal
+    #[arg(long, value_name = "CLIENT")]
+    pub confirm_purge: Option<String>,
+    /// How long to follow the log for replay to finish
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub replay_timeout: Duration,
+}
+
+fn parse_setting(text: &str) -> Result<(String, String), String> {
+    crate::restore::recovery_conf::parse_set(text).map_err(|e| e.to_string())
+}
+
+struct LineDriver {
+    yes: bool,
+    typed: Option<String>,
+    interactive: bool,
+}
+
+impl LineDriver {
+    fn ask(&self, question: &str) -> Option<String> {
+        if !self.interactive {
+            return None;
+        }
+        eprint!("{question} ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer).ok()?;
+        Some(answer.trim().to_owned())
+    }
+}
+
+impl Driver for LineDriver {
+    fn confirm(&mut self, question: &str) -> bool {
+        if self.yes {
+            eprintln!("{question} yes (--yes)");
+            return true;
+        }
+        match self.ask(&format!("{question} [y/N]")) {
+            Some(answer) => matches!(answer.as_str(), "y" | "Y" | "yes"),
+            None => {
+                eprintln!("{question} no: not a terminal; pass --yes to confirm");
+                false
+            }
+        }
+    }
+
+    fn confirm_typed(&mut self, prompt: &str, expected: &str) -> bool {
+        if let Some(typed) = &self.typed {
+            return typed == expected;
+        }
+        self.ask(&format!("{prompt}:"))
+            .is_some_and(|a| a == expected)
+    }
+
+    fn step(&mut self, step: StepKind, outcome: Outcome, detail: &str) {
+        let index = StepKind::ALL
+            .iter()
+            .position(|s| *s == step)
+            .map_or(0, |i| i + 1);
+        let mark = match outcome {
+            Outcome::Done => "done",
+            Outcome::Skipped => "skipped",
+            Outcome::Failed => "FAILED",
+            Outcome::Started => "started",
+            Outcome::DryRun => "dry run",
+        };
+        eprintln!(
+            "[{index}/{}] {} — {mark}: {detail}",
+            StepKind::ALL.len(),
+            step.title()
+        );
+    }
+
+    fn command(&mut self, text: &str) {
+        eprintln!("    $ {text}");
+    }
+
+    fn progress(&mut self, _step: StepKind, text: &str) {
+        eprintln!("    {text}");
+    }
+}
+
+pub fn run(args: &RestoreArgs, root: &Path) -> Result<i32> {
+    if args.purge && args.dry_run {
+        eprintln!("note: --dry-run: nothing will be deleted");
+    }
+    let client = catalog::scan_client(root, &args.client, &ScanOptions::default())
+        .wrap_err("cannot read the client")?;
+    let request = RestoreRequest {
+        data_dir: args.data_dir.clone(),
+        target_time: args.target_time.clone(),
+        pg_bin: args.pg_bin.clone(),
+        os_user: args.os_user.clone(),
+        settings: args.settings.clone(),
+        dry_run: args.dry_run,
+        purge: args.purge,
+        replay_timeout: args.replay_timeout,
+    };
+    let mut driver = LineDriver {
+        yes: args.yes,
+        typed: args.confirm_purge.clone(),
+        interactive: std::io::stdin().is_terminal(),
+    };
+    match steps::run(&client, &request, &mut driver) {
+        Ok(summary) => {
+            let times: Vec<String> = summary
+                .step_times
+                .iter()
+                .map(|(step, took)| format!("{} {}", step.id(), short_duration(*took)))
+                .collect();
+            println!(
+                "restore of {} into {}: {}",
+                client.name,
+                args.data_dir.display(),
+                if args.dry_run {
+                    "dry run complete, nothing changed"
+                } else {
+                    "done"
+                }
+            );
+            if let Some(aside) = &summary.moved_aside_to {
+                println!("old contents moved to {}", aside.display());
+            }
+            if let Some(last) = &summary.last_replayed_transaction {
+                println!("last replayed transaction: {last}");
+            }
+            println!("steps: {}", times.join(", "));
+            println!("journal: {}", summary.journal.display());
+            Ok(0)
+        }
+        Err(error) => Err(eyre!(error)).wrap_err_with(|| {
+            format!(
+                "restore of {} did not complete (journal: {})",
+                client.name,
+                crate::restore::journal::Journal::path_for(&args.data_dir).display()
+            )
+        }),
+    }
+}

@@ -1,0 +1,159 @@
+//! The restore journal: one JSON line per event, in a file next to the data
+//! directory (never inside it: the data directory is what gets cleared).
+//! It records what was done, when, and how to undo it, so an interrupted
+//! restore can be resumed or rolled back, and a finished one leaves a record.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Started,
+    Done,
+    Skipped,
+    Failed,
+    DryRun,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// RFC 3339 UTC.
+    pub at: String,
+    pub step: String,
+    pub outcome: Outcome,
+    pub detail: String,
+    /// Where the old data directory's contents were moved, for a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_aside_to: Option<PathBuf>,
+}
+
+pub struct Journal {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl Journal {
+    /// `<parent>/<data dir name>.walwarden-restore.jsonl`: beside the data directory.
+    pub fn path_for(data_dir: &Path) -> PathBuf {
+        let name = data_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "data".into());
+        data_dir.with_file_name(format!("{name}.walwarden-restore.jsonl"))
+    }
+
+    /// Opens (appending) the journal; a dry run keeps it in memory only.
+    pub fn open(data_dir: &Path, dry_run: bool) -> io::Result<Journal> {
+        let path = Journal::path_for(data_dir);
+        let file = if dry_run {
+            None
+        } else {
+            Some(OpenOptions::new().create(true).append(true).open(&path)?)
+        };
+        Ok(Journal { path, file })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn record(
+        &mut self,
+        step: &str,
+        outcome: Outcome,
+        detail: impl Into<String>,
+        moved_aside_to: Option<PathBuf>,
+    ) -> io::Result<()> {
+        let entry = Entry {
+            at: crate::serde_util::time_text_precise(SystemTime::now()),
+            step: step.to_owned(),
+            outcome,
+            detail: detail.into(),
+            moved_aside_to,
+        };
+        if let Some(file) = &mut self.file {
+            let line = serde_json::to_string(&entry).map_err(io::Error::other)?;
+            writeln!(file, "{line}")?;
+            // The journal must survive a power cut in the middle of the next step.
+            file.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Every entry of a journal file, oldest first; unreadable lines are skipped.
+    pub fn read(path: &Path) -> io::Result<Vec<Entry>> {
+        let reader = BufReader::new(File::open(path)?);
+        Ok(reader
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| serde_json::from_str(&l).ok())
+            .collect())
+    }
+
+    /// Where the last restore moved the old contents, if it did and did not finish.
+    pub fn pending_rollback(entries: &[Entry]) -> Option<PathBuf> {
+        let finished = entries
+            .iter()
+            .rposition(|e| e.step == "report" && e.outcome == Outcome::Done);
+        let moved = entries.iter().rposition(|e| e.moved_aside_to.is_some())?;
+        if finished.is_some_and(|f| f > moved) {
+            return None;
+        }
+        entries[moved].moved_aside_to.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_lines_and_finds_what_to_roll_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("main");
+        let mut journal = Journal::open(&data, false).unwrap();
+        assert_eq!(
+            journal.path(),
+            tmp.path().join("main.walwarden-restore.jsonl")
+        );
+        journal
+            .record("preflight", Outcome::Done, "ok", None)
+            .unwrap();
+        journal
+            .record(
+                "clear",
+                Outcome::Done,
+                "moved",
+                Some(tmp.path().join("aside")),
+            )
+            .unwrap();
+        let entries = Journal::read(journal.path()).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(
+            Journal::pending_rollback(&entries),
+            Some(tmp.path().join("aside"))
+        );
+        journal
+            .record("report", Outcome::Done, "restored", None)
+            .unwrap();
+        assert_eq!(
+            Journal::pending_rollback(&Journal::read(journal.path()).unwrap()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_dry_run_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(&tmp.path().join("main"), true).unwrap();
+        journal
+            .record("preflight", Outcome::DryRun, "would check", None)
+            .unwrap();
+        assert!(!journal.path().exists());
+    }
+}

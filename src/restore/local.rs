@@ -1,0 +1,140 @@
+//! The local PostgreSQL: its binaries and major version, and running its
+//! commands as the OS user it runs as (walwarden is often run with sudo;
+//! PostgreSQL refuses to run as root).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::RestoreError;
+
+/// The OS user PostgreSQL runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl PgUser {
+    pub fn lookup(name: &str) -> Result<PgUser, RestoreError> {
+        let user = nix::unistd::User::from_name(name)
+            .ok()
+            .flatten()
+            .ok_or_else(|| {
+                RestoreError::Preflight(format!(
+                    "no OS user named {name:?} (set --os-user to the user PostgreSQL runs as)"
+                ))
+            })?;
+        if user.uid.is_root() {
+            return Err(RestoreError::Preflight(
+                "PostgreSQL must not run as root: pass --os-user postgres (or the user it runs as)"
+                    .into(),
+            ));
+        }
+        Ok(PgUser {
+            name: name.to_owned(),
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })
+    }
+
+    /// A command run as this user: through `runuser` when walwarden is root,
+    /// directly when walwarden already is this user.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        if nix::unistd::geteuid().is_root() {
+            let mut command = Command::new("runuser");
+            command.arg("-u").arg(&self.name).arg("--").arg(program);
+            command
+        } else {
+            Command::new(program)
+        }
+    }
+
+    /// Whether walwarden can act as this user (root, or the user itself).
+    pub fn can_act_as(&self) -> bool {
+        let euid = nix::unistd::geteuid();
+        euid.is_root() || euid.as_raw() == self.uid
+    }
+}
+
+/// Debian's layout: `/usr/lib/postgresql/<major>/bin`.
+pub fn default_pg_bin(major: u32) -> PathBuf {
+    PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"))
+}
+
+/// The major version of the server binaries in `pg_bin`, from `postgres --version`
+/// (`postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)`).
+pub fn server_major(pg_bin: &Path) -> Result<u32, RestoreError> {
+    let postgres = pg_bin.join("postgres");
+    let output = Command::new(&postgres)
+        .arg("--version")
+        .output()
+        .map_err(|e| {
+            RestoreError::Preflight(format!(
+                "cannot run {}: {e} (point --pg-bin at the PostgreSQL binaries)",
+                postgres.display()
+            ))
+        })?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    parse_major(&text).ok_or_else(|| {
+        RestoreError::Preflight(format!(
+            "cannot read a version from {}: {text:?}",
+            postgres.display()
+        ))
+    })
+}
+
+pub fn parse_major(version_output: &str) -> Option<u32> {
+    let number = version_output
+        .split_whitespace()
+        .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))?;
+    number.split(['.', 'b', 'r', 'd']).next()?.parse().ok()
+}
+
+/// Shell-quotes one word for display (`--dry-run` prints commands a person can paste).
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// How a command reads on screen.
+pub fn display(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|w| shell_quote(&w.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_major_versions() {
+        assert_eq!(
+            parse_major("postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)\n"),
+            Some(15)
+        );
+        assert_eq!(parse_major("postgres (PostgreSQL) 18.1\n"), Some(18));
+        assert_eq!(parse_major("postgres (PostgreSQL) 17beta2\n"), Some(17));
+        assert_eq!(parse_major("nonsense"), None);
+    }
+
+    #[test]
+    fn quotes_for_the_shell() {
+        assert_eq!(
+            shell_quote("/var/lib/postgresql/15/main"),
+            "/var/lib/postgresql/15/main"
+        );
+        assert_eq!(shell_quote("it's here"), "'it'\\''s here'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

@@ -1,0 +1,981 @@
+//! The restore's steps, run in order by `run`. Every step journals what it
+//! did; destructive ones (stopping a server, clearing the data directory)
+//! ask the driver first, and a refusal leaves everything as it was.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use super::RestoreError;
+use super::journal::{Journal, Outcome};
+use super::local::{self, PgUser};
+use super::pglog::{ReplayOutcome, ReplayTracker};
+use super::recovery_conf::{self, ArchiveLayout, RecoverySettings, TargetAction, TargetTime};
+use super::unpack::{self, UnpackOptions};
+use crate::catalog::{BaseFileKind, Client};
+use crate::health::short_duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Preflight,
+    StopRemote,
+    StopLocal,
+    Clear,
+    Unpack,
+    RecoveryConfig,
+    Start,
+    FollowLog,
+    Report,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 9] = [
+        StepKind::Preflight,
+        StepKind::StopRemote,
+        StepKind::StopLocal,
+        StepKind::Clear,
+        StepKind::Unpack,
+        StepKind::RecoveryConfig,
+        StepKind::Start,
+        StepKind::FollowLog,
+        StepKind::Report,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            StepKind::Preflight => "preflight",
+            StepKind::StopRemote => "stop-remote",
+            StepKind::StopLocal => "stop-local",
+            StepKind::Clear => "clear",
+            StepKind::Unpack => "unpack",
+            StepKind::RecoveryConfig => "recovery-config",
+            StepKind::Start => "start",
+            StepKind::FollowLog => "follow-log",
+            StepKind::Report => "report",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            StepKind::Preflight => "check everything before touching anything",
+            StepKind::StopRemote => "stop the old instance on the target server",
+            StepKind::StopLocal => "stop the local instance",
+            StepKind::Clear => "clear the data directory",
+            StepKind::Unpack => "unpack base.tar.gz and pg_wal.tar.gz",
+            StepKind::RecoveryConfig => "write the recovery configuration",
+            StepKind::Start => "start PostgreSQL",
+            StepKind::FollowLog => "follow the log while WAL replays",
+            StepKind::Report => "verify and report",
+        }
+    }
+}
+
+/// What the engineer asked for.
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    pub data_dir: PathBuf,
+    pub target_time: Option<String>,
+    pub pg_bin: Option<PathBuf>,
+    pub os_user: String,
+    /// `--set KEY=VALUE`: settings for the restored instance.
+    pub settings: Vec<(String, String)>,
+    pub dry_run: bool,
+    /// Delete the old contents instead of moving them aside (typed confirmation).
+    pub purge: bool,
+    /// How long to follow the log before giving up on replay.
+    pub replay_timeout: Duration,
+}
+
+/// The face that runs the engine: asks questions and shows what happens.
+pub trait Driver {
+    /// A yes/no before a destructive action; `false` cancels safely.
+    fn confirm(&mut self, question: &str) -> bool;
+    /// The answer must equal `expected` exactly (used before deleting data).
+    fn confirm_typed(&mut self, prompt: &str, expected: &str) -> bool;
+    fn step(&mut self, step: StepKind, outcome: Outcome, detail: &str);
+    /// A command about to run (or that would run, in a dry run), as a person could type it.
+    fn command(&mut self, text: &str);
+    /// Progress or a log line within a step.
+    fn progress(&mut self, step: StepKind, text: &str);
+}
+
+/// What a finished (or stopped) restore reports.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub journal: PathBuf,
+    pub moved_aside_to: Option<PathBuf>,
+    pub log: Option<PathBuf>,
+    pub replay: Option<ReplayOutcome>,
+    pub in_recovery: Option<bool>,
+    pub last_replayed_transaction: Option<String>,
+    pub step_times: Vec<(StepKind, Duration)>,
+}
+
+/// Facts the preflight established for the steps after it.
+struct Checked {
+    user: PgUser,
+    pg_bin: PathBuf,
+    major: u32,
+    base_tar: PathBuf,
+    pg_wal_tar: PathBuf,
+    layout: ArchiveLayout,
+    archive_last: Option<String>,
+    log: PathBuf,
+}
+
+pub fn run(
+    client: &Client,
+    request: &RestoreRequest,
+    driver: &mut dyn Driver,
+) -> Result<Summary, RestoreError> {
+    let journal_error = |source| RestoreError::Journal {
+        path: Journal::path_for(&request.data_dir),
+        source,
+    };
+    let mut journal = Journal::open(&request.data_dir, request.dry_run).map_err(journal_error)?;
+    let mut summary = Summary {
+        journal: journal.path().to_owned(),
+        ..Summary::default()
+    };
+    let mut runner = Runner {
+        client,
+        request,
+        driver,
+        journal: &mut journal,
+        summary: &mut summary,
+    };
+    runner.all()?;
+    Ok(summary)
+}
+
+struct Runner<'a> {
+    client: &'a Client,
+    request: &'a RestoreRequest,
+    driver: &'a mut dyn Driver,
+    journal: &'a mut Journal,
+    summary: &'a mut Summary,
+}
+
+impl Runner<'_> {
+    fn all(&mut self) -> Result<(), RestoreError> {
+        let checked = self.timed(StepKind::Preflight, |r| r.preflight())?;
+        self.timed(StepKind::StopRemote, |r| r.stop_remote())?;
+        self.timed(StepKind::StopLocal, |r| r.stop_local(&checked))?;
+        self.timed(StepKind::Clear, |r| r.clear(&checked))?;
+        self.timed(StepKind::Unpack, |r| r.unpack(&checked))?;
+        self.timed(StepKind::RecoveryConfig, |r| r.recovery_config(&checked))?;
+        self.timed(StepKind::Start, |r| r.start(&checked))?;
+        self.timed(StepKind::FollowLog, |r| r.follow_log(&checked))?;
+        self.timed(StepKind::Report, |r| r.report(&checked))?;
+        Ok(())
+    }
+
+    fn timed<T>(
+        &mut self,
+        step: StepKind,
+        action: impl FnOnce(&mut Self) -> Result<T, RestoreError>,
+    ) -> Result<T, RestoreError> {
+        let started = Instant::now();
+        let result = action(self);
+        self.summary.step_times.push((step, started.elapsed()));
+        if let Err(error) = &result {
+            let outcome = if matches!(error, RestoreError::Cancelled(_)) {
+                Outcome::Skipped
+            } else {
+                Outcome::Failed
+            };
+            let _ = self
+                .journal
+                .record(step.id(), outcome.clone(), error.to_string(), None);
+            self.driver.step(step, outcome, &error.to_string());
+        }
+        result
+    }
+
+    /// Asks the driver, except in a dry run, which changes nothing and so only says what it would ask.
+    fn confirm(&mut self, question: &str) -> bool {
+        if self.request.dry_run {
+            self.driver.progress(
+                StepKind::Preflight,
+                &format!("(dry run) would ask: {question}"),
+            );
+            return true;
+        }
+        self.driver.confirm(question)
+    }
+
+    fn confirm_typed(&mut self, prompt: &str, expected: &str) -> bool {
+        if self.request.dry_run {
+            self.driver.progress(
+                StepKind::Preflight,
+                &format!("(dry run) would ask: {prompt}"),
+            );
+            return true;
+        }
+        self.driver.confirm_typed(prompt, expected)
+    }
+
+    fn done(&mut self, step: StepKind, detail: &str) -> Result<(), RestoreError> {
+        let outcome = if self.request.dry_run {
+            Outcome::DryRun
+        } else {
+            Outcome::Done
+        };
+        self.record(step, outcome, detail, None)
+    }
+
+    fn record(
+        &mut self,
+        step: StepKind,
+        outcome: Outcome,
+        detail: &str,
+        moved: Option<PathBuf>,
+    ) -> Result<(), RestoreError> {
+        self.journal
+            .record(step.id(), outcome.clone(), detail, moved)
+            .map_err(|source| RestoreError::Journal {
+                path: self.journal.path().to_owned(),
+                source,
+            })?;
+        self.driver.step(step, outcome, detail);
+        Ok(())
+    }
+
+    /// Runs (or in a dry run, shows) a command; fails the step on a non-zero exit.
+    fn exec(&mut self, step: StepKind, mut command: Command) -> Result<String, RestoreError> {
+        self.driver.command(&local::display(&command));
+        if self.request.dry_run {
+            return Ok(String::new());
+        }
+        let output = command.output().map_err(|e| {
+            fail(
+                step,
+                format!("cannot run {}: {e}", local::display(&command)),
+            )
+        })?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(fail(
+                step,
+                format!(
+                    "{} failed ({}): {}",
+                    local::display(&command),
+                    output.status,
+                    text.trim()
+                ),
+            ));
+        }
+        Ok(text)
+    }
+
+    fn preflight(&mut self) -> Result<Checked, RestoreError> {
+        let client = self.client;
+        let request = self.request;
+        let refuse = |why: String| Err(RestoreError::Preflight(why));
+        let base_dir = client.path.join("base");
+        let (Some(base_tar), Some(pg_wal_tar)) = (
+            client.base.file(BaseFileKind::BaseTar),
+            client.base.file(BaseFileKind::PgWalTar),
+        ) else {
+            return refuse(format!(
+                "{} has no complete base backup (base.tar.gz and pg_wal.tar.gz)",
+                client.name
+            ));
+        };
+        if let Some(ts) = client
+            .base
+            .files
+            .iter()
+            .find(|f| f.kind == BaseFileKind::Tablespace)
+        {
+            return refuse(format!(
+                "the backup has a tablespace tarball ({}): restoring tablespaces is not supported yet; unpack it by hand to the path in tablespace_map",
+                ts.fact.name
+            ));
+        }
+        let Some(backup_version) = client
+            .base
+            .pg_version()
+            .and_then(|v| v.split('.').next()?.parse::<u32>().ok())
+        else {
+            return refuse("PG_VERSION could not be read from base.tar.gz".into());
+        };
+        let pg_bin = request
+            .pg_bin
+            .clone()
+            .unwrap_or_else(|| local::default_pg_bin(backup_version));
+        let major = local::server_major(&pg_bin)?;
+        if major != backup_version {
+            return refuse(format!(
+                "the backup is PostgreSQL {backup_version} but {} is PostgreSQL {major}: a physical backup only restores onto the same major version; install PostgreSQL {backup_version} (--pg-bin), or restore on {backup_version} and move with pg_dumpall -c / psql (the tutorial's last section)",
+                pg_bin.display()
+            ));
+        }
+        let user = PgUser::lookup(&request.os_user)?;
+        if !user.can_act_as() {
+            return refuse(format!(
+                "walwarden runs as another user than {}: run it with sudo",
+                user.name
+            ));
+        }
+        self.check_data_dir(&client.path)?;
+        let plan = unpack::scan_tarball(&base_dir.join(&base_tar.fact.name))
+            .map_err(|e| RestoreError::Preflight(e.to_string()))?;
+        let wal_plan = unpack::scan_tarball(&base_dir.join(&pg_wal_tar.fact.name))
+            .map_err(|e| RestoreError::Preflight(e.to_string()))?;
+        if let Some(bad) = plan.refused.first().or(wal_plan.refused.first()) {
+            return refuse(format!(
+                "the tarball has an entry that would escape the data directory: {} ({})",
+                bad.entry, bad.reason
+            ));
+        }
+        let needed = plan.disk_bytes + wal_plan.disk_bytes;
+        let parent = existing_ancestor(&request.data_dir);
+        let free = nix::sys::statvfs::statvfs(&parent)
+            .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+            .unwrap_or(u64::MAX);
+        if free < needed + needed / 10 {
+            return refuse(format!(
+                "{} has {} free; the backup unpacks to {} (+10% margin)",
+                parent.display(),
+                crate::display::human_bytes(free),
+                crate::display::human_bytes(needed)
+            ));
+        }
+        if let Some(gap) = client.continuity.gaps.iter().find(|g| g.before_consistency) {
+            return refuse(format!(
+                "WAL needed to reach consistency is missing ({} .. {}): the base backup cannot be restored; take a new one",
+                gap.first, gap.last
+            ));
+        }
+        let wal_dir = client.path.join("wal");
+        self.check_archive_readable(&user, &wal_dir)?;
+        let compressed = client.wal.segments.iter().any(|s| s.compressed);
+        let plain = client.wal.segments.iter().any(|s| !s.compressed);
+        let layout = match (compressed, plain) {
+            (true, true) => ArchiveLayout::Both,
+            (false, true) => ArchiveLayout::Plain,
+            _ => ArchiveLayout::Compressed,
+        };
+        let window = match (
+            client.continuity.restorable_from,
+            client.continuity.restorable_to,
+        ) {
+            (Some(from), Some(to)) => format!(
+                "restorable from {} to {}",
+                crate::serde_util::time_text(from),
+                crate::serde_util::time_text(to)
+            ),
+            _ => "restorable window unknown".into(),
+        };
+        let gaps = match client.continuity.gaps.len() {
+            0 => String::new(),
+            n => format!("; {n} gap(s) after consistency: replay stops at the first"),
+        };
+        self.done(
+            StepKind::Preflight,
+            &format!(
+                "PostgreSQL {major} backup, {} to unpack, {window}{gaps}",
+                crate::display::human_bytes(needed)
+            ),
+        )?;
+        Ok(Checked {
+            user,
+            pg_bin,
+            major,
+            base_tar: base_dir.join(&base_tar.fact.name),
+            pg_wal_tar: base_dir.join(&pg_wal_tar.fact.name),
+            layout,
+            archive_last: client.continuity.restorable_through.clone(),
+            log: request.data_dir.join("log").join("walwarden-restore.log"),
+        })
+    }
+
+    /// Refuses a data directory that is neither empty nor a PostgreSQL one,
+    /// a mount point, or a place inside the backup root.
+    fn check_data_dir(&mut self, client_dir: &Path) -> Result<(), RestoreError> {
+        let data = &self.request.data_dir;
+        let refuse = |why: String| Err(RestoreError::Preflight(why));
+        if !data.is_absolute() {
+            return refuse(format!(
+                "--data-dir {} must be an absolute path",
+                data.display()
+            ));
+        }
+        let root = client_dir.parent().unwrap_or(client_dir);
+        let canonical_data =
+            fs::canonicalize(existing_ancestor(data)).unwrap_or_else(|_| data.clone());
+        if let Ok(root) = fs::canonicalize(root) {
+            if canonical_data.starts_with(&root) {
+                return refuse(format!(
+                    "{} is inside the backup root {}: the archive is never written to",
+                    data.display(),
+                    root.display()
+                ));
+            }
+        }
+        match fs::symlink_metadata(data) {
+            Err(_) => Ok(()),
+            Ok(meta) if !meta.is_dir() => refuse(format!("{} is not a directory", data.display())),
+            Ok(meta) => {
+                let parent = data.parent().and_then(|p| fs::metadata(p).ok());
+                if parent.is_none_or(|p| p.dev() != meta.dev()) {
+                    return refuse(format!(
+                        "{} is a mount point: moving its contents aside would cross file systems; point --data-dir at a folder inside it",
+                        data.display()
+                    ));
+                }
+                let empty = fs::read_dir(data)
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(false);
+                if !empty && !data.join("PG_VERSION").is_file() {
+                    return refuse(format!(
+                        "{} is neither empty nor a PostgreSQL data directory (no PG_VERSION): refusing to clear it",
+                        data.display()
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The tutorial's "Permission denied": checked as the PostgreSQL user before anything is touched.
+    fn check_archive_readable(
+        &mut self,
+        user: &PgUser,
+        wal_dir: &Path,
+    ) -> Result<(), RestoreError> {
+        let sample = self
+            .client
+            .wal
+            .segments
+            .iter()
+            .rev()
+            .find(|s| !s.partial)
+            .map(|s| wal_dir.join(s.file_name()));
+        let mut command = user.command("sh");
+        let script = match &sample {
+            Some(file) => format!(
+                "test -r {0} && test -x {0} && head -c 1 {1} > /dev/null",
+                local::shell_quote(&wal_dir.to_string_lossy()),
+                local::shell_quote(&file.to_string_lossy())
+            ),
+            None => format!(
+                "test -r {0} && test -x {0}",
+                local::shell_quote(&wal_dir.to_string_lossy())
+            ),
+        };
+        command.arg("-c").arg(script);
+        let ok = command.status().map(|s| s.success()).unwrap_or(false);
+        if ok {
+            return Ok(());
+        }
+        Err(RestoreError::Preflight(format!(
+            "the WAL archive {} is not readable by {}: PostgreSQL would silently recover only to the end of the base backup. Fix: chmod o+rx on the folders up to it and o+r on the files, or add {} to the client's group (chmod -R g+rX)",
+            wal_dir.display(),
+            user.name,
+            user.name
+        )))
+    }
+
+    fn stop_remote(&mut self) -> Result<(), RestoreError> {
+        // The SSH stop of the old server needs a target in the client's config (issue 6 adds it).
+        self.record(
+            StepKind::StopRemote,
+            Outcome::Skipped,
+            "no target server configured for this client: make sure the old server is down",
+            None,
+        )
+    }
+
+    fn stop_local(&mut self, checked: &Checked) -> Result<(), RestoreError> {
+        let data = &self.request.data_dir;
+        let pid_file = data.join("postmaster.pid");
+        let running = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok())
+            .is_some_and(|pid| {
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+            });
+        if !running {
+            return self.record(
+                StepKind::StopLocal,
+                Outcome::Skipped,
+                "no postmaster is running on the data directory",
+                None,
+            );
+        }
+        if !self.confirm(&format!(
+            "A PostgreSQL server is running on {}. Stop it (pg_ctl stop -m fast)?",
+            data.display()
+        )) {
+            return Err(RestoreError::Cancelled(StepKind::StopLocal.id()));
+        }
+        let mut command = checked.user.command(checked.pg_bin.join("pg_ctl"));
+        command
+            .arg("-D")
+            .arg(data)
+            .args(["stop", "-m", "fast", "-w", "-t", "120"]);
+        self.exec(StepKind::StopLocal, command)?;
+        if !self.request.dry_run && pid_file.exists() {
+            return Err(fail(
+                StepKind::StopLocal,
+                "postmaster.pid is still there after the stop".into(),
+            ));
+        }
+        self.done(StepKind::StopLocal, "stopped")
+    }
+
+    fn clear(&mut self, checked: &Checked) -> Result<(), RestoreError> {
+        let data = self.request.data_dir.clone();
+        let entries: Vec<PathBuf> = fs::read_dir(&data)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if entries.is_empty() {
+            if !self.request.dry_run {
+                fs::create_dir_all(&data).map_err(|e| {
+                    fail(
+                        StepKind::Clear,
+                        format!("cannot create {}: {e}", data.display()),
+                    )
+                })?;
+                prepare_dir(&data, &checked.user).map_err(|e| fail(StepKind::Clear, e))?;
+            }
+            self.driver.command(&format!(
+                "mkdir -p {} && chown {} && chmod 700",
+                local::shell_quote(&data.to_string_lossy()),
+                checked.user.name
+            ));
+            return self.done(
+                StepKind::Clear,
+                &format!("{} is empty and ready", data.display()),
+            );
+        }
+        if self.request.purge {
+            let expected = &self.client.name;
+            if !self.confirm_typed(&format!("Delete everything in {} for good? Type the client name ({expected}) to confirm", data.display()), expected) {
+                return Err(RestoreError::Cancelled(StepKind::Clear.id()));
+            }
+            for entry in &entries {
+                self.driver.command(&format!(
+                    "rm -rf {}",
+                    local::shell_quote(&entry.to_string_lossy())
+                ));
+                if !self.request.dry_run {
+                    remove(entry).map_err(|e| {
+                        fail(
+                            StepKind::Clear,
+                            format!("cannot delete {}: {e}", entry.display()),
+                        )
+                    })?;
+                }
+            }
+            return self.done(
+                StepKind::Clear,
+                &format!("deleted {} entries", entries.len()),
+            );
+        }
+        let stamp = crate::serde_util::time_text(SystemTime::now()).replace([':', '-'], "");
+        let name = data
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "data".into());
+        let aside = data.with_file_name(format!("{name}.aside-{stamp}"));
+        if !self.confirm(&format!(
+            "Move the {} entries of {} aside to {}?",
+            entries.len(),
+            data.display(),
+            aside.display()
+        )) {
+            return Err(RestoreError::Cancelled(StepKind::Clear.id()));
+        }
+        self.driver.command(&format!(
+            "mkdir {0} && mv {1}/* {0}/",
+            local::shell_quote(&aside.to_string_lossy()),
+            local::shell_quote(&data.to_string_lossy())
+        ));
+        if self.request.dry_run {
+            return self.done(
+                StepKind::Clear,
+                &format!("would move the old contents to {}", aside.display()),
+            );
+        }
+        fs::create_dir(&aside).map_err(|e| {
+            fail(
+                StepKind::Clear,
+                format!("cannot create {}: {e}", aside.display()),
+            )
+        })?;
+        // Journal before moving: a crash in the middle still knows where things went.
+        self.record(
+            StepKind::Clear,
+            Outcome::Started,
+            "moving the old contents aside",
+            Some(aside.clone()),
+        )?;
+        for entry in &entries {
+            let target = aside.join(entry.file_name().unwrap_or_default());
+            fs::rename(entry, &target).map_err(|e| {
+                fail(
+                    StepKind::Clear,
+                    format!(
+                        "cannot move {} to {}: {e}",
+                        entry.display(),
+                        target.display()
+                    ),
+                )
+            })?;
+        }
+        self.summary.moved_aside_to = Some(aside.clone());
+        self.record(
+            StepKind::Clear,
+            Outcome::Done,
+            &format!("moved the old contents to {}", aside.display()),
+            Some(aside),
+        )
+    }
+
+    fn unpack(&mut self, checked: &Checked) -> Result<(), RestoreError> {
+        let data = self.request.data_dir.clone();
+        let pg_wal = data.join("pg_wal");
+        for (tarball, dest) in [(&checked.base_tar, &data), (&checked.pg_wal_tar, &pg_wal)] {
+            // pg_wal.tar.gz holds its files at the tar root: they belong in DATA/pg_wal.
+            self.driver.command(&format!(
+                "tar xzf {} -C {}",
+                local::shell_quote(&tarball.to_string_lossy()),
+                local::shell_quote(&dest.to_string_lossy())
+            ));
+            if self.request.dry_run {
+                continue;
+            }
+            fs::create_dir_all(dest).map_err(|e| {
+                fail(
+                    StepKind::Unpack,
+                    format!("cannot create {}: {e}", dest.display()),
+                )
+            })?;
+            prepare_dir(dest, &checked.user).map_err(|e| fail(StepKind::Unpack, e))?;
+            let options = UnpackOptions {
+                owner: Some((checked.user.uid, checked.user.gid)),
+            };
+            self.driver.progress(
+                StepKind::Unpack,
+                &format!("unpacking {}", tarball.display()),
+            );
+            let driver = &mut *self.driver;
+            let mut last_shown = Instant::now() - Duration::from_secs(10);
+            let summary = unpack::unpack(tarball, dest, &options, &mut |p| {
+                if last_shown.elapsed() >= Duration::from_millis(500) {
+                    last_shown = Instant::now();
+                    let eta = p.eta().map_or(String::new(), |e| format!(", {} left", short_duration(e)));
+                    driver.progress(
+                        StepKind::Unpack,
+                        &format!(
+                            "{}: {} of {} read, {} files, {:.0} MB/s{eta}",
+                            tarball.file_name().unwrap_or_default().to_string_lossy(),
+                            crate::display::human_bytes(p.compressed_done),
+                            crate::display::human_bytes(p.compressed_total),
+                            p.files,
+                            p.rate() / 1e6
+                        ),
+                    );
+                }
+            })
+            .map_err(|e| fail(StepKind::Unpack, format!("{e}; the data directory is incomplete: restore again, or roll back from the journal")))?;
+            // Unpacking does not sync file by file: once, here, before anything relies on it.
+            unpack::sync_tree(dest).map_err(|e| fail(StepKind::Unpack, e.to_string()))?;
+            self.driver.progress(
+                StepKind::Unpack,
+                &format!(
+                    "{}: {} files, {} in {}",
+                    tarball.display(),
+                    summary.files,
+                    crate::display::human_bytes(summary.bytes),
+                    short_duration(summary.elapsed)
+                ),
+            );
+        }
+        if !self.request.dry_run {
+            // postgres also needs these to exist, and the log folder for our start command.
+            for dir in [data.join("pg_wal/archive_status"), data.join("log")] {
+                fs::create_dir_all(&dir).map_err(|e| {
+                    fail(
+                        StepKind::Unpack,
+                        format!("cannot create {}: {e}", dir.display()),
+                    )
+                })?;
+                prepare_dir(&dir, &checked.user).map_err(|e| fail(StepKind::Unpack, e))?;
+            }
+            // A stale postmaster.pid from the backup would stop the start.
+            let _ = fs::remove_file(data.join("postmaster.pid"));
+        }
+        self.done(StepKind::Unpack, "base backup and its WAL unpacked")
+    }
+
+    fn recovery_config(&mut self, checked: &Checked) -> Result<(), RestoreError> {
+        let target_time = match &self.request.target_time {
+            Some(text) => Some(
+                recovery_conf::parse_target_time(text)
+                    .map_err(|e| fail(StepKind::RecoveryConfig, e.to_string()))?,
+            ),
+            None => None,
+        };
+        let settings = RecoverySettings {
+            major: checked.major,
+            archive_dir: self.client.path.join("wal"),
+            layout: checked.layout,
+            target_time,
+            target_action: TargetAction::Pause,
+            extra: self.request.settings.clone(),
+        };
+        let files = recovery_conf::recovery_files(&settings)
+            .map_err(|e| fail(StepKind::RecoveryConfig, e.to_string()))?;
+        let data = &self.request.data_dir;
+        for (relative, content) in &files.files {
+            let path = data.join(relative);
+            self.driver.command(&format!(
+                "write {} ({} bytes, mode 0600)",
+                path.display(),
+                content.len()
+            ));
+            if !self.request.dry_run {
+                write_owned(&path, content.as_bytes(), &checked.user, false)
+                    .map_err(|e| fail(StepKind::RecoveryConfig, e))?;
+            }
+        }
+        if !files.auto_conf_append.is_empty() {
+            let path = data.join("postgresql.auto.conf");
+            self.driver.command(&format!(
+                "append to {}:\n{}",
+                path.display(),
+                files.auto_conf_append.trim_end()
+            ));
+            if !self.request.dry_run {
+                write_owned(
+                    &path,
+                    files.auto_conf_append.as_bytes(),
+                    &checked.user,
+                    true,
+                )
+                .map_err(|e| fail(StepKind::RecoveryConfig, e))?;
+            }
+        }
+        let kind = if checked.major >= 12 {
+            "recovery.signal + postgresql.auto.conf"
+        } else {
+            "recovery.conf"
+        };
+        self.done(
+            StepKind::RecoveryConfig,
+            &format!("{kind} written; archiving is off in the restored instance"),
+        )
+    }
+
+    fn start(&mut self, checked: &Checked) -> Result<(), RestoreError> {
+        let mut command = checked.user.command(checked.pg_bin.join("pg_ctl"));
+        command
+            .arg("-D")
+            .arg(&self.request.data_dir)
+            .arg("-l")
+            .arg(&checked.log)
+            .args(["-W", "start"]);
+        self.exec(StepKind::Start, command)?;
+        self.summary.log = Some(checked.log.clone());
+        self.done(
+            StepKind::Start,
+            &format!("started; log in {}", checked.log.display()),
+        )
+    }
+
+    fn follow_log(&mut self, checked: &Checked) -> Result<(), RestoreError> {
+        if self.request.dry_run {
+            return self.done(
+                StepKind::FollowLog,
+                &format!("would follow {}", checked.log.display()),
+            );
+        }
+        let mut tracker = ReplayTracker::new(self.client.continuity.segment_size);
+        let target: Option<TargetTime> = self
+            .request
+            .target_time
+            .as_deref()
+            .and_then(|t| recovery_conf::parse_target_time(t).ok());
+        let deadline = Instant::now() + self.request.replay_timeout;
+        let mut offset = 0u64;
+        let mut partial = String::new();
+        let outcome = loop {
+            if let Ok(mut file) = fs::File::open(&checked.log) {
+                let _ = file.seek(SeekFrom::Start(offset));
+                let mut reader = BufReader::new(file);
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    offset += line.len() as u64;
+                    if !line.ends_with('\n') {
+                        partial.push_str(&line);
+                        line.clear();
+                        break;
+                    }
+                    let full = std::mem::take(&mut partial) + line.trim_end();
+                    tracker.feed(&full);
+                    self.driver.progress(StepKind::FollowLog, &full);
+                    line.clear();
+                }
+            }
+            if tracker.finished() {
+                break tracker.outcome(
+                    checked.archive_last.as_deref().unwrap_or(""),
+                    target.as_ref(),
+                );
+            }
+            if Instant::now() > deadline {
+                return Err(fail(
+                    StepKind::FollowLog,
+                    format!(
+                        "no end of recovery within {}; the server may still be replaying: see {}",
+                        short_duration(self.request.replay_timeout),
+                        checked.log.display()
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let success = outcome.is_success();
+        let text = outcome.to_string();
+        self.summary.replay = Some(outcome);
+        if !success {
+            return Err(fail(StepKind::FollowLog, text));
+        }
+        self.done(StepKind::FollowLog, &text)
+    }
+
+    fn report(&mut self, checked: &Checked) -> Result<(), RestoreError> {
+        if self.request.dry_run {
+            return self.done(StepKind::Report, "would query the server");
+        }
+        let socket_dir = setting(&self.request.settings, "unix_socket_directories")
+            .map(|v| v.split(',').next().unwrap_or("").trim().to_owned())
+            .unwrap_or_else(|| "/var/run/postgresql".into());
+        let port = setting(&self.request.settings, "port").unwrap_or_else(|| "5432".into());
+        let mut command = checked.user.command(checked.pg_bin.join("psql"));
+        command
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-h",
+                &socket_dir,
+                "-p",
+                &port,
+                "-d",
+                "postgres",
+                "-c",
+            ])
+            .arg("select pg_is_in_recovery(), coalesce(pg_last_xact_replay_timestamp()::text, '')");
+        let mut answer = String::new();
+        for _ in 0..50 {
+            if let Ok(text) = self.exec(StepKind::Report, command_clone(&command)) {
+                answer = text;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let mut fields = answer.trim().split('|');
+        self.summary.in_recovery = fields.next().map(|f| f == "t");
+        self.summary.last_replayed_transaction =
+            fields.next().filter(|f| !f.is_empty()).map(str::to_owned);
+        if answer.is_empty() {
+            return Err(fail(
+                StepKind::Report,
+                format!(
+                    "the server does not answer on {socket_dir} port {port}; see {}",
+                    checked.log.display()
+                ),
+            ));
+        }
+        let recovery = if self.summary.in_recovery == Some(true) {
+            "still in recovery (paused at the target?)"
+        } else {
+            "out of recovery, accepting writes"
+        };
+        let last = self
+            .summary
+            .last_replayed_transaction
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
+        self.done(StepKind::Report, &format!("server answers: {recovery}; last replayed transaction at {last}. Set up fresh backups for this server."))
+    }
+}
+
+fn fail(step: StepKind, message: String) -> RestoreError {
+    RestoreError::Step {
+        step: step.id(),
+        message,
+    }
+}
+
+fn setting(settings: &[(String, String)], key: &str) -> Option<String> {
+    settings
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.clone())
+}
+
+fn command_clone(command: &Command) -> Command {
+    let mut clone = Command::new(command.get_program());
+    clone.args(command.get_args());
+    clone
+}
+
+/// The nearest existing folder at or above `path`.
+fn existing_ancestor(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_owned()
+}
+
+fn remove(path: &Path) -> std::io::Result<()> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+/// Mode 0700, owned by the PostgreSQL user: what initdb makes, and what postgres insists on.
+fn prepare_dir(dir: &Path, user: &PgUser) -> Result<(), String> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot chmod {}: {e}", dir.display()))?;
+    chown(dir, user)
+}
+
+fn chown(path: &Path, user: &PgUser) -> Result<(), String> {
+    if fs::metadata(path).is_ok_and(|m| m.uid() == user.uid) {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
+        .map_err(|e| format!("cannot give {} to {}: {e}", path.display(), user.name))
+}
+
+fn write_owned(path: &Path, bytes: &[u8], user: &PgUser, append: bool) -> Result<(), String> {
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.write_all(bytes)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.sync_all()
+        .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+    chown(path, user)
+}

@@ -1,0 +1,258 @@
+//! `walwarden restore` end to end on real PostgreSQL 15: a backup made with
+//! the tutorial's setup is restored into a fresh data directory, started,
+//! and its data compared with the source's. Fails, not skips, without PostgreSQL.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const PG15: &str = "/usr/lib/postgresql/15/bin";
+
+fn walwarden(args: &[&str], home: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_walwarden"))
+        .args(args)
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env_remove("WALWARDEN_ROOT")
+        .env_remove("WALWARDEN_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run walwarden")
+}
+
+/// Stops the restored server however the test ends.
+struct Restored {
+    data: PathBuf,
+}
+
+impl Drop for Restored {
+    fn drop(&mut self) {
+        if self.data.join("postmaster.pid").exists() {
+            let mut stop = Command::new(Path::new(PG15).join("pg_ctl"));
+            stop.arg("-D")
+                .arg(&self.data)
+                .args(["stop", "-m", "immediate", "-w"]);
+            let _ = support::run_as_pg_user(&mut stop);
+        }
+    }
+}
+
+fn psql(socket_dir: &Path, port: u16, sql: &str) -> String {
+    let mut command = Command::new(Path::new(PG15).join("psql"));
+    command
+        .args(["-X", "-A", "-t", "-h"])
+        .arg(socket_dir)
+        .args(["-p", &port.to_string(), "-d", "postgres", "-c", sql]);
+    let output = support::run_as_pg_user(&mut command);
+    assert!(
+        output.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+const STATE: &str = "select (select count(*) || ':' || sum(abalance) from pgbench_accounts) || '|' || (select string_agg(id || '=' || note, ',' order by id) from walwarden_marker)";
+
+#[test]
+fn a_restore_brings_back_the_last_archived_state() {
+    let backup = support::make_real_backup("client1");
+    // The source's state once everything is archived (the stop archives the last segment).
+    let source = backup.cluster.start();
+    let expected = source.psql(STATE);
+    source.stop();
+    assert!(expected.contains("1=after-pgbench"), "{expected}");
+
+    let target = support::pg_tempdir("walwarden-restore-");
+    let data = target.path().join("restored");
+    let socket_dir = target.path().to_owned();
+    let port = support::pick_port();
+    let restored = Restored { data: data.clone() };
+    let root = backup.root.to_str().unwrap().to_owned();
+    let args = [
+        "restore",
+        "client1",
+        "--root",
+        &root,
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--yes",
+        "--pg-bin",
+        PG15,
+        "--os-user",
+        &support::pg_user(),
+        "--set",
+        &format!("port={port}"),
+        "--set",
+        &format!("unix_socket_directories={}", socket_dir.display()),
+        "--set",
+        "listen_addresses=",
+        "--replay-timeout",
+        "3m",
+    ];
+    let out = walwarden(&args, target.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "restore failed:\n{stderr}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("restored log file"),
+        "the log was followed:\n{stderr}"
+    );
+
+    assert_eq!(
+        psql(&socket_dir, port, STATE),
+        expected,
+        "the restored data equals the source's"
+    );
+    assert_eq!(psql(&socket_dir, port, "select pg_is_in_recovery()"), "f");
+    assert_eq!(
+        psql(&socket_dir, port, "show archive_mode"),
+        "off",
+        "the restored server must not archive into the client's archive"
+    );
+    // The journal lies beside the data directory and ends with the report.
+    let journal = walwarden::restore::journal::Journal::read(
+        &target.path().join("restored.walwarden-restore.jsonl"),
+    )
+    .unwrap();
+    assert_eq!(journal.last().map(|e| e.step.as_str()), Some("report"));
+    drop(restored);
+}
+
+#[test]
+fn a_dry_run_changes_nothing_and_moving_aside_keeps_the_old_data() {
+    let backup = support::make_real_backup("client1");
+    let target = support::pg_tempdir("walwarden-restore-dry-");
+    let data = target.path().join("main");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
+    std::fs::write(data.join("precious"), "old data").unwrap();
+    let root = backup.root.to_str().unwrap().to_owned();
+    let out = walwarden(
+        &[
+            "restore",
+            "client1",
+            "--root",
+            &root,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--dry-run",
+            "--pg-bin",
+            PG15,
+            "--os-user",
+            &support::pg_user(),
+        ],
+        target.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("$ tar xzf") && stderr.contains("pg_wal"),
+        "the commands are printed:\n{stderr}"
+    );
+    assert!(stderr.contains("recovery.signal"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("precious")).unwrap(),
+        "old data"
+    );
+    assert!(
+        !target.path().join("main.walwarden-restore.jsonl").exists(),
+        "a dry run writes no journal"
+    );
+
+    // Without --yes and without a terminal, the destructive step is declined and nothing moves.
+    let out = walwarden(
+        &[
+            "restore",
+            "client1",
+            "--root",
+            &root,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--pg-bin",
+            PG15,
+            "--os-user",
+            &support::pg_user(),
+        ],
+        target.path(),
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cancelled"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("precious")).unwrap(),
+        "old data"
+    );
+}
+
+#[test]
+fn preflight_refuses_an_archive_postgres_cannot_read_and_a_data_dir_that_is_not_postgres() {
+    use std::os::unix::fs::PermissionsExt;
+    let backup = support::make_real_backup("client1");
+    let target = support::pg_tempdir("walwarden-restore-pre-");
+    let root = backup.root.to_str().unwrap().to_owned();
+    let home = target.path();
+
+    let not_pg = target.path().join("photos");
+    std::fs::create_dir(&not_pg).unwrap();
+    std::fs::write(not_pg.join("cat.jpg"), "x").unwrap();
+    let out = walwarden(
+        &[
+            "restore",
+            "client1",
+            "--root",
+            &root,
+            "--data-dir",
+            not_pg.to_str().unwrap(),
+            "--yes",
+            "--pg-bin",
+            PG15,
+            "--os-user",
+            &support::pg_user(),
+        ],
+        home,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr.contains("neither empty nor a PostgreSQL data directory"),
+        "{stderr}"
+    );
+    assert!(not_pg.join("cat.jpg").exists());
+
+    // The tutorial's "Permission denied": the archive belongs to another user, mode 700.
+    let wal = backup.wal_dir();
+    let before = std::fs::metadata(&wal).unwrap().permissions();
+    std::os::unix::fs::chown(&wal, Some(0), Some(0)).unwrap_or(());
+    std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let data = target.path().join("fresh");
+    let out = walwarden(
+        &[
+            "restore",
+            "client1",
+            "--root",
+            &root,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--yes",
+            "--pg-bin",
+            PG15,
+            "--os-user",
+            &support::pg_user(),
+        ],
+        home,
+    );
+    std::fs::set_permissions(&wal, before).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("not readable by"), "{stderr}");
+    assert!(!data.exists(), "nothing was created before the refusal");
+}
