@@ -392,3 +392,37 @@ fn a_segment_arriving_appears_on_screen() {
     tmux.type_text("q");
     tmux.assert_shell_is_back();
 }
+
+/// The restore wizard in the real binary, as a dry run: the form, every step
+/// reported, nothing created (issue 4).
+#[test]
+fn the_restore_wizard_dry_run_in_the_real_binary() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmux = Tmux::start("wizard");
+    // The preflight reads the archive as the PostgreSQL user: let it through the temp dir.
+    std::fs::set_permissions(tmux.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    tmux.open_dashboard();
+    tmux.type_text("/acme");
+    tmux.key("Enter");
+    tmux.type_text("R");
+    tmux.wait_for("the wizard's form", |screen| {
+        screen.contains("restore acme · set up")
+    });
+    let data_dir = tmux.dir.path().join("restored");
+    tmux.type_text(&data_dir.display().to_string());
+    tmux.key("Enter");
+    let screen = tmux.wait_for("the dry run to finish", |screen| {
+        screen.contains("restore acme · finished")
+    });
+    assert!(
+        screen.contains("9. verify and report"),
+        "{}",
+        framed(&screen)
+    );
+    assert!(!screen.contains("[FAIL]"), "{}", framed(&screen));
+    assert!(!data_dir.exists(), "a dry run creates nothing");
+    tmux.key("Escape");
+    tmux.wait_for("the dashboard", |screen| screen.contains("STATUS"));
+    tmux.type_text("q");
+    tmux.assert_shell_is_back();
+}

@@ -74,7 +74,7 @@ impl StepKind {
 }
 
 /// What the engineer asked for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreRequest {
     pub data_dir: PathBuf,
     pub target_time: Option<String>,
@@ -713,7 +713,12 @@ impl Runner<'_> {
             // A stale postmaster.pid from the backup would stop the start.
             let _ = fs::remove_file(data.join("postmaster.pid"));
         }
-        self.done(StepKind::Unpack, "base backup and its WAL unpacked")
+        let detail = if self.request.dry_run {
+            "would unpack the base backup and its WAL"
+        } else {
+            "base backup and its WAL unpacked"
+        };
+        self.done(StepKind::Unpack, detail)
     }
 
     fn recovery_config(&mut self, checked: &Checked) -> Result<(), RestoreError> {
@@ -769,9 +774,14 @@ impl Runner<'_> {
         } else {
             "recovery.conf"
         };
+        let verb = if self.request.dry_run {
+            "would be written"
+        } else {
+            "written"
+        };
         self.done(
             StepKind::RecoveryConfig,
-            &format!("{kind} written; archiving is off in the restored instance"),
+            &format!("{kind} {verb}; archiving is off in the restored instance"),
         )
     }
 
@@ -785,9 +795,14 @@ impl Runner<'_> {
             .args(["-W", "start"]);
         self.exec(StepKind::Start, command)?;
         self.summary.log = Some(checked.log.clone());
+        let verb = if self.request.dry_run {
+            "would start"
+        } else {
+            "started"
+        };
         self.done(
             StepKind::Start,
-            &format!("started; log in {}", checked.log.display()),
+            &format!("{verb}; log in {}", checked.log.display()),
         )
     }
 

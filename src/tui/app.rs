@@ -11,6 +11,7 @@ use crate::catalog::{Applied, Catalog, Client};
 use crate::config::Config;
 use crate::report::ClientReport;
 use crate::tui::keymap::{self, Action, Scope};
+use crate::tui::wizard::{RestoreEvent, Wizard, WizardCommand};
 use crate::verify::{BaseCheck, Progress, SegmentCheck, Verification, VerifySettings};
 use crate::watch::{WalChange, WatchMode};
 
@@ -31,6 +32,8 @@ pub enum Event {
     Changes(Vec<WalChange>),
     /// The watcher started (how trustworthy it is), or could not start.
     Watching(Result<WatchMode, String>),
+    /// The restore engine reported something.
+    Restore(RestoreEvent),
     BaseCheckProgress(Progress),
     BaseChecked(BaseCheck),
     SegmentChecked {
@@ -52,6 +55,13 @@ pub enum Command {
         path: PathBuf,
         seen_at: SystemTime,
     },
+    /// Re-read this client and run the restore engine on it in the background.
+    StartRestore {
+        client: String,
+        request: Box<crate::restore::steps::RestoreRequest>,
+    },
+    /// The engineer's answer to the engine's pending question.
+    AnswerRestore(bool),
     Quit,
 }
 
@@ -92,6 +102,8 @@ pub enum Screen {
     },
     /// The verification window of `App::verification`.
     Verify,
+    /// The restore wizard of `App::wizard`.
+    Restore,
 }
 
 pub struct App {
@@ -124,6 +136,7 @@ pub struct App {
     pub detail_max_scroll: u16,
     pub verification: Option<Verification>,
     pub verify_settings: VerifySettings,
+    pub wizard: Option<Wizard>,
 }
 
 impl App {
@@ -152,6 +165,7 @@ impl App {
             detail_max_scroll: u16::MAX,
             verification: None,
             verify_settings: VerifySettings::default(),
+            wizard: None,
         }
     }
 
@@ -160,6 +174,7 @@ impl App {
             Screen::Dashboard => Scope::Dashboard,
             Screen::Detail { .. } => Scope::Detail,
             Screen::Verify => Scope::Verify,
+            Screen::Restore => Scope::Restore,
         }
     }
 
@@ -210,6 +225,12 @@ impl App {
                 Vec::new()
             }
             Event::Changes(changes) => self.on_changes(changes),
+            Event::Restore(event) => {
+                if let Some(wizard) = &mut self.wizard {
+                    wizard.on_event(event);
+                }
+                Vec::new()
+            }
             Event::Watching(mode) => {
                 self.watching = Some(mode);
                 Vec::new()
@@ -297,7 +318,32 @@ impl App {
         vec![Command::CheckBase(base_dir)]
     }
 
+    /// Keys on the wizard's screen go to the wizard first: its form takes text.
+    fn on_wizard_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let Some(wizard) = &mut self.wizard else {
+            return Vec::new();
+        };
+        match wizard.on_key(key) {
+            None => Vec::new(),
+            Some(WizardCommand::Answer(yes)) => vec![Command::AnswerRestore(yes)],
+            Some(WizardCommand::Leave) => {
+                self.wizard = None;
+                self.screen = Screen::Dashboard;
+                Vec::new()
+            }
+            Some(WizardCommand::Start(text)) => vec![Command::StartRestore {
+                client: text.client.clone(),
+                request: Box::new(text.to_request()),
+            }],
+        }
+    }
+
     fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let ctrl_c =
+            key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
+        if self.screen == Screen::Restore && !ctrl_c {
+            return self.on_wizard_key(key);
+        }
         if self.editing_filter {
             return self.on_filter_key(key);
         }
@@ -351,6 +397,12 @@ impl App {
                     return self.start_verification(&name);
                 }
             }
+            Action::Restore => {
+                if let Some(row) = self.selected_row() {
+                    self.wizard = Some(Wizard::new(&row.name));
+                    self.screen = Screen::Restore;
+                }
+            }
             Action::EndVerification => match &mut self.verification {
                 Some(v) if !v.is_over(self.now) => v.end_early(self.now),
                 _ => {
@@ -367,6 +419,7 @@ impl App {
                     self.verification = None;
                     self.screen = Screen::Dashboard;
                 }
+                Screen::Restore => {}
                 Screen::Dashboard => {
                     if !self.filter.is_empty() {
                         self.filter.clear();
@@ -424,7 +477,7 @@ impl App {
                     .saturating_add(delta)
                     .clamp(0, self.detail_max_scroll as isize) as u16;
             }
-            Screen::Verify => {}
+            Screen::Verify | Screen::Restore => {}
         }
     }
 

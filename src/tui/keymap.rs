@@ -22,6 +22,7 @@ pub enum Action {
     ToggleHelp,
     Verify,
     EndVerification,
+    Restore,
 }
 
 /// Where a key applies.
@@ -31,6 +32,7 @@ pub enum Scope {
     Dashboard,
     Detail,
     Verify,
+    Restore,
 }
 
 pub struct Binding {
@@ -63,7 +65,7 @@ const fn bind(
 }
 
 use KeyCode::{Backspace, Char, Down, End, Enter, Esc, Home, Left, PageDown, PageUp, Up};
-use Scope::{Dashboard, Detail, Everywhere, Verify};
+use Scope::{Dashboard, Detail, Everywhere, Restore, Verify};
 
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
@@ -77,14 +79,16 @@ pub const BINDINGS: &[Binding] = &[
     bind(Everywhere, &[End, Char('G')], "End/G", Action::Bottom, "last line", ""),
     bind(Everywhere, &[Char('r')], "r", Action::Rescan, "rescan the backup root", "rescan"),
     bind(Dashboard, &[Enter], "Enter", Action::Open, "open the selected client", "open"),
-    bind(Dashboard, &[Char('/')], "/", Action::StartFilter, "filter by name, status or problem code", "filter"),
+    bind(Dashboard, &[Char('/')], "/", Action::StartFilter, "filter: name, status, problem", "filter"),
     bind(Dashboard, &[Char('s')], "s", Action::CycleSort, "sort by the next column", "sort"),
     bind(Dashboard, &[Char('S')], "S", Action::ReverseSort, "reverse the sort order", ""),
-    bind(Dashboard, &[Char('v')], "v", Action::Verify, "verify the selected client's archiving (3-5 minute check)", "verify"),
+    bind(Dashboard, &[Char('v')], "v", Action::Verify, "verify archiving (3-5 min check)", "verify"),
+    bind(Dashboard, &[Char('R')], "R", Action::Restore, "restore wizard (a dry run first)", "restore"),
     bind(Dashboard, &[Esc], "Esc", Action::Back, "clear the filter", ""),
     bind(Detail, &[Esc, Backspace, Left, Char('h')], "Esc/⌫/←/h", Action::Back, "back to the dashboard", "back"),
-    bind(Detail, &[Char('v')], "v", Action::Verify, "verify this client's archiving", "verify"),
-    bind(Verify, &[Esc], "Esc", Action::EndVerification, "end the window now with the result so far; again to leave", "end/leave"),
+    bind(Detail, &[Char('v')], "v", Action::Verify, "verify archiving", "verify"),
+    bind(Verify, &[Esc], "Esc", Action::EndVerification, "end now; press again to leave", "end/leave"),
+    bind(Restore, &[Esc], "Esc", Action::Back, "leave; at a question: no", "cancel/back"),
 ];
 
 /// The action bound to this key in this scope, if any.
@@ -114,7 +118,12 @@ mod tests {
 
     #[test]
     fn no_key_is_bound_twice_in_one_scope() {
-        for scope in [Scope::Dashboard, Scope::Detail, Scope::Verify] {
+        for scope in [
+            Scope::Dashboard,
+            Scope::Detail,
+            Scope::Verify,
+            Scope::Restore,
+        ] {
             let mut seen = Vec::new();
             for binding in BINDINGS
                 .iter()

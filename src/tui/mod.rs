@@ -6,6 +6,7 @@
 pub mod app;
 pub mod keymap;
 pub mod view;
+pub mod wizard;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -18,9 +19,12 @@ use tokio::sync::mpsc;
 
 use crate::catalog::{self, ScanOptions};
 use crate::config::Config;
+use crate::restore::journal::Outcome;
+use crate::restore::steps::{self, Driver, StepKind};
 use crate::verify::{check_base_backup, check_segment};
 use crate::watch::RootWatcher;
 use app::{App, Command, Event};
+use wizard::RestoreEvent;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -160,6 +164,8 @@ struct Jobs {
     root: PathBuf,
     cache: Option<PathBuf>,
     tx: mpsc::UnboundedSender<Message>,
+    /// Where the engineer's answers go while a restore waits for one.
+    restore_answers: Option<std::sync::mpsc::Sender<bool>>,
 }
 
 impl Jobs {
@@ -169,6 +175,7 @@ impl Jobs {
             root,
             cache,
             tx,
+            restore_answers: None,
         }
     }
 
@@ -181,6 +188,33 @@ impl Jobs {
             };
             match command {
                 Command::Quit => return true,
+                Command::AnswerRestore(yes) => {
+                    if let Some(answers) = &self.restore_answers {
+                        let _ = answers.send(yes);
+                    }
+                }
+                Command::StartRestore { client, request } => {
+                    let (answer_tx, answers) = std::sync::mpsc::channel();
+                    self.restore_answers = Some(answer_tx);
+                    let root = self.root.clone();
+                    let events = self.tx.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let send = |event: RestoreEvent| {
+                            let _ = events.send(Message::App(Event::Restore(event)));
+                        };
+                        let result = catalog::scan_client(&root, &client, &ScanOptions::default())
+                            .map_err(|e| e.to_string())
+                            .and_then(|client| {
+                                let mut driver = WizardDriver {
+                                    send: &send,
+                                    answers,
+                                };
+                                steps::run(&client, &request, &mut driver)
+                                    .map_err(|e| e.to_string())
+                            });
+                        send(RestoreEvent::Finished(result));
+                    });
+                }
                 Command::Rescan => self.scans.request(),
                 Command::RescanClient(name) => {
                     let root = self.root.clone();
@@ -317,4 +351,36 @@ fn spawn_terminate_signal(tx: mpsc::UnboundedSender<Message>) {
         }
         let _ = tx.send(Message::Terminate);
     });
+}
+
+/// The engine's face in the TUI: reports become events; a question waits
+/// for the engineer's answer from the wizard screen.
+struct WizardDriver<'a> {
+    send: &'a dyn Fn(RestoreEvent),
+    answers: std::sync::mpsc::Receiver<bool>,
+}
+
+impl Driver for WizardDriver<'_> {
+    fn confirm(&mut self, question: &str) -> bool {
+        (self.send)(RestoreEvent::Ask(question.to_owned()));
+        // A closed screen (the app quit) is a no: nothing destructive without an answer.
+        self.answers.recv().unwrap_or(false)
+    }
+
+    fn confirm_typed(&mut self, _prompt: &str, _expected: &str) -> bool {
+        // The wizard never purges; moving aside is its only way to clear.
+        false
+    }
+
+    fn step(&mut self, step: StepKind, outcome: Outcome, detail: &str) {
+        (self.send)(RestoreEvent::Step(step, outcome, detail.to_owned()));
+    }
+
+    fn command(&mut self, text: &str) {
+        (self.send)(RestoreEvent::Command(text.to_owned()));
+    }
+
+    fn progress(&mut self, step: StepKind, text: &str) {
+        (self.send)(RestoreEvent::Progress(step, text.to_owned()));
+    }
 }

@@ -42,6 +42,11 @@ pub fn draw(frame: &mut Frame, area: Rect, _app: &App) {
         let mut screens = section(Scope::Dashboard, "Dashboard", width);
         screens.extend(section(Scope::Detail, "Client detail", width));
         screens.extend(section(Scope::Verify, "Verification window", width));
+        screens.extend(section(
+            Scope::Restore,
+            "Restore wizard (y answers yes)",
+            width,
+        ));
         screens.push(Line::from("Status: ● OK  ▲ WARN  ✖ CRIT  ? UNKN"));
         (general, screens)
     };

@@ -5,6 +5,7 @@ mod dashboard;
 mod detail;
 mod help;
 mod verify;
+mod wizard;
 
 use std::time::SystemTime;
 
@@ -33,6 +34,7 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
         Screen::Dashboard => dashboard::draw(frame, body, app),
         Screen::Detail { client, scroll } => detail::draw(frame, body, app, &client, scroll),
         Screen::Verify => verify::draw(frame, body, app),
+        Screen::Restore => wizard::draw(frame, body, app),
     }
     draw_footer(frame, footer, app);
     if app.show_help {
