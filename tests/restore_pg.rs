@@ -21,6 +21,26 @@ fn walwarden(args: &[&str], home: &Path) -> Output {
         .expect("run walwarden")
 }
 
+/// `walwarden restore client1` on `root` into `data` with PostgreSQL 15 as the PostgreSQL user, plus `extra`.
+fn restore(root: &str, data: &Path, extra: &[&str], home: &Path) -> Output {
+    let user = support::pg_user();
+    let data = data.to_str().expect("a UTF-8 temp path");
+    let mut args = vec![
+        "restore",
+        "client1",
+        "--root",
+        root,
+        "--data-dir",
+        data,
+        "--pg-bin",
+        PG15,
+        "--os-user",
+        &user,
+    ];
+    args.extend_from_slice(extra);
+    walwarden(&args, home)
+}
+
 /// Stops the restored server however the test ends.
 struct Restored {
     data: PathBuf,
@@ -70,28 +90,24 @@ fn a_restore_brings_back_the_last_archived_state() {
     let port = support::pick_port();
     let restored = Restored { data: data.clone() };
     let root = backup.root.to_str().unwrap().to_owned();
-    let args = [
-        "restore",
-        "client1",
-        "--root",
+    let port_setting = format!("port={port}");
+    let socket_setting = format!("unix_socket_directories={}", socket_dir.display());
+    let out = restore(
         &root,
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--yes",
-        "--pg-bin",
-        PG15,
-        "--os-user",
-        &support::pg_user(),
-        "--set",
-        &format!("port={port}"),
-        "--set",
-        &format!("unix_socket_directories={}", socket_dir.display()),
-        "--set",
-        "listen_addresses=",
-        "--replay-timeout",
-        "3m",
-    ];
-    let out = walwarden(&args, target.path());
+        &data,
+        &[
+            "--yes",
+            "--set",
+            &port_setting,
+            "--set",
+            &socket_setting,
+            "--set",
+            "listen_addresses=",
+            "--replay-timeout",
+            "3m",
+        ],
+        target.path(),
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
@@ -133,22 +149,7 @@ fn a_dry_run_changes_nothing_and_moving_aside_keeps_the_old_data() {
     std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
     std::fs::write(data.join("precious"), "old data").unwrap();
     let root = backup.root.to_str().unwrap().to_owned();
-    let out = walwarden(
-        &[
-            "restore",
-            "client1",
-            "--root",
-            &root,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--dry-run",
-            "--pg-bin",
-            PG15,
-            "--os-user",
-            &support::pg_user(),
-        ],
-        target.path(),
-    );
+    let out = restore(&root, &data, &["--dry-run"], target.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
@@ -166,21 +167,7 @@ fn a_dry_run_changes_nothing_and_moving_aside_keeps_the_old_data() {
     );
 
     // Without --yes and without a terminal, the destructive step is declined and nothing moves.
-    let out = walwarden(
-        &[
-            "restore",
-            "client1",
-            "--root",
-            &root,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--pg-bin",
-            PG15,
-            "--os-user",
-            &support::pg_user(),
-        ],
-        target.path(),
-    );
+    let out = restore(&root, &data, &[], target.path());
     assert_ne!(out.status.code(), Some(0));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cancelled"),
@@ -204,22 +191,7 @@ fn preflight_refuses_an_archive_postgres_cannot_read_and_a_data_dir_that_is_not_
     let not_pg = target.path().join("photos");
     std::fs::create_dir(&not_pg).unwrap();
     std::fs::write(not_pg.join("cat.jpg"), "x").unwrap();
-    let out = walwarden(
-        &[
-            "restore",
-            "client1",
-            "--root",
-            &root,
-            "--data-dir",
-            not_pg.to_str().unwrap(),
-            "--yes",
-            "--pg-bin",
-            PG15,
-            "--os-user",
-            &support::pg_user(),
-        ],
-        home,
-    );
+    let out = restore(&root, &not_pg, &["--yes"], home);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0));
     assert!(
@@ -234,22 +206,7 @@ fn preflight_refuses_an_archive_postgres_cannot_read_and_a_data_dir_that_is_not_
     std::os::unix::fs::chown(&wal, Some(0), Some(0)).unwrap_or(());
     std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o700)).unwrap();
     let data = target.path().join("fresh");
-    let out = walwarden(
-        &[
-            "restore",
-            "client1",
-            "--root",
-            &root,
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--yes",
-            "--pg-bin",
-            PG15,
-            "--os-user",
-            &support::pg_user(),
-        ],
-        home,
-    );
+    let out = restore(&root, &data, &["--yes"], home);
     std::fs::set_permissions(&wal, before).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0));
