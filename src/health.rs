@@ -60,6 +60,14 @@ pub enum ProblemCode {
     StrayPartial,
     UnexpectedFile,
     Unreadable,
+    /// A WAL file that is not a valid stream of one segment (deep check).
+    CorruptSegment,
+    /// A segment of another database system (deep check).
+    ForeignSegment,
+    /// A segment whose header names another segment (deep check).
+    MisnamedSegment,
+    /// A base tarball that does not read to its end (deep check).
+    BaseCorrupt,
 }
 
 impl ProblemCode {
@@ -73,6 +81,10 @@ impl ProblemCode {
             ProblemCode::StrayPartial => "stray_partial",
             ProblemCode::UnexpectedFile => "unexpected_file",
             ProblemCode::Unreadable => "unreadable",
+            ProblemCode::CorruptSegment => "corrupt_segment",
+            ProblemCode::ForeignSegment => "foreign_segment",
+            ProblemCode::MisnamedSegment => "misnamed_segment",
+            ProblemCode::BaseCorrupt => "base_corrupt",
         }
     }
 }
@@ -97,7 +109,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(
+    pub fn new(
         code: ProblemCode,
         severity: Status,
         message: impl Into<String>,

@@ -10,6 +10,7 @@
 //! - [`config`], [`cache`]: settings and remembered expensive facts;
 //! - [`watch`]: notify events turned into catalog changes; arrival cadence;
 //! - [`verify`]: the verification window checklist for a new client;
+//! - [`deep`]: every file read to its end, verdicts remembered per file;
 //! - [`restore`]: the restore engine (plan of steps, journal, unpack, recovery config, log diagnosis);
 //! - [`display`]: byte sizes as people read them;
 //! - [`demo`]: a synthetic backup root for newcomers and tests.
@@ -22,6 +23,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod continuity;
+pub mod deep;
 pub mod demo;
 pub mod display;
 pub mod health;

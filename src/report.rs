@@ -34,6 +34,9 @@ pub struct ClientReport {
     #[serde(serialize_with = "crate::serde_util::opt_time")]
     pub restorable_from: Option<SystemTime>,
     pub problems: Vec<Problem>,
+    /// What `check --deep` proved: present only after a deep check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deep: Option<crate::deep::DeepReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -72,6 +75,21 @@ pub struct WalReport {
 }
 
 impl CheckReport {
+    /// Adds a client's deep-check findings: its problems count toward its status and the root's.
+    pub fn add_deep(&mut self, client: &str, deep: crate::deep::DeepReport) {
+        if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
+            report.problems.extend(deep.problems.iter().cloned());
+            report.status = health::status_of(&report.problems);
+            report.deep = Some(deep);
+        }
+        self.status = self
+            .clients
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Unknown);
+    }
+
     pub fn build(catalog: &Catalog, config: &Config, now: SystemTime) -> CheckReport {
         let clients: Vec<ClientReport> = catalog
             .clients
@@ -142,6 +160,7 @@ impl ClientReport {
             restorable_to: continuity.restorable_to,
             restorable_from: continuity.restorable_from,
             problems,
+            deep: None,
         }
     }
 }

@@ -26,6 +26,9 @@ pub struct CheckArgs {
     /// Decompress base tarballs whose pg_control facts are not cached yet
     #[arg(long)]
     pub full: bool,
+    /// Read every WAL file and both base tarballs to their end (results remembered per file)
+    #[arg(long)]
+    pub deep: bool,
     /// Only these clients
     pub clients: Vec<String>,
 }
@@ -38,7 +41,25 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
         only: args.clients.clone(),
     };
     let catalog = catalog::scan(root, &options).wrap_err("cannot scan the backup root")?;
-    let report = CheckReport::build(&catalog, config, SystemTime::now());
+    let now = SystemTime::now();
+    let mut report = CheckReport::build(&catalog, config, now);
+    if args.deep {
+        let mut cache = crate::deep::DeepCache::load(crate::deep::default_cache_path().as_deref());
+        for client in &catalog.clients {
+            let mut last_said = 0;
+            let deep = crate::deep::verify_client(client, &mut cache, now, &mut |done, total| {
+                let percent = done * 100 / total.max(1);
+                if !args.json && percent >= last_said + 25 {
+                    last_said = percent;
+                    eprintln!("deep check of {}: {percent}%", client.name);
+                }
+            });
+            report.add_deep(&client.name, deep);
+        }
+        cache
+            .save()
+            .wrap_err("cannot remember the deep-check results")?;
+    }
     let mut out = std::io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
@@ -116,8 +137,14 @@ fn client_line(client: &ClientReport, width: usize, now: SystemTime) -> String {
         Status::Ok => "OK",
         other => other.label(),
     };
+    let proven = client.deep.as_ref().map_or(String::new(), |d| {
+        format!(
+            "  verified through {}",
+            d.verified_through.as_deref().unwrap_or("nothing")
+        )
+    });
     format!(
-        "{status:<7}  {:<width$}  {:>4} segments  last WAL {last:<12}  {restorable}{problems}",
+        "{status:<7}  {:<width$}  {:>4} segments  last WAL {last:<12}  {restorable}{proven}{problems}",
         client.name, client.wal.segments
     )
 }

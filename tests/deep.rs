@@ -1,0 +1,162 @@
+//! `walwarden check --deep` on a real PostgreSQL 15 backup: a clean archive
+//! proves fully and is remembered; then one damage at a time, each reported
+//! with its code and the exact file, and nothing else.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn deep_check(root: &Path, home: &Path) -> (i32, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_walwarden"))
+        .args(["check", "--deep", "--json", "--root"])
+        .arg(root)
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"))
+        .env_remove("WALWARDEN_ROOT")
+        .env_remove("WALWARDEN_CONFIG")
+        .output()
+        .expect("run walwarden");
+    let doc = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    (out.status.code().unwrap_or(-1), doc)
+}
+
+/// A copy of the backup root, to damage without touching the others.
+fn copy_root(from: &Path, into: &Path) -> PathBuf {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(into)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    into.to_owned()
+}
+
+fn problems(doc: &serde_json::Value) -> Vec<(String, String)> {
+    doc["clients"][0]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["code"].as_str().unwrap().to_owned(),
+                p["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn segments(wal: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(wal)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 27 && n.ends_with(".gz"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn next_name(name: &str) -> String {
+    let number = u64::from_str_radix(&name[16..24], 16).unwrap() + 1;
+    format!("{}{:08X}.gz", &name[..16], number)
+}
+
+#[test]
+fn deep_check_proves_a_clean_archive_and_names_each_damage() {
+    let backup = support::make_real_backup("client1");
+    let work = tempfile::tempdir().unwrap();
+
+    // Clean: everything proven, and the second run reads nothing again.
+    let home = work.path().join("home-clean");
+    let (code, doc) = deep_check(&backup.root, &home);
+    assert_eq!(problems(&doc), vec![], "{doc:#}");
+    assert_eq!(code, 0);
+    let deep = &doc["clients"][0]["deep"];
+    assert_eq!(deep["verified_through"], backup.last_archived.as_str());
+    assert!(deep["files_checked"].as_u64().unwrap() >= 4);
+    let (_, again) = deep_check(&backup.root, &home);
+    assert_eq!(
+        again["clients"][0]["deep"]["files_checked"], 0,
+        "remembered by name, size and mtime"
+    );
+
+    let names = segments(&backup.wal_dir());
+    let middle = names[names.len() / 2].clone();
+    let last = names.last().unwrap().clone();
+    let cases: Vec<(&str, Box<dyn Fn(&Path) -> String>)> = vec![
+        (
+            "corrupt_segment",
+            Box::new(|wal: &Path| {
+                let path = wal.join(&middle);
+                let mut bytes = fs::read(&path).unwrap();
+                let at = bytes.len() / 2;
+                bytes[at] ^= 0xFF;
+                fs::write(&path, bytes).unwrap();
+                middle.clone()
+            }),
+        ),
+        (
+            "corrupt_segment",
+            Box::new(|wal: &Path| {
+                let path = wal.join(&middle);
+                let bytes = fs::read(&path).unwrap();
+                fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
+                middle.clone()
+            }),
+        ),
+        (
+            "foreign_segment",
+            Box::new(|wal: &Path| {
+                // A segment from a second, unrelated cluster, named as this archive's next one.
+                let stranger = support::initdb_segment(15, None);
+                let name = next_name(&last);
+                let raw = fs::read(&stranger.segment).unwrap();
+                fs::write(wal.join(&name), walwarden::demo::gzip(&raw).unwrap()).unwrap();
+                name
+            }),
+        ),
+        (
+            "misnamed_segment",
+            Box::new(|wal: &Path| {
+                let name = next_name(&last);
+                fs::copy(wal.join(&middle), wal.join(&name)).unwrap();
+                name
+            }),
+        ),
+    ];
+    for (index, (code, damage)) in cases.iter().enumerate() {
+        let root = copy_root(&backup.root, &work.path().join(format!("root-{index}")));
+        let file = damage(&root.join("client1/wal"));
+        let (exit, doc) = deep_check(&root, &work.path().join(format!("home-{index}")));
+        let found = problems(&doc);
+        assert_eq!(
+            found.len(),
+            1,
+            "case {index} ({code}): exactly one problem: {found:#?}"
+        );
+        assert_eq!(found[0].0, *code, "case {index}: {found:#?}");
+        assert!(
+            found[0].1.contains(&file),
+            "case {index}: names {file}: {}",
+            found[0].1
+        );
+        assert_eq!(exit, 2, "critical");
+    }
+
+    // A byte altered inside base.tar.gz: the base backup is corrupt, nothing else.
+    let root = copy_root(&backup.root, &work.path().join("root-base"));
+    let tarball = root.join("client1/base/base.tar.gz");
+    let mut bytes = fs::read(&tarball).unwrap();
+    let at = bytes.len() * 3 / 4;
+    bytes[at] ^= 0x55;
+    fs::write(&tarball, bytes).unwrap();
+    let (exit, doc) = deep_check(&root, &work.path().join("home-base"));
+    let found = problems(&doc);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].0, "base_corrupt");
+    assert!(found[0].1.contains("base.tar.gz"), "{}", found[0].1);
+    assert_eq!(exit, 2);
+}
