@@ -7,6 +7,7 @@
 //! - [`continuity`]: the restore's line of timelines, gaps and the recoverable window;
 //! - [`health`]: problems with codes, severities and fixes (pure, clock passed in);
 //! - [`report`]: the per-root health report behind `check` and the dashboard;
+//! - [`metrics`]: the report as Prometheus metrics;
 //! - [`config`], [`cache`]: settings and remembered expensive facts;
 //! - [`watch`]: notify events turned into catalog changes; arrival cadence;
 //! - [`verify`]: the verification window checklist for a new client;
@@ -27,6 +28,7 @@ pub mod deep;
 pub mod demo;
 pub mod display;
 pub mod health;
+pub mod metrics;
 pub mod report;
 pub mod restore;
 mod serde_util;

@@ -286,3 +286,60 @@ fn unsafe_euid_is_root() -> bool {
     let probe = tempfile::NamedTempFile::new().unwrap();
     std::os::unix::fs::MetadataExt::uid(&probe.as_file().metadata().unwrap()) == 0
 }
+
+#[test]
+fn prometheus_metrics_for_monitoring() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = build_demo(tmp.path(), SystemTime::now()).unwrap();
+    let textfile = tmp.path().join("walwarden.prom");
+    let out = walwarden(
+        &[
+            "check",
+            "--format",
+            "prometheus",
+            "--root",
+            demo.root.to_str().unwrap(),
+            "--config",
+            demo.config.to_str().unwrap(),
+            "--textfile",
+            textfile.to_str().unwrap(),
+        ],
+        tmp.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("# TYPE walwarden_client_status gauge"),
+        "{text}"
+    );
+    assert!(
+        text.contains("walwarden_client_status{client=\"globex\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("walwarden_client_status{client=\"acme\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("walwarden_problems{client=\"initech\",code=\"wal_gap\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("walwarden_wal_gaps{client=\"initech\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("walwarden_restorable_to_timestamp_seconds{client=\"umbrella\"}"),
+        "not restorable: no sample"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&textfile).unwrap(),
+        text,
+        "the textfile holds the same metrics"
+    );
+    // Every sample line is `name{labels} number`.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (_, value) = line.rsplit_once(' ').unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+}

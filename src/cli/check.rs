@@ -26,6 +26,12 @@ pub struct CheckArgs {
     /// Decompress base tarballs whose pg_control facts are not cached yet
     #[arg(long)]
     pub full: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Also write Prometheus metrics to this file, atomically (node_exporter's textfile collector)
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<std::path::PathBuf>,
     /// Read every WAL file and both base tarballs to their end (results remembered per file)
     #[arg(long)]
     pub deep: bool,
@@ -60,14 +66,29 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
             .save()
             .wrap_err("cannot remember the deep-check results")?;
     }
+    if let Some(path) = &args.textfile {
+        let temporary = path.with_extension("prom.tmp");
+        std::fs::write(&temporary, crate::metrics::prometheus(&report))
+            .and_then(|_| std::fs::rename(&temporary, path))
+            .wrap_err_with(|| format!("cannot write {}", path.display()))?;
+    }
     let mut out = std::io::stdout().lock();
-    if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        write_text(&mut out, &report, args.verbose)?;
+    match (args.json, args.format) {
+        (true, _) | (false, Format::Json) => {
+            serde_json::to_writer_pretty(&mut out, &report)?;
+            writeln!(out)?;
+        }
+        (false, Format::Prometheus) => write!(out, "{}", crate::metrics::prometheus(&report))?,
+        (false, Format::Text) => write_text(&mut out, &report, args.verbose)?,
     }
     Ok(report.exit_code())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+    Prometheus,
 }
 
 pub fn write_text(
