@@ -17,8 +17,10 @@
 //!   ([`UnpackError::Corrupt`]): the gzip trailer (CRC, length) and the tar
 //!   end-of-archive block must both be there;
 //! - modes (permission bits only: set-id and sticky bits are dropped) and
-//!   modification times are restored; directories get theirs after their
-//!   contents are written, as tar does;
+//!   modification times are restored (not on symbolic links); directories
+//!   get theirs after their contents are written;
+//! - a tablespace's `pg_tblspc/<oid>` link points to an absolute path, so a
+//!   base backup with tablespaces is refused until the caller maps them;
 //! - nothing is fsync'ed: call [`sync_tree`] once the unpack succeeded and
 //!   before the data directory is used.
 //!
@@ -479,6 +481,7 @@ fn with_stream<T>(
                 chunk: Vec::new(),
                 pos: 0,
                 ended: false,
+                failed: false,
             };
             run(&mut reader)
         }),
@@ -528,11 +531,16 @@ struct ChunkReader {
     chunk: Vec<u8>,
     pos: usize,
     ended: bool,
+    /// Set once the stream failed, so no later read mistakes it for its end.
+    failed: bool,
 }
 
 impl Read for ChunkReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.chunk.len() {
+            if self.failed {
+                return Err(io::Error::other("the stream failed earlier"));
+            }
             if self.ended || out.is_empty() {
                 return Ok(0);
             }
@@ -545,11 +553,11 @@ impl Read for ChunkReader {
                 Ok(ChunkMsg::Data(chunk)) => self.chunk = chunk,
                 Ok(ChunkMsg::End) => self.ended = true,
                 Ok(ChunkMsg::Failed(e)) => {
-                    self.ended = true;
+                    self.failed = true;
                     return Err(e);
                 }
                 Err(_) => {
-                    self.ended = true;
+                    self.failed = true;
                     return Err(io::Error::other("the inflate thread stopped early"));
                 }
             }
@@ -1001,10 +1009,16 @@ impl TreeWriter<'_> {
         Ok(())
     }
 
-    /// Modes and mtimes of directory entries, deepest last-written first,
-    /// once nothing more is written into them.
+    /// Modes and mtimes of directory entries, once nothing more is written
+    /// into them; in reverse order, so a directory is done after the ones
+    /// below it (a parent's mode could otherwise bar a non-root caller).
     fn finish_dirs(&mut self) -> Result<(), UnpackError> {
+        let mut done = HashSet::new();
         for (rel, mode, mtime) in std::mem::take(&mut self.deferred_dirs).into_iter().rev() {
+            // A directory listed twice takes its last entry's mode and time.
+            if !done.insert(rel.clone()) {
+                continue;
+            }
             let full = self.dest.join(&rel);
             File::open(&full)
                 .and_then(|dir| self.finish_meta(&dir, mode, mtime))
