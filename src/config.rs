@@ -3,6 +3,8 @@
 //! Every setting is optional. Durations are humantime text (`90s`, `1h`,
 //! `2days`); a bad value is reported with the key that holds it. Settings
 //! under `[defaults]` apply to every client; `[clients.NAME]` overrides them.
+//! A client's `[clients.NAME.target]` names the server its PostgreSQL ran on,
+//! which a restore stops over SSH (host keys always checked strictly).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,6 +53,19 @@ struct RawSettings {
     partial_grace: Option<String>,
     #[serde(default)]
     acknowledged_gaps: Vec<AcknowledgedGap>,
+    target: Option<RawTarget>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    host: Option<String>,
+    port: Option<i64>,
+    user: Option<String>,
+    stop_command: Option<String>,
+    known_hosts: Option<PathBuf>,
+    identity: Option<PathBuf>,
+    connect_timeout: Option<String>,
 }
 
 /// A gap an engineer has looked at and accepted: it stays listed but no
@@ -101,6 +116,71 @@ impl Default for ClientPolicy {
     }
 }
 
+/// Run on the target server when `stop_command` is not set: Debian's wrapper,
+/// through sudo without a password prompt (`-n` fails at once instead of hanging).
+/// `{major}` becomes the backup's PostgreSQL major version.
+pub const DEFAULT_STOP_COMMAND: &str = "sudo -n pg_ctlcluster {major} main stop -m fast";
+pub const DEFAULT_SSH_PORT: u16 = 22;
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The server a client's PostgreSQL ran on: before a restore, walwarden stops
+/// the old instance there over SSH when it is still reachable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetServer {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// A shell command line run on the host; `{major}` becomes the backup's major version.
+    pub stop_command: String,
+    /// `None`: ssh's own default, `~/.ssh/known_hosts` of the user walwarden runs as.
+    pub known_hosts: Option<PathBuf>,
+    /// `None`: ssh's default keys and agent.
+    pub identity: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+impl TargetServer {
+    /// `user@host` on port 22 with the default stop command and timeout.
+    pub fn new(host: &str, user: &str) -> TargetServer {
+        TargetServer {
+            host: host.to_owned(),
+            port: DEFAULT_SSH_PORT,
+            user: user.to_owned(),
+            stop_command: DEFAULT_STOP_COMMAND.to_owned(),
+            known_hosts: None,
+            identity: None,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+
+    /// The stop command for a backup of PostgreSQL `major`.
+    pub fn stop_command_for(&self, major: u32) -> String {
+        self.stop_command.replace("{major}", &major.to_string())
+    }
+
+    /// The host as messages name it: `db1`, or `db1:2222` off the default port.
+    pub fn address(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == DEFAULT_SSH_PORT {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// The known_hosts file ssh consults, as messages name it.
+    pub fn known_hosts_text(&self) -> String {
+        match &self.known_hosts {
+            Some(path) => path.display().to_string(),
+            None => "~/.ssh/known_hosts".to_owned(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     /// Where this configuration came from, if from a file.
@@ -108,6 +188,7 @@ pub struct Config {
     pub root: Option<PathBuf>,
     defaults: ClientPolicy,
     clients: BTreeMap<String, ClientPolicy>,
+    targets: BTreeMap<String, TargetServer>,
 }
 
 impl Config {
@@ -143,17 +224,37 @@ impl Config {
             message: e.message().to_owned() + &span_hint(text, e.span()),
         })?;
         let defaults = resolve(&raw.defaults, &ClientPolicy::default(), "defaults", path)?;
+        if raw.defaults.target.is_some() {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                key: "defaults.target".into(),
+                message: "a target server belongs to one client: move it to [clients.NAME.target]"
+                    .into(),
+            });
+        }
         let mut clients = BTreeMap::new();
+        let mut targets = BTreeMap::new();
         for (name, settings) in &raw.clients {
-            let policy = resolve(settings, &defaults, &format!("clients.{name}"), path)?;
+            let section = format!("clients.{name}");
+            let policy = resolve(settings, &defaults, &section, path)?;
             clients.insert(name.clone(), policy);
+            if let Some(target) = &settings.target {
+                let target = resolve_target(target, &format!("{section}.target"), path)?;
+                targets.insert(name.clone(), target);
+            }
         }
         Ok(Config {
             source: Some(path.to_owned()),
             root: raw.root,
             defaults,
             clients,
+            targets,
         })
+    }
+
+    /// The server to stop before restoring `client`, when its config names one.
+    pub fn target_for(&self, client: &str) -> Option<&TargetServer> {
+        self.targets.get(client)
     }
 
     pub fn policy_for(&self, client: &str) -> &ClientPolicy {
@@ -232,6 +333,105 @@ fn resolve(
     })
 }
 
+fn resolve_target(
+    raw: &RawTarget,
+    section: &str,
+    path: &Path,
+) -> Result<TargetServer, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        key: format!("{section}.{key}"),
+        message,
+    };
+    // Host and user end up as ssh arguments: a leading '-' would read as an option.
+    let name = |key: &str, value: &Option<String>| -> Result<String, ConfigError> {
+        let Some(value) = value else {
+            return Err(invalid(
+                key,
+                "missing: the target needs a host and a user".into(),
+            ));
+        };
+        if value.is_empty()
+            || value.starts_with('-')
+            || value.contains('@')
+            || value.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(invalid(
+                key,
+                format!("{value:?} is not a {key} name (no spaces, '@' or leading '-')"),
+            ));
+        }
+        Ok(value.clone())
+    };
+    let file = |key: &str, value: &Option<PathBuf>| -> Result<Option<PathBuf>, ConfigError> {
+        match value {
+            Some(p) if !(p.is_absolute() || p.starts_with("~")) => Err(invalid(
+                key,
+                format!(
+                    "{} must be an absolute path (or start with ~/)",
+                    p.display()
+                ),
+            )),
+            // ssh reads UserKnownHostsFile as a list split on whitespace.
+            Some(p) if p.to_string_lossy().chars().any(char::is_whitespace) => Err(invalid(
+                key,
+                format!(
+                    "{} has a space, which ssh would read as two files",
+                    p.display()
+                ),
+            )),
+            _ => Ok(value.clone()),
+        }
+    };
+    let host = name("host", &raw.host)?;
+    let user = name("user", &raw.user)?;
+    let port = match raw.port {
+        None => DEFAULT_SSH_PORT,
+        Some(port) => u16::try_from(port)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| invalid("port", format!("{port} is not a TCP port (1 to 65535)")))?,
+    };
+    let stop_command = match &raw.stop_command {
+        None => DEFAULT_STOP_COMMAND.to_owned(),
+        Some(command) if command.trim().is_empty() => {
+            return Err(invalid(
+                "stop_command",
+                "is empty: leave it out for the default, or remove the target".into(),
+            ));
+        }
+        Some(command) => command.clone(),
+    };
+    let connect_timeout = match &raw.connect_timeout {
+        None => DEFAULT_CONNECT_TIMEOUT,
+        Some(text) => {
+            let timeout = humantime::parse_duration(text).map_err(|e| {
+                invalid(
+                    "connect_timeout",
+                    format!("{text:?} is not a duration such as \"10s\": {e}"),
+                )
+            })?;
+            // ssh counts whole seconds, and 0 would mean no timeout at all.
+            if timeout < Duration::from_secs(1) {
+                return Err(invalid(
+                    "connect_timeout",
+                    format!("{text:?} is shorter than ssh's smallest timeout, 1s"),
+                ));
+            }
+            timeout
+        }
+    };
+    Ok(TargetServer {
+        host,
+        port,
+        user,
+        stop_command,
+        known_hosts: file("known_hosts", &raw.known_hosts)?,
+        identity: file("identity", &raw.identity)?,
+        connect_timeout,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,6 +499,100 @@ note = "lost in the disk swap; superseded by the new base backup"
                 .contains("clients.a.acknowledged_gaps[0].from"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_target_server_gets_defaults_and_only_its_client_has_one() {
+        let text = r#"
+[clients.foo.target]
+host = "db1.example.net"
+user = "postgres"
+[clients.bar.target]
+host = "10.0.0.7"
+port = 2222
+user = "admin"
+stop_command = "pg_ctlcluster {major} main stop"
+known_hosts = "/etc/walwarden/known_hosts"
+identity = "~/.ssh/walwarden_ed25519"
+connect_timeout = "3s"
+"#;
+        let config = Config::parse(text, Path::new("t.toml")).unwrap();
+        let foo = config.target_for("foo").unwrap();
+        assert_eq!(foo, &TargetServer::new("db1.example.net", "postgres"));
+        assert_eq!(
+            foo.stop_command_for(15),
+            "sudo -n pg_ctlcluster 15 main stop -m fast"
+        );
+        assert_eq!(foo.address(), "db1.example.net");
+        let bar = config.target_for("bar").unwrap();
+        assert_eq!(bar.port, 2222);
+        assert_eq!(bar.address(), "10.0.0.7:2222");
+        assert_eq!(bar.stop_command_for(12), "pg_ctlcluster 12 main stop");
+        assert_eq!(
+            bar.known_hosts.as_deref(),
+            Some(Path::new("/etc/walwarden/known_hosts"))
+        );
+        assert_eq!(bar.connect_timeout, Duration::from_secs(3));
+        assert!(config.target_for("baz").is_none());
+    }
+
+    #[test]
+    fn bad_target_settings_name_their_key() {
+        let cases = [
+            ("user = \"postgres\"", "clients.a.target.host", "missing"),
+            ("host = \"db\"", "clients.a.target.user", "missing"),
+            (
+                "host = \"-oProxyCommand=x\"\nuser = \"p\"",
+                "clients.a.target.host",
+                "leading '-'",
+            ),
+            (
+                "host = \"db\"\nuser = \"p\"\nport = 70000",
+                "clients.a.target.port",
+                "1 to 65535",
+            ),
+            (
+                "host = \"db\"\nuser = \"p\"\nconnect_timeout = \"500ms\"",
+                "clients.a.target.connect_timeout",
+                "1s",
+            ),
+            (
+                "host = \"db\"\nuser = \"p\"\nconnect_timeout = \"soon\"",
+                "clients.a.target.connect_timeout",
+                "not a duration",
+            ),
+            (
+                "host = \"db\"\nuser = \"p\"\nstop_command = \" \"",
+                "clients.a.target.stop_command",
+                "empty",
+            ),
+            (
+                "host = \"db\"\nuser = \"p\"\nknown_hosts = \"kh\"",
+                "clients.a.target.known_hosts",
+                "absolute",
+            ),
+        ];
+        for (body, key, why) in cases {
+            let text = format!("[clients.a.target]\n{body}\n");
+            let err = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(key) && message.contains(why),
+                "{body}: {message}"
+            );
+        }
+        let err = Config::parse(
+            "[clients.a.target]\nhost = \"db\"\nuser = \"p\"\nstrict = false\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("strict"), "{err}");
+        let err = Config::parse(
+            "[defaults.target]\nhost = \"db\"\nuser = \"p\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("defaults.target"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`watch`]: notify events turned into catalog changes; arrival cadence;
 //! - [`verify`]: the verification window checklist for a new client;
 //! - [`deep`]: every file read to its end, verdicts remembered per file;
+//! - [`drill`]: restore drills into a scratch directory, results recorded;
 //! - [`restore`]: the restore engine (plan of steps, journal, unpack, recovery config, log diagnosis);
 //! - [`display`]: byte sizes as people read them;
 //! - [`demo`]: a synthetic backup root for newcomers and tests.
@@ -27,6 +28,7 @@ pub mod continuity;
 pub mod deep;
 pub mod demo;
 pub mod display;
+pub mod drill;
 pub mod health;
 pub mod metrics;
 pub mod report;

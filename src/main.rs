@@ -33,7 +33,8 @@ fn run() -> Result<i32> {
     match &cli.command {
         Some(Command::Check(args)) => walwarden::cli::check::run(args, &root, &config),
         Some(Command::Verify(args)) => walwarden::cli::verify::run(args, &root),
-        Some(Command::Restore(args)) => walwarden::cli::restore::run(args, &root),
+        Some(Command::Restore(args)) => walwarden::cli::restore::run(args, &root, &config),
+        Some(Command::Drill(args)) => walwarden::cli::drill::run(args, &root),
         Some(Command::Demo(_)) => Ok(0),
         None => walwarden::tui::run(root, config, walwarden::tui::Options::default()).map(|_| 0),
     }

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod demo;
+pub mod drill;
 pub mod restore;
 pub mod verify;
 
@@ -38,6 +39,8 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     /// Restore a client's backup into a data directory, step by step
     Restore(restore::RestoreArgs),
+    /// Restore a client into a scratch directory to prove its backup restores, then remove it
+    Drill(drill::DrillArgs),
     /// Build a demo backup root (in DIR, else a temporary folder) and open the dashboard on it
     Demo(demo::DemoArgs),
 }

@@ -10,6 +10,7 @@ use clap::Args;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use crate::catalog::{self, ScanOptions};
+use crate::config::Config;
 use crate::health::short_duration;
 use crate::restore::journal::Outcome;
 use crate::restore::steps::{self, Driver, RestoreRequest, StepKind};
@@ -124,7 +125,7 @@ impl Driver for LineDriver {
     }
 }
 
-pub fn run(args: &RestoreArgs, root: &Path) -> Result<i32> {
+pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
     if args.purge && args.dry_run {
         eprintln!("note: --dry-run: nothing will be deleted");
     }
@@ -139,6 +140,7 @@ pub fn run(args: &RestoreArgs, root: &Path) -> Result<i32> {
         dry_run: args.dry_run,
         purge: args.purge,
         replay_timeout: args.replay_timeout,
+        target: config.target_for(&args.client).cloned(),
     };
     let mut driver = LineDriver {
         yes: args.yes,

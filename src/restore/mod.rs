@@ -11,12 +11,14 @@
 //! - `unpack`: safe, two-core extraction of the tarballs;
 //! - `recovery_conf`: recovery.conf (10, 11) or recovery.signal (12+);
 //! - `pglog`: the server log's lines classified, replay followed;
-//! - `journal`: the record next to the data directory.
+//! - `journal`: the record next to the data directory;
+//! - `remote`: commands on the target server over SSH (strict host keys).
 
 pub mod journal;
 pub mod local;
 pub mod pglog;
 pub mod recovery_conf;
+pub mod remote;
 pub mod steps;
 pub mod unpack;
 

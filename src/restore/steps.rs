@@ -14,8 +14,10 @@ use super::journal::{Journal, Outcome};
 use super::local::{self, PgUser};
 use super::pglog::{ReplayOutcome, ReplayTracker};
 use super::recovery_conf::{self, ArchiveLayout, RecoverySettings, TargetAction, TargetTime};
+use super::remote;
 use super::unpack::{self, UnpackOptions};
 use crate::catalog::{BaseFileKind, Client};
+use crate::config::TargetServer;
 use crate::health::short_duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +89,8 @@ pub struct RestoreRequest {
     pub purge: bool,
     /// How long to follow the log before giving up on replay.
     pub replay_timeout: Duration,
+    /// The client's old server, from `[clients.NAME.target]`: stopped over SSH first.
+    pub target: Option<TargetServer>,
 }
 
 /// The face that runs the engine: asks questions and shows what happens.
@@ -162,7 +166,7 @@ struct Runner<'a> {
 impl Runner<'_> {
     fn all(&mut self) -> Result<(), RestoreError> {
         let checked = self.timed(StepKind::Preflight, |r| r.preflight())?;
-        self.timed(StepKind::StopRemote, |r| r.stop_remote())?;
+        self.timed(StepKind::StopRemote, |r| r.stop_remote(&checked))?;
         self.timed(StepKind::StopLocal, |r| r.stop_local(&checked))?;
         self.timed(StepKind::Clear, |r| r.clear(&checked))?;
         self.timed(StepKind::Unpack, |r| r.unpack(&checked))?;
@@ -482,14 +486,8 @@ impl Runner<'_> {
         )))
     }
 
-    fn stop_remote(&mut self) -> Result<(), RestoreError> {
-        // The SSH stop of the old server needs a target in the client's config (issue 6 adds it).
-        self.record(
-            StepKind::StopRemote,
-            Outcome::Skipped,
-            "no target server configured for this client: make sure the old server is down",
-            None,
-        )
+    fn stop_remote(&mut self, checked: &Checked) -> Result<(), RestoreError> {
+        stop_remote(self.request, checked.major, self.driver, self.journal)
     }
 
     fn stop_local(&mut self, checked: &Checked) -> Result<(), RestoreError> {
@@ -922,6 +920,117 @@ impl Runner<'_> {
             .clone()
             .unwrap_or_else(|| "unknown".into());
         self.done(StepKind::Report, &format!("server answers: {recovery}; last replayed transaction at {last}. Set up fresh backups for this server."))
+    }
+}
+
+/// The stop-old-instance step alone, as `run` does it after the preflight
+/// (`major`: the backup's), journaled beside the data directory. Returns the journal's path.
+pub fn stop_old_instance(
+    request: &RestoreRequest,
+    major: u32,
+    driver: &mut dyn Driver,
+) -> Result<PathBuf, RestoreError> {
+    let mut journal = Journal::open(&request.data_dir, request.dry_run).map_err(|source| {
+        RestoreError::Journal {
+            path: Journal::path_for(&request.data_dir),
+            source,
+        }
+    })?;
+    stop_remote(request, major, driver, &mut journal)?;
+    Ok(journal.path().to_owned())
+}
+
+/// Stops PostgreSQL on the client's old server over SSH, when configured and
+/// confirmed. Never fails the restore: the old server is often gone (that is
+/// why there is a restore), so unreachable, declined or refused is a skip
+/// whose reason goes into the journal. A host key that does not check out
+/// is called REFUSED: nothing was sent to that server.
+fn stop_remote(
+    request: &RestoreRequest,
+    major: u32,
+    driver: &mut dyn Driver,
+    journal: &mut Journal,
+) -> Result<(), RestoreError> {
+    let step = StepKind::StopRemote;
+    let mut record = |driver: &mut dyn Driver, outcome: Outcome, detail: &str| {
+        journal
+            .record(step.id(), outcome.clone(), detail, None)
+            .map_err(|source| RestoreError::Journal {
+                path: journal.path().to_owned(),
+                source,
+            })?;
+        driver.step(step, outcome, detail);
+        Ok(())
+    };
+    let Some(target) = &request.target else {
+        return record(
+            driver,
+            Outcome::Skipped,
+            "no target server configured for this client: make sure the old server is down (or name it under [clients.NAME.target] in the config)",
+        );
+    };
+    let address = target.address();
+    let command = target.stop_command_for(major);
+    let question = format!("Stop PostgreSQL on {address} with `{command}`?");
+    if request.dry_run {
+        driver.progress(step, &format!("(dry run) would ask: {question}"));
+        driver.command(&remote::ssh_command_text(target, &command));
+        return record(
+            driver,
+            Outcome::DryRun,
+            &format!("would stop PostgreSQL on {address} (not connected in a dry run)"),
+        );
+    }
+    if !driver.confirm(&question) {
+        return record(
+            driver,
+            Outcome::Skipped,
+            &format!(
+                "declined: PostgreSQL on {address} was not stopped; make sure it is down before the restored server takes its place"
+            ),
+        );
+    }
+    driver.command(&remote::ssh_command_text(target, &command));
+    match remote::run_remote_blocking(target, &command) {
+        Ok(output) => {
+            let text = one_line(&(output.stdout + "\n" + &output.stderr));
+            let said = if text.is_empty() {
+                String::new()
+            } else {
+                format!(": {text}")
+            };
+            record(
+                driver,
+                Outcome::Done,
+                &format!("stopped PostgreSQL on {address}{said}"),
+            )
+        }
+        Err(error) if error.is_host_key() => {
+            let detail = format!(
+                "REFUSED: {error}. Nothing was run on {address}: make sure the old server is down"
+            );
+            driver.progress(step, &detail);
+            record(driver, Outcome::Skipped, &detail)
+        }
+        Err(error) => record(
+            driver,
+            Outcome::Skipped,
+            &format!("not stopped: {error}; make sure the old server is down"),
+        ),
+    }
+}
+
+/// A command's output on one line for the journal, cut to a readable length.
+fn one_line(text: &str) -> String {
+    let joined = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    match joined.char_indices().nth(300) {
+        Some((cut, _)) => format!("{}…", &joined[..cut]),
+        None => joined,
     }
 }
 

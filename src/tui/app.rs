@@ -333,7 +333,7 @@ impl App {
             }
             Some(WizardCommand::Start(text)) => vec![Command::StartRestore {
                 client: text.client.clone(),
-                request: Box::new(text.to_request()),
+                request: Box::new(text.to_request(&self.config)),
             }],
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent};
 
+use crate::config::Config;
 use crate::restore::journal::Outcome;
 use crate::restore::steps::{RestoreRequest, StepKind, Summary};
 
@@ -64,7 +65,7 @@ pub struct RestoreRequestText {
 }
 
 impl RestoreRequestText {
-    pub fn to_request(&self) -> RestoreRequest {
+    pub fn to_request(&self, config: &Config) -> RestoreRequest {
         RestoreRequest {
             data_dir: PathBuf::from(self.data_dir.trim()),
             target_time: Some(self.target_time.trim().to_owned()).filter(|t| !t.is_empty()),
@@ -74,6 +75,7 @@ impl RestoreRequestText {
             dry_run: self.dry_run,
             purge: false,
             replay_timeout: Duration::from_secs(3600),
+            target: config.target_for(&self.client).cloned(),
         }
     }
 }
@@ -259,7 +261,10 @@ mod tests {
             panic!("no start")
         };
         assert!(text.dry_run);
-        assert_eq!(text.to_request().data_dir, PathBuf::from("/srv/pg/main"));
+        assert_eq!(
+            text.to_request(&Config::default()).data_dir,
+            PathBuf::from("/srv/pg/main")
+        );
         assert_eq!(wizard.phase, Phase::Running);
     }
 

@@ -4,12 +4,15 @@
 //!   [`make_real_backup`] (a PostgreSQL 15 base backup + gzip WAL archive, made
 //!   exactly like the tutorial's setup) and [`initdb_segment`] (a fresh
 //!   cluster's first WAL segment for majors 14..=18).
+//! - [`sshd`]: a throwaway OpenSSH server on loopback with its own keys and
+//!   known_hosts files ([`sshd::TestSshd`]).
 //!
-//! Both panic (never skip) when the PostgreSQL binaries they need are missing:
-//! `.ci/test` installs and fetches everything.
+//! All panic (never skip) when the binaries they need (PostgreSQL, sshd) are
+//! missing: `.ci/test` installs and fetches everything.
 #![allow(dead_code, unused_imports)]
 
 pub mod pg;
+pub mod sshd;
 
 pub use pg::{
     InitdbSegment, PgCluster, RealBackup, RunningServer, initdb_segment, make_real_backup,

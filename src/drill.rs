@@ -1,0 +1,217 @@
+//! Restore drills: the only proof that a backup restores is a restore.
+//!
+//! A drill runs the restore engine into a scratch directory (never a real
+//! data directory, never stopping any server: no SSH target is passed), on
+//! a free port with a private unix socket, waits for replay to reach the end
+//! of the archive, asks the server a sanity question, stops it, removes the
+//! scratch directory, and records the outcome. Results are kept in the
+//! user's cache directory, outside the backup root.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Client;
+use crate::restore::local::PgUser;
+use crate::restore::steps::{self, Driver, RestoreRequest};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrillRecord {
+    pub client: String,
+    /// RFC 3339, when the drill started.
+    pub at: String,
+    pub at_unix: u64,
+    pub success: bool,
+    /// What failed and why, or what the restored server answered.
+    pub detail: String,
+    /// The measured recovery time: unpack, replay and start.
+    pub seconds: f64,
+    /// The last transaction the restored server replayed.
+    pub reached: Option<String>,
+}
+
+pub fn default_history_path() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("walwarden").join("drills.json"))
+}
+
+pub fn load_history(path: &Path) -> Vec<DrillRecord> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+pub fn append_history(path: &Path, record: &DrillRecord) -> std::io::Result<()> {
+    let mut history = load_history(path);
+    history.push(record.clone());
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(
+        &temporary,
+        serde_json::to_vec_pretty(&history).map_err(std::io::Error::other)?,
+    )?;
+    std::fs::rename(temporary, path)
+}
+
+/// The newest successful drill of a client.
+pub fn last_success<'a>(history: &'a [DrillRecord], client: &str) -> Option<&'a DrillRecord> {
+    history
+        .iter()
+        .filter(|r| r.client == client && r.success)
+        .max_by_key(|r| r.at_unix)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_or(55432, |a| a.port())
+}
+
+/// Runs one drill of `client` inside `scratch_parent` (a new folder is made and removed there).
+pub fn drill(
+    client: &Client,
+    scratch_parent: &Path,
+    os_user: &str,
+    pg_bin: Option<PathBuf>,
+    driver: &mut dyn Driver,
+) -> DrillRecord {
+    let started = Instant::now();
+    let now = SystemTime::now();
+    let mut record = DrillRecord {
+        client: client.name.clone(),
+        at: crate::serde_util::time_text(now),
+        at_unix: now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        success: false,
+        detail: String::new(),
+        seconds: 0.0,
+        reached: None,
+    };
+    // A drill proves the whole archive: a gap means replay would stop short of its end.
+    if let Some(gap) = client.continuity.gaps.first() {
+        record.detail = format!(
+            "replay would stop at {} ({} missing from {}): the archive cannot be restored to its end ({})",
+            client
+                .continuity
+                .restorable_through
+                .as_deref()
+                .unwrap_or("the base backup"),
+            gap.count,
+            gap.first,
+            client.continuity.newest.as_deref().unwrap_or("?")
+        );
+        return record;
+    }
+    let scratch = match tempfile::Builder::new()
+        .prefix("walwarden-drill-")
+        .tempdir_in(scratch_parent)
+    {
+        Ok(dir) => dir,
+        Err(e) => {
+            record.detail = format!(
+                "cannot make a scratch folder in {}: {e}",
+                scratch_parent.display()
+            );
+            return record;
+        }
+    };
+    // The scratch folder is the PostgreSQL user's: its socket and lock files go there.
+    if let Ok(user) = PgUser::lookup(os_user) {
+        let _ = std::os::unix::fs::chown(scratch.path(), Some(user.uid), Some(user.gid));
+    }
+    let data = scratch.path().join("data");
+    let port = free_port();
+    let socket_dir = scratch.path().to_string_lossy().into_owned();
+    let request = RestoreRequest {
+        data_dir: data.clone(),
+        target_time: None,
+        pg_bin: pg_bin.clone(),
+        os_user: os_user.to_owned(),
+        settings: vec![
+            ("port".into(), port.to_string()),
+            ("unix_socket_directories".into(), socket_dir.clone()),
+            ("listen_addresses".into(), String::new()),
+        ],
+        dry_run: false,
+        purge: false,
+        replay_timeout: Duration::from_secs(3600),
+        // A drill never stops any server.
+        target: None,
+    };
+    let result = steps::run(client, &request, driver);
+    record.seconds = started.elapsed().as_secs_f64();
+    match &result {
+        Ok(summary) => {
+            record.reached = summary.last_replayed_transaction.clone();
+            match sanity_query(
+                os_user,
+                &socket_dir,
+                port,
+                &pg_bin_for(pg_bin.as_deref(), client),
+            ) {
+                Ok(answer) => {
+                    record.success = true;
+                    record.detail = answer;
+                }
+                Err(error) => {
+                    record.detail =
+                        format!("the restored server does not answer the sanity query: {error}")
+                }
+            }
+        }
+        Err(error) => record.detail = error.to_string(),
+    }
+    stop_server(os_user, &data, pg_bin.as_deref(), client);
+    // The scratch folder goes with `scratch`; the journal beside `data` inside it too.
+    drop(scratch);
+    record
+}
+
+fn pg_bin_for(pg_bin: Option<&Path>, client: &Client) -> PathBuf {
+    let major = client
+        .base
+        .pg_version()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    pg_bin
+        .map(Path::to_owned)
+        .unwrap_or_else(|| crate::restore::local::default_pg_bin(major))
+}
+
+/// Lists databases and counts relations on the restored server.
+fn sanity_query(
+    os_user: &str,
+    socket_dir: &str,
+    port: u16,
+    pg_bin: &Path,
+) -> Result<String, String> {
+    let user = PgUser::lookup(os_user).map_err(|e| e.to_string())?;
+    let mut command = user.command(pg_bin.join("psql"));
+    command
+        .args(["-X", "-A", "-t", "-h", socket_dir, "-p", &port.to_string(), "-d", "postgres", "-c"])
+        .arg("select (select count(*) from pg_database where not datistemplate) || ' databases, ' || (select count(*) from pg_class) || ' relations'");
+    let output = command.output().map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+fn stop_server(os_user: &str, data: &Path, pg_bin: Option<&Path>, client: &Client) {
+    if !data.join("postmaster.pid").exists() {
+        return;
+    }
+    if let Ok(user) = PgUser::lookup(os_user) {
+        let mut command: Command = user.command(pg_bin_for(pg_bin, client).join("pg_ctl"));
+        command
+            .arg("-D")
+            .arg(data)
+            .args(["stop", "-m", "immediate", "-w"]);
+        let _ = command.output();
+    }
+}
