@@ -242,3 +242,69 @@ fn preflight_refuses_an_archive_postgres_cannot_read_and_a_data_dir_that_is_not_
     assert!(stderr.contains("not readable by"), "{stderr}");
     assert!(!data.exists(), "nothing was created before the refusal");
 }
+
+/// Point-in-time recovery to a moment between two known inserts brings back
+/// exactly the earlier state, paused at the target (PostgreSQL's default action).
+#[test]
+fn a_point_in_time_restore_stops_between_two_inserts() {
+    let backup = support::make_real_backup("client1");
+    let bin = PathBuf::from(PG15);
+    let source = backup.cluster.start();
+    source.psql("insert into walwarden_marker (id, note) values (2, 'before-target')");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let target_time = source.psql(
+        "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    source.psql("insert into walwarden_marker (id, note) values (3, 'after-target')");
+    let last = source.switch_wal();
+    source.wait_archived(&backup.wal_dir(), &last, std::time::Duration::from_secs(60));
+    source.stop();
+
+    let target = support::pg_tempdir("walwarden-pitr-");
+    let data = target.path().join("restored");
+    let port = support::pick_port();
+    let restored = Restored {
+        data: data.clone(),
+        bin: bin.clone(),
+    };
+    let root = backup.root.to_str().unwrap().to_owned();
+    let port_setting = format!("port={port}");
+    let socket_setting = format!("unix_socket_directories={}", target.path().display());
+    // Typed the way an engineer copies it from a log: RFC 3339 with `Z` (PostgreSQL itself refuses that form).
+    let out = restore_with(
+        &bin,
+        &root,
+        &data,
+        &[
+            "--yes",
+            "--target-time",
+            &target_time,
+            "--set",
+            &port_setting,
+            "--set",
+            &socket_setting,
+            "--set",
+            "listen_addresses=",
+        ],
+        target.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "PITR failed:\n{stderr}");
+    let rows = psql(
+        &bin,
+        target.path(),
+        port,
+        "select string_agg(id || '=' || note, ',' order by id) from walwarden_marker",
+    );
+    assert_eq!(
+        rows, "1=after-pgbench,2=before-target",
+        "exactly the state at {target_time}"
+    );
+    assert_eq!(
+        psql(&bin, target.path(), port, "select pg_is_in_recovery()"),
+        "t",
+        "paused at the target"
+    );
+    drop(restored);
+}
