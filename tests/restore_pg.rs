@@ -308,3 +308,82 @@ fn a_point_in_time_restore_stops_between_two_inserts() {
     );
     drop(restored);
 }
+
+/// A restore that fails after the data directory was cleared can be rolled
+/// back: the old contents return, the failed restore's files are kept aside.
+/// A truncated base.tar.gz is refused before anything is touched.
+#[test]
+fn a_failed_restore_rolls_back_and_a_truncated_tarball_is_refused_up_front() {
+    let backup = support::make_real_backup("client1");
+    let target = support::pg_tempdir("walwarden-rollback-");
+    let data = target.path().join("main");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
+    std::fs::write(data.join("precious"), "old data").unwrap();
+    let root = backup.root.to_str().unwrap().to_owned();
+    let port_setting = format!("port={}", support::pick_port());
+    let socket_setting = format!("unix_socket_directories={}", target.path().display());
+    let _restored = Restored {
+        data: data.clone(),
+        bin: PathBuf::from(PG15),
+    };
+
+    // A target after the archive's end: PostgreSQL 13+ stops with "recovery ended before configured recovery target was reached".
+    let out = restore(
+        &root,
+        &data,
+        &[
+            "--yes",
+            "--target-time",
+            "2100-01-01 00:00:00+00",
+            "--set",
+            &port_setting,
+            "--set",
+            &socket_setting,
+            "--set",
+            "listen_addresses=",
+        ],
+        target.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("recovery ended before configured recovery target was reached")
+            || stderr.contains("target-not-reached"),
+        "diagnosed:\n{stderr}"
+    );
+    assert!(
+        !data.join("precious").exists(),
+        "the old contents were moved aside"
+    );
+
+    let out = restore(&root, &data, &["--rollback"], target.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(data.join("precious")).unwrap(),
+        "old data"
+    );
+    let kept = std::fs::read_dir(target.path())
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("main.failed-"));
+    assert!(kept, "the failed restore's files are kept for inspection");
+
+    // A truncated base tarball: refused by the preflight, the data directory untouched.
+    let tarball = backup.base_dir().join("base.tar.gz");
+    let bytes = std::fs::read(&tarball).unwrap();
+    std::fs::write(&tarball, &bytes[..bytes.len() / 2]).unwrap();
+    let out = restore(&root, &data, &["--yes"], target.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains("preflight"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(data.join("precious")).unwrap(),
+        "old data"
+    );
+}

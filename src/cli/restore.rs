@@ -19,6 +19,9 @@ use crate::restore::steps::{self, Driver, RestoreRequest, StepKind};
 pub struct RestoreArgs {
     /// The client folder under the root
     pub client: String,
+    /// Undo an interrupted or failed restore of --data-dir: put the moved-aside contents back
+    #[arg(long)]
+    pub rollback: bool,
     /// The data directory to restore into (its contents are moved aside first)
     #[arg(long, value_name = "DIR")]
     pub data_dir: PathBuf,
@@ -126,6 +129,19 @@ impl Driver for LineDriver {
 }
 
 pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
+    if args.rollback {
+        return match crate::restore::journal::roll_back(&args.data_dir) {
+            Ok(failed) => {
+                println!(
+                    "rolled back {}: the old contents are back; the failed restore's files are in {}",
+                    args.data_dir.display(),
+                    failed.display()
+                );
+                Ok(0)
+            }
+            Err(error) => Err(color_eyre::eyre::eyre!(error)).wrap_err("rollback refused"),
+        };
+    }
     if args.purge && args.dry_run {
         eprintln!("note: --dry-run: nothing will be deleted");
     }

@@ -108,6 +108,79 @@ impl Journal {
     }
 }
 
+/// Puts the old contents back after an interrupted or failed restore: what
+/// the restore left in the data directory is moved to `<dir>.failed-<time>`
+/// (kept for inspection, never deleted), then the moved-aside entries return.
+/// Returns where the failed restore's files went.
+pub fn roll_back(data_dir: &Path) -> Result<PathBuf, String> {
+    let journal_path = Journal::path_for(data_dir);
+    let entries = Journal::read(&journal_path)
+        .map_err(|e| format!("cannot read the journal {}: {e}", journal_path.display()))?;
+    let aside = Journal::pending_rollback(&entries).ok_or_else(|| {
+        format!(
+            "{} records no unfinished restore that moved contents aside: nothing to roll back",
+            journal_path.display()
+        )
+    })?;
+    if !aside.is_dir() {
+        return Err(format!(
+            "the moved-aside folder {} is gone: nothing to put back",
+            aside.display()
+        ));
+    }
+    if data_dir.join("postmaster.pid").exists() {
+        return Err(format!(
+            "a server may be running on {} (postmaster.pid): stop it first",
+            data_dir.display()
+        ));
+    }
+    let stamp = crate::serde_util::time_text(SystemTime::now()).replace([':', '-'], "");
+    let name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    let failed = data_dir.with_file_name(format!("{name}.failed-{stamp}"));
+    std::fs::create_dir(&failed).map_err(|e| format!("cannot create {}: {e}", failed.display()))?;
+    let move_all = |from: &Path, to: &Path| -> Result<(), String> {
+        for entry in std::fs::read_dir(from)
+            .map_err(|e| format!("cannot read {}: {e}", from.display()))?
+            .flatten()
+        {
+            let target = to.join(entry.file_name());
+            std::fs::rename(entry.path(), &target).map_err(|e| {
+                format!(
+                    "cannot move {} to {}: {e}",
+                    entry.path().display(),
+                    target.display()
+                )
+            })?;
+        }
+        Ok(())
+    };
+    if data_dir.is_dir() {
+        move_all(data_dir, &failed)?;
+    } else {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    }
+    move_all(&aside, data_dir)?;
+    let _ = std::fs::remove_dir(&aside);
+    let mut journal = Journal::open(data_dir, false).map_err(|e| e.to_string())?;
+    journal
+        .record(
+            "rollback",
+            Outcome::Done,
+            format!(
+                "old contents back from {}; the failed restore's files are in {}",
+                aside.display(),
+                failed.display()
+            ),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(failed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +217,39 @@ mod tests {
         assert_eq!(
             Journal::pending_rollback(&Journal::read(journal.path()).unwrap()),
             None
+        );
+    }
+
+    #[test]
+    fn a_rollback_puts_the_old_contents_back_and_keeps_the_failed_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("main");
+        let aside = tmp.path().join("main.aside-x");
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::create_dir_all(&aside).unwrap();
+        std::fs::write(aside.join("PG_VERSION"), "15\n").unwrap();
+        std::fs::write(data.join("half-unpacked"), "x").unwrap();
+        let mut journal = Journal::open(&data, false).unwrap();
+        journal
+            .record("clear", Outcome::Done, "moved", Some(aside.clone()))
+            .unwrap();
+        journal
+            .record("unpack", Outcome::Failed, "truncated", None)
+            .unwrap();
+        let failed = roll_back(&data).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(data.join("PG_VERSION")).unwrap(),
+            "15\n"
+        );
+        assert!(!data.join("half-unpacked").exists());
+        assert!(
+            failed.join("half-unpacked").exists(),
+            "the failed restore's files are kept"
+        );
+        assert!(!aside.exists());
+        assert!(
+            roll_back(&data).is_err(),
+            "a second rollback has nothing to do"
         );
     }
 
