@@ -51,6 +51,7 @@ struct RawSettings {
     archive_timeout: Option<String>,
     stale_grace: Option<String>,
     partial_grace: Option<String>,
+    drill_max_age: Option<String>,
     #[serde(default)]
     acknowledged_gaps: Vec<AcknowledgedGap>,
     target: Option<RawTarget>,
@@ -102,6 +103,8 @@ pub struct ClientPolicy {
     pub stale_grace: Duration,
     /// Age after which a `.part` file counts as an interrupted transfer.
     pub partial_grace: Duration,
+    /// Warn when the last successful restore drill is older than this (no warning when unset).
+    pub drill_max_age: Option<Duration>,
     pub acknowledged_gaps: Vec<AcknowledgedGap>,
 }
 
@@ -111,6 +114,7 @@ impl Default for ClientPolicy {
             archive_timeout: Duration::from_secs(3600),
             stale_grace: Duration::from_secs(600),
             partial_grace: Duration::from_secs(600),
+            drill_max_age: None,
             acknowledged_gaps: Vec::new(),
         }
     }
@@ -329,6 +333,14 @@ fn resolve(
         )?,
         stale_grace: duration(&raw.stale_grace, "stale_grace", base.stale_grace)?,
         partial_grace: duration(&raw.partial_grace, "partial_grace", base.partial_grace)?,
+        drill_max_age: match &raw.drill_max_age {
+            None => base.drill_max_age,
+            Some(_) => Some(duration(
+                &raw.drill_max_age,
+                "drill_max_age",
+                Duration::ZERO,
+            )?),
+        },
         acknowledged_gaps,
     })
 }

@@ -68,6 +68,8 @@ pub enum ProblemCode {
     MisnamedSegment,
     /// A base tarball that does not read to its end (deep check).
     BaseCorrupt,
+    /// No successful restore drill within `drill_max_age`.
+    DrillStale,
 }
 
 impl ProblemCode {
@@ -85,6 +87,7 @@ impl ProblemCode {
             ProblemCode::ForeignSegment => "foreign_segment",
             ProblemCode::MisnamedSegment => "misnamed_segment",
             ProblemCode::BaseCorrupt => "base_corrupt",
+            ProblemCode::DrillStale => "drill_stale",
         }
     }
 }

@@ -27,7 +27,7 @@ struct Family {
     kind: &'static str,
 }
 
-const FAMILIES: [Family; 10] = [
+const FAMILIES: [Family; 11] = [
     Family {
         name: "walwarden_client_status",
         help: "Client health: 0 ok, 1 warning, 2 critical, 3 unknown.",
@@ -76,6 +76,11 @@ const FAMILIES: [Family; 10] = [
     Family {
         name: "walwarden_deep_failures",
         help: "Files check --deep found damaged or foreign.",
+        kind: "gauge",
+    },
+    Family {
+        name: "walwarden_last_drill_timestamp_seconds",
+        help: "When the last successful restore drill ran.",
         kind: "gauge",
     },
 ];
@@ -138,6 +143,13 @@ pub fn prometheus(report: &CheckReport) -> String {
                 "walwarden_problems",
                 format!("{c},code=\"{code}\""),
                 count as f64,
+            ));
+        }
+        if let Some(drill) = &client.last_drill {
+            samples.push((
+                "walwarden_last_drill_timestamp_seconds",
+                c.clone(),
+                drill.at_unix as f64,
             ));
         }
         if let Some(deep) = &client.deep {

@@ -34,6 +34,9 @@ pub struct ClientReport {
     #[serde(serialize_with = "crate::serde_util::opt_time")]
     pub restorable_from: Option<SystemTime>,
     pub problems: Vec<Problem>,
+    /// The newest successful restore drill, from the drill history.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_drill: Option<crate::drill::DrillRecord>,
     /// What `check --deep` proved: present only after a deep check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deep: Option<crate::deep::DeepReport>,
@@ -75,6 +78,46 @@ pub struct WalReport {
 }
 
 impl CheckReport {
+    /// Adds each client's last successful drill, and `drill_stale` where the
+    /// config asks for drills (`drill_max_age`) and the last is too old or missing.
+    pub fn add_drills(&mut self, history: &[crate::drill::DrillRecord], config: &Config) {
+        let now_unix = self
+            .generated_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        for report in &mut self.clients {
+            let last = crate::drill::last_success(history, &report.name).cloned();
+            if let Some(max_age) = config.policy_for(&report.name).drill_max_age {
+                let age = last.as_ref().map(|d| now_unix.saturating_sub(d.at_unix));
+                if age.is_none_or(|a| a > max_age.as_secs()) {
+                    let when = last
+                        .as_ref()
+                        .map_or("never".to_owned(), |d| format!("last succeeded {}", d.at));
+                    report.problems.push(Problem::new(
+                        crate::health::ProblemCode::DrillStale,
+                        Status::Warning,
+                        format!(
+                            "no successful restore drill within {} ({when})",
+                            health::short_duration(max_age)
+                        ),
+                        format!(
+                            "run `walwarden drill {}`: only a restore proves the backup restores",
+                            report.name
+                        ),
+                    ));
+                    report.status = health::status_of(&report.problems);
+                }
+            }
+            report.last_drill = last;
+        }
+        self.status = self
+            .clients
+            .iter()
+            .map(|c| c.status)
+            .max()
+            .unwrap_or(Status::Unknown);
+    }
+
     /// Adds a client's deep-check findings: its problems count toward its status and the root's.
     pub fn add_deep(&mut self, client: &str, deep: crate::deep::DeepReport) {
         if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
@@ -161,6 +204,7 @@ impl ClientReport {
             restorable_from: continuity.restorable_from,
             problems,
             deep: None,
+            last_drill: None,
         }
     }
 }

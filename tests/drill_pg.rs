@@ -58,6 +58,47 @@ fn a_drill_restores_checks_and_cleans_up() {
     .unwrap();
     assert_eq!(history.as_array().unwrap().len(), 1);
 
+    // check names the last drill, and warns only where drills are required and missing.
+    let config = home.path().join("walwarden.toml");
+    std::fs::write(&config, "[defaults]\ndrill_max_age = \"1h\"\n").unwrap();
+    let check = |home: &std::path::Path| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_walwarden"))
+            .args(["check", "--json", "--config"])
+            .arg(&config)
+            .arg("--root")
+            .arg(&backup.root)
+            .env("HOME", home)
+            .env("XDG_CACHE_HOME", home.join("cache"))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let doc = check(home.path());
+    let client = &doc["clients"][0];
+    assert_eq!(client["last_drill"]["success"], true, "{client:#}");
+    assert!(
+        client["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["code"] != "drill_stale"),
+        "{client:#}"
+    );
+    let elsewhere = tempfile::tempdir().unwrap();
+    let doc = check(elsewhere.path());
+    let codes: Vec<&str> = doc["clients"][0]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        ["drill_stale"],
+        "no drill recorded on this machine: {doc:#}"
+    );
+    assert_eq!(doc["clients"][0]["status"], "warning");
+
     // A gap after consistency: replay stops short of the archive's end, and the drill fails.
     let names = backup.wal_files();
     let segments: Vec<&String> = names

@@ -66,6 +66,9 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
             .save()
             .wrap_err("cannot remember the deep-check results")?;
     }
+    if let Some(history) = crate::drill::default_history_path() {
+        report.add_drills(&crate::drill::load_history(&history), config);
+    }
     if let Some(path) = &args.textfile {
         let temporary = path.with_extension("prom.tmp");
         std::fs::write(&temporary, crate::metrics::prometheus(&report))
