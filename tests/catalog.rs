@@ -3,7 +3,6 @@
 //! and bad input that must not panic.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -77,6 +76,7 @@ fn policy() -> ClientPolicy {
         stale_grace: Duration::from_secs(600),
         partial_grace: Duration::from_secs(600),
         acknowledged_gaps: Vec::new(),
+        drill_max_age: None,
     }
 }
 
