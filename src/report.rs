@@ -110,12 +110,7 @@ impl CheckReport {
             }
             report.last_drill = last;
         }
-        self.status = self
-            .clients
-            .iter()
-            .map(|c| c.status)
-            .max()
-            .unwrap_or(Status::Unknown);
+        self.refresh_status();
     }
 
     /// Adds a client's deep-check findings: its problems count toward its status and the root's.
@@ -125,12 +120,12 @@ impl CheckReport {
             report.status = health::status_of(&report.problems);
             report.deep = Some(deep);
         }
-        self.status = self
-            .clients
-            .iter()
-            .map(|c| c.status)
-            .max()
-            .unwrap_or(Status::Unknown);
+        self.refresh_status();
+    }
+
+    /// The root's status is its worst client's; unknown for a root without clients.
+    fn refresh_status(&mut self) {
+        self.status = worst(&self.clients);
     }
 
     pub fn build(catalog: &Catalog, config: &Config, now: SystemTime) -> CheckReport {
@@ -139,11 +134,7 @@ impl CheckReport {
             .iter()
             .map(|c| ClientReport::build(c, config, now))
             .collect();
-        let status = clients
-            .iter()
-            .map(|c| c.status)
-            .max()
-            .unwrap_or(Status::Unknown);
+        let status = worst(&clients);
         CheckReport {
             root: catalog.root.clone(),
             generated_at: now,
@@ -155,6 +146,14 @@ impl CheckReport {
     pub fn exit_code(&self) -> i32 {
         self.status.exit_code()
     }
+}
+
+fn worst(clients: &[ClientReport]) -> Status {
+    clients
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(Status::Unknown)
 }
 
 impl ClientReport {
