@@ -60,10 +60,10 @@ impl BaseFactsCache {
     ) -> Option<BaseTarFull> {
         let key = tarball.to_string_lossy().into_owned();
         let wanted = (fact.size, mtime_ns(fact.mtime));
-        if let Ok(entries) = self.entries.lock() {
-            if let Some(entry) = entries.get(&key).filter(|e| (e.size, e.mtime_ns) == wanted) {
-                return Some(entry.facts);
-            }
+        if let Ok(entries) = self.entries.lock()
+            && let Some(entry) = entries.get(&key).filter(|e| (e.size, e.mtime_ns) == wanted)
+        {
+            return Some(entry.facts);
         }
         if !compute {
             return None;

@@ -835,8 +835,7 @@ fn scan_wal(guard: &RootGuard, dir: &Path, unreadable: &mut Vec<Unreadable>) -> 
             }),
         }
     }
-    wal.segments
-        .sort_unstable_by(|a, b| (a.name, a.partial).cmp(&(b.name, b.partial)));
+    wal.segments.sort_unstable_by_key(|a| (a.name, a.partial));
     wal.segments.dedup_by(|b, a| {
         a.name == b.name && a.partial == b.partial && {
             // Both NAME and NAME.gz present: keep one, note the other as unexpected.

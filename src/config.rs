@@ -309,14 +309,14 @@ fn resolve(
         };
     for (index, gap) in raw.acknowledged_gaps.iter().enumerate() {
         for (key, name) in [("from", Some(&gap.from)), ("to", gap.to.as_ref())] {
-            if let Some(name) = name {
-                if RawSegmentName::parse(name).is_none() {
-                    return Err(ConfigError::Invalid {
-                        path: path.to_owned(),
-                        key: format!("{section}.acknowledged_gaps[{index}].{key}"),
-                        message: format!("{name:?} is not a segment name (24 hex digits)"),
-                    });
-                }
+            if let Some(name) = name
+                && RawSegmentName::parse(name).is_none()
+            {
+                return Err(ConfigError::Invalid {
+                    path: path.to_owned(),
+                    key: format!("{section}.acknowledged_gaps[{index}].{key}"),
+                    message: format!("{name:?} is not a segment name (24 hex digits)"),
+                });
             }
         }
     }

@@ -225,11 +225,11 @@ pub fn analyse(base: &BaseBackup, wal: &WalArchive) -> Continuity {
         push_gap(expected, range_end, &mut result);
     }
     // Without a base backup there is nothing to replay the WAL onto.
-    if let Some(end) = run_end.filter(|end| *end >= consistent_segno && label.is_some()) {
-        if let Some((id, file)) = usable.get(&end) {
-            result.restorable_through = Some(id.file_name(seg_size));
-            result.restorable_to = Some(file.mtime);
-        }
+    if let Some(end) = run_end.filter(|end| *end >= consistent_segno && label.is_some())
+        && let Some((id, file)) = usable.get(&end)
+    {
+        result.restorable_through = Some(id.file_name(seg_size));
+        result.restorable_to = Some(file.mtime);
     }
     result
 }

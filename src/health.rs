@@ -157,7 +157,7 @@ pub fn short_duration(duration: Duration) -> String {
     let (days, hours, minutes) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
     match secs {
         0..60 => format!("{secs}s"),
-        60..600 if secs % 60 != 0 => format!("{minutes}m {}s", secs % 60),
+        60..600 if !secs.is_multiple_of(60) => format!("{minutes}m {}s", secs % 60),
         60..3600 => format!("{minutes}m"),
         3600..86_400 if minutes == 0 => format!("{hours}h"),
         3600..86_400 => format!("{hours}h {minutes}m"),

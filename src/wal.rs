@@ -193,12 +193,12 @@ pub enum WalFileKind {
 
 impl WalFileKind {
     pub fn classify(file_name: &str) -> WalFileKind {
-        if let Some(final_name) = file_name.strip_suffix(".part") {
-            if !final_name.is_empty() {
-                return WalFileKind::InFlight {
-                    final_name: final_name.to_owned(),
-                };
-            }
+        if let Some(final_name) = file_name.strip_suffix(".part")
+            && !final_name.is_empty()
+        {
+            return WalFileKind::InFlight {
+                final_name: final_name.to_owned(),
+            };
         }
         let (stem, compressed) = match file_name.strip_suffix(".gz") {
             Some(stem) => (stem, true),
@@ -221,28 +221,28 @@ impl WalFileKind {
                 partial: true,
             };
         }
-        if let Some(rest) = stem.strip_suffix(".backup") {
-            if let Some((seg, offset)) = rest.split_once('.') {
-                let offset_ok = offset.len() == 8 && offset.bytes().all(|b| b.is_ascii_hexdigit());
-                if let (Some(name), true) = (RawSegmentName::parse(seg), offset_ok) {
-                    let offset = u32::from_str_radix(offset, 16).unwrap_or(0);
-                    return WalFileKind::BackupHistory {
-                        name,
-                        offset,
-                        compressed,
-                    };
-                }
+        if let Some(rest) = stem.strip_suffix(".backup")
+            && let Some((seg, offset)) = rest.split_once('.')
+        {
+            let offset_ok = offset.len() == 8 && offset.bytes().all(|b| b.is_ascii_hexdigit());
+            if let (Some(name), true) = (RawSegmentName::parse(seg), offset_ok) {
+                let offset = u32::from_str_radix(offset, 16).unwrap_or(0);
+                return WalFileKind::BackupHistory {
+                    name,
+                    offset,
+                    compressed,
+                };
             }
         }
-        if let Some(tli) = stem.strip_suffix(".history") {
-            if tli.len() == 8 && tli.bytes().all(|b| b.is_ascii_hexdigit()) {
-                if let Ok(tli) = u32::from_str_radix(tli, 16) {
-                    return WalFileKind::TimelineHistory {
-                        timeline: Timeline(tli),
-                        compressed,
-                    };
-                }
-            }
+        if let Some(tli) = stem.strip_suffix(".history")
+            && tli.len() == 8
+            && tli.bytes().all(|b| b.is_ascii_hexdigit())
+            && let Ok(tli) = u32::from_str_radix(tli, 16)
+        {
+            return WalFileKind::TimelineHistory {
+                timeline: Timeline(tli),
+                compressed,
+            };
         }
         WalFileKind::Other
     }

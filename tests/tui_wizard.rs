@@ -102,7 +102,7 @@ fn the_wizard_runs_a_dry_run_through_every_step() {
         app.update(Event::Restore(event));
     }
     app.update(Event::Restore(RestoreEvent::Finished(
-        result.map_err(|e| e.to_string()),
+        result.map(Box::new).map_err(|e| e.to_string()),
     )));
     let done = screen(&mut app, &tmp_name);
     let wizard = app.wizard.as_ref().unwrap();

@@ -122,7 +122,7 @@ async fn verify(args: &VerifyArgs, root: &Path) -> Result<i32> {
             }
             _ = ticker.tick() => {
                 let remaining = verification.remaining(SystemTime::now()).as_secs();
-                if remaining > 0 && remaining % 30 == 0 {
+                if remaining > 0 && remaining.is_multiple_of(30) {
                     say(args, &format!("{} left, {} new segments so far", short_duration(Duration::from_secs(remaining)), verification.arrivals.len()));
                 }
             }

@@ -340,7 +340,7 @@ impl Runner<'_> {
         let needed = plan.disk_bytes + wal_plan.disk_bytes;
         let parent = existing_ancestor(&request.data_dir);
         let free = nix::sys::statvfs::statvfs(&parent)
-            .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+            .map(|s| s.blocks_available() * s.fragment_size())
             .unwrap_or(u64::MAX);
         if free < needed + needed / 10 {
             return refuse(format!(
@@ -413,14 +413,14 @@ impl Runner<'_> {
         let root = client_dir.parent().unwrap_or(client_dir);
         let canonical_data =
             fs::canonicalize(existing_ancestor(data)).unwrap_or_else(|_| data.clone());
-        if let Ok(root) = fs::canonicalize(root) {
-            if canonical_data.starts_with(&root) {
-                return refuse(format!(
-                    "{} is inside the backup root {}: the archive is never written to",
-                    data.display(),
-                    root.display()
-                ));
-            }
+        if let Ok(root) = fs::canonicalize(root)
+            && canonical_data.starts_with(&root)
+        {
+            return refuse(format!(
+                "{} is inside the backup root {}: the archive is never written to",
+                data.display(),
+                root.display()
+            ));
         }
         match fs::symlink_metadata(data) {
             Err(_) => Ok(()),

@@ -26,7 +26,7 @@ pub enum Event {
     /// A background re-read of one client finished (`Err` with the reason; the folder may be gone).
     ClientScanned {
         name: String,
-        result: Result<Client, String>,
+        result: Result<Box<Client>, String>,
     },
     /// File events, as many as arrived since the last frame.
     Changes(Vec<WalChange>),
@@ -217,7 +217,7 @@ impl App {
             Event::ClientScanned { name, result } => {
                 if let Some(catalog) = &mut self.catalog {
                     match result {
-                        Ok(client) => catalog.replace_client(client),
+                        Ok(client) => catalog.replace_client(*client),
                         Err(_) => catalog.remove_client(&name),
                     }
                 }
@@ -276,16 +276,18 @@ impl App {
                 Applied::Nothing => {}
                 Applied::Changed { client, arrival } => {
                     let Some(arrival) = arrival else { continue };
-                    if let Some(v) = &self.verification {
-                        if v.client == client && v.wants(&arrival.name) && !v.is_over(arrival.at) {
-                            let path = catalog
-                                .client(&client)
-                                .map(|c| c.path.join("wal").join(&arrival.name));
-                            commands.extend(path.map(|path| Command::CheckSegment {
-                                path,
-                                seen_at: arrival.at,
-                            }));
-                        }
+                    if let Some(v) = &self.verification
+                        && v.client == client
+                        && v.wants(&arrival.name)
+                        && !v.is_over(arrival.at)
+                    {
+                        let path = catalog
+                            .client(&client)
+                            .map(|c| c.path.join("wal").join(&arrival.name));
+                        commands.extend(path.map(|path| Command::CheckSegment {
+                            path,
+                            seen_at: arrival.at,
+                        }));
                     }
                 }
                 Applied::RescanClient(name) => {

@@ -224,6 +224,7 @@ impl Jobs {
                                     answers,
                                 };
                                 steps::run(&client, &request, &mut driver)
+                                    .map(Box::new)
                                     .map_err(|e| e.to_string())
                             });
                         send(RestoreEvent::Finished(result));
@@ -237,8 +238,9 @@ impl Jobs {
                         ..ScanOptions::default()
                     };
                     tokio::task::spawn_blocking(move || {
-                        let result =
-                            catalog::scan_client(&root, &name, &options).map_err(|e| e.to_string());
+                        let result = catalog::scan_client(&root, &name, &options)
+                            .map(Box::new)
+                            .map_err(|e| e.to_string());
                         send(Event::ClientScanned { name, result });
                     });
                 }

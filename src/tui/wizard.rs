@@ -21,7 +21,7 @@ pub enum RestoreEvent {
     Progress(StepKind, String),
     /// The engine waits for a yes or no.
     Ask(String),
-    Finished(Result<Summary, String>),
+    Finished(Result<Box<Summary>, String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -216,7 +216,7 @@ impl Wizard {
                 self.phase = match result {
                     Ok(summary) => {
                         let message = format!("journal: {}", summary.journal.display());
-                        self.summary = Some(summary);
+                        self.summary = Some(*summary);
                         Phase::Finished { ok: true, message }
                     }
                     Err(error) => Phase::Finished {
