@@ -124,6 +124,18 @@ fn the_wizard_runs_a_dry_run_through_every_step() {
     // The journal path is named at the end; its timestamp-free form keeps the snapshot stable.
     insta::assert_snapshot!("wizard_dry_run_finished_120x30", done);
 
+    // A long step's progress shows as a gauge (a real restore reports unpacking, then replay).
+    app.update(Event::Restore(RestoreEvent::Gauge(
+        StepKind::FollowLog,
+        0.5,
+        "replayed 000000010000000000000012".into(),
+    )));
+    let with_gauge = screen(&mut app, &tmp_name);
+    assert!(
+        with_gauge.contains("replayed 000000010000000000000012: 50%"),
+        "{with_gauge}"
+    );
+
     app.update(Event::Key(KeyEvent::from(KeyCode::Esc)));
     assert_eq!(app.screen, Screen::Dashboard);
     assert!(app.wizard.is_none());

@@ -104,6 +104,8 @@ pub trait Driver {
     fn command(&mut self, text: &str);
     /// Progress or a log line within a step.
     fn progress(&mut self, step: StepKind, text: &str);
+    /// How far a long step is (0.0 to 1.0), for a gauge; faces without one ignore it.
+    fn gauge(&mut self, _step: StepKind, _ratio: f64, _label: &str) {}
 }
 
 /// What a finished (or stopped) restore reports.
@@ -667,8 +669,11 @@ impl Runner<'_> {
             let driver = &mut *self.driver;
             let mut last_shown = Instant::now() - Duration::from_secs(10);
             let summary = unpack::unpack(tarball, dest, &options, &mut |p| {
-                if last_shown.elapsed() >= Duration::from_millis(500) {
+                                if last_shown.elapsed() >= Duration::from_millis(500) {
                     last_shown = Instant::now();
+                    let ratio = p.compressed_done as f64 / p.compressed_total.max(1) as f64;
+                    let name = tarball.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                    driver.gauge(StepKind::Unpack, ratio, &format!("unpacking {name}"));
                     let eta = p.eta().map_or(String::new(), |e| format!(", {} left", short_duration(e)));
                     driver.progress(
                         StepKind::Unpack,
@@ -835,6 +840,17 @@ impl Runner<'_> {
                     let full = std::mem::take(&mut partial) + line.trim_end();
                     tracker.feed(&full);
                     self.driver.progress(StepKind::FollowLog, &full);
+                    if let (Some(done), Some(ratio)) = (
+                        tracker.last_restored(),
+                        replay_ratio(
+                            self.client,
+                            tracker.last_restored(),
+                            checked.archive_last.as_deref(),
+                        ),
+                    ) {
+                        self.driver
+                            .gauge(StepKind::FollowLog, ratio, &format!("replayed {done}"));
+                    }
                     line.clear();
                 }
             }
@@ -1032,6 +1048,23 @@ fn one_line(text: &str) -> String {
         Some((cut, _)) => format!("{}…", &joined[..cut]),
         None => joined,
     }
+}
+
+/// How far replay is from the base backup's start to the archive's last segment.
+fn replay_ratio(client: &Client, restored: Option<&str>, last: Option<&str>) -> Option<f64> {
+    let seg_size = client.continuity.segment_size;
+    let number = |name: &str| {
+        crate::wal::RawSegmentName::parse(name.get(..24)?)?
+            .resolve(seg_size)
+            .ok()
+            .map(|id| id.segment.0)
+    };
+    let start = number(client.continuity.needed_from.as_deref()?)?;
+    let (done, end) = (number(restored?)?, number(last?)?);
+    Some(
+        ((done.saturating_sub(start)) as f64 / (end.saturating_sub(start)).max(1) as f64)
+            .clamp(0.0, 1.0),
+    )
 }
 
 fn fail(step: StepKind, message: String) -> RestoreError {

@@ -399,4 +399,8 @@ impl Driver for WizardDriver<'_> {
     fn progress(&mut self, step: StepKind, text: &str) {
         (self.send)(RestoreEvent::Progress(step, text.to_owned()));
     }
+
+    fn gauge(&mut self, step: StepKind, ratio: f64, label: &str) {
+        (self.send)(RestoreEvent::Gauge(step, ratio, label.to_owned()));
+    }
 }

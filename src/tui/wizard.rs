@@ -19,6 +19,7 @@ pub enum RestoreEvent {
     Step(StepKind, Outcome, String),
     Command(String),
     Progress(StepKind, String),
+    Gauge(StepKind, f64, String),
     /// The engine waits for a yes or no.
     Ask(String),
     Finished(Result<Box<Summary>, String>),
@@ -97,6 +98,8 @@ pub struct Wizard {
     pub commands: Vec<String>,
     pub log: VecDeque<String>,
     pub question: Option<String>,
+    /// The long step's progress: unpacking, then replay.
+    pub gauge: Option<(StepKind, f64, String)>,
     pub summary: Option<Summary>,
     pub form_error: Option<String>,
 }
@@ -119,6 +122,7 @@ impl Wizard {
             commands: Vec::new(),
             log: VecDeque::new(),
             question: None,
+            gauge: None,
             summary: None,
             form_error: None,
         }
@@ -210,6 +214,7 @@ impl Wizard {
                     self.log.pop_front();
                 }
             }
+            RestoreEvent::Gauge(step, ratio, label) => self.gauge = Some((step, ratio, label)),
             RestoreEvent::Ask(question) => self.question = Some(question),
             RestoreEvent::Finished(result) => {
                 self.question = None;

@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Wrap};
 
 use super::centered;
 use crate::restore::journal::Outcome;
@@ -32,12 +32,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         draw_form(frame, inner, wizard);
         return;
     }
-    let [steps, commands, log] = Layout::vertical([
+    let [steps, gauge, commands, log] = Layout::vertical([
         Constraint::Length(StepKind::ALL.len() as u16 + 2),
+        Constraint::Length(1),
         Constraint::Length(6),
         Constraint::Min(3),
     ])
     .areas(inner);
+    if let Some((_, ratio, label)) = &wizard.gauge {
+        let text = format!("{label}: {:.0}%", ratio * 100.0);
+        frame.render_widget(
+            Gauge::default().ratio(ratio.clamp(0.0, 1.0)).label(text),
+            gauge,
+        );
+    }
     draw_steps(frame, steps, wizard, app.color);
     let shown: Vec<Line> = wizard
         .commands
