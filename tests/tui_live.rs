@@ -314,3 +314,33 @@ fn an_event_storm_is_applied_in_one_batch() {
         walwarden::watch::CADENCE_MEMORY
     );
 }
+
+#[test]
+fn the_last_drill_shows_on_the_dashboard_and_in_the_detail() {
+    let mut live = live();
+    let drill = walwarden::drill::DrillRecord {
+        client: "acme".into(),
+        at: "2026-11-18T09:06:40Z".into(),
+        at_unix: NOW_SECS - 2 * 3600,
+        success: true,
+        detail: "1 databases, 417 relations".into(),
+        seconds: 7.2,
+        reached: None,
+    };
+    live.app.update(Event::Drills(vec![drill]));
+    let dashboard = live.screen(170, 14);
+    assert!(dashboard.contains("DRILL"), "{dashboard}");
+    let acme = dashboard.lines().find(|l| l.contains("acme")).unwrap();
+    assert!(acme.contains(" 2h "), "acme drilled 2h ago: {acme}");
+    let globex = dashboard.lines().find(|l| l.contains("globex")).unwrap();
+    assert!(globex.contains("never"), "{globex}");
+    live.type_text("/acme");
+    live.keys(&[KeyCode::Enter, KeyCode::Enter]);
+    let detail = live.screen(120, 60);
+    assert!(
+        detail.contains(
+            "last successful restore drill 2h ago (7 s to restore; 1 databases, 417 relations)"
+        ),
+        "{detail}"
+    );
+}

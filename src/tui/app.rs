@@ -34,6 +34,8 @@ pub enum Event {
     Watching(Result<WatchMode, String>),
     /// The restore engine reported something.
     Restore(RestoreEvent),
+    /// The recorded restore drills.
+    Drills(Vec<crate::drill::DrillRecord>),
     BaseCheckProgress(Progress),
     BaseChecked(BaseCheck),
     SegmentChecked {
@@ -137,6 +139,8 @@ pub struct App {
     pub verification: Option<Verification>,
     pub verify_settings: VerifySettings,
     pub wizard: Option<Wizard>,
+    /// Restore drills recorded on this machine.
+    pub drills: Vec<crate::drill::DrillRecord>,
 }
 
 impl App {
@@ -166,6 +170,7 @@ impl App {
             verification: None,
             verify_settings: VerifySettings::default(),
             wizard: None,
+            drills: Vec::new(),
         }
     }
 
@@ -176,6 +181,11 @@ impl App {
             Screen::Verify => Scope::Verify,
             Screen::Restore => Scope::Restore,
         }
+    }
+
+    /// The newest successful drill of a client, if any was recorded.
+    pub fn last_drill(&self, client: &str) -> Option<&crate::drill::DrillRecord> {
+        crate::drill::last_success(&self.drills, client)
     }
 
     pub fn selected_row(&self) -> Option<&ClientReport> {
@@ -225,6 +235,10 @@ impl App {
                 Vec::new()
             }
             Event::Changes(changes) => self.on_changes(changes),
+            Event::Drills(history) => {
+                self.drills = history;
+                Vec::new()
+            }
             Event::Restore(event) => {
                 if let Some(wizard) = &mut self.wizard {
                     wizard.on_event(event);

@@ -141,6 +141,7 @@ async fn event_loop(
             }
             if let Event::Scanned(_) = &event {
                 jobs.scans.finished();
+                jobs.load_drills();
             }
             if jobs.run(app.update(event)) {
                 return Ok(());
@@ -191,6 +192,17 @@ impl Jobs {
             tx,
             restore_answers: None,
         }
+    }
+
+    /// Reads the drill history (written by `walwarden drill`) in the background.
+    fn load_drills(&self) {
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let history = crate::drill::default_history_path()
+                .map(|p| crate::drill::load_history(&p))
+                .unwrap_or_default();
+            let _ = tx.send(Message::App(Event::Drills(history)));
+        });
     }
 
     /// Starts each command; true when one of them is Quit.

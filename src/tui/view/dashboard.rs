@@ -35,6 +35,7 @@ const COLUMNS: &[Column] = &[
     Column { title: "LAST WAL", width: 10, priority: 0, cell: last_wal_cell },
     Column { title: "CADENCE", width: 14, priority: 1, cell: cadence_cell },
     Column { title: "RESTORABLE (UTC)", width: 16, priority: 0, cell: |r, _| r.restorable_to.map_or("not restorable".into(), short_time) },
+        Column { title: "DRILL", width: 7, priority: 4, cell: drill_cell },
     Column { title: "PROBLEMS", width: 12, priority: 0, cell: problems_cell },
 ];
 
@@ -72,6 +73,13 @@ fn cadence_cell(report: &ClientReport, app: &App) -> String {
         short_duration(stats.median),
         sparkline(recent, expected * 2)
     )
+}
+
+/// The age of the last successful restore drill.
+fn drill_cell(report: &ClientReport, app: &App) -> String {
+    app.last_drill(&report.name).map_or("never".into(), |d| {
+        age_short(std::time::UNIX_EPOCH + Duration::from_secs(d.at_unix), app)
+    })
 }
 
 fn age_short(time: std::time::SystemTime, app: &App) -> String {

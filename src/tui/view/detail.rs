@@ -259,6 +259,22 @@ fn archive(report: &ClientReport, client: &Client, app: &App, out: &mut Vec<Line
     if let Some(through) = &report.wal.restorable_through {
         out.push(Line::from(format!("  replay reaches {through}")));
     }
+    let drill = match app.last_drill(&client.name) {
+        Some(d) => format!(
+            "  last successful restore drill {} ({:.0} s to restore; {})",
+            age_text(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(d.at_unix),
+                now
+            ),
+            d.seconds,
+            d.detail
+        ),
+        None => format!(
+            "  no restore drill recorded: run `walwarden drill {}`",
+            client.name
+        ),
+    };
+    out.push(Line::from(drill));
     out.push(Line::default());
 }
 
