@@ -349,7 +349,7 @@ fn a_segment_arriving_appears_on_screen() {
     tmux.type_text("/acme");
     tmux.key("Enter");
     tmux.key("Enter");
-    tmux.wait_for("acme's detail", |screen| screen.contains("Live arrivals"));
+    tmux.wait_for("acme's detail", |screen| screen.contains("WAL archive"));
     let name = "00000001000000000000001B.gz";
     let screen = tmux.capture();
     assert!(
