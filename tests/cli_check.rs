@@ -349,7 +349,15 @@ fn prometheus_metrics_for_monitoring() {
 fn the_example_config_parses() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/config.example.toml");
     let config = walwarden::config::Config::load(&path).expect("assets/config.example.toml parses");
-    assert_eq!(config.policy_for("foo").archive_timeout, Duration::from_secs(15 * 60));
-    let target = config.target_for("foo").expect("the example names a target server");
-    assert_eq!(target.stop_command_for(15), "sudo -n pg_ctlcluster 15 main stop -m fast");
+    assert_eq!(
+        config.policy_for("foo").archive_timeout,
+        Duration::from_secs(15 * 60)
+    );
+    let target = config
+        .target_for("foo")
+        .expect("the example names a target server");
+    assert_eq!(
+        target.stop_command_for(15),
+        "sudo -n pg_ctlcluster 15 main stop -m fast"
+    );
 }

@@ -47,6 +47,15 @@ fn restore_with(bin: &Path, root: &str, data: &Path, extra: &[&str], home: &Path
     walwarden(&args, home)
 }
 
+/// `parent/main`: a data directory with something worth keeping in it.
+fn old_data_dir(parent: &Path) -> PathBuf {
+    let data = parent.join("main");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
+    std::fs::write(data.join("precious"), "old data").unwrap();
+    data
+}
+
 /// Stops the restored server however the test ends.
 struct Restored {
     data: PathBuf,
@@ -173,10 +182,7 @@ fn a_restore_works_on_every_other_major() {
 fn a_dry_run_changes_nothing_and_moving_aside_keeps_the_old_data() {
     let backup = support::make_real_backup("client1");
     let target = support::pg_tempdir("walwarden-restore-dry-");
-    let data = target.path().join("main");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
-    std::fs::write(data.join("precious"), "old data").unwrap();
+    let data = old_data_dir(target.path());
     let root = backup.root.to_str().unwrap().to_owned();
     let out = restore(&root, &data, &["--dry-run"], target.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -316,10 +322,7 @@ fn a_point_in_time_restore_stops_between_two_inserts() {
 fn a_failed_restore_rolls_back_and_a_truncated_tarball_is_refused_up_front() {
     let backup = support::make_real_backup("client1");
     let target = support::pg_tempdir("walwarden-rollback-");
-    let data = target.path().join("main");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("PG_VERSION"), "15\n").unwrap();
-    std::fs::write(data.join("precious"), "old data").unwrap();
+    let data = old_data_dir(target.path());
     let root = backup.root.to_str().unwrap().to_owned();
     let port_setting = format!("port={}", support::pick_port());
     let socket_setting = format!("unix_socket_directories={}", target.path().display());
