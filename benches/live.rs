@@ -43,6 +43,8 @@
 //!   most one frame per 16 ms) and `WALWARDEN_BENCH_LIVE_MAX_BATCH=5000`
 //!   (a smaller bound on a frame's messages than `tui::MAX_BATCH`).
 
+mod common;
+
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
@@ -717,7 +719,7 @@ impl Scans {
                     let result = catalog::scan_client(&root, &name, &ScanOptions::default());
                     let _ = tx.send(Message::App(Event::ClientScanned {
                         name,
-                        result: result.map_err(|e| e.to_string()),
+                        result: result.map(Box::new).map_err(|e| e.to_string()),
                     }));
                 });
             }
@@ -1238,20 +1240,5 @@ fn median_usize(values: impl Iterator<Item = usize>) -> usize {
 }
 
 fn machine() -> String {
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!(
-        "{cpu}, {cores} cores, Linux {}, load average {}",
-        kernel.trim(),
-        load_average()
-    )
+    format!("{}, load average {}", common::machine(), load_average())
 }

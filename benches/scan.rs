@@ -19,6 +19,8 @@
 //! `--scan-once ROOT` scans once and prints its VmHWM, so neither the tree
 //! building nor the other contenders inflate the scan's peak memory.
 
+mod common;
+
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -142,21 +144,7 @@ fn main() {
 // The tree
 
 fn bench_dir() -> PathBuf {
-    let dir = std::env::var_os("WALWARDEN_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/walwarden-bench"));
-    let dir = std::path::absolute(&dir).unwrap_or(dir);
-    let resolved = fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-    for path in [&dir, &resolved] {
-        if path.starts_with("/var/lib/postgresql") {
-            eprintln!(
-                "refusing WALWARDEN_BENCH_DIR={}: never under /var/lib/postgresql",
-                dir.display()
-            );
-            std::process::exit(2);
-        }
-    }
-    dir
+    common::bench_dir("WALWARDEN_BENCH_DIR", "/tmp/walwarden-bench")
 }
 
 /// Reuses a complete tree; otherwise builds it (in a child process).
@@ -575,19 +563,8 @@ fn locate_walwarden() -> Option<PathBuf> {
 }
 
 fn machine() -> String {
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem = proc_meminfo_gib().map_or(String::new(), |g| format!(", {g:.0} GiB RAM"));
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores{mem}, Linux {}", kernel.trim())
+    format!("{}{mem}", common::machine())
 }
 
 fn proc_meminfo_gib() -> Option<f64> {

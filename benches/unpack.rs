@@ -31,6 +31,8 @@
 //! `WALWARDEN_BENCH_UNPACK_ONLY=pgbench|md5` (one tarball).
 //! Not a test: nothing asserts on time.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read};
@@ -470,21 +472,7 @@ fn warm(path: &Path) {
 // The tarballs
 
 fn bench_dir() -> PathBuf {
-    let dir = std::env::var_os("WALWARDEN_BENCH_UNPACK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/walwarden-bench-unpack"));
-    let dir = std::path::absolute(&dir).unwrap_or(dir);
-    let resolved = fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
-    for path in [&dir, &resolved] {
-        if path.starts_with("/var/lib/postgresql") {
-            eprintln!(
-                "refusing WALWARDEN_BENCH_UNPACK_DIR={}: never under /var/lib/postgresql",
-                dir.display()
-            );
-            std::process::exit(2);
-        }
-    }
-    dir
+    common::bench_dir("WALWARDEN_BENCH_UNPACK_DIR", "/tmp/walwarden-bench-unpack")
 }
 
 fn ensure_tarballs(dir: &Path) {
@@ -876,24 +864,10 @@ fn effective_uid() -> u32 {
 }
 
 fn machine() -> String {
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|t| {
-            t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let fs_type = Command::new("stat")
         .args(["-f", "-c", "%T", "/tmp"])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
-    format!(
-        "{cpu}, {cores} cores, Linux {}, /tmp on {fs_type}",
-        kernel.trim()
-    )
+    format!("{}, /tmp on {fs_type}", common::machine())
 }
