@@ -52,6 +52,7 @@ struct RawSettings {
     stale_grace: Option<String>,
     partial_grace: Option<String>,
     drill_max_age: Option<String>,
+    data_dir: Option<PathBuf>,
     #[serde(default)]
     acknowledged_gaps: Vec<AcknowledgedGap>,
     target: Option<RawTarget>,
@@ -105,6 +106,8 @@ pub struct ClientPolicy {
     pub partial_grace: Duration,
     /// Warn when the last successful restore drill is older than this (no warning when unset).
     pub drill_max_age: Option<Duration>,
+    /// Where this client's database is restored to on this machine (`restore` without --data-dir).
+    pub data_dir: Option<PathBuf>,
     pub acknowledged_gaps: Vec<AcknowledgedGap>,
 }
 
@@ -115,6 +118,7 @@ impl Default for ClientPolicy {
             stale_grace: Duration::from_secs(600),
             partial_grace: Duration::from_secs(600),
             drill_max_age: None,
+            data_dir: None,
             acknowledged_gaps: Vec::new(),
         }
     }
@@ -341,6 +345,7 @@ fn resolve(
                 Duration::ZERO,
             )?),
         },
+        data_dir: raw.data_dir.clone().or_else(|| base.data_dir.clone()),
         acknowledged_gaps,
     })
 }

@@ -76,7 +76,7 @@ fn policy() -> ClientPolicy {
         stale_grace: Duration::from_secs(600),
         partial_grace: Duration::from_secs(600),
         acknowledged_gaps: Vec::new(),
-        drill_max_age: None,
+        ..ClientPolicy::default()
     }
 }
 

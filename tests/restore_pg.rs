@@ -390,3 +390,77 @@ fn a_failed_restore_rolls_back_and_a_truncated_tarball_is_refused_up_front() {
         "old data"
     );
 }
+
+/// Without --data-dir the data directory comes from the config, else from the
+/// running local server (`show data_directory`, as the tutorial asks it).
+#[test]
+fn the_data_directory_is_configured_or_asked_from_the_running_server() {
+    let backup = support::make_real_backup("client1");
+    let root = backup.root.to_str().unwrap().to_owned();
+    let home = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str], envs: &[(&str, String)]| -> String {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_walwarden"));
+        command
+            .args([
+                "restore",
+                "client1",
+                "--dry-run",
+                "--pg-bin",
+                PG15,
+                "--os-user",
+                &support::pg_user(),
+                "--root",
+                &root,
+            ])
+            .args(extra)
+            .env("HOME", home.path())
+            .env("XDG_CACHE_HOME", home.path().join("cache"))
+            .env_remove("WALWARDEN_CONFIG")
+            .stdin(std::process::Stdio::null());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let out = command.output().unwrap();
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let configured = home.path().join("restored-here");
+    let config = home.path().join("walwarden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[clients.client1]\ndata_dir = {:?}\n",
+            configured.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let stderr = run(&["--config", config.to_str().unwrap()], &[]);
+    assert!(
+        stderr.contains(&format!(
+            "data directory {} (from the config)",
+            configured.display()
+        )),
+        "{stderr}"
+    );
+
+    let server = backup.cluster.start();
+    let stderr = run(
+        &[],
+        &[
+            ("PGHOST", backup.cluster.socket_dir.display().to_string()),
+            ("PGPORT", backup.cluster.port.to_string()),
+        ],
+    );
+    let running_data = std::fs::canonicalize(&backup.data_dir).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "data directory {} (from the running server",
+            running_data.display()
+        )) || stderr.contains(&format!(
+            "data directory {} (from the running server",
+            backup.data_dir.display()
+        )),
+        "{stderr}"
+    );
+    server.stop();
+}

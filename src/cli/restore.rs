@@ -22,9 +22,10 @@ pub struct RestoreArgs {
     /// Undo an interrupted or failed restore of --data-dir: put the moved-aside contents back
     #[arg(long)]
     pub rollback: bool,
-    /// The data directory to restore into (its contents are moved aside first)
+    /// The data directory to restore into (its contents are moved aside first);
+    /// default: the client's `data_dir` in the config, else what the running local server says
     #[arg(long, value_name = "DIR")]
-    pub data_dir: PathBuf,
+    pub data_dir: Option<PathBuf>,
     /// Stop replay at this time (point-in-time recovery), e.g. "2026-11-25 13:28:18+00"
     #[arg(long, value_name = "TIME")]
     pub target_time: Option<String>,
@@ -128,13 +129,48 @@ impl Driver for LineDriver {
     }
 }
 
+/// The data directory: given, configured, or asked from the running server
+/// as the tutorial does (`show data_directory`, as the PostgreSQL user).
+fn data_dir(args: &RestoreArgs, config: &Config) -> Result<PathBuf> {
+    if let Some(dir) = &args.data_dir {
+        return Ok(dir.clone());
+    }
+    if let Some(dir) = &config.policy_for(&args.client).data_dir {
+        eprintln!("data directory {} (from the config)", dir.display());
+        return Ok(dir.clone());
+    }
+    let asked = crate::restore::local::PgUser::lookup(&args.os_user)
+        .ok()
+        .and_then(|user| {
+            let mut psql = user.command("psql");
+            psql.args(["-X", "-A", "-t", "-c", "show data_directory"]);
+            let output = psql.output().ok().filter(|o| o.status.success())?;
+            let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            (!text.is_empty()).then(|| PathBuf::from(text))
+        });
+    match asked {
+        Some(dir) => {
+            eprintln!(
+                "data directory {} (from the running server: show data_directory)",
+                dir.display()
+            );
+            Ok(dir)
+        }
+        None => Err(eyre!(
+            "no data directory: pass --data-dir, set data_dir under [clients.{}] in the config, or start the local PostgreSQL so walwarden can ask it",
+            args.client
+        )),
+    }
+}
+
 pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
+    let data_dir = data_dir(args, config)?;
     if args.rollback {
-        return match crate::restore::journal::roll_back(&args.data_dir) {
+        return match crate::restore::journal::roll_back(&data_dir) {
             Ok(failed) => {
                 println!(
                     "rolled back {}: the old contents are back; the failed restore's files are in {}",
-                    args.data_dir.display(),
+                    data_dir.display(),
                     failed.display()
                 );
                 Ok(0)
@@ -148,7 +184,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
     let client = catalog::scan_client(root, &args.client, &ScanOptions::default())
         .wrap_err("cannot read the client")?;
     let request = RestoreRequest {
-        data_dir: args.data_dir.clone(),
+        data_dir: data_dir.clone(),
         target_time: args.target_time.clone(),
         pg_bin: args.pg_bin.clone(),
         os_user: args.os_user.clone(),
@@ -173,7 +209,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
             println!(
                 "restore of {} into {}: {}",
                 client.name,
-                args.data_dir.display(),
+                data_dir.display(),
                 if args.dry_run {
                     "dry run complete, nothing changed"
                 } else {
@@ -194,7 +230,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
             format!(
                 "restore of {} did not complete (journal: {})",
                 client.name,
-                crate::restore::journal::Journal::path_for(&args.data_dir).display()
+                crate::restore::journal::Journal::path_for(&data_dir).display()
             )
         }),
     }
