@@ -23,22 +23,7 @@ pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("deep-verify.json"))
 }
 
-/// What reading one file found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "verdict", rename_all = "snake_case")]
-pub enum Verdict {
-    Good,
-    Corrupt {
-        reason: String,
-    },
-    Foreign {
-        system_identifier: u64,
-        expected: u64,
-    },
-    Misnamed {
-        header_says: String,
-    },
-}
+pub use crate::verify::SegmentVerdict as Verdict;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Remembered {
@@ -188,7 +173,8 @@ pub fn verify_client(
                 r.verdict
             }
             None => {
-                let verdict = judge(&wal_dir.join(&name), &name, expected_sysid, seg_size);
+                let verdict =
+                    check_segment(&wal_dir.join(&name)).verdict(expected_sysid, Some(seg_size));
                 report.files_checked += 1;
                 cache.entries.insert(
                     key,
@@ -225,40 +211,6 @@ pub fn verify_client(
 
 fn secs(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Reads one segment file end to end and compares its header with the archive's facts.
-fn judge(path: &Path, name: &str, expected_sysid: Option<u64>, seg_size: u32) -> Verdict {
-    let check = check_segment(path);
-    if let Some(reason) = check.stream_error {
-        return Verdict::Corrupt { reason };
-    }
-    let header = match check.header {
-        Ok(header) => header,
-        Err(reason) => return Verdict::Corrupt { reason },
-    };
-    if header.seg_size != seg_size {
-        return Verdict::Corrupt {
-            reason: format!(
-                "segment size {} in its header, the archive's is {seg_size}",
-                header.seg_size
-            ),
-        };
-    }
-    if let Some(expected) = expected_sysid.filter(|e| *e != header.system_identifier) {
-        return Verdict::Foreign {
-            system_identifier: header.system_identifier,
-            expected,
-        };
-    }
-    let stem = name.get(..24).unwrap_or(name);
-    let named = RawSegmentName::parse(stem).and_then(|raw| raw.resolve(header.seg_size).ok());
-    if named != Some(header.segment_id()) {
-        return Verdict::Misnamed {
-            header_says: header.segment_id().file_name(header.seg_size),
-        };
-    }
-    Verdict::Good
 }
 
 fn problem_for(name: &str, verdict: &Verdict) -> Option<Problem> {

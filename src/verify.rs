@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use flate2::read::MultiGzDecoder;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::base_backup::BackupLabel;
 use crate::catalog::Client;
@@ -88,6 +88,68 @@ pub struct SegmentCheck {
     pub stream_error: Option<String>,
     #[serde(skip)]
     pub header: Result<LongPageHeader, String>,
+}
+
+/// What reading a segment says about it, against the archive's facts; the
+/// verification window and `check --deep` judge with this one function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum SegmentVerdict {
+    Good,
+    Corrupt {
+        reason: String,
+    },
+    Foreign {
+        system_identifier: u64,
+        expected: u64,
+    },
+    Misnamed {
+        header_says: String,
+    },
+}
+
+impl SegmentCheck {
+    /// Judges what was read: a stream that does not read to its end, a bad
+    /// header or another segment size is corrupt; another system identifier is
+    /// foreign (the root cause, so it comes before the name); a header naming
+    /// another segment is misnamed. `None` skips that comparison.
+    pub fn verdict(&self, expected_sysid: Option<u64>, seg_size: Option<u32>) -> SegmentVerdict {
+        if let Some(error) = &self.stream_error {
+            return SegmentVerdict::Corrupt {
+                reason: format!("not a valid stream: {error}"),
+            };
+        }
+        let header = match &self.header {
+            Ok(header) => header,
+            Err(reason) => {
+                return SegmentVerdict::Corrupt {
+                    reason: reason.clone(),
+                };
+            }
+        };
+        if let Some(expected) = seg_size.filter(|s| *s != header.seg_size) {
+            return SegmentVerdict::Corrupt {
+                reason: format!(
+                    "segment size {} in its header, the archive's is {expected}",
+                    header.seg_size
+                ),
+            };
+        }
+        if let Some(expected) = expected_sysid.filter(|e| *e != header.system_identifier) {
+            return SegmentVerdict::Foreign {
+                system_identifier: header.system_identifier,
+                expected,
+            };
+        }
+        let stem = self.name.get(..24).unwrap_or(&self.name);
+        let named = RawSegmentName::parse(stem).and_then(|raw| raw.resolve(header.seg_size).ok());
+        if named != Some(header.segment_id()) {
+            return SegmentVerdict::Misnamed {
+                header_says: header.segment_id().file_name(header.seg_size),
+            };
+        }
+        SegmentVerdict::Good
+    }
 }
 
 /// Reads base.tar(.gz) and pg_wal.tar(.gz) to their very end: every gzip
@@ -362,32 +424,24 @@ impl Verification {
 
     /// Why a segment fails item 4, without its name (the lists name it).
     fn segment_failure(&self, check: &SegmentCheck) -> Option<String> {
-        if let Some(error) = &check.stream_error {
-            return Some(format!("not a valid stream: {error}"));
-        }
-        let header = match &check.header {
-            Ok(header) => header,
-            Err(e) => return Some(e.to_string()),
-        };
-        let stem = check.name.get(..24).unwrap_or(&check.name);
-        let named = RawSegmentName::parse(stem).and_then(|raw| raw.resolve(header.seg_size).ok());
-        if named != Some(header.segment_id()) {
-            return Some(format!(
-                "misnamed: its header says it is {}",
-                header.segment_id().file_name(header.seg_size)
-            ));
-        }
-        // Base not read yet (it takes minutes on a big one): `base_checked` judges again.
-        let Some(base) = &self.base else {
-            return None;
-        };
-        match base.system_identifier {
-            Some(expected) if expected != header.system_identifier => Some(format!(
-                "from another database system (system identifier {}, the base backup's is {expected}): check archive_command's paths on the target server",
-                header.system_identifier
+        // Before the base is read (minutes on a big one) the system identifier
+        // is not compared yet: `base_checked` judges again.
+        let expected = self.base.as_ref().and_then(|b| b.system_identifier);
+        match check.verdict(expected, None) {
+            SegmentVerdict::Good if self.base.is_some() && expected.is_none() => {
+                Some("no base backup system identifier to compare with".into())
+            }
+            SegmentVerdict::Good => None,
+            SegmentVerdict::Corrupt { reason } => Some(reason),
+            SegmentVerdict::Foreign {
+                system_identifier,
+                expected,
+            } => Some(format!(
+                "from another database system (system identifier {system_identifier}, the base backup's is {expected}): check archive_command's paths on the target server"
             )),
-            Some(_) => None,
-            None => Some("no base backup system identifier to compare with".into()),
+            SegmentVerdict::Misnamed { header_says } => {
+                Some(format!("misnamed: its header says it is {header_says}"))
+            }
         }
     }
 
