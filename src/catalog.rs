@@ -447,9 +447,7 @@ impl Catalog {
     pub fn replace_client(&mut self, mut client: Client) {
         match self.clients.iter_mut().find(|c| c.name == client.name) {
             Some(old) => {
-                for arrival in old.cadence.arrivals().filter(|a| a.live) {
-                    client.cadence.record(arrival.clone());
-                }
+                client.cadence.keep_live_from(&old.cadence);
                 *old = client;
             }
             None => {
@@ -459,11 +457,12 @@ impl Catalog {
         }
     }
 
-    /// After a full rescan: carries `old`'s live arrivals over to the re-read client of the same name.
-    pub fn replace_client_keeping(&mut self, old: Client) {
-        if let Some(new) = self.clients.iter_mut().find(|c| c.name == old.name) {
-            for arrival in old.cadence.arrivals().filter(|a| a.live) {
-                new.cadence.record(arrival.clone());
+    /// After a full rescan: every client keeps the arrivals `old` saw live
+    /// (a rescan only knows mtimes).
+    pub fn keep_live_arrivals_from(&mut self, old: &Catalog) {
+        for client in &mut self.clients {
+            if let Some(before) = old.client(&client.name) {
+                client.cadence.keep_live_from(&before.cadence);
             }
         }
     }

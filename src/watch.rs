@@ -301,6 +301,13 @@ impl Cadence {
         }
     }
 
+    /// Takes over the arrivals `other` saw live (event times beat scanned mtimes).
+    pub fn keep_live_from(&mut self, other: &Cadence) {
+        for arrival in other.arrivals().filter(|a| a.live) {
+            self.record(arrival.clone());
+        }
+    }
+
     pub fn arrivals(&self) -> impl DoubleEndedIterator<Item = &Arrival> + ExactSizeIterator {
         self.recent.iter()
     }

@@ -213,12 +213,8 @@ impl App {
                 self.scanning = false;
                 self.last_error = None;
                 // Keep what the watcher saw live: a rescan only knows mtimes.
-                if let Some(old) = self.catalog.take() {
-                    for client in old.clients {
-                        if catalog.client(&client.name).is_some() {
-                            catalog.replace_client_keeping(client);
-                        }
-                    }
+                if let Some(old) = &self.catalog {
+                    catalog.keep_live_arrivals_from(old);
                 }
                 self.catalog = Some(catalog);
                 self.rebuild_rows();
