@@ -49,16 +49,6 @@ fn problems(doc: &serde_json::Value) -> Vec<(String, String)> {
         .collect()
 }
 
-fn segments(wal: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(wal)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.len() == 27 && n.ends_with(".gz"))
-        .collect();
-    names.sort();
-    names
-}
-
 fn next_name(name: &str) -> String {
     let number = u64::from_str_radix(&name[16..24], 16).unwrap() + 1;
     format!("{}{:08X}.gz", &name[..16], number)
@@ -83,7 +73,7 @@ fn deep_check_proves_a_clean_archive_and_names_each_damage() {
         "remembered by name, size and mtime"
     );
 
-    let names = segments(&backup.wal_dir());
+    let names = backup.archived_segments();
     let middle = names[names.len() / 2].clone();
     let last = names.last().unwrap().clone();
     let cases: Vec<(&str, Box<dyn Fn(&Path) -> String>)> = vec![

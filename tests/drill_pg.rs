@@ -100,12 +100,8 @@ fn a_drill_restores_checks_and_cleans_up() {
     assert_eq!(doc["clients"][0]["status"], "warning");
 
     // A gap after consistency: replay stops short of the archive's end, and the drill fails.
-    let names = backup.wal_files();
-    let segments: Vec<&String> = names
-        .iter()
-        .filter(|n| n.len() == 27 && n.ends_with(".gz"))
-        .collect();
-    let victim = segments[segments.len() - 2];
+    let segments = backup.archived_segments();
+    let victim = &segments[segments.len() - 2];
     std::fs::rename(
         backup.wal_dir().join(victim),
         backup.tmp.path().join("moved-away.gz"),

@@ -188,16 +188,6 @@ fn arrivals(report: &Value) -> &Vec<Value> {
         .unwrap_or_else(|| panic!("no arrivals array: {report:#}"))
 }
 
-fn segment_names(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.len() == 27 && n.ends_with(".gz"))
-        .collect();
-    names.sort();
-    names
-}
-
 #[test]
 fn working_archiving_passes_the_verification() {
     let p = primary(None);
@@ -275,7 +265,7 @@ fn broken_archive_command_fails_the_verification_and_says_why() {
         "archive_command = 'test ! -f {w}/%f.gz && gzip -c -9 %p > {w}/%f.gz.part \
          && gzip -t {w}/%f.gz.part && sync {w}/%f.gz.part && mv {w}/%f.gz.part {w}/%f.gz'\n"
     )));
-    let before = segment_names(&p.backup.wal_dir());
+    let before = p.backup.archived_segments();
     let root = p.backup.root.clone();
     let (output, switched) =
         with_switches(&p.server, || finish(spawn_verify(&root, p.home.path())));
@@ -316,7 +306,7 @@ fn broken_archive_command_fails_the_verification_and_says_why() {
         .psql("select failed_count || ' ' || coalesce(last_failed_wal, '') from pg_stat_archiver");
     let failed: u64 = stats.split(' ').next().unwrap().parse().unwrap();
     assert!(failed > 0, "pg_stat_archiver counts failures: {stats}");
-    assert_eq!(segment_names(&p.backup.wal_dir()), before);
+    assert_eq!(p.backup.archived_segments(), before);
     let log = fs::read_to_string(&p.backup.cluster.log_file).unwrap();
     assert!(
         log.contains("archive command failed"),

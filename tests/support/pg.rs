@@ -673,6 +673,14 @@ impl RealBackup {
     pub fn wal_files(&self) -> Vec<String> {
         list_names(&self.wal_dir())
     }
+
+    /// Sorted names of the gzip'ed segments in the wal folder (`<24 hex>.gz`).
+    pub fn archived_segments(&self) -> Vec<String> {
+        self.wal_files()
+            .into_iter()
+            .filter(|n| n.strip_suffix(".gz").is_some_and(is_segment_name))
+            .collect()
+    }
 }
 
 fn list_names(dir: &Path) -> Vec<String> {
