@@ -215,33 +215,9 @@ pub struct BaseTarFull {
 }
 
 pub fn read_base_full(path: &Path) -> Result<BaseTarFull, BaseBackupError> {
-    let mut archive = open_tar(path)?;
-    let mut control = None;
-    let mut unpacked_bytes = 0u64;
-    let mut entries = 0u64;
-    for entry in archive.entries().map_err(io_err(path))? {
-        let mut entry = entry.map_err(io_err(path))?;
-        entries += 1;
-        unpacked_bytes += entry.header().size().unwrap_or(0);
-        if entry_name(&entry) == "global/pg_control" {
-            let mut head = [0u8; 16];
-            let len = read_up_to(&mut entry, &mut head).map_err(io_err(path))?;
-            if len < 16 {
-                return Err(BaseBackupError::ShortEntry {
-                    path: path.to_owned(),
-                    entry: "global/pg_control".into(),
-                    len,
-                });
-            }
-            control = Some((
-                u64::from_le_bytes(head[0..8].try_into().unwrap_or_default()),
-                u32::from_le_bytes(head[8..12].try_into().unwrap_or_default()),
-                u32::from_le_bytes(head[12..16].try_into().unwrap_or_default()),
-            ));
-        }
-    }
+    let pass = read_tarball_to_end(path, &mut |_, _| {})?;
     let (system_identifier, pg_control_version, catalog_version) =
-        control.ok_or_else(|| BaseBackupError::MissingEntry {
+        pass.control.ok_or_else(|| BaseBackupError::MissingEntry {
             path: path.to_owned(),
             entry: "global/pg_control",
         })?;
@@ -249,9 +225,95 @@ pub fn read_base_full(path: &Path) -> Result<BaseTarFull, BaseBackupError> {
         system_identifier,
         pg_control_version,
         catalog_version,
-        unpacked_bytes,
-        entries,
+        unpacked_bytes: pass.unpacked_bytes,
+        entries: pass.entries,
     })
+}
+
+/// Everything one pass over a base tarball to its very end gives.
+#[derive(Debug, Clone, Default)]
+pub struct TarballPass {
+    pub compressed_bytes: u64,
+    pub label: Option<BackupLabel>,
+    /// System identifier, pg_control version and catalog version from `global/pg_control`.
+    pub control: Option<(u64, u32, u32)>,
+    pub unpacked_bytes: u64,
+    pub entries: u64,
+}
+
+/// Counts the bytes read from the file, for progress.
+struct Counting<R> {
+    inner: R,
+    count: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.set(self.count.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// Reads a (gzip'ed) tarball to its very end, through the gzip trailer so
+/// every CRC and length is checked, reporting `(compressed bytes read, total)`
+/// after each entry. The one full pass behind pg_control facts, the
+/// verification window and `check --deep`.
+pub fn read_tarball_to_end(
+    path: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<TarballPass, BaseBackupError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    let total = file.metadata().map_err(io_err(path))?.len();
+    let count = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let counting = Counting {
+        inner: BufReader::with_capacity(256 * 1024, file),
+        count: count.clone(),
+    };
+    let mut reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(MultiGzDecoder::new(counting))
+    } else {
+        Box::new(counting)
+    };
+    let mut pass = TarballPass {
+        compressed_bytes: total,
+        ..TarballPass::default()
+    };
+    {
+        let mut archive = tar::Archive::new(&mut reader);
+        for entry in archive.entries().map_err(io_err(path))? {
+            let mut entry = entry.map_err(io_err(path))?;
+            pass.entries += 1;
+            pass.unpacked_bytes += entry.header().size().unwrap_or(0);
+            let name = entry
+                .path()
+                .map(|p| p.to_string_lossy().trim_start_matches("./").to_owned())
+                .unwrap_or_default();
+            if name == "backup_label" {
+                pass.label = BackupLabel::parse(&read_small(&mut entry, path)?).ok();
+            } else if name == "global/pg_control" {
+                let mut head = [0u8; 16];
+                let len = read_up_to(&mut entry, &mut head).map_err(io_err(path))?;
+                if len < 16 {
+                    return Err(BaseBackupError::ShortEntry {
+                        path: path.to_owned(),
+                        entry: "global/pg_control".into(),
+                        len,
+                    });
+                }
+                pass.control = Some((
+                    u64::from_le_bytes(head[0..8].try_into().unwrap_or_default()),
+                    u32::from_le_bytes(head[8..12].try_into().unwrap_or_default()),
+                    u32::from_le_bytes(head[12..16].try_into().unwrap_or_default()),
+                ));
+            }
+            progress(count.get(), total);
+        }
+    }
+    // tar stops at its end marker; the gzip trailer (CRC, length) lies beyond it.
+    io::copy(&mut reader, &mut io::sink()).map_err(io_err(path))?;
+    progress(total, total);
+    Ok(pass)
 }
 
 /// The long page header of the first WAL segment in pg_wal.tar.gz: its

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime};
 use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 
-use crate::base_backup::BackupLabel;
+use crate::base_backup::{self, BackupLabel};
 use crate::catalog::Client;
 use crate::health::short_duration;
 use crate::serde_util::time_text;
@@ -166,12 +166,19 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
                 .push(format!("{label} is missing from {}", base_dir.display()));
             continue;
         };
-        match read_tarball(&path, label, progress) {
+        let mut report = |done, total| {
+            progress(Progress {
+                file: label,
+                done,
+                total,
+            })
+        };
+        match base_backup::read_tarball_to_end(&path, &mut report) {
             Ok(found) => {
-                check.bytes += found.compressed;
+                check.bytes += found.compressed_bytes;
                 if label == "base.tar.gz" {
                     check.label = found.label;
-                    check.system_identifier = found.system_identifier;
+                    check.system_identifier = found.control.map(|(sysid, _, _)| sysid);
                     if check.label.is_none() {
                         check
                             .failures
@@ -184,99 +191,10 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
                     }
                 }
             }
-            Err(e) => check.failures.push(format!("{}: {e}", path.display())),
+            Err(e) => check.failures.push(e.to_string()),
         }
     }
     check
-}
-
-struct TarballFacts {
-    compressed: u64,
-    label: Option<BackupLabel>,
-    system_identifier: Option<u64>,
-}
-
-/// Counts the bytes read from the file, for progress.
-struct Counting<R> {
-    inner: R,
-    count: u64,
-    report_every: u64,
-    next_report: u64,
-    on_progress: Box<dyn FnMut(u64)>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count += n as u64;
-        if self.count >= self.next_report {
-            self.next_report = self.count + self.report_every;
-            (self.on_progress)(self.count);
-        }
-        Ok(n)
-    }
-}
-
-fn read_tarball(
-    path: &Path,
-    file: &'static str,
-    progress: &mut dyn FnMut(Progress),
-) -> io::Result<TarballFacts> {
-    let handle = File::open(path)?;
-    let total = handle.metadata()?.len();
-    let progress_cell = std::rc::Rc::new(std::cell::RefCell::new(0u64));
-    let seen = progress_cell.clone();
-    let counting = Counting {
-        inner: BufReader::with_capacity(256 * 1024, handle),
-        count: 0,
-        report_every: (total / 100).max(1 << 20),
-        next_report: 0,
-        on_progress: Box::new(move |done| *seen.borrow_mut() = done),
-    };
-    let compressed = path.extension().is_some_and(|e| e == "gz");
-    let mut reader: Box<dyn Read> = if compressed {
-        Box::new(MultiGzDecoder::new(counting))
-    } else {
-        Box::new(counting)
-    };
-    let mut facts = TarballFacts {
-        compressed: total,
-        label: None,
-        system_identifier: None,
-    };
-    {
-        let mut archive = tar::Archive::new(&mut reader);
-        for entry in archive.entries()? {
-            let mut entry = entry?;
-            let name = entry
-                .path()?
-                .to_string_lossy()
-                .trim_start_matches("./")
-                .to_owned();
-            if name == "backup_label" {
-                let mut text = String::new();
-                entry.read_to_string(&mut text)?;
-                facts.label = BackupLabel::parse(&text).ok();
-            } else if name == "global/pg_control" {
-                let mut head = [0u8; 8];
-                entry.read_exact(&mut head)?;
-                facts.system_identifier = Some(u64::from_le_bytes(head));
-            }
-            progress(Progress {
-                file,
-                done: *progress_cell.borrow(),
-                total,
-            });
-        }
-    }
-    // tar stops at its end marker; the gzip trailer (CRC, length) lies beyond it.
-    io::copy(&mut reader, &mut io::sink())?;
-    progress(Progress {
-        file,
-        done: total,
-        total,
-    });
-    Ok(facts)
 }
 
 /// Reads a segment to its end (validating gzip when compressed) and parses its header.
