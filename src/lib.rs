@@ -14,6 +14,7 @@
 //! - [`deep`]: every file read to its end, verdicts remembered per file;
 //! - [`drill`]: restore drills into a scratch directory, results recorded;
 //! - [`restore`]: the restore engine (plan of steps, journal, unpack, recovery config, log diagnosis);
+//! - [`setup`]: onboarding a client (folders, user, key) and the target server's lines;
 //! - [`display`]: byte sizes as people read them;
 //! - [`demo`]: a synthetic backup root for newcomers and tests.
 //!
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod report;
 pub mod restore;
 mod serde_util;
+pub mod setup;
 pub mod tui;
 pub mod verify;
 pub mod wal;

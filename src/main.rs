@@ -35,6 +35,7 @@ fn run() -> Result<i32> {
         Some(Command::Verify(args)) => walwarden::cli::verify::run(args, &root),
         Some(Command::Restore(args)) => walwarden::cli::restore::run(args, &root, &config),
         Some(Command::Drill(args)) => walwarden::cli::drill::run(args, &root),
+        Some(Command::Setup(args)) => walwarden::cli::setup::run(args, &root),
         Some(Command::Demo(_)) => Ok(0),
         None => walwarden::tui::run(root, config, walwarden::tui::Options::default()).map(|_| 0),
     }

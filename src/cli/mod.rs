@@ -5,6 +5,7 @@ pub mod check;
 pub mod demo;
 pub mod drill;
 pub mod restore;
+pub mod setup;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -41,6 +42,8 @@ pub enum Command {
     Restore(restore::RestoreArgs),
     /// Restore a client into a scratch directory to prove its backup restores, then remove it
     Drill(drill::DrillArgs),
+    /// Onboard a client: folders, its own user, mode 700, its key; print the target server's lines
+    Setup(setup::SetupArgs),
     /// Build a demo backup root (in DIR, else a temporary folder) and open the dashboard on it
     Demo(demo::DemoArgs),
 }

@@ -281,7 +281,7 @@ pub fn pg_command(bin: &Path, prog: &str) -> Command {
 }
 
 /// Gives `path` to the PostgreSQL user (when root) with mode `mode`.
-fn give_to_pg_user(path: &Path, mode: u32) {
+pub fn give_to_pg_user(path: &Path, mode: u32) {
     if is_root() {
         let (uid, gid) = pg_user_ids();
         chown(path, Some(uid), Some(gid))

@@ -42,9 +42,23 @@ pub struct TestSshd {
     log: PathBuf,
 }
 
+/// Who the server lets in, and from which authorized_keys.
+#[derive(Debug, Clone, Default)]
+pub struct SshdOptions {
+    /// `None`: the user running the tests, by the throwaway key only.
+    /// `Some(users)`: exactly these users, each by its own `~/.ssh/authorized_keys`
+    /// with sshd's `StrictModes yes`, as a real backup server checks it.
+    pub own_keys_for: Option<Vec<String>>,
+}
+
 impl TestSshd {
     /// Starts the server and waits (bounded) until it answers with its banner.
     pub fn start() -> TestSshd {
+        TestSshd::start_with(SshdOptions::default())
+    }
+
+    /// [`TestSshd::start`] with other users and their own authorized_keys.
+    pub fn start_with(options: SshdOptions) -> TestSshd {
         for tool in [SSHD, "/usr/bin/ssh", "/usr/bin/ssh-keygen"] {
             assert!(
                 Path::new(tool).is_file(),
@@ -63,6 +77,10 @@ impl TestSshd {
         let authorized = dir.join("authorized_keys");
         fs::copy(client_key.with_extension("pub"), &authorized).expect("write authorized_keys");
         let user = current_user();
+        let (allow_users, authorized_file, strict_modes) = match &options.own_keys_for {
+            None => (user.clone(), authorized.display().to_string(), "no"),
+            Some(users) => (users.join(" "), ".ssh/authorized_keys".to_owned(), "yes"),
+        };
         let root = nix::unistd::geteuid().is_root();
         if root && !Path::new("/run/sshd").is_dir() {
             // sshd's privilege separation chroot: an empty root-owned folder, harmless.
@@ -70,13 +88,12 @@ impl TestSshd {
         }
         let config = dir.join("sshd_config");
         let mut text = format!(
-            "HostKey {host}\nPidFile {dir}/sshd.pid\nAuthorizedKeysFile {authorized}\n\
-             StrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+            "HostKey {host}\nPidFile {dir}/sshd.pid\nAuthorizedKeysFile {authorized_file}\n\
+             StrictModes {strict_modes}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
              KbdInteractiveAuthentication no\nUsePAM no\nAuthenticationMethods publickey\n\
-             AllowUsers {user}\nPrintMotd no\nX11Forwarding no\nAllowTcpForwarding no\n",
+             AllowUsers {allow_users}\nPrintMotd no\nX11Forwarding no\nAllowTcpForwarding no\n",
             host = host_key.display(),
             dir = dir.display(),
-            authorized = authorized.display(),
         );
         if openssh_at_least(9, 8) {
             // Newer sshd penalizes a source after failed logins: the tests fail some on purpose.
@@ -200,7 +217,8 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
 }
 
-fn keygen(dir: &Path, name: &str) -> PathBuf {
+/// An ed25519 key pair without passphrase: `dir/name` and `dir/name.pub`.
+pub fn keygen(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     let output = Command::new("ssh-keygen")
         .args([

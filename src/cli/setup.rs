@@ -1,0 +1,174 @@
+//! `walwarden setup CLIENT`: onboard a client on this backup server, then print
+//! what to paste on the target server.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use color_eyre::eyre::{Result, WrapErr};
+
+use crate::setup::{self, ArchiveRoute, PublicKey, SetupRequest};
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    /// The client's name: its folder under the root
+    pub client: String,
+    /// The client's own OS user on this server (default: CLIENT + "backup", as the tutorial's foobackup)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// That user's home, where its authorized_keys lives (default /home/USER)
+    #[arg(long, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// The target server's public key (its postgres user's ~/.ssh/id_*.pub)
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The address the target server reaches this backup server by (default: this host's name)
+    #[arg(long, value_name = "HOST")]
+    pub backup_host: Option<String>,
+    /// This server's SSH port as the target reaches it, when not 22
+    #[arg(long, value_name = "PORT")]
+    pub ssh_port: Option<u16>,
+    /// The private key the target's postgres user sends with, when not its default (goes into the commands)
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// known_hosts file on the target, when not the postgres user's own (goes into the commands)
+    #[arg(long, value_name = "FILE")]
+    pub known_hosts: Option<PathBuf>,
+    /// ssh config file on the target (`ssh -F`), when not the postgres user's own
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// Archive segments uncompressed (default: gzip -9 on the target, as the tutorial's production setup)
+    #[arg(long)]
+    pub plain: bool,
+    /// archive_timeout for production, in seconds
+    #[arg(long, default_value_t = setup::PRODUCTION_ARCHIVE_TIMEOUT, value_name = "SECONDS")]
+    pub archive_timeout: u64,
+    /// Where pg_basebackup writes on the target before the copy
+    #[arg(long, default_value = "/tmp/backups", value_name = "DIR")]
+    pub scratch: String,
+    /// Only print what would change, and the target's lines
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Apply without asking
+    #[arg(long)]
+    pub yes: bool,
+}
+
+pub fn run(args: &SetupArgs, root: &Path) -> Result<i32> {
+    let mut request = SetupRequest::new(root, &args.client)?;
+    if let Some(user) = &args.user {
+        setup::check_user_name(user)?;
+        request.user = user.clone();
+        request.home = PathBuf::from("/home").join(user);
+    }
+    if let Some(home) = &args.home {
+        request.home = home.clone();
+    }
+    if let Some(path) = &args.key {
+        let text = std::fs::read_to_string(path)
+            .wrap_err_with(|| format!("cannot read the public key {}", path.display()))?;
+        request.public_key = Some(PublicKey::parse(&text, &path.display().to_string())?);
+    }
+
+    let actions = setup::plan(&request)?;
+    println!(
+        "Backup server: client {} in {}, user {}",
+        request.client,
+        request.client_dir().display(),
+        request.user
+    );
+    if actions.is_empty() {
+        println!("  nothing to change: folders, user, modes and key are already right");
+    }
+    for (i, action) in actions.iter().enumerate() {
+        println!("  {}. {action}\n       $ {}", i + 1, action.as_command());
+    }
+    if request.public_key.is_none() {
+        println!(
+            "  (no --key: authorized_keys left as it is; rerun with --key FILE.pub from the target's postgres user)"
+        );
+    }
+
+    let status = if args.dry_run {
+        println!("\n--dry-run: nothing changed, no copy test run");
+        0
+    } else {
+        setup::refuse_without_root(&actions)?;
+        if !actions.is_empty()
+            && !confirm(&format!("Apply these {} changes?", actions.len()), args.yes)
+        {
+            println!("nothing changed");
+            return Ok(1);
+        }
+        for action in &actions {
+            setup::apply(action).wrap_err_with(|| format!("while trying to {action}"))?;
+            println!("  done: {action}");
+        }
+        println!("\nChecking that the copy works (as {}):", request.user);
+        for dir in [request.base_dir(), request.wal_dir()] {
+            setup::copy_test(&request.user, &dir)?;
+            println!(
+                "  ok: wrote, synced, renamed, read back and removed a test file in {}",
+                dir.display()
+            );
+        }
+        0
+    };
+
+    let mut route = ArchiveRoute::for_request(
+        &request,
+        &args.backup_host.clone().unwrap_or_else(setup::this_host),
+    );
+    route.ssh_port = args.ssh_port;
+    route.identity = args.identity.clone();
+    route.known_hosts = args.known_hosts.clone();
+    route.ssh_config = args.ssh_config.clone();
+    route.compress = !args.plain;
+    route.archive_timeout = args.archive_timeout;
+    print_target_instructions(&request, &route, &args.scratch);
+    Ok(status)
+}
+
+fn print_target_instructions(request: &SetupRequest, route: &ArchiveRoute, scratch: &str) {
+    println!(
+        "\nOn the target server of {client}:\n\
+         \n1. As postgres, once: `ssh {user}@{host}` and accept the host key after checking its fingerprint \
+         (the archive_command runs with BatchMode and never answers the prompt).\n\
+         \n2. postgresql.conf (archive_mode needs a restart):\n\n{conf}\
+         \n3. The base backup, then its copy here:\n\n    {base}\n    {copy}\n\
+         \n4. For the 3-5 minute verification, set archive_timeout = {verify} and reload, run \
+         `walwarden verify {client}` here, then set it back to {timeout} and reload.",
+        client = request.client,
+        user = route.user,
+        host = route.backup_host,
+        conf = route
+            .conf_lines()
+            .lines()
+            .map(|l| format!("    {l}\n"))
+            .collect::<String>(),
+        base = route.basebackup_command(scratch),
+        copy = route.copy_command(scratch),
+        verify = setup::VERIFICATION_ARCHIVE_TIMEOUT,
+        timeout = route.archive_timeout,
+    );
+}
+
+/// One yes/no question on the terminal; `--yes` answers it, and without a
+/// terminal the answer is no.
+pub fn confirm(question: &str, yes: bool) -> bool {
+    if yes {
+        eprintln!("{question} yes (--yes)");
+        return true;
+    }
+    if !std::io::stdin().is_terminal() {
+        eprintln!("{question} no: not a terminal; pass --yes to confirm");
+        return false;
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim(), "y" | "Y" | "yes")
+}
