@@ -68,6 +68,8 @@ struct RawTarget {
     known_hosts: Option<PathBuf>,
     identity: Option<PathBuf>,
     connect_timeout: Option<String>,
+    psql_command: Option<String>,
+    log_file: Option<String>,
 }
 
 /// A gap an engineer has looked at and accepted: it stays listed but no
@@ -145,6 +147,12 @@ pub struct TargetServer {
     /// `None`: ssh's default keys and agent.
     pub identity: Option<PathBuf>,
     pub connect_timeout: Duration,
+    /// How to run psql as a superuser there; `None`: `psql` when `user` is
+    /// postgres, else `sudo -n -u postgres psql`.
+    pub psql_command: Option<String>,
+    /// The server's log file there; `None`: `pg_current_logfile()` when the
+    /// logging collector runs, else Debian's `/var/log/postgresql/postgresql-{major}-main.log`.
+    pub log_file: Option<String>,
 }
 
 impl TargetServer {
@@ -158,6 +166,8 @@ impl TargetServer {
             known_hosts: None,
             identity: None,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            psql_command: None,
+            log_file: None,
         }
     }
 
@@ -400,6 +410,15 @@ fn resolve_target(
             _ => Ok(value.clone()),
         }
     };
+    let non_empty = |key: &str, value: &Option<String>| -> Result<Option<String>, ConfigError> {
+        match value {
+            Some(text) if text.trim().is_empty() => Err(invalid(
+                key,
+                "is empty: leave it out for the default".into(),
+            )),
+            _ => Ok(value.clone()),
+        }
+    };
     let host = name("host", &raw.host)?;
     let user = name("user", &raw.user)?;
     let port = match raw.port {
@@ -446,6 +465,8 @@ fn resolve_target(
         known_hosts: file("known_hosts", &raw.known_hosts)?,
         identity: file("identity", &raw.identity)?,
         connect_timeout,
+        psql_command: non_empty("psql_command", &raw.psql_command)?,
+        log_file: non_empty("log_file", &raw.log_file)?,
     })
 }
 

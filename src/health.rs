@@ -70,6 +70,18 @@ pub enum ProblemCode {
     BaseCorrupt,
     /// No successful restore drill within `drill_max_age`.
     DrillStale,
+    /// The target server could not be reached over SSH (`check --target`).
+    TargetUnreachable,
+    /// archive_mode off or wal_level minimal on the target.
+    ArchiveOff,
+    /// The target's newest archive failure is later than its newest success.
+    ArchivingFailing,
+    /// archive_timeout left at the verification window's 60 s.
+    ArchiveTimeoutVerification,
+    /// archive_timeout = 0 on the target.
+    ArchiveTimeoutOff,
+    /// The target's archive_command does not write to this client's folder.
+    ArchiveCommandElsewhere,
 }
 
 impl ProblemCode {
@@ -88,6 +100,12 @@ impl ProblemCode {
             ProblemCode::MisnamedSegment => "misnamed_segment",
             ProblemCode::BaseCorrupt => "base_corrupt",
             ProblemCode::DrillStale => "drill_stale",
+            ProblemCode::TargetUnreachable => "target_unreachable",
+            ProblemCode::ArchiveOff => "archive_off",
+            ProblemCode::ArchivingFailing => "archiving_failing",
+            ProblemCode::ArchiveTimeoutVerification => "archive_timeout_verification",
+            ProblemCode::ArchiveTimeoutOff => "archive_timeout_off",
+            ProblemCode::ArchiveCommandElsewhere => "archive_command_elsewhere",
         }
     }
 }

@@ -15,6 +15,7 @@
 //! - [`drill`]: restore drills into a scratch directory, results recorded;
 //! - [`restore`]: the restore engine (plan of steps, journal, unpack, recovery config, log diagnosis);
 //! - [`setup`]: onboarding a client (folders, user, key) and the target server's lines;
+//! - [`target`]: the target server's archiver, settings and log, read over SSH;
 //! - [`display`]: byte sizes as people read them;
 //! - [`demo`]: a synthetic backup root for newcomers and tests.
 //!
@@ -36,6 +37,7 @@ pub mod report;
 pub mod restore;
 mod serde_util;
 pub mod setup;
+pub mod target;
 pub mod tui;
 pub mod verify;
 pub mod wal;

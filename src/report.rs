@@ -40,6 +40,9 @@ pub struct ClientReport {
     /// What `check --deep` proved: present only after a deep check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deep: Option<crate::deep::DeepReport>,
+    /// The target server's side: present after `check --target` for a client with a target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::target::TargetView>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -119,6 +122,19 @@ impl CheckReport {
             report.problems.extend(deep.problems.iter().cloned());
             report.status = health::status_of(&report.problems);
             report.deep = Some(deep);
+        }
+        self.refresh_status();
+    }
+
+    /// Adds what the client's target server showed, and its problems.
+    pub fn add_target(&mut self, client: &str, view: crate::target::TargetView) {
+        let client_dir = self.root.join(client);
+        if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
+            report
+                .problems
+                .extend(crate::target::problems(&view, &client_dir));
+            report.status = health::status_of(&report.problems);
+            report.target = Some(view);
         }
         self.refresh_status();
     }
@@ -204,6 +220,7 @@ impl ClientReport {
             problems,
             deep: None,
             last_drill: None,
+            target: None,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::health::{Status, age_text};
 use crate::report::{CheckReport, ClientReport};
 use crate::serde_util::time_text;
+use crate::target::TargetView;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -35,6 +36,9 @@ pub struct CheckArgs {
     /// Read every WAL file and both base tarballs to their end (results remembered per file)
     #[arg(long)]
     pub deep: bool,
+    /// Also read each client's target server over SSH (archive settings, pg_stat_archiver, log failures)
+    #[arg(long)]
+    pub target: bool,
     /// Only these clients
     pub clients: Vec<String>,
 }
@@ -66,6 +70,11 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
             .save()
             .wrap_err("cannot remember the deep-check results")?;
     }
+    if args.target {
+        for (client, view) in read_targets(&report, config) {
+            report.add_target(&client, view);
+        }
+    }
     if let Some(history) = crate::drill::default_history_path() {
         report.add_drills(&crate::drill::load_history(&history), config);
     }
@@ -85,6 +94,19 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
         (false, Format::Text) => write_text(&mut out, &report, args.verbose)?,
     }
     Ok(report.exit_code())
+}
+
+/// Every configured target, read in parallel: one slow server costs one connect timeout.
+fn read_targets(report: &CheckReport, config: &Config) -> Vec<(String, TargetView)> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = report
+            .clients
+            .iter()
+            .filter_map(|c| Some((c.name.clone(), config.target_for(&c.name)?.clone())))
+            .map(|(name, target)| scope.spawn(move || (name, crate::target::view(&target))))
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -115,6 +137,11 @@ pub fn write_text(
         .unwrap_or(0);
     for client in &report.clients {
         writeln!(out, "{}", client_line(client, width, report.generated_at))?;
+        if let Some(view) = &client.target {
+            for line in target_lines(view, report.generated_at) {
+                writeln!(out, "    {line}")?;
+            }
+        }
         if verbose {
             for problem in &client.problems {
                 let ack = problem
@@ -171,4 +198,65 @@ fn client_line(client: &ClientReport, width: usize, now: SystemTime) -> String {
         "{status:<7}  {:<width$}  {:>4} segments  last WAL {last:<12}  {restorable}{proven}{problems}",
         client.name, client.wal.segments
     )
+}
+
+/// The target's side in a few lines: settings, counters, the newest failure.
+pub fn target_lines(view: &TargetView, now: SystemTime) -> Vec<String> {
+    let status = match view {
+        TargetView::Unreachable { address, error } => {
+            return vec![format!("target {address}: NOT REACHED: {error}")];
+        }
+        TargetView::Reached(status) => status,
+    };
+    let state = &status.state;
+    let ago = |time: &Option<String>| {
+        time.as_deref()
+            .and_then(|t| crate::target::age_of(t, now))
+            .map_or(String::new(), |d| {
+                format!(", {} ago", crate::health::short_duration(d))
+            })
+    };
+    let mut lines = vec![
+        format!(
+            "target {}: PostgreSQL {}, wal_level {}, archive_mode {}, archive_timeout {}{}",
+            status.address,
+            state.version_num / 10000,
+            state.wal_level,
+            state.archive_mode,
+            crate::health::short_duration(std::time::Duration::from_secs(state.archive_timeout)),
+            if state.in_recovery {
+                " (in recovery)"
+            } else {
+                ""
+            }
+        ),
+        format!(
+            "archiver: {} archived (last {}{}), {} failed (last {}{})",
+            state.archived_count,
+            state.last_archived_wal.as_deref().unwrap_or("none"),
+            ago(&state.last_archived_time),
+            state.failed_count,
+            state.last_failed_wal.as_deref().unwrap_or("none"),
+            ago(&state.last_failed_time),
+        ),
+    ];
+    match (&status.log_error, status.failures.last()) {
+        (Some(error), _) => lines.push(format!("log {}: {error}", status.log_file)),
+        (None, Some(failure)) => {
+            lines.push(format!(
+                "log {}: {} archive failures in its last {} lines; newest: {} [{}]",
+                status.log_file,
+                status.failures_in_tail,
+                crate::target::LOG_TAIL_LINES,
+                failure.diagnosis.summary,
+                failure.diagnosis.code
+            ));
+            for output in &failure.output {
+                lines.push(format!("  | {output}"));
+            }
+            lines.push(format!("  fix: {}", failure.diagnosis.fix));
+        }
+        (None, None) => lines.push(format!("log {}: no archive failures", status.log_file)),
+    }
+    lines
 }
