@@ -45,6 +45,16 @@ pub struct ClientReport {
     pub target: Option<crate::target::TargetView>,
 }
 
+impl ClientReport {
+    /// Adds what the client's target server showed, and its problems.
+    pub fn add_target(&mut self, view: crate::target::TargetView, client_dir: &std::path::Path) {
+        self.problems
+            .extend(crate::target::problems(&view, client_dir));
+        self.status = health::status_of(&self.problems);
+        self.target = Some(view);
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BaseReport {
     pub present: bool,
@@ -130,11 +140,7 @@ impl CheckReport {
     pub fn add_target(&mut self, client: &str, view: crate::target::TargetView) {
         let client_dir = self.root.join(client);
         if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
-            report
-                .problems
-                .extend(crate::target::problems(&view, &client_dir));
-            report.status = health::status_of(&report.problems);
-            report.target = Some(view);
+            report.add_target(view, &client_dir);
         }
         self.refresh_status();
     }

@@ -442,3 +442,73 @@ fn detail_of_umbrella_without_base_backup() {
     press(&mut fixture.app, KeyCode::Enter);
     insta::assert_snapshot!("detail_umbrella_160x40", screen(&mut fixture, 160, 40));
 }
+
+/// The detail of a client whose config names its target server: opening it
+/// asks for one SSH read (not a second while the first runs); the answer, a
+/// failing archiver with its log diagnosis, shows in the "Target server"
+/// section and raises the client's problems.
+#[test]
+fn detail_shows_the_target_servers_side_once_read() {
+    let scanned = scanned();
+    let text = format!(
+        "{}\n[clients.initech.target]\nhost = \"db-initech.example.net\"\nuser = \"postgres\"\n",
+        walwarden::demo::DEMO_CONFIG
+    );
+    let config = Config::parse(&text, Path::new("/etc/walwarden/config.toml")).unwrap();
+    let mut app = App::new(PathBuf::from(SHOWN_ROOT), config, now());
+    app.update(Event::Scanned(Ok(scanned.catalog.clone())));
+    select(&mut app, "initech");
+    let commands = press(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(commands.as_slice(), [Command::ReadTarget { client, target }]
+            if client == "initech" && target.host == "db-initech.example.net"),
+        "{commands:?}"
+    );
+    assert!(
+        press(&mut app, KeyCode::Char('t')).is_empty(),
+        "a second read while one runs"
+    );
+    let mut fixture = Fixture {
+        app,
+        tmp: scanned.tmp.clone(),
+    };
+    let reading = screen(&mut fixture, 160, 60);
+    assert!(
+        reading.contains("reading db-initech.example.net over SSH…"),
+        "{reading}"
+    );
+
+    let json = r#"{"version_num":150010,"wal_level":"replica","archive_mode":"on","archive_command":"gzip -c -9 %p | ssh initechbackup@backup1 \"set -e; test ! -f /var/lib/postgresql/backups/initech/wal/%f.gz; ...\"","archive_timeout":60,"in_recovery":false,"archived_count":1042,"last_archived_wal":"000000010000000000000041","last_archived_time":"2026-11-18T10:40:00.000000Z","failed_count":17,"last_failed_wal":"000000010000000000000042","last_failed_time":"2026-11-18T11:05:00.000000Z","stats_reset":null,"server_now":"2026-11-18T11:06:40.000000Z","log_file":null}"#;
+    let log = "2026-11-18 11:05:00.000 UTC [812] LOG:  checkpoint complete\n\
+        sh: 1: cannot create /var/lib/postgresql/backups/initech/wal/000000010000000000000042.gz.part: Permission denied\n\
+        2026-11-18 11:05:00.100 UTC [812] LOG:  archive command failed with exit code 2\n\
+        2026-11-18 11:05:00.100 UTC [812] DETAIL:  The failed archive command was: gzip -c -9 pg_wal/000000010000000000000042 | ssh ...\n";
+    let stdout =
+        format!("{json}\n@@walwarden-log@@\n/var/log/postgresql/postgresql-15-main.log\n{log}");
+    let view = walwarden::target::TargetView::Reached(Box::new(
+        walwarden::target::parse_output("db-initech.example.net", &stdout).unwrap(),
+    ));
+    fixture.app.update(Event::TargetRead {
+        client: "initech".into(),
+        view,
+    });
+    let codes: Vec<&str> = fixture
+        .app
+        .rows
+        .iter()
+        .find(|r| r.name == "initech")
+        .unwrap()
+        .problems
+        .iter()
+        .map(|p| p.code.as_str())
+        .collect();
+    assert!(codes.contains(&"archiving_failing"), "{codes:?}");
+    assert!(codes.contains(&"archive_timeout_verification"), "{codes:?}");
+    let read = screen(&mut fixture, 160, 60);
+    assert!(
+        read.contains("1042 archived (last 000000010000000000000041, 26m ago)"),
+        "{read}"
+    );
+    assert!(read.contains("| sh: 1: cannot create"), "{read}");
+    insta::assert_snapshot!("detail_initech_target_160x60", read);
+}

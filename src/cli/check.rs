@@ -138,7 +138,7 @@ pub fn write_text(
     for client in &report.clients {
         writeln!(out, "{}", client_line(client, width, report.generated_at))?;
         if let Some(view) = &client.target {
-            for line in target_lines(view, report.generated_at) {
+            for line in crate::target::summary_lines(view, report.generated_at) {
                 writeln!(out, "    {line}")?;
             }
         }
@@ -198,65 +198,4 @@ fn client_line(client: &ClientReport, width: usize, now: SystemTime) -> String {
         "{status:<7}  {:<width$}  {:>4} segments  last WAL {last:<12}  {restorable}{proven}{problems}",
         client.name, client.wal.segments
     )
-}
-
-/// The target's side in a few lines: settings, counters, the newest failure.
-pub fn target_lines(view: &TargetView, now: SystemTime) -> Vec<String> {
-    let status = match view {
-        TargetView::Unreachable { address, error } => {
-            return vec![format!("target {address}: NOT REACHED: {error}")];
-        }
-        TargetView::Reached(status) => status,
-    };
-    let state = &status.state;
-    let ago = |time: &Option<String>| {
-        time.as_deref()
-            .and_then(|t| crate::target::age_of(t, now))
-            .map_or(String::new(), |d| {
-                format!(", {} ago", crate::health::short_duration(d))
-            })
-    };
-    let mut lines = vec![
-        format!(
-            "target {}: PostgreSQL {}, wal_level {}, archive_mode {}, archive_timeout {}{}",
-            status.address,
-            state.version_num / 10000,
-            state.wal_level,
-            state.archive_mode,
-            crate::health::short_duration(std::time::Duration::from_secs(state.archive_timeout)),
-            if state.in_recovery {
-                " (in recovery)"
-            } else {
-                ""
-            }
-        ),
-        format!(
-            "archiver: {} archived (last {}{}), {} failed (last {}{})",
-            state.archived_count,
-            state.last_archived_wal.as_deref().unwrap_or("none"),
-            ago(&state.last_archived_time),
-            state.failed_count,
-            state.last_failed_wal.as_deref().unwrap_or("none"),
-            ago(&state.last_failed_time),
-        ),
-    ];
-    match (&status.log_error, status.failures.last()) {
-        (Some(error), _) => lines.push(format!("log {}: {error}", status.log_file)),
-        (None, Some(failure)) => {
-            lines.push(format!(
-                "log {}: {} archive failures in its last {} lines; newest: {} [{}]",
-                status.log_file,
-                status.failures_in_tail,
-                crate::target::LOG_TAIL_LINES,
-                failure.diagnosis.summary,
-                failure.diagnosis.code
-            ));
-            for output in &failure.output {
-                lines.push(format!("  | {output}"));
-            }
-            lines.push(format!("  fix: {}", failure.diagnosis.fix));
-        }
-        (None, None) => lines.push(format!("log {}: no archive failures", status.log_file)),
-    }
-    lines
 }

@@ -42,6 +42,11 @@ pub enum Event {
         seen_at: SystemTime,
         check: SegmentCheck,
     },
+    /// The target server's side of a client, read over SSH.
+    TargetRead {
+        client: String,
+        view: crate::target::TargetView,
+    },
     Resize,
 }
 
@@ -64,6 +69,11 @@ pub enum Command {
     },
     /// The engineer's answer to the engine's pending question.
     AnswerRestore(bool),
+    /// Read a client's target server over SSH in the background.
+    ReadTarget {
+        client: String,
+        target: Box<crate::config::TargetServer>,
+    },
     Quit,
 }
 
@@ -141,7 +151,20 @@ pub struct App {
     pub wizard: Option<Wizard>,
     /// Restore drills recorded on this machine.
     pub drills: Vec<crate::drill::DrillRecord>,
+    /// What each client's target server showed, when it was read.
+    pub targets: std::collections::BTreeMap<String, TargetEntry>,
 }
+
+/// A client's target server as the detail screen shows it.
+#[derive(Debug, Clone, Default)]
+pub struct TargetEntry {
+    pub reading: bool,
+    pub read_at: Option<SystemTime>,
+    pub view: Option<crate::target::TargetView>,
+}
+
+/// A target read this recently is not read again when the detail opens (`t` forces it).
+const TARGET_FRESH_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl App {
     pub fn new(root: std::path::PathBuf, config: Config, now: SystemTime) -> App {
@@ -171,7 +194,28 @@ impl App {
             verify_settings: VerifySettings::default(),
             wizard: None,
             drills: Vec::new(),
+            targets: Default::default(),
         }
+    }
+
+    /// Reads `client`'s target server unless it was read a moment ago (or `force`).
+    fn read_target(&mut self, client: &str, force: bool) -> Vec<Command> {
+        let Some(target) = self.config.target_for(client) else {
+            return Vec::new();
+        };
+        let entry = self.targets.entry(client.to_owned()).or_default();
+        let fresh = entry
+            .read_at
+            .and_then(|at| self.now.duration_since(at).ok())
+            .is_some_and(|age| age < TARGET_FRESH_FOR);
+        if entry.reading || (fresh && !force) {
+            return Vec::new();
+        }
+        entry.reading = true;
+        vec![Command::ReadTarget {
+            client: client.to_owned(),
+            target: Box::new(target.clone()),
+        }]
     }
 
     pub fn scope(&self) -> Scope {
@@ -266,6 +310,14 @@ impl App {
             Event::Scanned(Err(error)) => {
                 self.scanning = false;
                 self.last_error = Some(error);
+                Vec::new()
+            }
+            Event::TargetRead { client, view } => {
+                let entry = self.targets.entry(client).or_default();
+                entry.reading = false;
+                entry.read_at = Some(self.now);
+                entry.view = Some(view);
+                self.rebuild_rows();
                 Vec::new()
             }
             Event::Resize => Vec::new(),
@@ -393,11 +445,18 @@ impl App {
             Action::Top => self.move_by(isize::MIN / 2),
             Action::Bottom => self.move_by(isize::MAX / 2),
             Action::Open => {
-                if let Some(row) = self.selected_row() {
+                if let Some(name) = self.selected_row().map(|r| r.name.clone()) {
                     self.screen = Screen::Detail {
-                        client: row.name.clone(),
+                        client: name.clone(),
                         scroll: 0,
                     };
+                    return self.read_target(&name, false);
+                }
+            }
+            Action::ReadTarget => {
+                if let Screen::Detail { client, .. } = &self.screen {
+                    let client = client.clone();
+                    return self.read_target(&client, true);
                 }
             }
             Action::Verify => {
@@ -501,7 +560,13 @@ impl App {
         let mut rows: Vec<ClientReport> = catalog
             .clients
             .iter()
-            .map(|c| ClientReport::build(c, &self.config, self.now))
+            .map(|c| {
+                let mut report = ClientReport::build(c, &self.config, self.now);
+                if let Some(view) = self.targets.get(&c.name).and_then(|t| t.view.clone()) {
+                    report.add_target(view, &c.path);
+                }
+                report
+            })
             .filter(|r| needle.is_empty() || matches_filter(r, &needle))
             .collect();
         self.total_clients = catalog.clients.len();

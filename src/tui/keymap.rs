@@ -23,6 +23,7 @@ pub enum Action {
     Verify,
     EndVerification,
     Restore,
+    ReadTarget,
 }
 
 /// Where a key applies.
@@ -87,6 +88,7 @@ pub const BINDINGS: &[Binding] = &[
     bind(Dashboard, &[Esc], "Esc", Action::Back, "clear the filter", ""),
     bind(Detail, &[Esc, Backspace, Left, Char('h')], "Esc/⌫/←/h", Action::Back, "back to the dashboard", "back"),
     bind(Detail, &[Char('v')], "v", Action::Verify, "verify archiving", "verify"),
+    bind(Detail, &[Char('t')], "t", Action::ReadTarget, "read the target server (SSH)", "target"),
     bind(Verify, &[Esc], "Esc", Action::EndVerification, "end now; press again to leave", "end/leave"),
     bind(Restore, &[Esc], "Esc", Action::Back, "leave; at a question: no", "cancel/back"),
 ];

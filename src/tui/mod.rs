@@ -242,6 +242,12 @@ impl Jobs {
                         send(RestoreEvent::Finished(result));
                     });
                 }
+                Command::ReadTarget { client, target } => {
+                    tokio::task::spawn_blocking(move || {
+                        let view = crate::target::view(&target);
+                        send(Event::TargetRead { client, view });
+                    });
+                }
                 Command::Rescan => self.scans.request(),
                 Command::RescanClient(name) => {
                     let root = self.root.clone();

@@ -71,8 +71,47 @@ fn lines(report: &ClientReport, client: &Client, app: &App, width: usize) -> Vec
     base_backup(report, client, app, &mut out);
     archive(report, client, app, &mut out);
     gaps(report, &mut out);
+    target(report, app, width, &mut out);
     arrivals(client, app, &mut out);
     out
+}
+
+/// The target server's side: settings, archiver counters, the newest failure.
+fn target(report: &ClientReport, app: &App, width: usize, out: &mut Vec<Line<'static>>) {
+    out.push(heading("Target server"));
+    let Some(server) = app.config.target_for(&report.name) else {
+        out.push(Line::from(format!(
+            "  none configured ([clients.{}.target] shows its archiver here)",
+            report.name
+        )));
+        out.push(Line::default());
+        return;
+    };
+    let entry = app.targets.get(&report.name);
+    let reading = entry.is_some_and(|e| e.reading);
+    match entry.and_then(|e| Some((e.view.as_ref()?, e.read_at?))) {
+        Some((view, read_at)) => {
+            let age = crate::health::age_text(read_at, app.now);
+            let note = if reading {
+                ", reading again…"
+            } else {
+                "; t reads again"
+            };
+            out.push(Line::from(format!("  read over SSH {age}{note}")));
+            for line in crate::target::summary_lines(view, app.now) {
+                out.extend(wrapped("  ", &line, width));
+            }
+        }
+        None if reading => out.push(Line::from(format!(
+            "  reading {} over SSH…",
+            server.address()
+        ))),
+        None => out.push(Line::from(format!(
+            "  {} not read yet: t reads it",
+            server.address()
+        ))),
+    }
+    out.push(Line::default());
 }
 
 /// Wraps `text` to `width`, every line after the first indented like the first's text.

@@ -37,17 +37,19 @@ fn section(scope: Scope, title: &'static str, width: u16) -> Vec<Line<'static>> 
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, _app: &App) {
+    // Side by side on a short terminal: the busy screens (dashboard, detail)
+    // on the right, everything else with the legend on the left.
     let sections = |width: u16| {
-        let general = section(Scope::Everywhere, "Everywhere", width);
-        let mut screens = section(Scope::Dashboard, "Dashboard", width);
-        screens.extend(section(Scope::Detail, "Client detail", width));
-        screens.extend(section(Scope::Verify, "Verification window", width));
-        screens.extend(section(
+        let mut general = section(Scope::Everywhere, "Everywhere", width);
+        general.extend(section(Scope::Verify, "Verification window", width));
+        general.extend(section(
             Scope::Restore,
             "Restore wizard (y answers yes)",
             width,
         ));
-        screens.push(Line::from("Status: ● OK  ▲ WARN  ✖ CRIT  ? UNKN"));
+        general.push(Line::from("Status: ● OK ▲ WARN ✖ CRIT ? UNKN"));
+        let mut screens = section(Scope::Dashboard, "Dashboard", width);
+        screens.extend(section(Scope::Detail, "Client detail", width));
         (general, screens)
     };
     let (general, screens) = sections(area.width.min(84).saturating_sub(2));
@@ -58,8 +60,8 @@ pub fn draw(frame: &mut Frame, area: Rect, _app: &App) {
     if stacked <= area.height {
         let popup = centered(area, 84, stacked);
         frame.render_widget(Clear, popup);
-        let mut lines = general;
-        lines.extend(screens);
+        let mut lines = screens;
+        lines.extend(general);
         frame.render_widget(
             Paragraph::new(lines)
                 .wrap(Wrap { trim: false })
