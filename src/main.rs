@@ -32,7 +32,7 @@ fn run() -> Result<i32> {
     let root = config.root(cli.root.as_deref());
     match &cli.command {
         Some(Command::Check(args)) => walwarden::cli::check::run(args, &root, &config),
-        Some(Command::Verify(args)) => walwarden::cli::verify::run(args, &root),
+        Some(Command::Verify(args)) => walwarden::cli::verify::run(args, &root, &config),
         Some(Command::Restore(args)) => walwarden::cli::restore::run(args, &root, &config),
         Some(Command::Drill(args)) => walwarden::cli::drill::run(args, &root),
         Some(Command::Setup(args)) => walwarden::cli::setup::run(args, &root),

@@ -264,6 +264,11 @@ pub struct Verification {
     pub arrivals: Vec<VerifiedArrival>,
     /// Set when the engineer ended the window early.
     pub ended_early_at: Option<SystemTime>,
+    /// The client's config names its target server: after the window,
+    /// archive_timeout must be back to production there (checked over SSH).
+    pub target_expected: bool,
+    /// The target as last read after the window, and when.
+    pub target: Option<(SystemTime, crate::target::TargetView)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -302,7 +307,82 @@ impl Verification {
             base: None,
             arrivals: Vec::new(),
             ended_early_at: None,
+            target_expected: false,
+            target: None,
         }
+    }
+
+    /// A read of the target server: only reads after the window count.
+    pub fn target_read(&mut self, at: SystemTime, view: crate::target::TargetView) {
+        if self.target_expected && self.is_over(at) {
+            self.target = Some((at, view));
+        }
+    }
+
+    /// Whether the target's last read passes: archive_timeout back to
+    /// production and archiving not failing.
+    pub fn target_settled(&self) -> bool {
+        self.target_item(true)
+            .is_some_and(|item| item.state == ItemState::Pass)
+    }
+
+    fn target_item(&self, over: bool) -> Option<ChecklistItem> {
+        use crate::target::TargetView;
+        if !self.target_expected {
+            return None;
+        }
+        let title = "archive_timeout back to production on the target";
+        let (state, detail) = match &self.target {
+            None if !over => (
+                ItemState::Pending,
+                "read over SSH after the window: set archive_timeout back then".to_owned(),
+            ),
+            None => (
+                ItemState::Running,
+                "reading the target over SSH…".to_owned(),
+            ),
+            Some((_, TargetView::Unreachable { address, error })) => (
+                ItemState::Fail,
+                format!("could not read {address} to confirm: {error}"),
+            ),
+            Some((_, TargetView::Reached(status))) => {
+                let timeout = status.state.archive_timeout;
+                if status.is_failing() {
+                    let why = status
+                        .failures
+                        .last()
+                        .map_or("see the target's log".to_owned(), |f| {
+                            f.diagnosis.summary.clone()
+                        });
+                    (
+                        ItemState::Fail,
+                        format!("archiving is failing on the target: {why}"),
+                    )
+                } else if timeout == crate::setup::VERIFICATION_ARCHIVE_TIMEOUT || timeout == 0 {
+                    (
+                        ItemState::Fail,
+                        format!(
+                            "archive_timeout is {timeout} s on the target: set it to the production value (3600 to 86400) and reload"
+                        ),
+                    )
+                } else {
+                    (
+                        ItemState::Pass,
+                        format!(
+                            "archive_timeout {} on the target; {} archived, {} failed",
+                            short_duration(Duration::from_secs(timeout)),
+                            status.state.archived_count,
+                            status.state.failed_count
+                        ),
+                    )
+                }
+            }
+        };
+        Some(ChecklistItem {
+            title,
+            state,
+            detail,
+        })
     }
 
     /// Whether a finished file in wal/ is a new segment this window must check.
@@ -390,12 +470,14 @@ impl Verification {
     pub fn items(&self, now: SystemTime) -> Vec<ChecklistItem> {
         let over = self.is_over(now);
         let end = self.ended_early_at.unwrap_or(now.min(self.ends_at()));
-        vec![
+        let mut items = vec![
             self.base_item(),
             self.count_item(over),
             self.interval_item(over, end),
             self.validity_item(over),
-        ]
+        ];
+        items.extend(self.target_item(over));
+        items
     }
 
     fn base_item(&self) -> ChecklistItem {

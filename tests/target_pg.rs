@@ -120,6 +120,16 @@ fn target_view_shows_a_working_archiver_then_a_failing_one_with_its_diagnosis() 
         .collect();
     assert!(target_codes.is_empty(), "{target_codes:?}");
     assert!(output.status.code().is_some());
+    // The verification window's last item: archive_timeout is production (1h) there.
+    let item = verify_target_item(&config);
+    assert_eq!(item["state"], "pass", "{item:#}");
+    assert!(
+        item["detail"]
+            .as_str()
+            .unwrap()
+            .contains("archive_timeout 1h"),
+        "{item:#}"
+    );
 
     // Break it: the archive folder refuses the postgres user (the tutorial's
     // "Permission denied"), and archive_timeout is left at the verification value.
@@ -231,6 +241,39 @@ fn target_view_shows_a_working_archiver_then_a_failing_one_with_its_diagnosis() 
     // The check itself finished and reported (this client has no base backup: critical).
     assert_eq!(output.status.code(), Some(2));
     server.stop();
+}
+
+/// `walwarden verify` over a 2 s window, reading the target once after it:
+/// the checklist's target item.
+fn verify_target_item(config: &Path) -> Value {
+    let output = Command::new(WALWARDEN)
+        .arg("--config")
+        .arg(config)
+        .args([
+            "verify",
+            CLIENT,
+            "--window",
+            "2s",
+            "--target-wait",
+            "0s",
+            "--json",
+        ])
+        .env("XDG_CACHE_HOME", config.parent().unwrap().join("cache"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run walwarden verify");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify --json printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let item = report["items"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        item["title"], "archive_timeout back to production on the target",
+        "{report:#}"
+    );
+    item
 }
 
 fn wait_for(what: &str, cluster: &PgCluster, mut done: impl FnMut() -> bool) {

@@ -36,6 +36,10 @@ pub struct VerifyArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
+    /// With a target server in the config: after the window, how long to wait
+    /// (re-reading it every 10 s) for archive_timeout to go back to production
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub target_wait: Duration,
 }
 
 enum Message {
@@ -46,16 +50,20 @@ enum Message {
     SegmentDone(SystemTime, SegmentCheck),
 }
 
-pub fn run(args: &VerifyArgs, root: &Path) -> Result<i32> {
+pub fn run(args: &VerifyArgs, root: &Path, config: &crate::config::Config) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .wrap_err("cannot start the event loop")?;
-    runtime.block_on(verify(args, root))
+    runtime.block_on(verify(args, root, config.target_for(&args.client)))
 }
 
-async fn verify(args: &VerifyArgs, root: &Path) -> Result<i32> {
+async fn verify(
+    args: &VerifyArgs,
+    root: &Path,
+    target: Option<&crate::config::TargetServer>,
+) -> Result<i32> {
     let settings = VerifySettings {
         window: args.window,
         expect_interval: args.expect_interval,
@@ -81,6 +89,7 @@ async fn verify(args: &VerifyArgs, root: &Path) -> Result<i32> {
     let client =
         catalog::scan_client(root, &args.client, &options).wrap_err("cannot read the client")?;
     let mut verification = Verification::new(&client, settings, SystemTime::now());
+    verification.target_expected = target.is_some();
     let wal_dir: PathBuf = client.path.join("wal");
     say(
         args,
@@ -187,6 +196,9 @@ async fn verify(args: &VerifyArgs, root: &Path) -> Result<i32> {
         }
     }
     drop(watcher);
+    if let Some(target) = target {
+        await_target(args, target, &mut verification).await;
+    }
     let report = verification.report(SystemTime::now());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -194,6 +206,48 @@ async fn verify(args: &VerifyArgs, root: &Path) -> Result<i32> {
         print!("{}", report.to_text());
     }
     Ok(if report.passed { 0 } else { 1 })
+}
+
+/// After the window: reads the target until archive_timeout is back to
+/// production (or `--target-wait` passes, or Ctrl-C), saying what it sees.
+async fn await_target(
+    args: &VerifyArgs,
+    target: &crate::config::TargetServer,
+    verification: &mut Verification,
+) {
+    say(
+        args,
+        &format!(
+            "window over: set archive_timeout back to production on {} and reload; reading it every 10 s for up to {} (Ctrl-C stops waiting)",
+            target.address(),
+            short_duration(args.target_wait)
+        ),
+    );
+    let deadline = tokio::time::Instant::now() + args.target_wait;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let server = target.clone();
+        let read = tokio::task::spawn_blocking(move || crate::target::view(&server));
+        let view = tokio::select! {
+            _ = &mut ctrl_c => break,
+            view = read => match view {
+                Ok(view) => view,
+                Err(_) => break,
+            },
+        };
+        verification.target_read(SystemTime::now(), view);
+        if let Some(item) = verification.items(SystemTime::now()).last() {
+            say(args, &format!("target: {}", item.detail));
+        }
+        if verification.target_settled() || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::select! {
+            _ = &mut ctrl_c => break,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
 }
 
 fn say(args: &VerifyArgs, line: &str) {

@@ -198,6 +198,30 @@ impl App {
         }
     }
 
+    /// After a verification window whose client has a target: read it every
+    /// 10 s until archive_timeout is back to production.
+    fn verification_target_reads(&mut self) -> Vec<Command> {
+        let Some(v) = &self.verification else {
+            return Vec::new();
+        };
+        if !v.target_expected || !v.is_over(self.now) || v.target_settled() {
+            return Vec::new();
+        }
+        let client = v.client.clone();
+        let due = self
+            .targets
+            .get(&client)
+            .and_then(|t| t.read_at)
+            .and_then(|at| self.now.duration_since(at).ok())
+            .is_none_or(|age| age >= std::time::Duration::from_secs(10))
+            || v.target.is_none();
+        if due {
+            self.read_target(&client, true)
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Reads `client`'s target server unless it was read a moment ago (or `force`).
     fn read_target(&mut self, client: &str, force: bool) -> Vec<Command> {
         let Some(target) = self.config.target_for(client) else {
@@ -251,7 +275,7 @@ impl App {
             Event::Tick(now) => {
                 self.now = now;
                 self.rebuild_rows();
-                Vec::new()
+                self.verification_target_reads()
             }
             Event::Scanned(Ok(mut catalog)) => {
                 self.scanning = false;
@@ -313,6 +337,11 @@ impl App {
                 Vec::new()
             }
             Event::TargetRead { client, view } => {
+                if let Some(v) = &mut self.verification
+                    && v.client == client
+                {
+                    v.target_read(self.now, view.clone());
+                }
                 let entry = self.targets.entry(client).or_default();
                 entry.reading = false;
                 entry.read_at = Some(self.now);
@@ -375,7 +404,8 @@ impl App {
         let Some(client) = self.catalog.as_ref().and_then(|c| c.client(name)) else {
             return Vec::new();
         };
-        let verification = Verification::new(client, self.verify_settings, self.now);
+        let mut verification = Verification::new(client, self.verify_settings, self.now);
+        verification.target_expected = self.config.target_for(name).is_some();
         let base_dir = client.path.join("base");
         self.verification = Some(verification);
         self.screen = Screen::Verify;
