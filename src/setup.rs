@@ -831,6 +831,32 @@ impl ArchiveRoute {
     }
 }
 
+impl ArchiveRoute {
+    /// Everything to do on the target server, in order, ready to paste.
+    pub fn target_instructions(&self, client: &str, scratch: &str) -> String {
+        format!(
+            "On the target server of {client}:\n\
+             \n1. As postgres, once: `ssh {user}@{host}` and accept the host key after checking its fingerprint \
+             (the archive_command runs with BatchMode and never answers the prompt).\n\
+             \n2. postgresql.conf (archive_mode needs a restart):\n\n{conf}\
+             \n3. The base backup, then its copy here:\n\n    {base}\n    {copy}\n\
+             \n4. For the 3-5 minute verification, set archive_timeout = {verify} and reload, run \
+             `walwarden verify {client}` here, then set it back to {timeout} and reload.",
+            user = self.user,
+            host = self.backup_host,
+            conf = self
+                .conf_lines()
+                .lines()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>(),
+            base = self.basebackup_command(scratch),
+            copy = self.copy_command(scratch),
+            verify = VERIFICATION_ARCHIVE_TIMEOUT,
+            timeout = self.archive_timeout,
+        )
+    }
+}
+
 fn escape_percent(text: &str) -> String {
     text.replace('%', "%%")
 }

@@ -512,3 +512,84 @@ fn detail_shows_the_target_servers_side_once_read() {
     assert!(read.contains("| sh: 1: cannot create"), "{read}");
     insta::assert_snapshot!("detail_initech_target_160x60", read);
 }
+
+/// The new-client screen: N opens the form, Enter asks the loop for a plan
+/// (nothing changes yet), the plan shows each action with its command and
+/// the target server's lines, and y asks for exactly the reviewed actions.
+#[test]
+fn new_client_screen_form_then_plan() {
+    use walwarden::setup::{Action, ArchiveRoute, SetupRequest};
+    use walwarden::tui::onboarding::Planned;
+    let mut fixture = demo_app();
+    fixture.app.default_backup_host = "backup1.example.net".into();
+    press(&mut fixture.app, KeyCode::Char('N'));
+    assert_eq!(fixture.app.screen, Screen::NewClient);
+    type_text(&mut fixture.app, "acme");
+    insta::assert_snapshot!("new_client_form_100x24", screen(&mut fixture, 100, 24));
+    let commands = press(&mut fixture.app, KeyCode::Enter);
+    let [Command::PlanSetup(text)] = commands.as_slice() else {
+        panic!("Enter did not ask for a plan: {commands:?}")
+    };
+    assert_eq!(
+        (text.client.as_str(), text.backup_host.as_str()),
+        ("acme", "backup1.example.net")
+    );
+
+    let request = SetupRequest::new(Path::new(SHOWN_ROOT), "acme").unwrap();
+    let actions = vec![
+        Action::CreateUser {
+            name: request.user.clone(),
+            home: request.home.clone(),
+            client: "acme".into(),
+        },
+        Action::CreateDir {
+            path: request.client_dir(),
+            user: request.user.clone(),
+            mode: 0o700,
+        },
+        Action::CreateDir {
+            path: request.base_dir(),
+            user: request.user.clone(),
+            mode: 0o700,
+        },
+        Action::CreateDir {
+            path: request.wal_dir(),
+            user: request.user.clone(),
+            mode: 0o700,
+        },
+    ];
+    let route = ArchiveRoute::for_request(&request, "backup1.example.net");
+    fixture.app.update(Event::SetupPlanned(Ok(Planned {
+        actions: actions.clone(),
+        needs_root: Vec::new(),
+        instructions: route.target_instructions("acme", "/tmp/backups"),
+    })));
+    let review = screen(&mut fixture, 120, 50);
+    assert!(
+        review.contains("$ useradd --create-home --home-dir /home/acmebackup"),
+        "{review}"
+    );
+    assert!(
+        review.contains(
+            "archive_command = 'gzip -c -9 %p | ssh -o BatchMode=yes acmebackup@backup1.example.net"
+        ),
+        "{review}"
+    );
+    insta::assert_snapshot!("new_client_review_120x50", review);
+    let commands = press(&mut fixture.app, KeyCode::Char('y'));
+    let [Command::ApplySetup(_, asked)] = commands.as_slice() else {
+        panic!("y did not apply: {commands:?}")
+    };
+    assert_eq!(asked, &actions);
+    let commands = fixture.app.update(Event::SetupApplied {
+        ok: true,
+        lines: vec!["done: create /var/lib/postgresql/backups/acme".into()],
+    });
+    assert_eq!(
+        commands,
+        vec![Command::Rescan],
+        "the new client shows at once"
+    );
+    press(&mut fixture.app, KeyCode::Esc);
+    assert_eq!(fixture.app.screen, Screen::Dashboard);
+}

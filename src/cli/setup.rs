@@ -125,32 +125,11 @@ pub fn run(args: &SetupArgs, root: &Path) -> Result<i32> {
     route.ssh_config = args.ssh_config.clone();
     route.compress = !args.plain;
     route.archive_timeout = args.archive_timeout;
-    print_target_instructions(&request, &route, &args.scratch);
-    Ok(status)
-}
-
-fn print_target_instructions(request: &SetupRequest, route: &ArchiveRoute, scratch: &str) {
     println!(
-        "\nOn the target server of {client}:\n\
-         \n1. As postgres, once: `ssh {user}@{host}` and accept the host key after checking its fingerprint \
-         (the archive_command runs with BatchMode and never answers the prompt).\n\
-         \n2. postgresql.conf (archive_mode needs a restart):\n\n{conf}\
-         \n3. The base backup, then its copy here:\n\n    {base}\n    {copy}\n\
-         \n4. For the 3-5 minute verification, set archive_timeout = {verify} and reload, run \
-         `walwarden verify {client}` here, then set it back to {timeout} and reload.",
-        client = request.client,
-        user = route.user,
-        host = route.backup_host,
-        conf = route
-            .conf_lines()
-            .lines()
-            .map(|l| format!("    {l}\n"))
-            .collect::<String>(),
-        base = route.basebackup_command(scratch),
-        copy = route.copy_command(scratch),
-        verify = setup::VERIFICATION_ARCHIVE_TIMEOUT,
-        timeout = route.archive_timeout,
+        "\n{}",
+        route.target_instructions(&request.client, &args.scratch)
     );
+    Ok(status)
 }
 
 /// One yes/no question on the terminal; `--yes` answers it, and without a

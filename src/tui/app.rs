@@ -42,6 +42,13 @@ pub enum Event {
         seen_at: SystemTime,
         check: SegmentCheck,
     },
+    /// The new-client screen's plan, or why there is none.
+    SetupPlanned(Result<crate::tui::onboarding::Planned, String>),
+    /// The new-client screen's plan ran (each action's result, the copy test).
+    SetupApplied {
+        ok: bool,
+        lines: Vec<String>,
+    },
     /// The target server's side of a client, read over SSH.
     TargetRead {
         client: String,
@@ -69,6 +76,10 @@ pub enum Command {
     },
     /// The engineer's answer to the engine's pending question.
     AnswerRestore(bool),
+    /// Work out what onboarding this client would change (reads the machine).
+    PlanSetup(crate::tui::onboarding::SetupText),
+    /// Onboard it: the reviewed actions, then the copy test.
+    ApplySetup(crate::tui::onboarding::SetupText, Vec<crate::setup::Action>),
     /// Read a client's target server over SSH in the background.
     ReadTarget {
         client: String,
@@ -116,6 +127,8 @@ pub enum Screen {
     Verify,
     /// The restore wizard of `App::wizard`.
     Restore,
+    /// The new-client screen of `App::onboarding`.
+    NewClient,
 }
 
 pub struct App {
@@ -149,8 +162,11 @@ pub struct App {
     pub verification: Option<Verification>,
     pub verify_settings: VerifySettings,
     pub wizard: Option<Wizard>,
+    pub onboarding: Option<crate::tui::onboarding::Onboarding>,
     /// Restore drills recorded on this machine.
     pub drills: Vec<crate::drill::DrillRecord>,
+    /// The new-client form's backup host; empty shows as "this host's name".
+    pub default_backup_host: String,
     /// What each client's target server showed, when it was read.
     pub targets: std::collections::BTreeMap<String, TargetEntry>,
 }
@@ -193,6 +209,8 @@ impl App {
             verification: None,
             verify_settings: VerifySettings::default(),
             wizard: None,
+            onboarding: None,
+            default_backup_host: String::new(),
             drills: Vec::new(),
             targets: Default::default(),
         }
@@ -248,6 +266,7 @@ impl App {
             Screen::Detail { .. } => Scope::Detail,
             Screen::Verify => Scope::Verify,
             Screen::Restore => Scope::Restore,
+            Screen::NewClient => Scope::NewClient,
         }
     }
 
@@ -349,6 +368,20 @@ impl App {
                 self.rebuild_rows();
                 Vec::new()
             }
+            Event::SetupPlanned(result) => {
+                if let Some(screen) = &mut self.onboarding {
+                    screen.planned(result);
+                }
+                Vec::new()
+            }
+            Event::SetupApplied { ok, lines } => {
+                if let Some(screen) = &mut self.onboarding {
+                    screen.applied(ok, lines);
+                }
+                // The new folders show on the dashboard at once.
+                self.scanning = true;
+                vec![Command::Rescan]
+            }
             Event::Resize => Vec::new(),
             Event::Key(key) => self.on_key(key),
         }
@@ -432,11 +465,32 @@ impl App {
         }
     }
 
+    /// Keys on the new-client screen go to its form first: it takes text.
+    fn on_onboarding_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        use crate::tui::onboarding::OnboardCommand;
+        let Some(screen) = &mut self.onboarding else {
+            return Vec::new();
+        };
+        match screen.on_key(key) {
+            None => Vec::new(),
+            Some(OnboardCommand::Plan(text)) => vec![Command::PlanSetup(text)],
+            Some(OnboardCommand::Apply(text, actions)) => vec![Command::ApplySetup(text, actions)],
+            Some(OnboardCommand::Leave) => {
+                self.onboarding = None;
+                self.screen = Screen::Dashboard;
+                Vec::new()
+            }
+        }
+    }
+
     fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
         let ctrl_c =
             key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
         if self.screen == Screen::Restore && !ctrl_c {
             return self.on_wizard_key(key);
+        }
+        if self.screen == Screen::NewClient && !ctrl_c && !self.show_help {
+            return self.on_onboarding_key(key);
         }
         if self.editing_filter {
             return self.on_filter_key(key);
@@ -504,6 +558,12 @@ impl App {
                     self.screen = Screen::Restore;
                 }
             }
+            Action::NewClient => {
+                self.onboarding = Some(crate::tui::onboarding::Onboarding::new(
+                    &self.default_backup_host,
+                ));
+                self.screen = Screen::NewClient;
+            }
             Action::EndVerification => match &mut self.verification {
                 Some(v) if !v.is_over(self.now) => v.end_early(self.now),
                 _ => {
@@ -520,7 +580,7 @@ impl App {
                     self.verification = None;
                     self.screen = Screen::Dashboard;
                 }
-                Screen::Restore => {}
+                Screen::Restore | Screen::NewClient => {}
                 Screen::Dashboard => {
                     if !self.filter.is_empty() {
                         self.filter.clear();
@@ -578,7 +638,7 @@ impl App {
                     .saturating_add(delta)
                     .clamp(0, self.detail_max_scroll as isize) as u16;
             }
-            Screen::Verify | Screen::Restore => {}
+            Screen::Verify | Screen::Restore | Screen::NewClient => {}
         }
     }
 

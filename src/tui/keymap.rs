@@ -24,6 +24,7 @@ pub enum Action {
     EndVerification,
     Restore,
     ReadTarget,
+    NewClient,
 }
 
 /// Where a key applies.
@@ -34,6 +35,7 @@ pub enum Scope {
     Detail,
     Verify,
     Restore,
+    NewClient,
 }
 
 pub struct Binding {
@@ -66,7 +68,7 @@ const fn bind(
 }
 
 use KeyCode::{Backspace, Char, Down, End, Enter, Esc, Home, Left, PageDown, PageUp, Up};
-use Scope::{Dashboard, Detail, Everywhere, Restore, Verify};
+use Scope::{Dashboard, Detail, Everywhere, NewClient, Restore, Verify};
 
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
@@ -85,12 +87,14 @@ pub const BINDINGS: &[Binding] = &[
     bind(Dashboard, &[Char('S')], "S", Action::ReverseSort, "reverse the sort order", ""),
     bind(Dashboard, &[Char('v')], "v", Action::Verify, "verify archiving (3-5 min check)", "verify"),
     bind(Dashboard, &[Char('R')], "R", Action::Restore, "restore wizard (a dry run first)", "restore"),
+    bind(Dashboard, &[Char('N')], "N", Action::NewClient, "new client: folders, user, key", "new"),
     bind(Dashboard, &[Esc], "Esc", Action::Back, "clear the filter", ""),
     bind(Detail, &[Esc, Backspace, Left, Char('h')], "Esc/⌫/←/h", Action::Back, "back to the dashboard", "back"),
     bind(Detail, &[Char('v')], "v", Action::Verify, "verify archiving", "verify"),
     bind(Detail, &[Char('t')], "t", Action::ReadTarget, "read the target server (SSH)", "target"),
     bind(Verify, &[Esc], "Esc", Action::EndVerification, "end now; press again to leave", "end/leave"),
     bind(Restore, &[Esc], "Esc", Action::Back, "leave; at a question: no", "cancel/back"),
+    bind(NewClient, &[Esc], "Esc", Action::Back, "leave; at the plan: back to the form", "back"),
 ];
 
 /// The action bound to this key in this scope, if any.
@@ -125,6 +129,7 @@ mod tests {
             Scope::Detail,
             Scope::Verify,
             Scope::Restore,
+            Scope::NewClient,
         ] {
             let mut seen = Vec::new();
             for binding in BINDINGS

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod keymap;
+pub mod onboarding;
 pub mod view;
 pub mod wizard;
 
@@ -92,6 +93,7 @@ async fn event_loop(
     spawn_terminate_signal(tx.clone());
 
     let mut app = App::new(root.clone(), config, SystemTime::now());
+    app.default_backup_host = crate::setup::this_host();
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // Watch before the first scan: a file landing in between is seen by one of them.
     let watch_tx = tx.clone();
@@ -246,6 +248,19 @@ impl Jobs {
                     tokio::task::spawn_blocking(move || {
                         let view = crate::target::view(&target);
                         send(Event::TargetRead { client, view });
+                    });
+                }
+                Command::PlanSetup(text) => {
+                    let root = self.root.clone();
+                    tokio::task::spawn_blocking(move || {
+                        send(Event::SetupPlanned(plan_setup(&root, &text)));
+                    });
+                }
+                Command::ApplySetup(text, actions) => {
+                    let root = self.root.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let (ok, lines) = apply_setup(&root, &text, &actions);
+                        send(Event::SetupApplied { ok, lines });
                     });
                 }
                 Command::Rescan => self.scans.request(),
@@ -421,4 +436,72 @@ impl Driver for WizardDriver<'_> {
     fn gauge(&mut self, step: StepKind, ratio: f64, label: &str) {
         (self.send)(RestoreEvent::Gauge(step, ratio, label.to_owned()));
     }
+}
+
+/// The new-client screen's plan: what `walwarden setup --dry-run` would show.
+fn plan_setup(
+    root: &std::path::Path,
+    text: &onboarding::SetupText,
+) -> Result<onboarding::Planned, String> {
+    use crate::setup::{self, ArchiveRoute, PublicKey, SetupRequest};
+    let mut request = SetupRequest::new(root, text.client.trim()).map_err(|e| e.to_string())?;
+    let key_file = text.key_file.trim();
+    if !key_file.is_empty() {
+        let content = std::fs::read_to_string(key_file)
+            .map_err(|e| format!("cannot read the public key {key_file}: {e}"))?;
+        request.public_key = Some(PublicKey::parse(&content, key_file).map_err(|e| e.to_string())?);
+    }
+    let actions = setup::plan(&request).map_err(|e| e.to_string())?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let needs_root = actions
+        .iter()
+        .filter(|a| a.needs_root(euid))
+        .map(|a| a.to_string())
+        .collect();
+    let host = Some(text.backup_host.trim())
+        .filter(|h| !h.is_empty())
+        .map_or_else(setup::this_host, str::to_owned);
+    let route = ArchiveRoute::for_request(&request, &host);
+    Ok(onboarding::Planned {
+        actions,
+        needs_root,
+        instructions: route.target_instructions(&request.client, "/tmp/backups"),
+    })
+}
+
+/// Runs the reviewed plan, then the copy test as the client's user.
+fn apply_setup(
+    root: &std::path::Path,
+    text: &onboarding::SetupText,
+    actions: &[crate::setup::Action],
+) -> (bool, Vec<String>) {
+    use crate::setup::{self, SetupRequest};
+    let mut lines = Vec::new();
+    for action in actions {
+        match setup::apply(action) {
+            Ok(()) => lines.push(format!("done: {action}")),
+            Err(error) => {
+                lines.push(format!("FAILED: {action}: {error}"));
+                return (false, lines);
+            }
+        }
+    }
+    let request = match SetupRequest::new(root, text.client.trim()) {
+        Ok(request) => request,
+        Err(error) => return (false, vec![error.to_string()]),
+    };
+    for dir in [request.base_dir(), request.wal_dir()] {
+        match setup::copy_test(&request.user, &dir) {
+            Ok(_) => lines.push(format!(
+                "ok: the copy test as {} wrote, read back and removed a file in {}",
+                request.user,
+                dir.display()
+            )),
+            Err(error) => {
+                lines.push(format!("FAILED: {error}"));
+                return (false, lines);
+            }
+        }
+    }
+    (true, lines)
 }

@@ -4,6 +4,7 @@
 mod dashboard;
 mod detail;
 mod help;
+mod onboarding;
 mod verify;
 mod wizard;
 
@@ -35,6 +36,7 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
         Screen::Detail { client, scroll } => detail::draw(frame, body, app, &client, scroll),
         Screen::Verify => verify::draw(frame, body, app),
         Screen::Restore => wizard::draw(frame, body, app),
+        Screen::NewClient => onboarding::draw(frame, body, app),
     }
     draw_footer(frame, footer, app);
     if app.show_help {
