@@ -43,6 +43,24 @@ pub fn load_history(path: &Path) -> Vec<DrillRecord> {
         .unwrap_or_default()
 }
 
+impl DrillRecord {
+    /// A drill that failed before it started, stamped now.
+    pub fn failed(client: &str, detail: String) -> DrillRecord {
+        let now = SystemTime::now();
+        DrillRecord {
+            client: client.to_owned(),
+            at: crate::serde_util::time_text(now),
+            at_unix: now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            success: false,
+            detail,
+            seconds: 0.0,
+            reached: None,
+        }
+    }
+}
+
 pub fn append_history(path: &Path, record: &DrillRecord) -> std::io::Result<()> {
     let mut history = load_history(path);
     history.push(record.clone());

@@ -46,6 +46,13 @@ pub struct ClientReport {
 }
 
 impl ClientReport {
+    /// Adds what a deep check proved, and its problems.
+    pub fn add_deep(&mut self, deep: crate::deep::DeepReport) {
+        self.problems.extend(deep.problems.iter().cloned());
+        self.status = health::status_of(&self.problems);
+        self.deep = Some(deep);
+    }
+
     /// Adds what the client's target server showed, and its problems.
     pub fn add_target(&mut self, view: crate::target::TargetView, client_dir: &std::path::Path) {
         self.problems
@@ -129,9 +136,7 @@ impl CheckReport {
     /// Adds a client's deep-check findings: its problems count toward its status and the root's.
     pub fn add_deep(&mut self, client: &str, deep: crate::deep::DeepReport) {
         if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
-            report.problems.extend(deep.problems.iter().cloned());
-            report.status = health::status_of(&report.problems);
-            report.deep = Some(deep);
+            report.add_deep(deep);
         }
         self.refresh_status();
     }

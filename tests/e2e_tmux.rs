@@ -426,3 +426,51 @@ fn the_restore_wizard_dry_run_in_the_real_binary() {
     tmux.type_text("q");
     tmux.assert_shell_is_back();
 }
+
+/// `d` on the real binary runs a deep check in the background and shows its
+/// result in the client's detail; `D` asks before a drill and `n` runs nothing.
+#[test]
+fn deep_check_and_drill_confirmation_in_the_real_binary() {
+    let tmux = Tmux::start("deep");
+    tmux.open_dashboard();
+    tmux.type_text("/stark");
+    tmux.key("Enter");
+    tmux.wait_for("the filter to keep stark", |screen| {
+        screen.contains("·  1 of 7 clients")
+    });
+    tmux.type_text("d");
+    let screen = tmux.wait_for("the deep check's result in stark's detail", |screen| {
+        screen.contains("Deep check") && screen.contains("verified through")
+    });
+    let line = screen
+        .lines()
+        .find(|l| l.contains("verified through"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        line.contains("files read now") && line.contains("0 remembered"),
+        "a first deep check reads everything:\n{}",
+        framed(&screen)
+    );
+    // A second run remembers every file it proved.
+    tmux.type_text("d");
+    tmux.wait_for("the second deep check, from memory", |screen| {
+        screen.contains("0 files read now")
+    });
+
+    tmux.type_text("D");
+    tmux.wait_for("the drill confirmation", |screen| {
+        screen.contains("Restore drill of stark") && screen.contains("y yes")
+    });
+    tmux.type_text("n");
+    let screen = tmux.wait_for("the confirmation to close", |screen| {
+        !screen.contains("Restore drill of stark")
+    });
+    assert!(
+        !screen.contains("running (the archive is only read"),
+        "{}",
+        framed(&screen)
+    );
+    tmux.type_text("q");
+    tmux.assert_shell_is_back();
+}

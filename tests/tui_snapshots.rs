@@ -593,3 +593,63 @@ fn new_client_screen_form_then_plan() {
     press(&mut fixture.app, KeyCode::Esc);
     assert_eq!(fixture.app.screen, Screen::Dashboard);
 }
+
+/// `d` asks the loop for a deep check and opens the client's detail, which
+/// shows the progress, then the result; its problems join the client's.
+/// `D` asks first; only `y` starts a drill.
+#[test]
+fn deep_check_progress_and_drill_confirmation() {
+    use walwarden::health::{Problem, ProblemCode, Status};
+    let mut fixture = demo_app();
+    select(&mut fixture.app, "stark");
+    let commands = press(&mut fixture.app, KeyCode::Char('d'));
+    assert_eq!(commands, vec![Command::DeepCheck("stark".into())]);
+    assert!(
+        press(&mut fixture.app, KeyCode::Char('d')).is_empty(),
+        "one check at a time"
+    );
+    fixture.app.update(Event::DeepProgress {
+        client: "stark".into(),
+        done: 12,
+        total: 48,
+    });
+    let progress = screen(&mut fixture, 120, 30);
+    assert!(progress.contains("12 of 48 files read (25%)"), "{progress}");
+    insta::assert_snapshot!("deep_check_progress_120x30", progress);
+    let report = walwarden::deep::DeepReport {
+        files_checked: 48,
+        files_remembered: 0,
+        verified_through: Some("000000010000000000000010".into()),
+        verified_at: Some(now()),
+        problems: vec![Problem::new(
+            ProblemCode::CorruptSegment,
+            Status::Critical,
+            "000000010000000000000011.gz: gzip stream ends early",
+            "copy the segment again from the target's pg_wal",
+        )],
+    };
+    fixture.app.update(Event::DeepChecked {
+        client: "stark".into(),
+        result: Ok(Box::new(report)),
+    });
+    let done = screen(&mut fixture, 120, 30);
+    assert!(
+        done.contains("verified through 000000010000000000000010: 48 files read now"),
+        "{done}"
+    );
+    assert!(done.contains("corrupt_segment"), "{done}");
+
+    assert!(press(&mut fixture.app, KeyCode::Char('D')).is_empty());
+    let asking = screen(&mut fixture, 100, 30);
+    assert!(asking.contains("Restore drill of stark"), "{asking}");
+    assert!(
+        press(&mut fixture.app, KeyCode::Char('x')).is_empty(),
+        "other keys do not answer"
+    );
+    assert_eq!(
+        press(&mut fixture.app, KeyCode::Char('y')),
+        vec![Command::Drill("stark".into())]
+    );
+    assert!(fixture.app.confirm.is_none());
+    assert!(fixture.app.jobs["stark"].drill_running);
+}

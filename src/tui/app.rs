@@ -42,6 +42,24 @@ pub enum Event {
         seen_at: SystemTime,
         check: SegmentCheck,
     },
+    /// A deep check read `done` of `total` files of a client.
+    DeepProgress {
+        client: String,
+        done: u64,
+        total: u64,
+    },
+    /// A deep check finished (`Err` when the client could not be read).
+    DeepChecked {
+        client: String,
+        result: Result<Box<crate::deep::DeepReport>, String>,
+    },
+    /// A restore drill said what it is doing.
+    DrillLine {
+        client: String,
+        line: String,
+    },
+    /// A restore drill finished and was recorded.
+    DrillFinished(Box<crate::drill::DrillRecord>),
     /// The new-client screen's plan, or why there is none.
     SetupPlanned(Result<crate::tui::onboarding::Planned, String>),
     /// The new-client screen's plan ran (each action's result, the copy test).
@@ -76,6 +94,10 @@ pub enum Command {
     },
     /// The engineer's answer to the engine's pending question.
     AnswerRestore(bool),
+    /// Read every file of a client to its end (results remembered per file).
+    DeepCheck(String),
+    /// Restore a client into a scratch directory, check it answers, remove it, record it.
+    Drill(String),
     /// Work out what onboarding this client would change (reads the machine).
     PlanSetup(crate::tui::onboarding::SetupText),
     /// Onboard it: the reviewed actions, then the copy test.
@@ -165,10 +187,32 @@ pub struct App {
     pub onboarding: Option<crate::tui::onboarding::Onboarding>,
     /// Restore drills recorded on this machine.
     pub drills: Vec<crate::drill::DrillRecord>,
+    /// Deep checks and drills started from the dashboard, per client.
+    pub jobs: std::collections::BTreeMap<String, ClientJobs>,
+    /// A question that must be answered y or n before `commands` run.
+    pub confirm: Option<Confirm>,
     /// The new-client form's backup host; empty shows as "this host's name".
     pub default_backup_host: String,
     /// What each client's target server showed, when it was read.
     pub targets: std::collections::BTreeMap<String, TargetEntry>,
+}
+
+/// A deep check or drill of one client, as the detail screen shows it.
+#[derive(Debug, Clone, Default)]
+pub struct ClientJobs {
+    /// Files read of files to read, while a deep check runs.
+    pub deep_progress: Option<(u64, u64)>,
+    pub deep: Option<Result<crate::deep::DeepReport, String>>,
+    pub drill_running: bool,
+    /// What the running (or last) drill said, newest last.
+    pub drill_lines: Vec<String>,
+    pub drill: Option<crate::drill::DrillRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Confirm {
+    pub question: String,
+    pub commands: Vec<Command>,
 }
 
 /// A client's target server as the detail screen shows it.
@@ -211,6 +255,8 @@ impl App {
             wizard: None,
             onboarding: None,
             default_backup_host: String::new(),
+            jobs: Default::default(),
+            confirm: None,
             drills: Vec::new(),
             targets: Default::default(),
         }
@@ -368,6 +414,37 @@ impl App {
                 self.rebuild_rows();
                 Vec::new()
             }
+            Event::DeepProgress {
+                client,
+                done,
+                total,
+            } => {
+                self.jobs.entry(client).or_default().deep_progress = Some((done, total));
+                Vec::new()
+            }
+            Event::DeepChecked { client, result } => {
+                let job = self.jobs.entry(client).or_default();
+                job.deep_progress = None;
+                job.deep = Some(result.map(|r| *r));
+                self.rebuild_rows();
+                Vec::new()
+            }
+            Event::DrillLine { client, line } => {
+                let job = self.jobs.entry(client).or_default();
+                job.drill_lines.push(line);
+                if job.drill_lines.len() > 50 {
+                    job.drill_lines.remove(0);
+                }
+                Vec::new()
+            }
+            Event::DrillFinished(record) => {
+                let job = self.jobs.entry(record.client.clone()).or_default();
+                job.drill_running = false;
+                job.drill = Some((*record).clone());
+                self.drills.push(*record);
+                self.rebuild_rows();
+                Vec::new()
+            }
             Event::SetupPlanned(result) => {
                 if let Some(screen) = &mut self.onboarding {
                     screen.planned(result);
@@ -465,6 +542,14 @@ impl App {
         }
     }
 
+    /// The client a key acts on: the detail's, else the dashboard's selection.
+    fn focused_client(&self) -> Option<String> {
+        match &self.screen {
+            Screen::Detail { client, .. } => Some(client.clone()),
+            _ => self.selected_row().map(|r| r.name.clone()),
+        }
+    }
+
     /// Keys on the new-client screen go to its form first: it takes text.
     fn on_onboarding_key(&mut self, key: KeyEvent) -> Vec<Command> {
         use crate::tui::onboarding::OnboardCommand;
@@ -494,6 +579,29 @@ impl App {
         }
         if self.editing_filter {
             return self.on_filter_key(key);
+        }
+        if let Some(confirm) = self.confirm.take() {
+            return match key.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => {
+                    for command in &confirm.commands {
+                        if let Command::Drill(name) = command {
+                            let job = self.jobs.entry(name.clone()).or_default();
+                            job.drill_running = true;
+                            job.drill_lines.clear();
+                            self.screen = Screen::Detail {
+                                client: name.clone(),
+                                scroll: 0,
+                            };
+                        }
+                    }
+                    confirm.commands
+                }
+                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => Vec::new(),
+                _ => {
+                    self.confirm = Some(confirm);
+                    Vec::new()
+                }
+            };
         }
         if self.last_error.is_some() && matches!(key.code, KeyCode::Esc | KeyCode::Enter) {
             self.last_error = None;
@@ -556,6 +664,31 @@ impl App {
                 if let Some(row) = self.selected_row() {
                     self.wizard = Some(Wizard::new(&row.name));
                     self.screen = Screen::Restore;
+                }
+            }
+            Action::DeepCheck => {
+                if let Some(name) = self.focused_client() {
+                    let job = self.jobs.entry(name.clone()).or_default();
+                    if job.deep_progress.is_none() {
+                        job.deep_progress = Some((0, 0));
+                        self.screen = Screen::Detail {
+                            client: name.clone(),
+                            scroll: 0,
+                        };
+                        return vec![Command::DeepCheck(name)];
+                    }
+                }
+            }
+            Action::Drill => {
+                if let Some(name) = self.focused_client()
+                    && !self.jobs.get(&name).is_some_and(|j| j.drill_running)
+                {
+                    self.confirm = Some(Confirm {
+                        question: format!(
+                            "Restore drill of {name}: restore its base backup and archive into a scratch folder in /var/tmp, start it on a unix socket, check it answers, then remove it. The archive is only read. Run it?"
+                        ),
+                        commands: vec![Command::Drill(name)],
+                    });
                 }
             }
             Action::NewClient => {
@@ -654,6 +787,9 @@ impl App {
                 let mut report = ClientReport::build(c, &self.config, self.now);
                 if let Some(view) = self.targets.get(&c.name).and_then(|t| t.view.clone()) {
                     report.add_target(view, &c.path);
+                }
+                if let Some(Ok(deep)) = self.jobs.get(&c.name).and_then(|j| j.deep.clone()) {
+                    report.add_deep(deep);
                 }
                 report
             })

@@ -25,6 +25,8 @@ pub enum Action {
     Restore,
     ReadTarget,
     NewClient,
+    DeepCheck,
+    Drill,
 }
 
 /// Where a key applies.
@@ -85,12 +87,16 @@ pub const BINDINGS: &[Binding] = &[
     bind(Dashboard, &[Char('/')], "/", Action::StartFilter, "filter: name, status, problem", "filter"),
     bind(Dashboard, &[Char('s')], "s", Action::CycleSort, "sort by the next column", "sort"),
     bind(Dashboard, &[Char('S')], "S", Action::ReverseSort, "reverse the sort order", ""),
-    bind(Dashboard, &[Char('v')], "v", Action::Verify, "verify archiving (3-5 min check)", "verify"),
-    bind(Dashboard, &[Char('R')], "R", Action::Restore, "restore wizard (a dry run first)", "restore"),
-    bind(Dashboard, &[Char('N')], "N", Action::NewClient, "new client: folders, user, key", "new"),
+    bind(Dashboard, &[Char('v')], "v", Action::Verify, "verify archiving (3-5 min)", "verify"),
+    bind(Dashboard, &[Char('R')], "R", Action::Restore, "restore wizard, dry run first", "restore"),
+    bind(Dashboard, &[Char('d')], "d", Action::DeepCheck, "deep check every file", "deep"),
+    bind(Dashboard, &[Char('D')], "D", Action::Drill, "restore drill (scratch dir)", "drill"),
+    bind(Dashboard, &[Char('N')], "N", Action::NewClient, "new client (setup)", "new"),
     bind(Dashboard, &[Esc], "Esc", Action::Back, "clear the filter", ""),
     bind(Detail, &[Esc, Backspace, Left, Char('h')], "Esc/⌫/←/h", Action::Back, "back to the dashboard", "back"),
     bind(Detail, &[Char('v')], "v", Action::Verify, "verify archiving", "verify"),
+    bind(Detail, &[Char('d')], "d", Action::DeepCheck, "deep check", "deep"),
+    bind(Detail, &[Char('D')], "D", Action::Drill, "restore drill", "drill"),
     bind(Detail, &[Char('t')], "t", Action::ReadTarget, "read the target server (SSH)", "target"),
     bind(Verify, &[Esc], "Esc", Action::EndVerification, "end now; press again to leave", "end/leave"),
     bind(Restore, &[Esc], "Esc", Action::Back, "leave; at a question: no", "cancel/back"),

@@ -250,6 +250,23 @@ impl Jobs {
                         send(Event::TargetRead { client, view });
                     });
                 }
+                Command::DeepCheck(name) => {
+                    let root = self.root.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let result = deep_check(&root, &name, &send);
+                        send(Event::DeepChecked {
+                            client: name,
+                            result,
+                        });
+                    });
+                }
+                Command::Drill(name) => {
+                    let root = self.root.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let record = run_drill(&root, &name, &send);
+                        send(Event::DrillFinished(Box::new(record)));
+                    });
+                }
                 Command::PlanSetup(text) => {
                     let root = self.root.clone();
                     tokio::task::spawn_blocking(move || {
@@ -504,4 +521,110 @@ fn apply_setup(
         }
     }
     (true, lines)
+}
+
+/// A deep check of one client, as `check --deep` does it, progress sent as it goes.
+fn deep_check(
+    root: &std::path::Path,
+    name: &str,
+    send: &(dyn Fn(Event) + Send + Sync),
+) -> Result<Box<crate::deep::DeepReport>, String> {
+    let options = ScanOptions {
+        cache: crate::cache::default_cache_path(),
+        ..ScanOptions::default()
+    };
+    let client = catalog::scan_client(root, name, &options).map_err(|e| e.to_string())?;
+    let mut cache = crate::deep::DeepCache::load(crate::deep::default_cache_path().as_deref());
+    let mut last_sent = std::time::Instant::now();
+    let report = crate::deep::verify_client(
+        &client,
+        &mut cache,
+        SystemTime::now(),
+        &mut |done, total| {
+            // A few updates a second are enough for a gauge.
+            if done == total || last_sent.elapsed() >= std::time::Duration::from_millis(200) {
+                last_sent = std::time::Instant::now();
+                send(Event::DeepProgress {
+                    client: name.to_owned(),
+                    done,
+                    total,
+                });
+            }
+        },
+    );
+    cache
+        .save()
+        .map_err(|e| format!("checked, but cannot remember the results: {e}"))?;
+    Ok(Box::new(report))
+}
+
+/// The drill engine's reports as lines on the detail screen; a drill only
+/// writes in its scratch folder, so it confirms its own steps.
+struct DrillLines<'a> {
+    client: String,
+    send: &'a (dyn Fn(Event) + Send + Sync),
+}
+
+impl DrillLines<'_> {
+    fn say(&self, line: String) {
+        (self.send)(Event::DrillLine {
+            client: self.client.clone(),
+            line,
+        });
+    }
+}
+
+impl crate::restore::steps::Driver for DrillLines<'_> {
+    fn confirm(&mut self, _question: &str) -> bool {
+        true
+    }
+    fn confirm_typed(&mut self, _prompt: &str, _expected: &str) -> bool {
+        false
+    }
+    fn step(
+        &mut self,
+        step: crate::restore::steps::StepKind,
+        outcome: crate::restore::journal::Outcome,
+        detail: &str,
+    ) {
+        self.say(format!("{} — {outcome:?}: {detail}", step.title()));
+    }
+    fn command(&mut self, text: &str) {
+        self.say(format!("$ {text}"));
+    }
+    fn progress(&mut self, _step: crate::restore::steps::StepKind, text: &str) {
+        self.say(text.to_owned());
+    }
+}
+
+/// A restore drill with `walwarden drill`'s defaults, recorded in the history.
+fn run_drill(
+    root: &std::path::Path,
+    name: &str,
+    send: &(dyn Fn(Event) + Send + Sync),
+) -> crate::drill::DrillRecord {
+    let mut driver = DrillLines {
+        client: name.to_owned(),
+        send,
+    };
+    let mut record = match catalog::scan_client(root, name, &ScanOptions::default()) {
+        Ok(client) => crate::drill::drill(
+            &client,
+            std::path::Path::new("/var/tmp"),
+            "postgres",
+            None,
+            &mut driver,
+        ),
+        Err(error) => {
+            crate::drill::DrillRecord::failed(name, format!("cannot read the client: {error}"))
+        }
+    };
+    if let Some(path) = crate::drill::default_history_path()
+        && let Err(error) = crate::drill::append_history(&path, &record)
+    {
+        record
+            .detail
+            .push_str(&format!(" (not recorded in {}: {error})", path.display()));
+    }
+    record
 }

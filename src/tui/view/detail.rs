@@ -68,12 +68,73 @@ fn lines(report: &ClientReport, client: &Client, app: &App, width: usize) -> Vec
         Line::default(),
     ];
     problems(report, app, width, &mut out);
+    jobs(report, app, width, &mut out);
     base_backup(report, client, app, &mut out);
     archive(report, client, app, &mut out);
     gaps(report, &mut out);
     target(report, app, width, &mut out);
     arrivals(client, app, &mut out);
     out
+}
+
+/// A deep check (with its progress) or a restore drill started here.
+fn jobs(report: &ClientReport, app: &App, width: usize, out: &mut Vec<Line<'static>>) {
+    let Some(job) = app.jobs.get(&report.name) else {
+        return;
+    };
+    if job.deep_progress.is_some() || job.deep.is_some() {
+        out.push(heading("Deep check"));
+        match (&job.deep_progress, &job.deep) {
+            (Some((done, total)), _) => {
+                let ratio = if *total == 0 {
+                    0.0
+                } else {
+                    *done as f64 / *total as f64
+                };
+                let bar_width = 30usize;
+                let filled = ((ratio * bar_width as f64).round() as usize).min(bar_width);
+                out.push(Line::from(format!(
+                    "  {}{} {done} of {total} files read ({:.0}%)",
+                    "█".repeat(filled),
+                    "░".repeat(bar_width - filled),
+                    ratio * 100.0
+                )));
+            }
+            (None, Some(Ok(deep))) => {
+                out.push(Line::from(format!(
+                    "  verified through {}: {} files read now, {} remembered from earlier runs; {} problems",
+                    deep.verified_through.as_deref().unwrap_or("nothing"),
+                    deep.files_checked,
+                    deep.files_remembered,
+                    deep.problems.len()
+                )));
+            }
+            (None, Some(Err(error))) => {
+                out.extend(wrapped("  failed: ", error, width));
+            }
+            (None, None) => {}
+        }
+        out.push(Line::default());
+    }
+    if job.drill_running || job.drill.is_some() {
+        out.push(heading("Restore drill"));
+        if job.drill_running {
+            out.push(Line::from(
+                "  running (the archive is only read; the scratch folder is removed after)…",
+            ));
+            for line in job.drill_lines.iter().rev().take(6).rev() {
+                out.extend(wrapped("    ", line, width));
+            }
+        } else if let Some(record) = &job.drill {
+            let verdict = if record.success { "PASSED" } else { "FAILED" };
+            out.extend(wrapped(
+                &format!("  {verdict} in {:.0} s: ", record.seconds),
+                &record.detail,
+                width,
+            ));
+        }
+        out.push(Line::default());
+    }
 }
 
 /// The target server's side: settings, archiver counters, the newest failure.

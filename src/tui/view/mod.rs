@@ -42,9 +42,26 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     if app.show_help {
         help::draw(frame, frame.area(), app);
     }
+    if let Some(confirm) = &app.confirm {
+        draw_confirm(frame, frame.area(), &confirm.question);
+    }
     if let Some(error) = &app.last_error {
         draw_error(frame, frame.area(), error, app.color);
     }
+}
+
+fn draw_confirm(frame: &mut Frame, area: Rect, question: &str) {
+    let popup = centered(area, 70, 8);
+    frame.render_widget(Clear, popup);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" y yes · n/Esc no ");
+    frame.render_widget(
+        Paragraph::new(question.to_owned())
+            .wrap(Wrap { trim: true })
+            .block(block),
+        popup,
+    );
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
