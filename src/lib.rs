@@ -14,6 +14,7 @@
 //! - [`deep`]: every file read to its end, verdicts remembered per file;
 //! - [`drill`]: restore drills into a scratch directory, results recorded;
 //! - [`restore`]: the restore engine (plan of steps, journal, unpack, recovery config, log diagnosis);
+//! - [`migrate`]: moving to another major version through pg_dumpall, load errors read, ends compared;
 //! - [`display`]: byte sizes as people read them;
 //! - [`demo`]: a synthetic backup root for newcomers and tests.
 //!
@@ -31,6 +32,7 @@ pub mod display;
 pub mod drill;
 pub mod health;
 pub mod metrics;
+pub mod migrate;
 pub mod report;
 pub mod restore;
 mod serde_util;
