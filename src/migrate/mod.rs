@@ -23,6 +23,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use flate2::Compression;
@@ -265,16 +267,16 @@ fn program_version(end: &End, name: &str) -> Result<String, MigrateError> {
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// A writer that counts what passes through it.
+/// A writer that counts what passes through it, readable from another thread.
 struct Counted<W> {
     inner: W,
-    bytes: u64,
+    bytes: Arc<AtomicU64>,
 }
 
 impl<W: Write> Write for Counted<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -359,13 +361,26 @@ fn write_dump(
             String::from_utf8_lossy(&text).into_owned()
         })
     });
-    let mut encoder = GzEncoder::new(
-        Counted {
-            inner: file,
-            bytes: 0,
-        },
-        Compression::default(),
-    );
+    // Compression runs on its own thread, as gzip does in the tutorial's
+    // pipeline: pg_dumpall keeps producing while the previous chunk is packed.
+    let written = Arc::new(AtomicU64::new(0));
+    let (chunks, received) = mpsc::sync_channel::<Vec<u8>>(8);
+    let compressor = {
+        let written = Arc::clone(&written);
+        std::thread::spawn(move || -> io::Result<()> {
+            let mut encoder = GzEncoder::new(
+                Counted {
+                    inner: file,
+                    bytes: written,
+                },
+                Compression::default(),
+            );
+            for chunk in received {
+                encoder.write_all(&chunk)?;
+            }
+            encoder.finish()?.inner.sync_all()
+        })
+    };
     let mut sql_bytes = 0u64;
     let copied = (|| -> io::Result<()> {
         let Some(mut stdout) = child.stdout.take() else {
@@ -379,12 +394,19 @@ fn write_dump(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
-            encoder.write_all(&buf[..n])?;
+            if chunks.send(buf[..n].to_vec()).is_err() {
+                // The compressor stopped on an error; joining it below says which.
+                return Ok(());
+            }
             sql_bytes += n as u64;
-            progress.dumped(sql_bytes, encoder.get_ref().bytes, started.elapsed());
+            progress.dumped(sql_bytes, written.load(Ordering::Relaxed), started.elapsed());
         }
     })();
-    if copied.is_err() {
+    drop(chunks);
+    let compressed = compressor
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the compression thread panicked")));
+    if copied.is_err() || compressed.is_err() {
         // Writing failed (disk full?): stop pg_dumpall rather than let it run on.
         let _ = child.kill();
     }
@@ -397,6 +419,7 @@ fn write_dump(
         .unwrap_or_default()
         .trim()
         .to_owned();
+    compressed.map_err(io_error(path))?;
     copied.map_err(io_error(path))?;
     if !status.success() {
         return Err(MigrateError::Dump {
@@ -404,12 +427,10 @@ fn write_dump(
             stderr: messages,
         });
     }
-    let counted = encoder.finish().map_err(io_error(path))?;
-    counted.inner.sync_all().map_err(io_error(path))?;
     Ok(DumpStats {
         file: path.clone(),
         sql_bytes,
-        file_bytes: counted.bytes,
+        file_bytes: written.load(Ordering::Relaxed),
         seconds: started.elapsed().as_secs_f64(),
         messages,
     })
