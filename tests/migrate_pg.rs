@@ -354,3 +354,64 @@ fn a_downgrade_is_refused_before_anything_runs() {
     newer.stop();
     older.stop();
 }
+
+#[test]
+fn accepted_errors_do_not_excuse_missing_rows() {
+    // adminpack is gone in PostgreSQL 17: its CREATE EXTENSION fails there,
+    // and so does a table whose default calls one of its functions, so that
+    // table's rows cannot arrive. Accepting the errors must not hide that.
+    let source_dir = pg_tempdir("walwarden-migrate-src-");
+    let dest_dir = pg_tempdir("walwarden-migrate-dst-");
+    let work = tempfile::tempdir().unwrap();
+    let source = start(15, source_dir.path());
+    let dest = start(17, dest_dir.path());
+    sql(&source, "postgres", &["create database tools"]);
+    sql(
+        &source,
+        "tools",
+        &[
+            "create extension adminpack",
+            "create table jobs (id int, done bool default pg_catalog.pg_file_unlink('/nonexistent'))",
+            "insert into jobs select g, true from generate_series(1, 5) g",
+            "create table kept (id int)",
+            "insert into kept select generate_series(1, 4)",
+        ],
+    );
+    let dump = work.path().join("tools.sql.gz");
+    let out = migrate(&source, &dest, &dump, &["--accept-errors", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let record = json(&out);
+    assert_eq!(record["done"], false);
+    let errors = record["migration"]["load"]["log"]["errors"]
+        .as_array()
+        .unwrap();
+    let unexpected: Vec<String> = errors
+        .iter()
+        .filter(|e| e["expected"].is_null())
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        unexpected.iter().any(|m| m.contains("adminpack")),
+        "{unexpected:#?}"
+    );
+    assert!(
+        unexpected.iter().any(|m| m.contains("jobs")),
+        "{unexpected:#?}"
+    );
+    assert_eq!(
+        record["migration"]["verification"]["differences"],
+        serde_json::json!([{
+            "database": "tools", "schema": "public", "table": "jobs",
+            "source": 5, "destination": null
+        }])
+    );
+    let problems = record["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].as_str().unwrap().contains("differs"),
+        "{problems:#?}"
+    );
+    assert_eq!(sql(&dest, "tools", &["select count(*) from kept"]), "4");
+    source.stop();
+    dest.stop();
+}
