@@ -338,19 +338,64 @@ fn a_load_with_errors_is_not_done_until_they_are_accepted() {
     dest.stop();
 }
 
+/// Like [`migrate`] with the connection strings as given.
+fn migrate_raw(from: &str, to: &str, bin: &Path, dump: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_walwarden"))
+        .args(["migrate", "--from", from, "--to", to, "--to-bin"])
+        .arg(bin)
+        .arg("--dump")
+        .arg(dump)
+        .output()
+        .expect("run walwarden")
+}
+
 #[test]
-fn a_downgrade_is_refused_before_anything_runs() {
+fn refusals_come_before_anything_runs() {
     let newer_dir = pg_tempdir("walwarden-migrate-new-");
     let older_dir = pg_tempdir("walwarden-migrate-old-");
     let work = tempfile::tempdir().unwrap();
     let newer = start(16, newer_dir.path());
     let older = start(15, older_dir.path());
-    let dump = work.path().join("down.sql.gz");
-    let out = migrate(&newer, &older, &dump, &[]);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("migrate to 16 or later"), "{stderr}");
-    assert!(!dump.exists());
+    sql(&older, "postgres", &["create database shop"]);
+    sql(&newer, "postgres", &["create database shop"]);
+    let dump = work.path().join("refused.sql.gz");
+    let refused = |out: Output, says: &str| {
+        assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!dump.exists(), "nothing written");
+    };
+    refused(
+        migrate(&newer, &older, &dump, &[]),
+        "migrate to 16 or later",
+    );
+    refused(
+        migrate_raw(
+            &conninfo(&older),
+            &conninfo(&older),
+            &older.cluster.bin,
+            &dump,
+        ),
+        "same system identifier",
+    );
+    refused(
+        migrate_raw(
+            &conninfo(&older),
+            &format!("{} dbname=shop", conninfo(&newer)),
+            &newer.cluster.bin,
+            &dump,
+        ),
+        "opens database \"shop\", which the dump drops",
+    );
+    refused(
+        migrate_raw(
+            &conninfo(&older),
+            &format!("{} port=1", conninfo(&newer)),
+            &newer.cluster.bin,
+            &dump,
+        ),
+        "destination: psql failed",
+    );
     newer.stop();
     older.stop();
 }

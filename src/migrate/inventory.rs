@@ -23,6 +23,8 @@ pub struct Inventory {
     pub version: String,
     /// The role the connection runs as.
     pub user: String,
+    /// The database the connection opens.
+    pub database: String,
     /// pg_control's system identifier: equal on two ends means one cluster (or a physical copy).
     pub system_identifier: String,
     pub databases: Vec<String>,
@@ -51,6 +53,7 @@ const INVENTORY_SQL: &str = "select json_build_object(\
  'version_num', current_setting('server_version_num')::int,\
  'version', current_setting('server_version'),\
  'user', current_user,\
+ 'database', current_database(),\
  'system_identifier', (select system_identifier::text from pg_control_system()),\
  'databases', (select coalesce(json_agg(datname::text), '[]') from pg_database where datallowconn),\
  'roles', (select coalesce(json_agg(rolname::text), '[]') from pg_roles where rolname !~ '^pg_'))";
@@ -236,6 +239,7 @@ mod tests {
             version_num: 150014,
             version: "15.14".into(),
             user: "postgres".into(),
+            database: "postgres".into(),
             system_identifier: "1".into(),
             databases: databases.iter().map(|s| s.to_string()).collect(),
             roles: roles.iter().map(|s| s.to_string()).collect(),

@@ -194,6 +194,16 @@ pub fn preflight(plan: &MigratePlan) -> Result<Preflight, MigrateError> {
             source.system_identifier
         )));
     }
+    // pg_dumpall -c reconnects around postgres and template1 before dropping
+    // them, but drops every other database from where psql starts.
+    let start = &destination.database;
+    if start != "postgres" && start != "template1" && source.databases.contains(start) {
+        return Err(MigrateError::Refused(format!(
+            "the destination connection opens database {start:?}, which the dump drops and \
+             re-creates: it cannot drop the database it runs in; connect to postgres \
+             (dbname=postgres in --to)"
+        )));
+    }
     if to == from {
         notes.push(format!(
             "both ends run PostgreSQL {from}: a physical restore (walwarden restore) would also do, \
@@ -399,7 +409,11 @@ fn write_dump(
                 return Ok(());
             }
             sql_bytes += n as u64;
-            progress.dumped(sql_bytes, written.load(Ordering::Relaxed), started.elapsed());
+            progress.dumped(
+                sql_bytes,
+                written.load(Ordering::Relaxed),
+                started.elapsed(),
+            );
         }
     })();
     drop(chunks);
@@ -651,6 +665,74 @@ mod tests {
                 .to_string_lossy()
                 .starts_with("walwarden-migrate-cluster-")
         );
+    }
+
+    fn migration(psql_exit: Option<i32>, log: &str, equal: bool) -> Migration {
+        let inventory = Inventory {
+            version_num: 150014,
+            version: "15.14".into(),
+            user: "postgres".into(),
+            database: "postgres".into(),
+            system_identifier: "1".into(),
+            databases: vec!["postgres".into()],
+            roles: vec!["postgres".into()],
+        };
+        let mut verification = Verification::default();
+        if !equal {
+            verification.missing_roles.push("app".into());
+        }
+        Migration {
+            preflight: Preflight {
+                source: inventory.clone(),
+                destination: inventory,
+                dumpall: "pg_dumpall".into(),
+                dumpall_version: "pg_dumpall (PostgreSQL) 17.2".into(),
+                notes: Vec::new(),
+                replaced: Vec::new(),
+            },
+            dump: DumpStats {
+                file: "d.sql.gz".into(),
+                sql_bytes: 1,
+                file_bytes: 1,
+                seconds: 0.0,
+                messages: String::new(),
+            },
+            load: LoadOutcome {
+                log_file: "d.sql.gz.load.log".into(),
+                psql_exit,
+                seconds: 0.0,
+                log: loadlog::read(log.as_bytes(), "postgres").unwrap(),
+            },
+            verification,
+        }
+    }
+
+    const EXPECTED_ONLY: &str = "psql:<stdin>:26: ERROR:  current user cannot be dropped\n";
+    const ONE_REAL: &str = "psql:<stdin>:26: ERROR:  current user cannot be dropped\n\
+psql:<stdin>:90: ERROR:  extension \"adminpack\" is not available\n";
+
+    #[test]
+    fn done_means_finished_complete_and_every_error_accepted() {
+        assert!(
+            migration(Some(0), EXPECTED_ONLY, true)
+                .problems(false)
+                .is_empty()
+        );
+        let m = migration(Some(0), ONE_REAL, true);
+        assert_eq!(m.problems(false).len(), 1);
+        assert!(m.problems(false)[0].contains("1 error(s)"));
+        assert!(m.problems(true).is_empty(), "accepted");
+    }
+
+    #[test]
+    fn accepting_errors_never_excuses_a_short_load_or_missing_things() {
+        assert_eq!(
+            migration(Some(2), EXPECTED_ONLY, true).problems(true).len(),
+            1
+        );
+        assert_eq!(migration(None, EXPECTED_ONLY, true).problems(true).len(), 1);
+        assert_eq!(migration(Some(0), ONE_REAL, false).problems(true).len(), 1);
+        assert_eq!(migration(Some(0), ONE_REAL, false).problems(false).len(), 2);
     }
 
     #[test]
