@@ -8,6 +8,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -225,6 +226,8 @@ fn a_15_to_16_migration_arrives_whole() {
     // The files: a gzip dump, and the full load output beside it.
     let bytes = std::fs::read(&dump).unwrap();
     assert_eq!(&bytes[..2], &[0x1f, 0x8b], "gzip magic");
+    let mode = std::fs::metadata(&dump).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the dump holds password hashes");
     let log = std::fs::read_to_string(work.path().join("shop.sql.gz.load.log")).unwrap();
     assert!(log.contains("CREATE DATABASE"), "{log}");
     assert!(

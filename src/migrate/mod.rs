@@ -11,6 +11,10 @@
 //!   in `FILE.load.log` and read for errors ([`loadlog`]);
 //! - [`verify`]: databases, roles and exact row counts compared ([`inventory`]).
 //!
+//! psql's stdout is block-buffered into the log while its stderr is not, so
+//! an error can sit some lines before the command tags printed around it; the
+//! dump line psql names is the exact pointer.
+//!
 //! [`Migration::problems`] is the verdict: the migration is done only when
 //! psql finished, everything arrived, and every unexpected error in the load
 //! log was accepted by the engineer. Nothing here writes outside the dump
@@ -21,6 +25,7 @@ pub mod loadlog;
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -325,9 +330,11 @@ pub struct DumpStats {
 /// On any failure the partial file is removed.
 pub fn dump(plan: &MigratePlan, progress: &mut dyn Progress) -> Result<DumpStats, MigrateError> {
     let path = &plan.dump_file;
+    // 0600: the dump holds every row and the roles' password hashes.
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
         .map_err(|e| match e.kind() {
             io::ErrorKind::AlreadyExists => MigrateError::Refused(format!(
@@ -475,6 +482,7 @@ pub fn load(
     let log = OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(&log_path)
         .map_err(io_error(&log_path))?;
     // One open file for both streams: lines land in the order psql writes them.
