@@ -19,6 +19,7 @@ use crate::restore::local::PgUser;
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
     /// The old server, as a libpq connection string: "host=/run/postgresql port=5432 user=postgres"
+    /// (passwords from ~/.pgpass or PGPASSWORD: walwarden never prompts)
     #[arg(long, value_name = "CONNINFO")]
     pub from: String,
     /// The new server, as a libpq connection string (its databases with the source's names are replaced)

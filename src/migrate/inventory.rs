@@ -120,7 +120,7 @@ fn psql_quoted(name: &str, end: &End) -> Result<String, MigrateError> {
 fn run_script(end: &End, script: &str) -> Result<String, MigrateError> {
     let mut command = end.command("psql");
     command
-        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+        .args(["-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
         .arg(&end.conninfo)
         .args(["-f", "-"])
         .stdin(Stdio::piped())

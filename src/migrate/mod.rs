@@ -89,6 +89,8 @@ impl End {
 
     /// A client program for this end. Environment settings only fill in what
     /// the connection string leaves out: the tutorial loads into `postgres`.
+    /// Programs run with `-w`: a password prompt in the middle of a dump or a
+    /// load would hang it; passwords come from ~/.pgpass or PGPASSWORD.
     pub fn command(&self, name: &str) -> Command {
         let program = self.program(name);
         let mut command = match &self.os_user {
@@ -361,7 +363,7 @@ fn write_dump(
     let started = Instant::now();
     let mut child = end
         .command("pg_dumpall")
-        .args(["--clean", "--if-exists", "-d"])
+        .args(["--clean", "--if-exists", "--no-password", "-d"])
         .arg(&end.conninfo)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -492,7 +494,7 @@ pub fn load(
     let started = Instant::now();
     let mut child = end
         .command("psql")
-        .args(["-X", "-v", "ON_ERROR_STOP=0", "-d"])
+        .args(["-X", "-w", "-v", "ON_ERROR_STOP=0", "-d"])
         .arg(&end.conninfo)
         .args(["-f", "-"])
         .stdin(Stdio::piped())
