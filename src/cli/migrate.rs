@@ -331,9 +331,13 @@ fn print_report(m: &Migration, problems: &[String], args: &MigrateArgs) {
     }
     let client = args.client.as_deref().unwrap_or("CLIENT");
     println!(
-        "Reminder: the new server has no backups yet. Run `walwarden setup {client}` to onboard \
-         it (archive_command into the backup server, a first base backup, the verification \
-         window), then switch the services to the new address."
+        "Reminder: the new server has no backups yet, and the old ones cannot restore onto it \
+         (another major version). On the backup server, run `walwarden setup {client} --key \
+         <the new server's postgres public key>` and put the lines it prints on the new server \
+         (archive_command, a first pg_basebackup), then `walwarden verify {client}`. The old \
+         cluster's WAL in {client}/wal would clash with the new one's (its names start again \
+         at 000000010000000000000001): move that folder aside first. Then switch the services \
+         to the new address."
     );
 }
 
