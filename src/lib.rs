@@ -16,6 +16,7 @@
 //! - [`restore`]: the restore engine (plan of steps, journal, unpack, recovery config, log diagnosis);
 //! - [`setup`]: onboarding a client (folders, user, key) and the target server's lines;
 //! - [`target`]: the target server's archiver, settings and log, read over SSH;
+//! - [`migrate`]: moving to another major version through pg_dumpall, load errors read, ends compared;
 //! - [`display`]: byte sizes as people read them;
 //! - [`demo`]: a synthetic backup root for newcomers and tests.
 //!
@@ -33,6 +34,7 @@ pub mod display;
 pub mod drill;
 pub mod health;
 pub mod metrics;
+pub mod migrate;
 pub mod report;
 pub mod restore;
 mod serde_util;

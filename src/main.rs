@@ -27,6 +27,10 @@ fn run() -> Result<i32> {
     if let Some(Command::Demo(args)) = &cli.command {
         return walwarden::cli::demo::run(args);
     }
+    // Needs no backup root or config: both ends are given on the command line.
+    if let Some(Command::Migrate(args)) = &cli.command {
+        return walwarden::cli::migrate::run(args);
+    }
     let config =
         Config::discover(cli.config.as_deref()).wrap_err("cannot load the configuration")?;
     let root = config.root(cli.root.as_deref());
@@ -36,7 +40,7 @@ fn run() -> Result<i32> {
         Some(Command::Restore(args)) => walwarden::cli::restore::run(args, &root, &config),
         Some(Command::Drill(args)) => walwarden::cli::drill::run(args, &root),
         Some(Command::Setup(args)) => walwarden::cli::setup::run(args, &root),
-        Some(Command::Demo(_)) => Ok(0),
+        Some(Command::Demo(_)) | Some(Command::Migrate(_)) => Ok(0),
         None => walwarden::tui::run(root, config, walwarden::tui::Options::default()).map(|_| 0),
     }
 }

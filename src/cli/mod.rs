@@ -4,6 +4,7 @@
 pub mod check;
 pub mod demo;
 pub mod drill;
+pub mod migrate;
 pub mod restore;
 pub mod setup;
 pub mod verify;
@@ -46,4 +47,6 @@ pub enum Command {
     Setup(setup::SetupArgs),
     /// Build a demo backup root (in DIR, else a temporary folder) and open the dashboard on it
     Demo(demo::DemoArgs),
+    /// Move a cluster to another major version: pg_dumpall -c, psql, every load error listed, both ends compared
+    Migrate(migrate::MigrateArgs),
 }
