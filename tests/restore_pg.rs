@@ -464,3 +464,85 @@ fn the_data_directory_is_configured_or_asked_from_the_running_server() {
     );
     server.stop();
 }
+
+/// Rewrites `tarball` (gzip'ed tar) without the entries named in `drop`.
+fn strip_entries(tarball: &Path, drop: &[&str]) {
+    let input = std::fs::File::open(tarball).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(input));
+    let stripped = tarball.with_extension("stripped");
+    let output = std::fs::File::create(&stripped).unwrap();
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        output,
+        flate2::Compression::fast(),
+    ));
+    let mut dropped = 0;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        if drop.iter().any(|d| path.trim_start_matches("./") == *d) {
+            dropped += 1;
+            continue;
+        }
+        let header = entry.header().clone();
+        builder.append(&header, &mut entry).unwrap();
+    }
+    builder.into_inner().unwrap().finish().unwrap();
+    assert_eq!(dropped, drop.len(), "the tarball held each of {drop:?}");
+    std::fs::rename(&stripped, tarball).unwrap();
+}
+
+/// A Debian-layout cluster's base backup has no postgresql.conf, pg_hba.conf
+/// or pg_ident.conf (they live in /etc/postgresql): the restore writes minimal
+/// ones, says so, and the server starts and holds the data.
+#[test]
+fn a_debian_layout_backup_without_postgresql_conf_restores() {
+    let bin = support::require_pg_bin(15);
+    let backup = support::make_real_backup("client1");
+    let source = backup.cluster.start();
+    let expected = source.psql(STATE);
+    source.stop();
+    strip_entries(
+        &backup.base_dir().join("base.tar.gz"),
+        &["postgresql.conf", "pg_hba.conf", "pg_ident.conf"],
+    );
+
+    let target = support::pg_tempdir("walwarden-restore-debian-");
+    let data = target.path().join("restored");
+    let socket_dir = target.path().to_owned();
+    let port = support::pick_port();
+    let restored = Restored {
+        data: data.clone(),
+        bin: bin.clone(),
+    };
+    let port_setting = format!("port={port}");
+    let socket_setting = format!("unix_socket_directories={}", socket_dir.display());
+    let out = restore(
+        backup.root.to_str().unwrap(),
+        &data,
+        &[
+            "--yes",
+            "--set",
+            &port_setting,
+            "--set",
+            &socket_setting,
+            "--set",
+            "listen_addresses=",
+            "--replay-timeout",
+            "3m",
+        ],
+        target.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "restore failed:\n{stderr}");
+    assert!(
+        stderr.contains("postgresql.conf, pg_hba.conf, pg_ident.conf written (the backup had none"),
+        "the step says what it supplied:\n{stderr}"
+    );
+    let hba = std::fs::read_to_string(data.join("pg_hba.conf")).unwrap();
+    assert!(
+        hba.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["local", "all", "all", "peer"])
+    );
+    assert_eq!(psql(&bin, &socket_dir, port, STATE), expected);
+    drop(restored);
+}

@@ -558,6 +558,29 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+/// What a restore writes when the base backup lacks a file PostgreSQL needs
+/// to start (a Debian-layout cluster keeps them in /etc/postgresql/MAJOR/NAME).
+/// Deliberately minimal: defaults, plus local peer connections only.
+pub const DEBIAN_LAYOUT_FILES: &[(&str, &str)] = &[
+    (
+        "postgresql.conf",
+        "# Written by walwarden's restore: the base backup had no postgresql.conf\n\
+         # (a Debian-layout cluster keeps it in /etc/postgresql/MAJOR/CLUSTER/).\n\
+         # PostgreSQL's defaults apply; the restore's settings are in postgresql.auto.conf.\n",
+    ),
+    (
+        "pg_hba.conf",
+        "# Written by walwarden's restore: the base backup had no pg_hba.conf.\n\
+         # Local connections over the unix socket, as the same OS user, only:\n\
+         # add what the applications need before opening the server to them.\n\
+         local   all   all   peer\n",
+    ),
+    (
+        "pg_ident.conf",
+        "# Written by walwarden's restore: the base backup had no pg_ident.conf.\n",
+    ),
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -743,6 +743,22 @@ impl Runner<'_> {
         let files = recovery_conf::recovery_files(&settings)
             .map_err(|e| fail(StepKind::RecoveryConfig, e.to_string()))?;
         let data = &self.request.data_dir;
+        // A Debian-layout cluster keeps these in /etc/postgresql: its base
+        // backup has none, and PostgreSQL will not start without them.
+        let mut supplied = Vec::new();
+        for (name, content) in recovery_conf::DEBIAN_LAYOUT_FILES {
+            let path = data.join(name);
+            if self.request.dry_run || path.exists() {
+                continue;
+            }
+            self.driver.command(&format!(
+                "write {} (the base backup has none: a Debian-layout cluster keeps it in /etc/postgresql)",
+                path.display()
+            ));
+            write_owned(&path, content.as_bytes(), &checked.user, false)
+                .map_err(|e| fail(StepKind::RecoveryConfig, e))?;
+            supplied.push(*name);
+        }
         for (relative, content) in &files.files {
             let path = data.join(relative);
             self.driver.command(&format!(
@@ -782,9 +798,17 @@ impl Runner<'_> {
         } else {
             "written"
         };
+        let supplied = if supplied.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} written (the backup had none; pg_hba.conf allows local peer connections only)",
+                supplied.join(", ")
+            )
+        };
         self.done(
             StepKind::RecoveryConfig,
-            &format!("{kind} {verb}; archiving is off in the restored instance"),
+            &format!("{kind} {verb}; archiving is off in the restored instance{supplied}"),
         )
     }
 
