@@ -53,6 +53,9 @@ struct RawSettings {
     partial_grace: Option<String>,
     drill_max_age: Option<String>,
     data_dir: Option<PathBuf>,
+    local_start_command: Option<String>,
+    local_stop_command: Option<String>,
+    local_log: Option<PathBuf>,
     #[serde(default)]
     acknowledged_gaps: Vec<AcknowledgedGap>,
     target: Option<RawTarget>,
@@ -110,6 +113,8 @@ pub struct ClientPolicy {
     pub drill_max_age: Option<Duration>,
     /// Where this client's database is restored to on this machine (`restore` without --data-dir).
     pub data_dir: Option<PathBuf>,
+    /// How `restore` starts, stops and logs the local instance (`None`: detected).
+    pub local: crate::restore::steps::LocalService,
     pub acknowledged_gaps: Vec<AcknowledgedGap>,
 }
 
@@ -121,6 +126,7 @@ impl Default for ClientPolicy {
             partial_grace: Duration::from_secs(600),
             drill_max_age: None,
             data_dir: None,
+            local: Default::default(),
             acknowledged_gaps: Vec::new(),
         }
     }
@@ -356,6 +362,17 @@ fn resolve(
             )?),
         },
         data_dir: raw.data_dir.clone().or_else(|| base.data_dir.clone()),
+        local: crate::restore::steps::LocalService {
+            start: raw
+                .local_start_command
+                .clone()
+                .or_else(|| base.local.start.clone()),
+            stop: raw
+                .local_stop_command
+                .clone()
+                .or_else(|| base.local.stop.clone()),
+            log: raw.local_log.clone().or_else(|| base.local.log.clone()),
+        },
         acknowledged_gaps,
     })
 }

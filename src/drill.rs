@@ -158,6 +158,8 @@ pub fn drill(
         dry_run: false,
         purge: false,
         replay_timeout: Duration::from_secs(3600),
+        // Always pg_ctl on the scratch folder, never a configured service.
+        local: Default::default(),
         // A drill never stops any server.
         target: None,
     };

@@ -493,9 +493,10 @@ fn strip_entries(tarball: &Path, drop: &[&str]) {
 
 /// A Debian-layout cluster's base backup has no postgresql.conf, pg_hba.conf
 /// or pg_ident.conf (they live in /etc/postgresql): the restore writes minimal
-/// ones, says so, and the server starts and holds the data.
+/// ones, says so, and the server starts and holds the data. The start is
+/// the client's configured `local_start_command` (placeholders filled in).
 #[test]
-fn a_debian_layout_backup_without_postgresql_conf_restores() {
+fn a_debian_layout_backup_restores_with_the_configured_start_command() {
     let bin = support::require_pg_bin(15);
     let backup = support::make_real_backup("client1");
     let source = backup.cluster.start();
@@ -516,10 +517,23 @@ fn a_debian_layout_backup_without_postgresql_conf_restores() {
     };
     let port_setting = format!("port={port}");
     let socket_setting = format!("unix_socket_directories={}", socket_dir.display());
+    let marker = target.path().join("started-by-config");
+    let config = target.path().join("walwarden.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[clients.client1]\nlocal_start_command = \"touch {} && runuser -u {} -- {{pg_bin}}/pg_ctl -D {{data}} -l {{log}} -W start\"\n",
+            marker.display(),
+            support::pg_user()
+        ),
+    )
+    .unwrap();
     let out = restore(
         backup.root.to_str().unwrap(),
         &data,
         &[
+            "--config",
+            config.to_str().unwrap(),
             "--yes",
             "--set",
             &port_setting,
@@ -538,6 +552,11 @@ fn a_debian_layout_backup_without_postgresql_conf_restores() {
         stderr.contains("postgresql.conf, pg_hba.conf, pg_ident.conf written (the backup had none"),
         "the step says what it supplied:\n{stderr}"
     );
+    assert!(
+        marker.exists(),
+        "the configured start command ran:\n{stderr}"
+    );
+    assert!(stderr.contains("start command: configured"), "{stderr}");
     let hba = std::fs::read_to_string(data.join("pg_hba.conf")).unwrap();
     assert!(
         hba.lines()

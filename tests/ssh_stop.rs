@@ -66,6 +66,7 @@ fn request(data_dir: PathBuf, target: TargetServer, dry_run: bool) -> RestoreReq
         dry_run,
         purge: false,
         replay_timeout: Duration::from_secs(60),
+        local: Default::default(),
         target: Some(target),
     }
 }

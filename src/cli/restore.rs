@@ -50,6 +50,15 @@ pub struct RestoreArgs {
     /// The client name, typed in advance, for --purge without a terminal
     #[arg(long, value_name = "CLIENT")]
     pub confirm_purge: Option<String>,
+    /// Starts the local instance (shell; {data} {log} {major} {pg_bin}); default: pg_ctlcluster for a Debian cluster on the data dir, else pg_ctl
+    #[arg(long, value_name = "COMMAND")]
+    pub start_command: Option<String>,
+    /// Stops the local instance (shell, same placeholders)
+    #[arg(long, value_name = "COMMAND")]
+    pub stop_command: Option<String>,
+    /// The log the start command writes, followed during replay (default DATA/log/walwarden-restore.log)
+    #[arg(long, value_name = "FILE")]
+    pub server_log: Option<PathBuf>,
     /// How long to follow the log for replay to finish
     #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
     pub replay_timeout: Duration,
@@ -192,6 +201,20 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
         dry_run: args.dry_run,
         purge: args.purge,
         replay_timeout: args.replay_timeout,
+        local: {
+            let configured = &config.policy_for(&args.client).local;
+            crate::restore::steps::LocalService {
+                start: args
+                    .start_command
+                    .clone()
+                    .or_else(|| configured.start.clone()),
+                stop: args
+                    .stop_command
+                    .clone()
+                    .or_else(|| configured.stop.clone()),
+                log: args.server_log.clone().or_else(|| configured.log.clone()),
+            }
+        },
         target: config.target_for(&args.client).cloned(),
     };
     let mut driver = LineDriver {

@@ -91,6 +91,131 @@ pub struct RestoreRequest {
     pub replay_timeout: Duration,
     /// The client's old server, from `[clients.NAME.target]`: stopped over SSH first.
     pub target: Option<TargetServer>,
+    /// How the local instance is started and stopped; unset parts are detected.
+    pub local: LocalService,
+}
+
+/// Shell command lines that start and stop the local instance, and the log
+/// its start writes. Placeholders: `{data}`, `{log}`, `{major}`, `{pg_bin}`.
+/// Unset: Debian's `pg_ctlcluster MAJOR CLUSTER` when /etc/postgresql names
+/// the data directory, else `pg_ctl` as the PostgreSQL user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalService {
+    pub start: Option<String>,
+    pub stop: Option<String>,
+    pub log: Option<PathBuf>,
+}
+
+/// How this restore controls the local instance, resolved at preflight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ServiceControl {
+    /// `pg_ctl -D DATA [-l LOG] start|stop` as the PostgreSQL user.
+    PgCtl,
+    /// Shell command lines run as walwarden (placeholders filled in).
+    Commands {
+        start: String,
+        stop: String,
+        /// Where they come from, for the journal ("configured", "Debian cluster 15/main").
+        why: String,
+    },
+}
+
+/// The Debian cluster (`/etc/postgresql/MAJOR/NAME/postgresql.conf`) whose
+/// `data_directory` is `data_dir`, if any.
+pub fn debian_cluster(etc: &Path, major: u32, data_dir: &Path) -> Option<String> {
+    let dir = etc.join(major.to_string());
+    let wanted = fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_owned());
+    fs::read_dir(dir).ok()?.flatten().find_map(|entry| {
+        let conf = fs::read_to_string(entry.path().join("postgresql.conf")).ok()?;
+        let named = conf.lines().find_map(|line| {
+            let line = line.split('#').next()?.trim();
+            let (key, value) = line.split_once('=')?;
+            (key.trim() == "data_directory").then(|| value.trim().trim_matches('\'').to_owned())
+        })?;
+        let named = PathBuf::from(named);
+        let named = fs::canonicalize(&named).unwrap_or(named);
+        (named == wanted).then(|| entry.file_name().to_string_lossy().into_owned())
+    })
+}
+
+/// The local instance's control and the log its start writes.
+fn resolve_service(
+    request: &RestoreRequest,
+    major: u32,
+    pg_bin: &Path,
+    default_log: PathBuf,
+) -> (ServiceControl, PathBuf) {
+    let data = &request.data_dir;
+    let local = &request.local;
+    if local.start.is_some() || local.stop.is_some() {
+        let log = local.log.clone().unwrap_or(default_log);
+        let pg_ctl = |verb: &str| {
+            format!(
+                "runuser -u {} -- {{pg_bin}}/pg_ctl -D {{data}} {verb}",
+                request.os_user
+            )
+        };
+        let start = local
+            .start
+            .clone()
+            .unwrap_or_else(|| pg_ctl("-l {log} -W start"));
+        let stop = local
+            .stop
+            .clone()
+            .unwrap_or_else(|| pg_ctl("stop -m fast -w -t 120"));
+        let fill = |text: &str| fill_placeholders(text, data, &log, major, pg_bin);
+        return (
+            ServiceControl::Commands {
+                start: fill(&start),
+                stop: fill(&stop),
+                why: "configured".into(),
+            },
+            log,
+        );
+    }
+    if let Some(cluster) = debian_cluster(Path::new("/etc/postgresql"), major, data) {
+        let log = local.log.clone().unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "/var/log/postgresql/postgresql-{major}-{cluster}.log"
+            ))
+        });
+        return (
+            ServiceControl::Commands {
+                start: format!("pg_ctlcluster {major} {cluster} start"),
+                stop: format!("pg_ctlcluster {major} {cluster} stop -m fast"),
+                why: format!("Debian cluster {major}/{cluster}"),
+            },
+            log,
+        );
+    }
+    (
+        ServiceControl::PgCtl,
+        local.log.clone().unwrap_or(default_log),
+    )
+}
+
+/// A configured command line, run by `sh -c` as walwarden.
+fn shell(line: &str) -> Command {
+    let mut command = Command::new("sh");
+    command.arg("-c").arg(line);
+    command
+}
+
+/// A service manager's stop may return before the postmaster has gone.
+fn wait_for_pid_file_gone(pid_file: &Path, within: Duration) {
+    let deadline = Instant::now() + within;
+    while pid_file.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `text` with `{data}`, `{log}`, `{major}` and `{pg_bin}` filled in, shell-quoted.
+fn fill_placeholders(text: &str, data: &Path, log: &Path, major: u32, pg_bin: &Path) -> String {
+    let quote = |p: &Path| local::shell_quote(&p.to_string_lossy());
+    text.replace("{data}", &quote(data))
+        .replace("{log}", &quote(log))
+        .replace("{major}", &major.to_string())
+        .replace("{pg_bin}", &quote(pg_bin))
 }
 
 /// The face that runs the engine: asks questions and shows what happens.
@@ -130,6 +255,7 @@ struct Checked {
     layout: ArchiveLayout,
     archive_last: Option<String>,
     log: PathBuf,
+    service: ServiceControl,
 }
 
 pub fn run(
@@ -152,6 +278,7 @@ pub fn run(
         driver,
         journal: &mut journal,
         summary: &mut summary,
+        log_offset: 0,
     };
     runner.all()?;
     Ok(summary)
@@ -163,6 +290,8 @@ struct Runner<'a> {
     driver: &'a mut dyn Driver,
     journal: &'a mut Journal,
     summary: &'a mut Summary,
+    /// Where the server's log stood when the start ran: followed from there.
+    log_offset: u64,
 }
 
 impl Runner<'_> {
@@ -389,6 +518,8 @@ impl Runner<'_> {
                 crate::display::human_bytes(needed)
             ),
         )?;
+        let default_log = request.data_dir.join("log").join("walwarden-restore.log");
+        let (service, log) = resolve_service(request, major, &pg_bin, default_log);
         Ok(Checked {
             user,
             pg_bin,
@@ -397,7 +528,8 @@ impl Runner<'_> {
             pg_wal_tar: base_dir.join(&pg_wal_tar.fact.name),
             layout,
             archive_last: client.continuity.restorable_through.clone(),
-            log: request.data_dir.join("log").join("walwarden-restore.log"),
+            log,
+            service,
         })
     }
 
@@ -509,18 +641,31 @@ impl Runner<'_> {
                 None,
             );
         }
+        let how = match &checked.service {
+            ServiceControl::PgCtl => "pg_ctl stop -m fast".to_owned(),
+            ServiceControl::Commands { stop, .. } => stop.clone(),
+        };
         if !self.confirm(&format!(
-            "A PostgreSQL server is running on {}. Stop it (pg_ctl stop -m fast)?",
+            "A PostgreSQL server is running on {}. Stop it ({how})?",
             data.display()
         )) {
             return Err(RestoreError::Cancelled(StepKind::StopLocal.id()));
         }
-        let mut command = checked.user.command(checked.pg_bin.join("pg_ctl"));
-        command
-            .arg("-D")
-            .arg(data)
-            .args(["stop", "-m", "fast", "-w", "-t", "120"]);
+        let command = match &checked.service {
+            ServiceControl::PgCtl => {
+                let mut command = checked.user.command(checked.pg_bin.join("pg_ctl"));
+                command
+                    .arg("-D")
+                    .arg(data)
+                    .args(["stop", "-m", "fast", "-w", "-t", "120"]);
+                command
+            }
+            ServiceControl::Commands { stop, .. } => shell(stop),
+        };
         self.exec(StepKind::StopLocal, command)?;
+        if !self.request.dry_run {
+            wait_for_pid_file_gone(&pid_file, Duration::from_secs(120));
+        }
         if !self.request.dry_run && pid_file.exists() {
             return Err(fail(
                 StepKind::StopLocal,
@@ -813,13 +958,25 @@ impl Runner<'_> {
     }
 
     fn start(&mut self, checked: &Checked) -> Result<(), RestoreError> {
-        let mut command = checked.user.command(checked.pg_bin.join("pg_ctl"));
-        command
-            .arg("-D")
-            .arg(&self.request.data_dir)
-            .arg("-l")
-            .arg(&checked.log)
-            .args(["-W", "start"]);
+        // A shared log (Debian's) already holds other runs: follow it from here.
+        self.log_offset = fs::metadata(&checked.log).map_or(0, |m| m.len());
+        let command = match &checked.service {
+            ServiceControl::PgCtl => {
+                let mut command = checked.user.command(checked.pg_bin.join("pg_ctl"));
+                command
+                    .arg("-D")
+                    .arg(&self.request.data_dir)
+                    .arg("-l")
+                    .arg(&checked.log)
+                    .args(["-W", "start"]);
+                command
+            }
+            ServiceControl::Commands { start, why, .. } => {
+                self.driver
+                    .progress(StepKind::Start, &format!("start command: {why}"));
+                shell(start)
+            }
+        };
         self.exec(StepKind::Start, command)?;
         self.summary.log = Some(checked.log.clone());
         let verb = if self.request.dry_run {
@@ -847,7 +1004,7 @@ impl Runner<'_> {
             .as_deref()
             .and_then(|t| recovery_conf::parse_target_time(t).ok());
         let deadline = Instant::now() + self.request.replay_timeout;
-        let mut offset = 0u64;
+        let mut offset = self.log_offset;
         let mut partial = String::new();
         let outcome = loop {
             if let Ok(mut file) = fs::File::open(&checked.log) {
@@ -1159,4 +1316,49 @@ fn write_owned(path: &Path, bytes: &[u8], user: &PgUser, append: bool) -> Result
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
         .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
     chown(path, user)
+}
+
+#[cfg(test)]
+mod service_tests {
+    use super::*;
+
+    #[test]
+    fn a_debian_cluster_is_found_by_its_data_directory() {
+        let etc = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let cluster = etc.path().join("15").join("main");
+        fs::create_dir_all(&cluster).unwrap();
+        fs::write(
+            cluster.join("postgresql.conf"),
+            format!(
+                "# comment\nport = 5432\ndata_directory = '{}'\t\t# use data in another directory\n",
+                data.path().display()
+            ),
+        )
+        .unwrap();
+        assert_eq!(
+            debian_cluster(etc.path(), 15, data.path()),
+            Some("main".into())
+        );
+        assert_eq!(debian_cluster(etc.path(), 16, data.path()), None);
+        assert_eq!(
+            debian_cluster(etc.path(), 15, Path::new("/srv/other")),
+            None
+        );
+    }
+
+    #[test]
+    fn placeholders_are_filled_and_quoted() {
+        let line = fill_placeholders(
+            "{pg_bin}/pg_ctl -D {data} -l {log} start # {major}",
+            Path::new("/srv/my data"),
+            Path::new("/var/log/pg.log"),
+            15,
+            Path::new("/usr/lib/postgresql/15/bin"),
+        );
+        assert_eq!(
+            line,
+            "/usr/lib/postgresql/15/bin/pg_ctl -D '/srv/my data' -l /var/log/pg.log start # 15"
+        );
+    }
 }

@@ -76,6 +76,7 @@ impl RestoreRequestText {
             dry_run: self.dry_run,
             purge: false,
             replay_timeout: Duration::from_secs(3600),
+            local: config.policy_for(&self.client).local.clone(),
             target: config.target_for(&self.client).cloned(),
         }
     }
