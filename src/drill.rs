@@ -160,6 +160,7 @@ pub fn drill(
         replay_timeout: Duration::from_secs(3600),
         // Always pg_ctl on the scratch folder, never a configured service.
         local: Default::default(),
+        forced: Vec::new(),
         // A drill never stops any server.
         target: None,
     };

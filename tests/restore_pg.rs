@@ -242,11 +242,60 @@ fn preflight_refuses_an_archive_postgres_cannot_read_and_a_data_dir_that_is_not_
     std::fs::set_permissions(&wal, std::fs::Permissions::from_mode(0o700)).unwrap();
     let data = target.path().join("fresh");
     let out = restore(&root, &data, &["--yes"], home);
-    std::fs::set_permissions(&wal, before).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0));
     assert!(stderr.contains("not readable by"), "{stderr}");
     assert!(!data.exists(), "nothing was created before the refusal");
+
+    // Forced past it: PostgreSQL itself logs no error and starts early (it
+    // recovers from pg_wal.tar.gz only); the log's diagnosis names the cause.
+    let port = support::pick_port();
+    let restored = Restored {
+        data: data.clone(),
+        bin: PathBuf::from(PG15),
+    };
+    let port_setting = format!("port={port}");
+    let socket_setting = format!("unix_socket_directories={}", target.path().display());
+    let out = restore(
+        &root,
+        &data,
+        &[
+            "--yes",
+            "--force",
+            "archive-readable",
+            "--set",
+            &port_setting,
+            "--set",
+            &socket_setting,
+            "--set",
+            "listen_addresses=",
+            "--replay-timeout",
+            "2m",
+        ],
+        home,
+    );
+    std::fs::set_permissions(&wal, before).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "an early stop is a failed restore:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("FORCED past (--force archive-readable)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("archive-permission"),
+        "the diagnosis names it:\n{stderr}"
+    );
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    let journal = walwarden::restore::journal::Journal::read(
+        &target.path().join("fresh.walwarden-restore.jsonl"),
+    )
+    .unwrap();
+    assert!(journal.iter().any(|e| e.step == "forced"), "{journal:?}");
+    drop(restored);
 }
 
 /// Point-in-time recovery to a moment between two known inserts brings back

@@ -67,6 +67,7 @@ fn request(data_dir: PathBuf, target: TargetServer, dry_run: bool) -> RestoreReq
         purge: false,
         replay_timeout: Duration::from_secs(60),
         local: Default::default(),
+        forced: Vec::new(),
         target: Some(target),
     }
 }

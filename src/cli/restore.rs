@@ -50,6 +50,9 @@ pub struct RestoreArgs {
     /// The client name, typed in advance, for --purge without a terminal
     #[arg(long, value_name = "CLIENT")]
     pub confirm_purge: Option<String>,
+    /// Go past a preflight check that refused (archive-readable), knowing the restore will likely stop early
+    #[arg(long, value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(crate::restore::steps::FORCEABLE_CHECKS))]
+    pub force: Vec<String>,
     /// Starts the local instance (shell; {data} {log} {major} {pg_bin}); default: pg_ctlcluster for a Debian cluster on the data dir, else pg_ctl
     #[arg(long, value_name = "COMMAND")]
     pub start_command: Option<String>,
@@ -216,6 +219,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
             }
         },
         target: config.target_for(&args.client).cloned(),
+        forced: args.force.clone(),
     };
     let mut driver = LineDriver {
         yes: args.yes,

@@ -93,7 +93,13 @@ pub struct RestoreRequest {
     pub target: Option<TargetServer>,
     /// How the local instance is started and stopped; unset parts are detected.
     pub local: LocalService,
+    /// Preflight checks the engineer chose to go past (`--force archive-readable`):
+    /// journaled, and the log's diagnosis still names what then goes wrong.
+    pub forced: Vec<String>,
 }
+
+/// The preflight checks `--force` may go past.
+pub const FORCEABLE_CHECKS: &[&str] = &["archive-readable"];
 
 /// Shell command lines that start and stop the local instance, and the log
 /// its start writes. Placeholders: `{data}`, `{log}`, `{major}`, `{pg_bin}`.
@@ -488,7 +494,22 @@ impl Runner<'_> {
             ));
         }
         let wal_dir = client.path.join("wal");
-        self.check_archive_readable(&user, &wal_dir)?;
+        if let Err(refused) = self.check_archive_readable(&user, &wal_dir) {
+            if !request.forced.iter().any(|f| f == "archive-readable") {
+                return Err(refused);
+            }
+            self.driver.progress(
+                StepKind::Preflight,
+                &format!("FORCED past (--force archive-readable): {refused}"),
+            );
+            // Its own journal line: the record shows the engineer went past it.
+            self.journal
+                .record("forced", Outcome::Skipped, refused.to_string(), None)
+                .map_err(|source| RestoreError::Journal {
+                    path: self.journal.path().to_owned(),
+                    source,
+                })?;
+        }
         let compressed = client.wal.segments.iter().any(|s| s.compressed);
         let plain = client.wal.segments.iter().any(|s| !s.compressed);
         let layout = match (compressed, plain) {

@@ -77,6 +77,7 @@ impl RestoreRequestText {
             purge: false,
             replay_timeout: Duration::from_secs(3600),
             local: config.policy_for(&self.client).local.clone(),
+            forced: Vec::new(),
             target: config.target_for(&self.client).cloned(),
         }
     }
