@@ -161,6 +161,7 @@ pub fn drill(
         // Always pg_ctl on the scratch folder, never a configured service.
         local: Default::default(),
         forced: Vec::new(),
+        resume: false,
         // A drill never stops any server.
         target: None,
     };

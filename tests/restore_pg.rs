@@ -614,3 +614,90 @@ fn a_debian_layout_backup_restores_with_the_configured_start_command() {
     assert_eq!(psql(&bin, &socket_dir, port, STATE), expected);
     drop(restored);
 }
+
+/// A restore that stops at its start (here a start command that fails, as a
+/// wrong port or a crash would) is resumed from its journal: the unpacked files
+/// and the recovery configuration are kept (not unpacked or appended twice),
+/// the old contents stay where they were moved aside, and the server comes up
+/// with the data.
+#[test]
+fn an_interrupted_restore_resumes_from_its_journal() {
+    let bin = support::require_pg_bin(15);
+    let backup = support::make_real_backup("client1");
+    let source = backup.cluster.start();
+    let expected = source.psql(STATE);
+    source.stop();
+    let target = support::pg_tempdir("walwarden-restore-resume-");
+    let data = old_data_dir(target.path());
+    let socket_dir = target.path().to_owned();
+    let port = support::pick_port();
+    let restored = Restored {
+        data: data.clone(),
+        bin: bin.clone(),
+    };
+    let root = backup.root.to_str().unwrap().to_owned();
+    let port_setting = format!("port={port}");
+    let socket_setting = format!("unix_socket_directories={}", socket_dir.display());
+    let settings = [
+        "--yes",
+        "--set",
+        &port_setting,
+        "--set",
+        &socket_setting,
+        "--set",
+        "listen_addresses=",
+        "--replay-timeout",
+        "3m",
+    ];
+    let mut failing = settings.to_vec();
+    failing.extend(["--start-command", "echo 'start refused' >&2; exit 3"]);
+    let out = restore(&root, &data, &failing, target.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("start refused"), "{stderr}");
+    let auto_conf = std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap();
+    let asides: Vec<PathBuf> = std::fs::read_dir(target.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().contains("main.aside-"))
+        .collect();
+    assert_eq!(asides.len(), 1, "{asides:?}");
+
+    let mut resuming = settings.to_vec();
+    resuming.push("--resume");
+    let out = restore(&root, &data, &resuming, target.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "resume failed:\n{stderr}");
+    assert_eq!(psql(&bin, &socket_dir, port, STATE), expected);
+    assert_eq!(
+        std::fs::read_to_string(data.join("postgresql.auto.conf")).unwrap(),
+        auto_conf,
+        "the recovery settings were not appended twice"
+    );
+    assert_eq!(
+        std::fs::read_to_string(asides[0].join("precious")).unwrap(),
+        "old data",
+        "the old contents stay moved aside"
+    );
+    let journal = walwarden::restore::journal::Journal::read(
+        &target.path().join("main.walwarden-restore.jsonl"),
+    )
+    .unwrap();
+    let resumed: Vec<&str> = journal
+        .iter()
+        .filter(|e| e.detail == "done by the interrupted restore (journal)")
+        .map(|e| e.step.as_str())
+        .collect();
+    assert_eq!(
+        resumed,
+        ["stop-remote", "unpack", "clear", "recovery-config"]
+    );
+    // A finished restore has nothing left to resume.
+    let out = restore(&root, &data, &resuming, target.path());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing to resume"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(restored);
+}

@@ -68,6 +68,7 @@ fn request(data_dir: PathBuf, target: TargetServer, dry_run: bool) -> RestoreReq
         replay_timeout: Duration::from_secs(60),
         local: Default::default(),
         forced: Vec::new(),
+        resume: false,
         target: Some(target),
     }
 }

@@ -22,6 +22,9 @@ pub struct RestoreArgs {
     /// Undo an interrupted or failed restore of --data-dir: put the moved-aside contents back
     #[arg(long)]
     pub rollback: bool,
+    /// Go on from where an interrupted restore stopped (its journal says what was done)
+    #[arg(long, conflicts_with_all = ["rollback", "purge"])]
+    pub resume: bool,
     /// The data directory to restore into (its contents are moved aside first);
     /// default: the client's `data_dir` in the config, else what the running local server says
     #[arg(long, value_name = "DIR")]
@@ -220,6 +223,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
         },
         target: config.target_for(&args.client).cloned(),
         forced: args.force.clone(),
+        resume: args.resume,
     };
     let mut driver = LineDriver {
         yes: args.yes,

@@ -96,6 +96,50 @@ pub struct RestoreRequest {
     /// Preflight checks the engineer chose to go past (`--force archive-readable`):
     /// journaled, and the log's diagnosis still names what then goes wrong.
     pub forced: Vec<String>,
+    /// Go on from where an interrupted restore's journal stops (`--resume`).
+    pub resume: bool,
+}
+
+/// What the journal of an interrupted restore says was finished.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resumed {
+    pub done: Vec<StepKind>,
+}
+
+impl Resumed {
+    /// The steps finished since the last restore that completed or was rolled
+    /// back; refused when there is nothing to resume.
+    pub fn from_journal(entries: &[super::journal::Entry]) -> Result<Resumed, String> {
+        let from = entries
+            .iter()
+            .rposition(|e| {
+                e.step == "rollback" || (e.step == "report" && e.outcome == Outcome::Done)
+            })
+            .map_or(0, |i| i + 1);
+        let attempt = &entries[from..];
+        if attempt.is_empty() {
+            return Err(
+                "the journal records no unfinished restore: nothing to resume (start a new restore)"
+                    .into(),
+            );
+        }
+        let done = StepKind::ALL
+            .iter()
+            .copied()
+            .filter(|step| {
+                attempt.iter().any(|e| {
+                    e.step == step.id()
+                        && (e.outcome == Outcome::Done
+                            || (*step == StepKind::StopRemote && e.outcome == Outcome::Skipped))
+                })
+            })
+            .collect();
+        Ok(Resumed { done })
+    }
+
+    pub fn has(&self, step: StepKind) -> bool {
+        self.done.contains(&step)
+    }
 }
 
 /// The preflight checks `--force` may go past.
@@ -200,6 +244,14 @@ fn resolve_service(
     )
 }
 
+/// Whether a postmaster named by `data/postmaster.pid` is alive.
+fn postmaster_alive(data: &Path) -> bool {
+    fs::read_to_string(data.join("postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok())
+        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
+}
+
 /// A configured command line, run by `sh -c` as walwarden.
 fn shell(line: &str) -> Command {
     let mut command = Command::new("sh");
@@ -273,6 +325,18 @@ pub fn run(
         path: Journal::path_for(&request.data_dir),
         source,
     };
+    let resumed = if request.resume {
+        let path = Journal::path_for(&request.data_dir);
+        let entries = Journal::read(&path).map_err(|e| {
+            RestoreError::Preflight(format!(
+                "--resume: cannot read the journal {}: {e}",
+                path.display()
+            ))
+        })?;
+        Some(Resumed::from_journal(&entries).map_err(RestoreError::Preflight)?)
+    } else {
+        None
+    };
     let mut journal = Journal::open(&request.data_dir, request.dry_run).map_err(journal_error)?;
     let mut summary = Summary {
         journal: journal.path().to_owned(),
@@ -285,6 +349,7 @@ pub fn run(
         journal: &mut journal,
         summary: &mut summary,
         log_offset: 0,
+        resumed,
     };
     runner.all()?;
     Ok(summary)
@@ -298,17 +363,58 @@ struct Runner<'a> {
     summary: &'a mut Summary,
     /// Where the server's log stood when the start ran: followed from there.
     log_offset: u64,
+    /// With `--resume`: what the interrupted restore finished.
+    resumed: Option<Resumed>,
 }
 
 impl Runner<'_> {
     fn all(&mut self) -> Result<(), RestoreError> {
         let checked = self.timed(StepKind::Preflight, |r| r.preflight())?;
-        self.timed(StepKind::StopRemote, |r| r.stop_remote(&checked))?;
-        self.timed(StepKind::StopLocal, |r| r.stop_local(&checked))?;
-        self.timed(StepKind::Clear, |r| r.clear(&checked))?;
-        self.timed(StepKind::Unpack, |r| r.unpack(&checked))?;
-        self.timed(StepKind::RecoveryConfig, |r| r.recovery_config(&checked))?;
-        self.timed(StepKind::Start, |r| r.start(&checked))?;
+        if !self.resumed_past(StepKind::StopRemote)? {
+            self.timed(StepKind::StopRemote, |r| r.stop_remote(&checked))?;
+        }
+        let own_server_running = self
+            .resumed
+            .as_ref()
+            .is_some_and(|r| r.has(StepKind::Start))
+            && postmaster_alive(&self.request.data_dir);
+        if own_server_running {
+            self.record(
+                StepKind::StopLocal,
+                Outcome::Skipped,
+                "the server running there is the one the interrupted restore started",
+                None,
+            )?;
+        } else {
+            self.timed(StepKind::StopLocal, |r| r.stop_local(&checked))?;
+        }
+        if self.resumed_past(StepKind::Unpack)? {
+            // Unpacked whole before the interruption: its files stay.
+            self.resumed_past(StepKind::Clear)?;
+        } else if self
+            .resumed
+            .as_ref()
+            .is_some_and(|r| r.has(StepKind::Clear))
+        {
+            self.timed(StepKind::Clear, |r| r.clear_interrupted_unpack(&checked))?;
+            self.timed(StepKind::Unpack, |r| r.unpack(&checked))?;
+        } else {
+            self.timed(StepKind::Clear, |r| r.clear(&checked))?;
+            self.timed(StepKind::Unpack, |r| r.unpack(&checked))?;
+        }
+        if !self.resumed_past(StepKind::RecoveryConfig)? {
+            self.timed(StepKind::RecoveryConfig, |r| r.recovery_config(&checked))?;
+        }
+        if self.resumed.is_some() && postmaster_alive(&self.request.data_dir) {
+            self.record(
+                StepKind::Start,
+                Outcome::Skipped,
+                "already running (started by the interrupted restore): following its log from the start",
+                None,
+            )?;
+        } else {
+            self.timed(StepKind::Start, |r| r.start(&checked))?;
+        }
         self.timed(StepKind::FollowLog, |r| r.follow_log(&checked))?;
         self.timed(StepKind::Report, |r| r.report(&checked))?;
         Ok(())
@@ -334,6 +440,70 @@ impl Runner<'_> {
             self.driver.step(step, outcome, &error.to_string());
         }
         result
+    }
+
+    /// With `--resume`, a step the interrupted restore finished is recorded
+    /// as skipped and not run again; true when so.
+    fn resumed_past(&mut self, step: StepKind) -> Result<bool, RestoreError> {
+        if !self.resumed.as_ref().is_some_and(|r| r.has(step)) {
+            return Ok(false);
+        }
+        self.record(
+            step,
+            Outcome::Skipped,
+            "done by the interrupted restore (journal)",
+            None,
+        )?;
+        Ok(true)
+    }
+
+    /// Resuming after an interrupted unpack: the data directory holds only
+    /// that restore's files (the old contents were moved aside before). They
+    /// are kept in `<dir>.failed-<time>`, never deleted, and the unpack starts over.
+    fn clear_interrupted_unpack(&mut self, checked: &Checked) -> Result<(), RestoreError> {
+        let data = self.request.data_dir.clone();
+        let has_files = fs::read_dir(&data).is_ok_and(|mut d| d.next().is_some());
+        if !has_files {
+            return self.done(
+                StepKind::Clear,
+                "empty: the interrupted restore left nothing",
+            );
+        }
+        let name = data
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "data".into());
+        let stamp =
+            crate::serde_util::time_text(std::time::SystemTime::now()).replace([':', '-'], "");
+        let kept = data.with_file_name(format!("{name}.failed-{stamp}"));
+        self.driver.command(&format!(
+            "mv {} {} && mkdir {}",
+            local::shell_quote(&data.to_string_lossy()),
+            local::shell_quote(&kept.to_string_lossy()),
+            local::shell_quote(&data.to_string_lossy())
+        ));
+        if !self.request.dry_run {
+            fs::rename(&data, &kept).map_err(|e| {
+                fail(
+                    StepKind::Clear,
+                    format!("cannot move {} to {}: {e}", data.display(), kept.display()),
+                )
+            })?;
+            fs::create_dir(&data).map_err(|e| {
+                fail(
+                    StepKind::Clear,
+                    format!("cannot create {}: {e}", data.display()),
+                )
+            })?;
+            prepare_dir(&data, &checked.user).map_err(|e| fail(StepKind::Clear, e))?;
+        }
+        self.done(
+            StepKind::Clear,
+            &format!(
+                "the interrupted unpack's files kept in {}; unpacking again",
+                kept.display()
+            ),
+        )
     }
 
     /// Asks the driver, except in a dry run, which changes nothing and so only says what it would ask.
@@ -591,7 +761,12 @@ impl Runner<'_> {
                 let empty = fs::read_dir(data)
                     .map(|mut d| d.next().is_none())
                     .unwrap_or(false);
-                if !empty && !data.join("PG_VERSION").is_file() {
+                // Resuming after the clear: what is there is the interrupted restore's own.
+                let ours = self
+                    .resumed
+                    .as_ref()
+                    .is_some_and(|r| r.has(StepKind::Clear));
+                if !empty && !ours && !data.join("PG_VERSION").is_file() {
                     return refuse(format!(
                         "{} is neither empty nor a PostgreSQL data directory (no PG_VERSION): refusing to clear it",
                         data.display()
@@ -1365,6 +1540,48 @@ mod service_tests {
         assert_eq!(
             debian_cluster(etc.path(), 15, Path::new("/srv/other")),
             None
+        );
+    }
+
+    fn entry(step: &str, outcome: Outcome) -> super::super::journal::Entry {
+        super::super::journal::Entry {
+            at: "2026-11-25T16:00:00Z".into(),
+            step: step.into(),
+            outcome,
+            detail: String::new(),
+            moved_aside_to: None,
+        }
+    }
+
+    #[test]
+    fn resume_counts_only_the_unfinished_attempt() {
+        let finished = vec![
+            entry("preflight", Outcome::Done),
+            entry("unpack", Outcome::Done),
+            entry("report", Outcome::Done),
+        ];
+        assert!(Resumed::from_journal(&finished).is_err());
+        assert!(Resumed::from_journal(&[]).is_err());
+        let mut interrupted = finished.clone();
+        interrupted.extend([
+            entry("preflight", Outcome::Done),
+            entry("stop-remote", Outcome::Skipped),
+            entry("clear", Outcome::Done),
+            entry("unpack", Outcome::Started),
+        ]);
+        let resumed = Resumed::from_journal(&interrupted).unwrap();
+        assert_eq!(
+            resumed.done,
+            vec![StepKind::Preflight, StepKind::StopRemote, StepKind::Clear]
+        );
+        assert!(
+            !resumed.has(StepKind::Unpack),
+            "an unpack that only started is redone"
+        );
+        interrupted.push(entry("rollback", Outcome::Done));
+        assert!(
+            Resumed::from_journal(&interrupted).is_err(),
+            "rolled back: nothing to resume"
         );
     }
 

@@ -78,6 +78,7 @@ impl RestoreRequestText {
             replay_timeout: Duration::from_secs(3600),
             local: config.policy_for(&self.client).local.clone(),
             forced: Vec::new(),
+            resume: false,
             target: config.target_for(&self.client).cloned(),
         }
     }
