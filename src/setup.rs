@@ -507,6 +507,31 @@ fn lookup_ids(user: &str) -> Option<(u32, u32)> {
         .map(|u| (u.uid.as_raw(), u.gid.as_raw()))
 }
 
+/// A warning when the client's wal/ already holds segments: a new cluster
+/// (a new server, or one migrated with pg_dumpall) starts its WAL names again
+/// at 000000010000000000000001, so `test ! -f` would refuse its segments, or
+/// worse, two systems' segments would mix in one folder.
+pub fn existing_archive_warning(request: &SetupRequest) -> Option<String> {
+    let segments = fs::read_dir(request.wal_dir())
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            matches!(
+                crate::wal::WalFileKind::classify(&e.file_name().to_string_lossy()),
+                crate::wal::WalFileKind::Segment { .. }
+            )
+        })
+        .count();
+    (segments > 0).then(|| {
+        format!(
+            "{} already holds {segments} WAL segments: if this is a new database system (a new server, or a pg_dumpall migration), move the old folder aside first (`mv {} {}.old-$(date +%F)`), or its segments would be refused or mixed with the old ones",
+            request.wal_dir().display(),
+            shell_quote(&request.client_dir().to_string_lossy()),
+            shell_quote(&request.client_dir().to_string_lossy()),
+        )
+    })
+}
+
 /// The actions of `plan` that need root, as one message, when not root.
 pub fn refuse_without_root(actions: &[Action]) -> Result<(), SetupError> {
     let euid = nix::unistd::geteuid().as_raw();

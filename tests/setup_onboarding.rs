@@ -256,6 +256,20 @@ fn setup_twice_changes_nothing_the_second_time_and_clients_cannot_read_each_othe
         .output()
         .unwrap();
     assert!(!read.status.success(), "{user} read another client's file");
+
+    // Onboarding a client whose wal/ already holds an archive warns: a new
+    // database system would collide with (or mix into) the old segments.
+    fs::write(
+        client_dir.join("wal").join("000000010000000000000001.gz"),
+        "x",
+    )
+    .unwrap();
+    let again = setup(&root, &client, &home, &["--dry-run"]);
+    let again_out = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again_out.contains("WARNING:") && again_out.contains("already holds 1 WAL segments"),
+        "{again_out}"
+    );
 }
 
 #[test]

@@ -563,6 +563,7 @@ fn new_client_screen_form_then_plan() {
         actions: actions.clone(),
         needs_root: Vec::new(),
         instructions: route.target_instructions("acme", "/tmp/backups"),
+        warning: None,
     })));
     let review = screen(&mut fixture, 120, 50);
     assert!(

@@ -83,6 +83,9 @@ pub fn run(args: &SetupArgs, root: &Path) -> Result<i32> {
     for (i, action) in actions.iter().enumerate() {
         println!("  {}. {action}\n       $ {}", i + 1, action.as_command());
     }
+    if let Some(warning) = setup::existing_archive_warning(&request) {
+        println!("  WARNING: {warning}");
+    }
     if request.public_key.is_none() {
         println!(
             "  (no --key: authorized_keys left as it is; rerun with --key FILE.pub from the target's postgres user)"

@@ -483,6 +483,7 @@ fn plan_setup(
         actions,
         needs_root,
         instructions: route.target_instructions(&request.client, "/tmp/backups"),
+        warning: setup::existing_archive_warning(&request),
     })
 }
 

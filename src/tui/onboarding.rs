@@ -34,6 +34,8 @@ pub struct Planned {
     pub needs_root: Vec<String>,
     /// What to paste on the target server.
     pub instructions: String,
+    /// Something to know before applying (an archive already in wal/).
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +179,7 @@ mod tests {
             }],
             needs_root,
             instructions: "paste this".into(),
+            warning: None,
         }
     }
 

@@ -41,6 +41,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
                 lines.push(Line::from(format!("       $ {}", action.as_command())));
             }
             lines.push(Line::default());
+            if let Some(warning) = &planned.warning {
+                lines.push(Line::from(Span::styled(
+                    format!("  WARNING: {warning}"),
+                    Style::new().add_modifier(Modifier::BOLD),
+                )));
+                lines.push(Line::default());
+            }
             if !planned.needs_root.is_empty() {
                 lines.push(Line::from(Span::styled(
                     "  These actions need root: run walwarden with sudo to apply them (Esc back).",
