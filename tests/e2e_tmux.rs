@@ -474,3 +474,43 @@ fn deep_check_and_drill_confirmation_in_the_real_binary() {
     tmux.type_text("q");
     tmux.assert_shell_is_back();
 }
+
+/// `N` on the real binary: the new-client form, and Enter plans in the
+/// background against the real root (nothing changes) and shows each action
+/// with its command and the archive_command to paste; Esc goes back.
+#[test]
+fn new_client_screen_plans_without_changing_anything() {
+    let tmux = Tmux::start("new-client");
+    tmux.open_dashboard();
+    let root = tmux.dir.path().join("demo").join("backups");
+    tmux.type_text("N");
+    tmux.wait_for("the new-client form", |screen| {
+        screen.contains("new client · form") && screen.contains("backup host")
+    });
+    tmux.type_text("zeta");
+    tmux.key("Enter");
+    let screen = tmux.wait_for("the plan", |screen| {
+        screen.contains("new client · review") && screen.contains("$ useradd")
+    });
+    assert!(
+        screen.contains("create the unprivileged user zetabackup"),
+        "{}",
+        framed(&screen)
+    );
+    assert!(
+        !root.join("zeta").exists(),
+        "planning created the client folder"
+    );
+    assert!(
+        walwarden::setup::lookup_uid("zetabackup").is_none(),
+        "planning created the user"
+    );
+    tmux.key("Escape");
+    tmux.wait_for("the form again", |screen| {
+        screen.contains("new client · form")
+    });
+    tmux.key("Escape");
+    tmux.wait_for("the dashboard", |screen| screen.contains("STATUS"));
+    tmux.type_text("q");
+    tmux.assert_shell_is_back();
+}
