@@ -10,7 +10,7 @@ use std::process::{Command, Output};
 
 const PG15: &str = "/usr/lib/postgresql/15/bin";
 
-fn walwarden(args: &[&str], home: &Path) -> Output {
+fn walwarden<S: AsRef<std::ffi::OsStr>>(args: &[S], home: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_walwarden"))
         .args(args)
         .env("HOME", home)
@@ -23,11 +23,17 @@ fn walwarden(args: &[&str], home: &Path) -> Output {
 }
 
 /// `walwarden restore client1` on `root` into `data` with PostgreSQL 15 as the PostgreSQL user, plus `extra`.
-fn restore(root: &str, data: &Path, extra: &[&str], home: &Path) -> Output {
+fn restore<S: AsRef<str>>(root: &str, data: &Path, extra: &[S], home: &Path) -> Output {
     restore_with(Path::new(PG15), root, data, extra, home)
 }
 
-fn restore_with(bin: &Path, root: &str, data: &Path, extra: &[&str], home: &Path) -> Output {
+fn restore_with<S: AsRef<str>>(
+    bin: &Path,
+    root: &str,
+    data: &Path,
+    extra: &[S],
+    home: &Path,
+) -> Output {
     let bin = bin.to_str().expect("a UTF-8 path");
     let user = support::pg_user();
     let data = data.to_str().expect("a UTF-8 temp path");
@@ -43,8 +49,24 @@ fn restore_with(bin: &Path, root: &str, data: &Path, extra: &[&str], home: &Path
         "--os-user",
         &user,
     ];
-    args.extend_from_slice(extra);
+    args.extend(extra.iter().map(AsRef::as_ref));
     walwarden(&args, home)
+}
+
+/// `--set` settings that give a restored server a life of its own: `port`,
+/// its socket in `socket_dir`, no TCP; then `more` arguments.
+fn own_server(port: u16, socket_dir: &Path, more: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--set".to_owned(),
+        format!("port={port}"),
+        "--set".to_owned(),
+        format!("unix_socket_directories={}", socket_dir.display()),
+        "--set".to_owned(),
+        "listen_addresses=".to_owned(),
+    ]
+    .into();
+    args.extend(more.iter().map(|a| (*a).to_owned()));
+    args
 }
 
 /// `parent/main`: a data directory with something worth keeping in it.
@@ -110,23 +132,11 @@ fn restore_brings_back_the_last_archived_state(major: u32) {
         bin: bin.clone(),
     };
     let root = backup.root.to_str().unwrap().to_owned();
-    let port_setting = format!("port={port}");
-    let socket_setting = format!("unix_socket_directories={}", socket_dir.display());
     let out = restore_with(
         &bin,
         &root,
         &data,
-        &[
-            "--yes",
-            "--set",
-            &port_setting,
-            "--set",
-            &socket_setting,
-            "--set",
-            "listen_addresses=",
-            "--replay-timeout",
-            "3m",
-        ],
+        &own_server(port, &socket_dir, &["--yes", "--replay-timeout", "3m"]),
         target.path(),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -202,7 +212,7 @@ fn a_dry_run_changes_nothing_and_moving_aside_keeps_the_old_data() {
     );
 
     // Without --yes and without a terminal, the destructive step is declined and nothing moves.
-    let out = restore(&root, &data, &[], target.path());
+    let out = restore::<&str>(&root, &data, &[], target.path());
     assert_ne!(out.status.code(), Some(0));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cancelled"),
@@ -254,24 +264,20 @@ fn preflight_refuses_an_archive_postgres_cannot_read_and_a_data_dir_that_is_not_
         data: data.clone(),
         bin: PathBuf::from(PG15),
     };
-    let port_setting = format!("port={port}");
-    let socket_setting = format!("unix_socket_directories={}", target.path().display());
     let out = restore(
         &root,
         &data,
-        &[
-            "--yes",
-            "--force",
-            "archive-readable",
-            "--set",
-            &port_setting,
-            "--set",
-            &socket_setting,
-            "--set",
-            "listen_addresses=",
-            "--replay-timeout",
-            "2m",
-        ],
+        &own_server(
+            port,
+            target.path(),
+            &[
+                "--yes",
+                "--force",
+                "archive-readable",
+                "--replay-timeout",
+                "2m",
+            ],
+        ),
         home,
     );
     std::fs::set_permissions(&wal, before).unwrap();
@@ -324,24 +330,16 @@ fn a_point_in_time_restore_stops_between_two_inserts() {
         bin: bin.clone(),
     };
     let root = backup.root.to_str().unwrap().to_owned();
-    let port_setting = format!("port={port}");
-    let socket_setting = format!("unix_socket_directories={}", target.path().display());
     // Typed the way an engineer copies it from a log: RFC 3339 with `Z` (PostgreSQL itself refuses that form).
     let out = restore_with(
         &bin,
         &root,
         &data,
-        &[
-            "--yes",
-            "--target-time",
-            &target_time,
-            "--set",
-            &port_setting,
-            "--set",
-            &socket_setting,
-            "--set",
-            "listen_addresses=",
-        ],
+        &own_server(
+            port,
+            target.path(),
+            &["--yes", "--target-time", &target_time],
+        ),
         target.path(),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -373,8 +371,7 @@ fn a_failed_restore_rolls_back_and_a_truncated_tarball_is_refused_up_front() {
     let target = support::pg_tempdir("walwarden-rollback-");
     let data = old_data_dir(target.path());
     let root = backup.root.to_str().unwrap().to_owned();
-    let port_setting = format!("port={}", support::pick_port());
-    let socket_setting = format!("unix_socket_directories={}", target.path().display());
+    let port = support::pick_port();
     let _restored = Restored {
         data: data.clone(),
         bin: PathBuf::from(PG15),
@@ -384,17 +381,11 @@ fn a_failed_restore_rolls_back_and_a_truncated_tarball_is_refused_up_front() {
     let out = restore(
         &root,
         &data,
-        &[
-            "--yes",
-            "--target-time",
-            "2100-01-01 00:00:00+00",
-            "--set",
-            &port_setting,
-            "--set",
-            &socket_setting,
-            "--set",
-            "listen_addresses=",
-        ],
+        &own_server(
+            port,
+            target.path(),
+            &["--yes", "--target-time", "2100-01-01 00:00:00+00"],
+        ),
         target.path(),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -564,8 +555,6 @@ fn a_debian_layout_backup_restores_with_the_configured_start_command() {
         data: data.clone(),
         bin: bin.clone(),
     };
-    let port_setting = format!("port={port}");
-    let socket_setting = format!("unix_socket_directories={}", socket_dir.display());
     let marker = target.path().join("started-by-config");
     let config = target.path().join("walwarden.toml");
     std::fs::write(
@@ -580,19 +569,17 @@ fn a_debian_layout_backup_restores_with_the_configured_start_command() {
     let out = restore(
         backup.root.to_str().unwrap(),
         &data,
-        &[
-            "--config",
-            config.to_str().unwrap(),
-            "--yes",
-            "--set",
-            &port_setting,
-            "--set",
-            &socket_setting,
-            "--set",
-            "listen_addresses=",
-            "--replay-timeout",
-            "3m",
-        ],
+        &own_server(
+            port,
+            &socket_dir,
+            &[
+                "--config",
+                config.to_str().unwrap(),
+                "--yes",
+                "--replay-timeout",
+                "3m",
+            ],
+        ),
         target.path(),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -636,21 +623,12 @@ fn an_interrupted_restore_resumes_from_its_journal() {
         bin: bin.clone(),
     };
     let root = backup.root.to_str().unwrap().to_owned();
-    let port_setting = format!("port={port}");
-    let socket_setting = format!("unix_socket_directories={}", socket_dir.display());
-    let settings = [
-        "--yes",
-        "--set",
-        &port_setting,
-        "--set",
-        &socket_setting,
-        "--set",
-        "listen_addresses=",
-        "--replay-timeout",
-        "3m",
-    ];
-    let mut failing = settings.to_vec();
-    failing.extend(["--start-command", "echo 'start refused' >&2; exit 3"]);
+    let settings = own_server(port, &socket_dir, &["--yes", "--replay-timeout", "3m"]);
+    let mut failing = settings.clone();
+    failing.extend([
+        "--start-command".into(),
+        "echo 'start refused' >&2; exit 3".into(),
+    ]);
     let out = restore(&root, &data, &failing, target.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "{stderr}");
@@ -663,8 +641,8 @@ fn an_interrupted_restore_resumes_from_its_journal() {
         .collect();
     assert_eq!(asides.len(), 1, "{asides:?}");
 
-    let mut resuming = settings.to_vec();
-    resuming.push("--resume");
+    let mut resuming = settings.clone();
+    resuming.push("--resume".into());
     let out = restore(&root, &data, &resuming, target.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "resume failed:\n{stderr}");
