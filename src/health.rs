@@ -68,6 +68,9 @@ pub enum ProblemCode {
     MisnamedSegment,
     /// A base tarball that does not read to its end (deep check).
     BaseCorrupt,
+    /// Files of base.tar.gz that differ from its backup_manifest, a manifest
+    /// that fails its own checksum, or WAL it names that is nowhere (deep check).
+    BaseManifestMismatch,
     /// No successful restore drill within `drill_max_age`.
     DrillStale,
 }
@@ -87,6 +90,7 @@ impl ProblemCode {
             ProblemCode::ForeignSegment => "foreign_segment",
             ProblemCode::MisnamedSegment => "misnamed_segment",
             ProblemCode::BaseCorrupt => "base_corrupt",
+            ProblemCode::BaseManifestMismatch => "base_manifest_mismatch",
             ProblemCode::DrillStale => "drill_stale",
         }
     }

@@ -3,6 +3,7 @@
 //! The core knows nothing of terminals:
 //! - [`wal`]: timelines, segment numbers, archive file names, page headers;
 //! - [`base_backup`]: what base.tar.gz and pg_wal.tar.gz say, read by streaming;
+//! - [`manifest`]: backup_manifest parsed, its checksum and every file's checked while streaming;
 //! - [`catalog`]: scanning a backup root into clients, base backups and archives;
 //! - [`continuity`]: the restore's line of timelines, gaps and the recoverable window;
 //! - [`health`]: problems with codes, severities and fixes (pure, clock passed in);
@@ -30,6 +31,7 @@ pub mod demo;
 pub mod display;
 pub mod drill;
 pub mod health;
+pub mod manifest;
 pub mod metrics;
 pub mod report;
 pub mod restore;
