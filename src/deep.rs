@@ -81,6 +81,8 @@ pub struct DeepReport {
     pub verified_through: Option<String>,
     #[serde(serialize_with = "crate::serde_util::opt_time")]
     pub verified_at: Option<SystemTime>,
+    /// Whether base.tar.gz matched its backup_manifest; `None` without a manifest.
+    pub manifest_verified: Option<bool>,
     pub problems: Vec<Problem>,
 }
 
@@ -185,11 +187,9 @@ pub fn verify_client(
             break;
         }
     }
-    if let Some(Remembered {
-        verdict: Verdict::Corrupt { reason },
-        ..
-    }) = cache.entries.get(&manifest_key)
-    {
+    let manifest_verdict = cache.entries.get(&manifest_key).map(|r| &r.verdict);
+    report.manifest_verified = manifest_verdict.map(|v| *v == Verdict::Good);
+    if let Some(Verdict::Corrupt { reason }) = manifest_verdict {
         let lines: Vec<&str> = reason.lines().collect();
         let shown = lines.iter().take(MANIFEST_LINES_SHOWN).copied().collect::<Vec<_>>();
         let more = lines.len().saturating_sub(MANIFEST_LINES_SHOWN);

@@ -150,3 +150,145 @@ fn deep_check_proves_a_clean_archive_and_names_each_damage() {
     assert!(found[0].1.contains("base.tar.gz"), "{}", found[0].1);
     assert_eq!(exit, 2);
 }
+
+/// Flips one byte of `entry`'s content inside a gzip'ed tarball, keeping
+/// the tar and gzip streams valid: only a manifest can tell.
+fn alter_inside_tarball(tarball: &Path, entry: &str) {
+    use std::io::{Read, Write};
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(fs::File::open(tarball).unwrap())
+        .read_to_end(&mut tar)
+        .unwrap();
+    let at = {
+        let mut archive = tar::Archive::new(&tar[..]);
+        let found = archive
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap())
+            .find(|e| e.path().unwrap().to_string_lossy() == entry)
+            .unwrap_or_else(|| panic!("{entry} is in {}", tarball.display()));
+        assert!(found.header().size().unwrap() > 0, "{entry} has content");
+        found.raw_file_position() as usize
+    };
+    tar[at] ^= 0x01;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).unwrap();
+    fs::write(tarball, gz.finish().unwrap()).unwrap();
+}
+
+/// The first regular file with content under `base/` in base.tar.gz: a relation file.
+fn some_relation_file(tarball: &Path) -> String {
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(
+        fs::File::open(tarball).unwrap(),
+    ));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap())
+        .find(|e| {
+            e.header().entry_type().is_file()
+                && e.header().size().unwrap() > 0
+                && e.path().unwrap().starts_with("base/")
+        })
+        .map(|e| e.path().unwrap().to_string_lossy().into_owned())
+        .expect("a relation file in base.tar.gz")
+}
+
+#[test]
+fn deep_check_verifies_base_tar_against_backup_manifest() {
+    let backup = support::make_real_backup("client1");
+    let work = tempfile::tempdir().unwrap();
+    assert!(
+        backup.base_dir().join("backup_manifest").is_file(),
+        "pg_basebackup left backup_manifest beside the tarballs"
+    );
+
+    // Clean: the manifest is read and every file matches it.
+    let (code, doc) = deep_check(&backup.root, &work.path().join("home-clean"));
+    assert_eq!(problems(&doc), vec![], "{doc:#}");
+    assert_eq!(code, 0);
+    assert_eq!(doc["clients"][0]["deep"]["manifest_verified"], true, "{doc:#}");
+
+    // One byte of a relation file changed inside base.tar.gz, streams still valid.
+    let root = copy_root(&backup.root, &work.path().join("root-altered"));
+    let tarball = root.join("client1/base/base.tar.gz");
+    let victim = some_relation_file(&tarball);
+    alter_inside_tarball(&tarball, &victim);
+    let (exit, doc) = deep_check(&root, &work.path().join("home-altered"));
+    let found = problems(&doc);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].0, "base_manifest_mismatch");
+    assert!(
+        found[0].1.contains(&format!("{victim}: Crc32c checksum")),
+        "names {victim} and its checksum: {}",
+        found[0].1
+    );
+    assert_eq!(exit, 2);
+    assert_eq!(doc["clients"][0]["deep"]["manifest_verified"], false);
+
+    // One byte of the manifest itself changed: its own SHA-256 fails.
+    let root = copy_root(&backup.root, &work.path().join("root-manifest"));
+    let manifest = root.join("client1/base/backup_manifest");
+    let mut bytes = fs::read(&manifest).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] = if bytes[at] == b'0' { b'1' } else { b'0' };
+    fs::write(&manifest, bytes).unwrap();
+    let (exit, doc) = deep_check(&root, &work.path().join("home-manifest"));
+    let found = problems(&doc);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].0, "base_manifest_mismatch");
+    assert!(
+        found[0].1.contains("backup_manifest's own checksum does not match"),
+        "{}",
+        found[0].1
+    );
+    assert_eq!(exit, 2);
+
+    // The manifest inside base.tar.gz (as pg_basebackup writes it to stdout):
+    // the same altered file is found after the fact, from the kept CRC-32Cs.
+    let root = copy_root(&backup.root, &work.path().join("root-inside"));
+    let base = root.join("client1/base");
+    embed_manifest(&base.join("base.tar.gz"), &base.join("backup_manifest"));
+    fs::remove_file(base.join("backup_manifest")).unwrap();
+    let (exit, doc) = deep_check(&root, &work.path().join("home-inside"));
+    assert_eq!(problems(&doc), vec![], "{doc:#}");
+    assert_eq!(exit, 0);
+    assert_eq!(doc["clients"][0]["deep"]["manifest_verified"], true, "{doc:#}");
+    alter_inside_tarball(&base.join("base.tar.gz"), &victim);
+    let (_, doc) = deep_check(&root, &work.path().join("home-inside"));
+    let found = problems(&doc);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].0, "base_manifest_mismatch");
+    assert!(found[0].1.contains(&victim), "{}", found[0].1);
+}
+
+/// Rewrites a gzip'ed tarball with `manifest` appended as its last entry.
+fn embed_manifest(tarball: &Path, manifest: &Path) {
+    use std::io::Read;
+    let mut tar = Vec::new();
+    flate2::read::MultiGzDecoder::new(fs::File::open(tarball).unwrap())
+        .read_to_end(&mut tar)
+        .unwrap();
+    let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let mut archive = tar::Archive::new(&tar[..]);
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut header = entry.header().clone();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        let path = entry.path().unwrap().into_owned();
+        builder.append_data(&mut header, path, &data[..]).unwrap();
+    }
+    let bytes = fs::read(manifest).unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_size(bytes.len() as u64);
+    header.set_mode(0o600);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "backup_manifest", &bytes[..])
+        .unwrap();
+    fs::write(tarball, builder.into_inner().unwrap().finish().unwrap()).unwrap();
+}
