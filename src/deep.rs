@@ -361,7 +361,7 @@ fn secs(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn problem_for(name: &str, verdict: &Verdict) -> Option<Problem> {
+pub(crate) fn problem_for(name: &str, verdict: &Verdict) -> Option<Problem> {
     let (code, message, fix) = match verdict {
         Verdict::Good => return None,
         Verdict::Corrupt { reason } => (

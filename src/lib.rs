@@ -12,6 +12,7 @@
 //! - [`config`], [`cache`]: settings and remembered expensive facts;
 //! - [`watch`]: notify events turned into catalog changes; arrival cadence;
 //! - [`verify`]: the verification window checklist for a new client;
+//! - [`quick`]: the cheap check of new segments (gzip trailer, first page) on every ordinary check;
 //! - [`deep`]: every file read to its end, verdicts remembered per file;
 //! - [`drill`]: restore drills into a scratch directory, results recorded;
 //! - [`restore`]: the restore engine (plan of steps, journal, unpack, recovery config, log diagnosis);
@@ -33,6 +34,7 @@ pub mod drill;
 pub mod health;
 pub mod manifest;
 pub mod metrics;
+pub mod quick;
 pub mod report;
 pub mod restore;
 mod serde_util;
