@@ -306,3 +306,51 @@ fn fingerprint(group: &[&SegmentFile], expected_sysid: Option<u64>, seg_size: u3
     }
     hash
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const SEG: u32 = 16 << 20;
+
+    fn judge(bytes: &[u8], name: &str) -> Verdict {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        check_segment_quickly(&path, SEG).verdict(Some(1), Some(SEG))
+    }
+
+    #[test]
+    fn a_whole_segment_passes_and_a_cut_one_fails_on_its_trailer() {
+        let cluster = crate::demo::Cluster::new(1, SEG);
+        let id = cluster.id(1, 7);
+        let gz = crate::demo::gzip(&cluster.segment_bytes(id)).unwrap();
+        let name = format!("{}.gz", id.file_name(SEG));
+        assert_eq!(judge(&gz, &name), Verdict::Good);
+        let cut = judge(&gz[..gz.len() - 1], &name);
+        assert!(
+            matches!(&cut, Verdict::Corrupt { reason } if reason.contains("trailer")),
+            "{cut:?}"
+        );
+        let plain = judge(&cluster.segment_bytes(id)[..SEG as usize / 2], &id.file_name(SEG));
+        assert!(matches!(plain, Verdict::Corrupt { .. }), "{plain:?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn arbitrary_bytes_are_a_verdict_never_a_panic(
+            bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+            gzip_magic in any::<bool>(),
+        ) {
+            let mut bytes = bytes;
+            if gzip_magic && bytes.len() >= 2 {
+                bytes[0] = 0x1f;
+                bytes[1] = 0x8b;
+            }
+            let _ = judge(&bytes, "000000010000000000000007.gz");
+            let _ = judge(&bytes, "000000010000000000000007");
+        }
+    }
+}
