@@ -353,7 +353,8 @@ fn build(root: &Path) {
         File::create(&path)
             .and_then(|mut f| f.write_all(&file))
             .expect("cannot write a segment");
-        let _ = walwarden::demo::set_mtime(&path, taken + Duration::from_secs(segno - FIRST_SEGMENT));
+        let _ =
+            walwarden::demo::set_mtime(&path, taken + Duration::from_secs(segno - FIRST_SEGMENT));
         written += file.len() as u64;
         segno += 1;
         if (segno - FIRST_SEGMENT) % 50 == 0 {
@@ -427,7 +428,11 @@ fn fill_page(page: &mut [u8], page_no: u64, rng: &mut Rng) {
         let xid = 10_000 + page_no as u32 * 7 + (rng.next() % 5) as u32;
         record[0..4].copy_from_slice(&((24 + payload) as u32).to_le_bytes());
         record[4..8].copy_from_slice(&xid.to_le_bytes());
-        record[8..16].copy_from_slice(&(page_no * PAGE as u64 + at as u64).saturating_sub(90).to_le_bytes());
+        record[8..16].copy_from_slice(
+            &(page_no * PAGE as u64 + at as u64)
+                .saturating_sub(90)
+                .to_le_bytes(),
+        );
         record[16] = 0x10;
         record[17] = 10;
         record[20..24].copy_from_slice(&(rng.next() as u32).to_le_bytes());

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{BaseFileKind, Client};
 use crate::health::{Problem, ProblemCode, Status};
-use crate::verify::{check_base_backup, check_segment};
+use crate::verify::{BaseCheck, check_base_backup, check_segment};
 use crate::wal::{Lsn, RawSegmentName, SegmentId, SegmentNo, Timeline};
 
 pub fn default_cache_path() -> Option<PathBuf> {
@@ -128,85 +128,9 @@ pub fn verify_client(
         .iter()
         .all(|f| known(cache, &base_key(&f.fact.name), &f.fact))
         && manifest_file.is_none_or(|f| known(cache, &manifest_key, &f.fact));
-    if !tarballs.is_empty() && !base_known {
-        let check = check_base_backup(&base_dir, &mut |_| {});
-        report.files_checked += tarballs.len() as u64;
-        let verdict = match check.failures.first() {
-            None => Verdict::Good,
-            Some(reason) => Verdict::Corrupt {
-                reason: reason.clone(),
-            },
-        };
-        let remember = |fact: &crate::catalog::FileFact, verdict: Verdict| Remembered {
-            size: fact.size,
-            mtime_ns: mtime_ns(fact.mtime),
-            verdict,
-            checked_at: secs(now),
-        };
-        for file in &tarballs {
-            cache
-                .entries
-                .insert(base_key(&file.fact.name), remember(&file.fact, verdict.clone()));
-        }
-        // The manifest's findings, remembered under its name (or base.tar.gz's, when inside it).
-        if let Some(outcome) = &check.manifest {
-            let mut mismatches = outcome.mismatches.clone();
-            mismatches.extend(missing_wal(client, &check));
-            let verdict = if mismatches.is_empty() {
-                Verdict::Good
-            } else {
-                Verdict::Corrupt {
-                    reason: mismatches.join("\n"),
-                }
-            };
-            let fact = manifest_file
-                .map(|f| &f.fact)
-                .or_else(|| tarballs.first().map(|f| &f.fact));
-            if let Some(fact) = fact {
-                cache.entries.insert(manifest_key.clone(), remember(fact, verdict));
-            }
-        } else {
-            cache.entries.remove(&manifest_key);
-        }
-        cache.changed = true;
-    } else {
-        report.files_remembered += tarballs.len() as u64;
-    }
-    for file in &tarballs {
-        if let Some(Remembered {
-            verdict: Verdict::Corrupt { reason },
-            ..
-        }) = cache.entries.get(&base_key(&file.fact.name))
-        {
-            report.problems.push(Problem::new(
-                ProblemCode::BaseCorrupt,
-                Status::Critical,
-                format!("base/{} does not read to its end: {reason}", file.fact.name),
-                "the base backup cannot be restored: take a new one (and check the disk it sits on)",
-            ));
-            break;
-        }
-    }
-    let manifest_verdict = cache.entries.get(&manifest_key).map(|r| &r.verdict);
-    report.manifest_verified = manifest_verdict.map(|v| *v == Verdict::Good);
-    if let Some(Verdict::Corrupt { reason }) = manifest_verdict {
-        let lines: Vec<&str> = reason.lines().collect();
-        let shown = lines.iter().take(MANIFEST_LINES_SHOWN).copied().collect::<Vec<_>>();
-        let more = lines.len().saturating_sub(MANIFEST_LINES_SHOWN);
-        report.problems.push(Problem::new(
-            ProblemCode::BaseManifestMismatch,
-            Status::Critical,
-            format!(
-                "the base backup does not match its backup_manifest: {}{}",
-                shown.join("; "),
-                if more > 0 { format!("; and {more} more") } else { String::new() }
-            ),
-            "the base backup was altered or damaged after pg_basebackup wrote it (or the manifest belongs to another backup): take a new base backup and keep its backup_manifest beside the tarballs",
-        ));
-    }
-    done += 2;
-    progress(done, total);
+    let base_needed = !tarballs.is_empty() && !base_known;
 
+    // Which segments need reading, before anything is read.
     let wal_dir = client.path.join("wal");
     let segments: Vec<_> = client.wal.segments.iter().filter(|s| !s.partial).collect();
     let keys: Vec<String> = segments
@@ -234,10 +158,107 @@ pub fn verify_client(
         .iter()
         .map(|&i| wal_dir.join(segments[i].file_name()))
         .collect();
-    for (index, verdict) in check_in_parallel(&paths, expected_sysid, seg_size, &mut |_| {
-        done += 1;
-        progress(done, total);
-    }) {
+
+    // The base tarballs are read by one more thread while the segments keep
+    // every core busy: a 1 GB base.tar.gz no longer leaves a core idle.
+    let (base_check, results) = std::thread::scope(|scope| {
+        let base = base_needed.then(|| scope.spawn(|| check_base_backup(&base_dir, &mut |_| {})));
+        let results = check_in_parallel(&paths, expected_sysid, seg_size, &mut |_| {
+            done += 1;
+            progress(done, total);
+        });
+        let base_check = base.map(|handle| {
+            handle.join().unwrap_or_else(|_| BaseCheck {
+                failures: vec!["reading the base tarballs failed unexpectedly".into()],
+                ..BaseCheck::default()
+            })
+        });
+        (base_check, results)
+    });
+
+    if let Some(check) = base_check {
+        report.files_checked += tarballs.len() as u64;
+        let verdict = match check.failures.first() {
+            None => Verdict::Good,
+            Some(reason) => Verdict::Corrupt {
+                reason: reason.clone(),
+            },
+        };
+        let remember = |fact: &crate::catalog::FileFact, verdict: Verdict| Remembered {
+            size: fact.size,
+            mtime_ns: mtime_ns(fact.mtime),
+            verdict,
+            checked_at: secs(now),
+        };
+        for file in &tarballs {
+            cache.entries.insert(
+                base_key(&file.fact.name),
+                remember(&file.fact, verdict.clone()),
+            );
+        }
+        // The manifest's findings, remembered under its name (or base.tar.gz's, when inside it).
+        if let Some(outcome) = &check.manifest {
+            let mut mismatches = outcome.mismatches.clone();
+            mismatches.extend(missing_wal(client, &check));
+            let verdict = if mismatches.is_empty() {
+                Verdict::Good
+            } else {
+                Verdict::Corrupt {
+                    reason: mismatches.join("\n"),
+                }
+            };
+            let fact = manifest_file
+                .map(|f| &f.fact)
+                .or_else(|| tarballs.first().map(|f| &f.fact));
+            if let Some(fact) = fact {
+                cache
+                    .entries
+                    .insert(manifest_key.clone(), remember(fact, verdict));
+            }
+        } else {
+            cache.entries.remove(&manifest_key);
+        }
+        cache.changed = true;
+    } else {
+        report.files_remembered += tarballs.len() as u64;
+    }
+    for file in &tarballs {
+        if let Some(Remembered {
+            verdict: Verdict::Corrupt { reason },
+            ..
+        }) = cache.entries.get(&base_key(&file.fact.name))
+        {
+            report.problems.push(Problem::new(
+                ProblemCode::BaseCorrupt,
+                Status::Critical,
+                format!("base/{} does not read to its end: {reason}", file.fact.name),
+                "the base backup cannot be restored: take a new one (and check the disk it sits on)",
+            ));
+            break;
+        }
+    }
+    let manifest_verdict = cache.entries.get(&manifest_key).map(|r| &r.verdict);
+    report.manifest_verified = manifest_verdict.map(|v| *v == Verdict::Good);
+    if let Some(Verdict::Corrupt { reason }) = manifest_verdict {
+        let lines: Vec<&str> = reason.lines().collect();
+        let shown = lines
+            .iter()
+            .take(MANIFEST_LINES_SHOWN)
+            .copied()
+            .collect::<Vec<_>>();
+        let more = lines.len().saturating_sub(MANIFEST_LINES_SHOWN);
+        report.problems.push(Problem::new(
+            ProblemCode::BaseManifestMismatch,
+            Status::Critical,
+            format!(
+                "the base backup does not match its backup_manifest: {}{}",
+                shown.join("; "),
+                if more > 0 { format!("; and {more} more") } else { String::new() }
+            ),
+            "the base backup was altered or damaged after pg_basebackup wrote it (or the manifest belongs to another backup): take a new base backup and keep its backup_manifest beside the tarballs",
+        ));
+    }
+    for (index, verdict) in results {
         let i = unknown[index];
         let segment = segments[i];
         report.files_checked += 1;

@@ -255,8 +255,13 @@ fn verify_own_checksum(bytes: &[u8]) -> Result<(), ManifestError> {
 /// Paths pg_basebackup adds or rewrites after the server listed them (or
 /// never lists), as in pg_verifybackup's ignore list.
 fn ignored(path: &str) -> bool {
-    ["backup_manifest", "postgresql.auto.conf", "standby.signal", "recovery.signal"]
-        .contains(&path)
+    [
+        "backup_manifest",
+        "postgresql.auto.conf",
+        "standby.signal",
+        "recovery.signal",
+    ]
+    .contains(&path)
         || path == "pg_wal"
         || path.starts_with("pg_wal/")
 }
@@ -356,8 +361,9 @@ impl ManifestCheck {
                 Some((i, FileDigest::new(self.files[i].algorithm)))
             }
             None => {
-                self.mismatches
-                    .push(format!("{path} is in the tarball but not in backup_manifest"));
+                self.mismatches.push(format!(
+                    "{path} is in the tarball but not in backup_manifest"
+                ));
                 None
             }
         }
@@ -462,7 +468,10 @@ mod tests {
 
     #[test]
     fn encoded_paths_are_hex() {
-        let file = FILE.replace("\"Path\": \"PG_VERSION\"", "\"Encoded-Path\": \"50475f56455253494f4e\"");
+        let file = FILE.replace(
+            "\"Path\": \"PG_VERSION\"",
+            "\"Encoded-Path\": \"50475f56455253494f4e\"",
+        );
         let parsed = BackupManifest::parse(&manifest(&file)).unwrap();
         assert_eq!(parsed.files[0].path, "PG_VERSION");
     }

@@ -123,7 +123,14 @@ struct Run {
     verdict: Verdict,
 }
 
-fn push_run(runs: &mut Vec<Run>, name: &str, at: usize, count: u64, first: &str, verdict: &Verdict) {
+fn push_run(
+    runs: &mut Vec<Run>,
+    name: &str,
+    at: usize,
+    count: u64,
+    first: &str,
+    verdict: &Verdict,
+) {
     if let Some(run) = runs.last_mut()
         && run.end + count as usize == at
         && run.verdict == *verdict
@@ -218,9 +225,10 @@ impl QuickCache {
                             (verdict != Verdict::Good).then_some((name, verdict))
                         })
                         .collect();
-                    let all = (bad.len() == group.len() && bad.windows(2).all(|w| w[0].1 == w[1].1))
-                        .then(|| bad.first().map(|b| b.1.clone()))
-                        .flatten();
+                    let all = (bad.len() == group.len()
+                        && bad.windows(2).all(|w| w[0].1 == w[1].1))
+                    .then(|| bad.first().map(|b| b.1.clone()))
+                    .flatten();
                     if all.is_some() {
                         bad.clear();
                     }
@@ -274,7 +282,11 @@ impl QuickCache {
 
 /// The segment name without its last two hex digits: up to 256 neighbours.
 fn block_of(segment: &SegmentFile) -> (u32, u32, u32) {
-    (segment.name.timeline, segment.name.log, segment.name.seg >> 8)
+    (
+        segment.name.timeline,
+        segment.name.log,
+        segment.name.seg >> 8,
+    )
 }
 
 fn block_key((timeline, log, seg): (u32, u32, u32)) -> String {
@@ -333,7 +345,10 @@ mod tests {
             matches!(&cut, Verdict::Corrupt { reason } if reason.contains("trailer")),
             "{cut:?}"
         );
-        let plain = judge(&cluster.segment_bytes(id)[..SEG as usize / 2], &id.file_name(SEG));
+        let plain = judge(
+            &cluster.segment_bytes(id)[..SEG as usize / 2],
+            &id.file_name(SEG),
+        );
         assert!(matches!(plain, Verdict::Corrupt { .. }), "{plain:?}");
     }
 

@@ -13,11 +13,11 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::base_backup::{self, BackupLabel};
 use crate::base_backup::PassOptions;
+use crate::base_backup::{self, BackupLabel};
 use crate::catalog::Client;
-use crate::manifest::{BackupManifest, ManifestCheck, WalRange};
 use crate::health::short_duration;
+use crate::manifest::{BackupManifest, ManifestCheck, WalRange};
 use crate::serde_util::time_text;
 use crate::wal::{LONG_HEADER_LEN, LongPageHeader, RawSegmentName, WalFileKind};
 
@@ -497,14 +497,18 @@ impl Verification {
     fn base_item(&self) -> ChecklistItem {
         let title = "base backup present, readable, with a backup label";
         let (state, detail) = match (&self.base, &self.base_progress) {
-            (Some(base), _) if base.failures.is_empty() && base.manifest_mismatches().is_empty() => (
-                ItemState::Pass,
-                format!(
-                    "valid to the end · label {:?} · system {}",
-                    base.label.as_ref().map_or("", |l| l.label.as_str()),
-                    base.system_identifier.map_or("?".into(), |s| s.to_string())
-                ),
-            ),
+            (Some(base), _)
+                if base.failures.is_empty() && base.manifest_mismatches().is_empty() =>
+            {
+                (
+                    ItemState::Pass,
+                    format!(
+                        "valid to the end · label {:?} · system {}",
+                        base.label.as_ref().map_or("", |l| l.label.as_str()),
+                        base.system_identifier.map_or("?".into(), |s| s.to_string())
+                    ),
+                )
+            }
             (Some(base), _) => (
                 ItemState::Fail,
                 base.failures

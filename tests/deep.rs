@@ -207,7 +207,10 @@ fn deep_check_verifies_base_tar_against_backup_manifest() {
     let (code, doc) = deep_check(&backup.root, &work.path().join("home-clean"));
     assert_eq!(problems(&doc), vec![], "{doc:#}");
     assert_eq!(code, 0);
-    assert_eq!(doc["clients"][0]["deep"]["manifest_verified"], true, "{doc:#}");
+    assert_eq!(
+        doc["clients"][0]["deep"]["manifest_verified"], true,
+        "{doc:#}"
+    );
 
     // One byte of a relation file changed inside base.tar.gz, streams still valid.
     let root = copy_root(&backup.root, &work.path().join("root-altered"));
@@ -238,7 +241,9 @@ fn deep_check_verifies_base_tar_against_backup_manifest() {
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].0, "base_manifest_mismatch");
     assert!(
-        found[0].1.contains("backup_manifest's own checksum does not match"),
+        found[0]
+            .1
+            .contains("backup_manifest's own checksum does not match"),
         "{}",
         found[0].1
     );
@@ -253,7 +258,10 @@ fn deep_check_verifies_base_tar_against_backup_manifest() {
     let (exit, doc) = deep_check(&root, &work.path().join("home-inside"));
     assert_eq!(problems(&doc), vec![], "{doc:#}");
     assert_eq!(exit, 0);
-    assert_eq!(doc["clients"][0]["deep"]["manifest_verified"], true, "{doc:#}");
+    assert_eq!(
+        doc["clients"][0]["deep"]["manifest_verified"], true,
+        "{doc:#}"
+    );
     alter_inside_tarball(&base.join("base.tar.gz"), &victim);
     let (_, doc) = deep_check(&root, &work.path().join("home-inside"));
     let found = problems(&doc);

@@ -21,11 +21,20 @@ fn client(root: &Path, name: &str, last: u64) -> PathBuf {
     let now = SystemTime::now();
     let ago = |m: u64| now - Duration::from_secs(m * 60);
     cluster
-        .write_base_backup(&dir, cluster.id(1, 0x10), cluster.id(1, 0x11), ago(last - 0x10 + 2))
+        .write_base_backup(
+            &dir,
+            cluster.id(1, 0x10),
+            cluster.id(1, 0x11),
+            ago(last - 0x10 + 2),
+        )
         .unwrap();
     for segno in 0x10..=last {
         cluster
-            .archive_segment(&dir.join("wal"), cluster.id(1, segno), Some(ago(last - segno)))
+            .archive_segment(
+                &dir.join("wal"),
+                cluster.id(1, segno),
+                Some(ago(last - segno)),
+            )
             .unwrap();
     }
     dir
@@ -117,9 +126,15 @@ fn quick_check_names_a_misnamed_and_a_foreign_segment() {
         .collect();
     assert_eq!(found.len(), 2, "{found:#?}");
     assert_eq!(found[0].0, "misnamed_segment");
-    assert!(found[0].1.contains("000000010000000000000015.gz"), "{found:#?}");
+    assert!(
+        found[0].1.contains("000000010000000000000015.gz"),
+        "{found:#?}"
+    );
     assert_eq!(found[1].0, "foreign_segment");
-    assert!(found[1].1.contains("000000010000000000000016.gz"), "{found:#?}");
+    assert!(
+        found[1].1.contains("000000010000000000000016.gz"),
+        "{found:#?}"
+    );
 }
 
 /// The scan bench's tree in small: placeholder files (gzip magic, then
@@ -143,7 +158,11 @@ fn a_rescan_of_an_unchanged_archive_opens_no_segment() {
     let mut cache = QuickCache::load(Some(&cache_path));
     let problems = cache.check_client(&scan().clients[0]);
     assert_eq!(cache.files_read, 601, "first check reads every segment");
-    assert_eq!(problems.len(), 1, "one problem for the run of placeholders: {problems:#?}");
+    assert_eq!(
+        problems.len(),
+        1,
+        "one problem for the run of placeholders: {problems:#?}"
+    );
     assert!(
         problems[0].message.starts_with(
             "wal/000000010000000000000011.gz .. wal/000000010000000200000068.gz (600 files) is damaged"

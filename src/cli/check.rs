@@ -67,7 +67,8 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
             .wrap_err("cannot remember the deep-check results")?;
     } else {
         // The cheap level: new segments' gzip trailers and first pages (deep reads them all anyway).
-        let mut cache = crate::quick::QuickCache::load(crate::quick::default_cache_path().as_deref());
+        let mut cache =
+            crate::quick::QuickCache::load(crate::quick::default_cache_path().as_deref());
         for client in &catalog.clients {
             report.add_problems(&client.name, cache.check_client(client));
         }
