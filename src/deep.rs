@@ -293,6 +293,7 @@ pub fn verify_client(
             report.problems.push(problem);
         }
     }
+    report.problems.extend(timeline_problems(client));
     progress(total, total);
     report.verified_at = Some(now);
     report
@@ -336,6 +337,80 @@ fn check_in_parallel(
         }
     });
     results
+}
+
+/// Timeline history against the segments: timeline N begins at the switch
+/// point of the last line of `N.history`, so a segment of N numbered before
+/// the segment holding that point cannot be N's (a segment renamed onto the
+/// wrong timeline, or a history file from another cluster). Pure: the scan
+/// has read and parsed the history files already.
+fn timeline_problems(client: &Client) -> Vec<Problem> {
+    let seg_size = client.continuity.segment_size;
+    let mut problems = Vec::new();
+    for history in &client.wal.histories {
+        let Ok(entries) = &history.entries else {
+            continue; // unreadable: the ordinary check reports it (wal_gap)
+        };
+        let file = &history.fact.name;
+        let backwards = entries
+            .windows(2)
+            .find(|w| w[1].parent <= w[0].parent || w[1].switch_point < w[0].switch_point);
+        let last = entries.last();
+        if let Some(w) = backwards {
+            problems.push(timeline_problem(format!(
+                "wal/{file}: line \"{} {}\" follows \"{} {}\": timelines and switch points must grow",
+                w[1].parent.0, w[1].switch_point, w[0].parent.0, w[0].switch_point
+            )));
+            continue;
+        }
+        if last.is_some_and(|l| l.parent >= history.timeline) {
+            problems.push(timeline_problem(format!(
+                "wal/{file} names timeline {} as the parent of timeline {}",
+                last.map_or(0, |l| l.parent.0),
+                history.timeline.0
+            )));
+            continue;
+        }
+        let Some(switch) = last.map(|l| l.switch_point) else {
+            continue;
+        };
+        let first = switch.segment(seg_size);
+        let early: Vec<String> = client
+            .wal
+            .segments
+            .iter()
+            .filter(|s| Timeline(s.name.timeline) == history.timeline)
+            .filter(|s| s.name.resolve(seg_size).is_ok_and(|id| id.segment < first))
+            .map(|s| s.file_name())
+            .collect();
+        if let Some(name) = early.first() {
+            let more = if early.len() > 1 {
+                format!(" (and {} more)", early.len() - 1)
+            } else {
+                String::new()
+            };
+            problems.push(timeline_problem(format!(
+                "wal/{name}{more} is on timeline {} before it began: {file} says it branched off timeline {} at {switch}, in segment {}",
+                history.timeline.0,
+                last.map_or(0, |l| l.parent.0),
+                SegmentId {
+                    timeline: history.timeline,
+                    segment: first
+                }
+                .file_name(seg_size)
+            )));
+        }
+    }
+    problems
+}
+
+fn timeline_problem(message: String) -> Problem {
+    Problem::new(
+        ProblemCode::TimelineMismatch,
+        Status::Critical,
+        message,
+        "a restore following this timeline would replay the wrong WAL: move the misplaced segment out (or the foreign .history file), then check which server archives into this folder",
+    )
 }
 
 /// How many of the manifest's differences a problem message lists.

@@ -71,6 +71,10 @@ pub enum ProblemCode {
     /// Files of base.tar.gz that differ from its backup_manifest, a manifest
     /// that fails its own checksum, or WAL it names that is nowhere (deep check).
     BaseManifestMismatch,
+    /// A segment on a timeline before the point where its `.history` file
+    /// says the timeline began, or a history file whose lines contradict
+    /// themselves (deep check).
+    TimelineMismatch,
     /// No successful restore drill within `drill_max_age`.
     DrillStale,
 }
@@ -91,6 +95,7 @@ impl ProblemCode {
             ProblemCode::MisnamedSegment => "misnamed_segment",
             ProblemCode::BaseCorrupt => "base_corrupt",
             ProblemCode::BaseManifestMismatch => "base_manifest_mismatch",
+            ProblemCode::TimelineMismatch => "timeline_mismatch",
             ProblemCode::DrillStale => "drill_stale",
         }
     }

@@ -300,3 +300,78 @@ fn embed_manifest(tarball: &Path, manifest: &Path) {
         .unwrap();
     fs::write(tarball, builder.into_inner().unwrap().finish().unwrap()).unwrap();
 }
+
+/// Timeline 2 began in segment 0x13 (its history says so): a segment named
+/// 2/0x11 cannot be timeline 2's, even with a header that agrees with its
+/// name. A history whose lines go backwards is reported too.
+#[test]
+fn deep_check_holds_segments_to_their_timeline_history() {
+    use walwarden::catalog::{self, ScanOptions};
+    use walwarden::deep::{DeepCache, verify_client};
+    use walwarden::demo::Cluster;
+    use walwarden::wal::Lsn;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("backups");
+    let seg = 16u32 << 20;
+    let cluster = Cluster::new(7_500_000_000_000_000_001, seg);
+    let dir = root.join("alpha");
+    let wal = dir.join("wal");
+    let now = std::time::SystemTime::now();
+    cluster
+        .write_base_backup(&dir, cluster.id(1, 0x10), cluster.id(1, 0x11), now)
+        .unwrap();
+    for (tli, segno) in [
+        (1, 0x10),
+        (1, 0x11),
+        (1, 0x12),
+        (1, 0x13),
+        (2, 0x13),
+        (2, 0x14),
+    ] {
+        cluster
+            .archive_segment(&wal, cluster.id(tli, segno), Some(now))
+            .unwrap();
+    }
+    let switch = Lsn(0x13 * seg as u64 + 0x100);
+    cluster.write_history(&wal, 2, &[(1, switch)], now).unwrap();
+    let deep = |root: &Path| {
+        let catalog = catalog::scan(root, &ScanOptions::default()).unwrap();
+        let report = verify_client(
+            &catalog.clients[0],
+            &mut DeepCache::load(None),
+            now,
+            &mut |_, _| {},
+        );
+        report
+            .problems
+            .iter()
+            .map(|p| (p.code.as_str().to_owned(), p.message.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(deep(&root), vec![], "a consistent switch");
+
+    cluster
+        .archive_segment(&wal, cluster.id(2, 0x11), Some(now))
+        .unwrap();
+    let found = deep(&root);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].0, "timeline_mismatch");
+    assert!(
+        found[0]
+            .1
+            .starts_with("wal/000000020000000000000011.gz is on timeline 2 before it began")
+            && found[0].1.contains("000000020000000000000013"),
+        "{}",
+        found[0].1
+    );
+
+    fs::remove_file(wal.join("000000020000000000000011.gz")).unwrap();
+    cluster
+        .write_history(&wal, 3, &[(2, Lsn(0x14 * seg as u64)), (1, switch)], now)
+        .unwrap();
+    let found = deep(&root);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0].0, "timeline_mismatch");
+    assert!(found[0].1.contains("00000003.history.gz"), "{}", found[0].1);
+}
