@@ -313,7 +313,7 @@ fn build(root: &Path) {
             .map(|t| {
                 scope.spawn(move || {
                     let mut body = vec![0u8; SEG_SIZE as usize - PAGE];
-                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1) * 0x1234_5678);
+                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((t as u64 + 1) * 0x1234_5678));
                     for (index, page) in body.chunks_mut(PAGE).enumerate() {
                         fill_page(page, index as u64 + 1, &mut rng);
                     }
@@ -357,7 +357,7 @@ fn build(root: &Path) {
             walwarden::demo::set_mtime(&path, taken + Duration::from_secs(segno - FIRST_SEGMENT));
         written += file.len() as u64;
         segno += 1;
-        if (segno - FIRST_SEGMENT) % 50 == 0 {
+        if (segno - FIRST_SEGMENT).is_multiple_of(50) {
             println!(
                 "  {} segments, {:.2} GiB",
                 segno - FIRST_SEGMENT,
@@ -415,7 +415,7 @@ fn fill_page(page: &mut [u8], page_no: u64, rng: &mut Rng) {
     page[4..8].copy_from_slice(&1u32.to_le_bytes());
     page[8..16].copy_from_slice(&(page_no * PAGE as u64).to_le_bytes());
     let mut at = 24;
-    if rng.next() % 6 == 0 {
+    if rng.next().is_multiple_of(6) {
         for chunk in page[at..].chunks_mut(8) {
             let bytes = rng.next().to_le_bytes();
             chunk.copy_from_slice(&bytes[..chunk.len()]);

@@ -433,7 +433,7 @@ fn missing_wal(client: &Client, check: &crate::verify::BaseCheck) -> Vec<String>
                 segment: SegmentNo(number),
             };
             let name = id.file_name(seg_size);
-            let in_tarball = check.pg_wal_segments.iter().any(|n| *n == name);
+            let in_tarball = check.pg_wal_segments.contains(&name);
             let archived = client
                 .wal
                 .segments

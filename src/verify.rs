@@ -79,7 +79,7 @@ pub struct BaseCheck {
     /// Empty when everything is fine.
     pub failures: Vec<String>,
     /// What the backup_manifest said, when there is one.
-    pub manifest: Option<ManifestOutcome>,
+    pub manifest: Option<Box<ManifestOutcome>>,
     /// Segment file names inside pg_wal.tar.gz.
     pub pg_wal_segments: Vec<String>,
 }
@@ -212,7 +212,7 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
                 }
                 Err(e) => outcome.mismatches.push(e.to_string()),
             }
-            check.manifest = Some(outcome);
+            check.manifest = Some(Box::new(outcome));
         }
         let options = PassOptions {
             manifest: manifest_check.as_mut(),
@@ -228,7 +228,7 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
                 if let (Some(manifest), Some(outcome)) = (manifest_check, check.manifest.as_mut()) {
                     outcome.mismatches.extend(manifest.finish());
                 } else if let Some(bytes) = &found.manifest_entry {
-                    check.manifest = Some(embedded_manifest(bytes, &found.file_crcs));
+                    check.manifest = Some(Box::new(embedded_manifest(bytes, &found.file_crcs)));
                 }
                 check.label = found.label;
                 check.system_identifier = found.control.map(|(sysid, _, _)| sysid);

@@ -54,6 +54,9 @@ fn next_name(name: &str) -> String {
     format!("{}{:08X}.gz", &name[..16], number)
 }
 
+/// Damages the archive in a wal folder; returns the file it damaged.
+type Damage = Box<dyn Fn(&Path) -> String>;
+
 #[test]
 fn deep_check_proves_a_clean_archive_and_names_each_damage() {
     let backup = support::make_real_backup("client1");
@@ -76,7 +79,7 @@ fn deep_check_proves_a_clean_archive_and_names_each_damage() {
     let names = backup.archived_segments();
     let middle = names[names.len() / 2].clone();
     let last = names.last().unwrap().clone();
-    let cases: Vec<(&str, Box<dyn Fn(&Path) -> String>)> = vec![
+    let cases: Vec<(&str, Damage)> = vec![
         (
             "corrupt_segment",
             Box::new(|wal: &Path| {
