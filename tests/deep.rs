@@ -55,7 +55,7 @@ fn next_name(name: &str) -> String {
 }
 
 /// Damages the archive in a wal folder; returns the file it damaged.
-type Damage = Box<dyn Fn(&Path) -> String>;
+type Damage<'a> = Box<dyn Fn(&Path) -> String + 'a>;
 
 #[test]
 fn deep_check_proves_a_clean_archive_and_names_each_damage() {
@@ -79,7 +79,7 @@ fn deep_check_proves_a_clean_archive_and_names_each_damage() {
     let names = backup.archived_segments();
     let middle = names[names.len() / 2].clone();
     let last = names.last().unwrap().clone();
-    let cases: Vec<(&str, Damage)> = vec![
+    let cases: Vec<(&str, Damage<'_>)> = vec![
         (
             "corrupt_segment",
             Box::new(|wal: &Path| {
