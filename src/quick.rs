@@ -114,6 +114,8 @@ struct Block {
 }
 
 /// Consecutive bad files with the same verdict: one problem, not thousands.
+/// Files are consecutive when nothing lies between them in the archive's
+/// sorted segment list.
 struct Run {
     first: String,
     last: String,
@@ -128,11 +130,12 @@ fn push_run(
     name: &str,
     at: usize,
     count: u64,
+    first_at: usize,
     first: &str,
     verdict: &Verdict,
 ) {
     if let Some(run) = runs.last_mut()
-        && run.end + count as usize == at
+        && run.end + 1 == first_at
         && run.verdict == *verdict
     {
         run.last = name.to_owned();
@@ -198,26 +201,32 @@ impl QuickCache {
         let expected_sysid = client.base.system_identifier();
         let wal_dir = client.path.join("wal");
         // Zero-byte files are reported as missing by the ordinary rules; partial ones are not segments yet.
-        let segments: Vec<&SegmentFile> = client
-            .wal
-            .segments
-            .iter()
-            .filter(|s| !s.partial && s.size > 0)
-            .collect();
+        let eligible = |s: &&SegmentFile| !s.partial && s.size > 0;
+        let segments = &client.wal.segments;
         let remembered = self.clients.remove(&client.name).unwrap_or_default();
         let mut blocks = HashMap::new();
         let mut runs: Vec<Run> = Vec::new();
         let mut start = 0;
         for group in segments.chunk_by(|a, b| block_of(a) == block_of(b)) {
-            let key = block_key(block_of(group[0]));
-            let fingerprint = fingerprint(group, expected_sysid, seg_size);
+            let group_start = start;
+            start += group.len();
+            let count = group.iter().filter(eligible).count();
+            let (Some(first), Some(last)) = (
+                group.iter().position(|s| eligible(&s)),
+                group.iter().rposition(|s| eligible(&s)),
+            ) else {
+                continue;
+            };
+            let key = block_key(block_of(&group[0]));
+            let fingerprint = fingerprint(group.iter().filter(eligible), expected_sysid, seg_size);
             let block = match remembered.get(&key) {
                 Some(block) if block.fingerprint == fingerprint => block.clone(),
                 _ => {
                     self.changed = true;
-                    self.files_read += group.len() as u64;
+                    self.files_read += count as u64;
                     let mut bad: Vec<(String, Verdict)> = group
                         .iter()
+                        .filter(eligible)
                         .filter_map(|s| {
                             let name = s.file_name();
                             let verdict = check_segment_quickly(&wal_dir.join(&name), seg_size)
@@ -225,10 +234,9 @@ impl QuickCache {
                             (verdict != Verdict::Good).then_some((name, verdict))
                         })
                         .collect();
-                    let all = (bad.len() == group.len()
-                        && bad.windows(2).all(|w| w[0].1 == w[1].1))
-                    .then(|| bad.first().map(|b| b.1.clone()))
-                    .flatten();
+                    let all = (bad.len() == count && bad.windows(2).all(|w| w[0].1 == w[1].1))
+                        .then(|| bad.first().map(|b| b.1.clone()))
+                        .flatten();
                     if all.is_some() {
                         bad.clear();
                     }
@@ -240,27 +248,25 @@ impl QuickCache {
                 }
             };
             if let Some(verdict) = &block.all {
-                let first = group[0].file_name();
-                let last = group[group.len() - 1].file_name();
                 push_run(
                     &mut runs,
-                    &last,
-                    start + group.len() - 1,
-                    group.len() as u64,
-                    &first,
+                    &group[last].file_name(),
+                    group_start + last,
+                    count as u64,
+                    group_start + first,
+                    &group[first].file_name(),
                     verdict,
                 );
             } else {
-                let mut index = start;
+                let mut index = group_start;
                 for (name, verdict) in &block.bad {
                     // `bad` is in name order, like the group.
-                    while index < start + group.len() && segments[index].file_name() != *name {
+                    while index < start && segments[index].file_name() != *name {
                         index += 1;
                     }
-                    push_run(&mut runs, name, index, 1, name, verdict);
+                    push_run(&mut runs, name, index, 1, index, name, verdict);
                 }
             }
-            start += group.len();
             blocks.insert(key, block);
         }
         let problems = runs
@@ -294,7 +300,11 @@ fn block_key((timeline, log, seg): (u32, u32, u32)) -> String {
 }
 
 /// FNV-1a over what the verdicts depend on: stable across builds, unlike std's hasher.
-fn fingerprint(group: &[&SegmentFile], expected_sysid: Option<u64>, seg_size: u32) -> u64 {
+fn fingerprint<'a>(
+    group: impl Iterator<Item = &'a SegmentFile>,
+    expected_sysid: Option<u64>,
+    seg_size: u32,
+) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     let mut feed = |bytes: &[u8]| {
         for byte in bytes {
