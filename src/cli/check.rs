@@ -172,8 +172,13 @@ fn client_line(client: &ClientReport, width: usize, now: SystemTime) -> String {
         other => other.label(),
     };
     let proven = client.deep.as_ref().map_or(String::new(), |d| {
+        let manifest = match d.manifest_verified {
+            Some(true) => ", base matches its manifest",
+            Some(false) => ", base differs from its manifest",
+            None => "",
+        };
         format!(
-            "  verified through {}",
+            "  verified through {}{manifest}",
             d.verified_through.as_deref().unwrap_or("nothing")
         )
     });
