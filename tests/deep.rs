@@ -378,3 +378,93 @@ fn deep_check_holds_segments_to_their_timeline_history() {
     assert_eq!(found[0].0, "timeline_mismatch");
     assert!(found[0].1.contains("00000003.history.gz"), "{}", found[0].1);
 }
+
+/// The manifest's WAL range must be in pg_wal.tar.gz or the archive: a
+/// manifest written here for a demo backup (sizes only, Checksum-Algorithm
+/// NONE, as `pg_basebackup --manifest-checksums=none` writes) passes while
+/// its range lies in pg_wal.tar.gz, and names the first segment that is
+/// nowhere once the range reaches past both.
+#[test]
+fn deep_check_finds_the_manifests_wal_range() {
+    use sha2::Digest;
+    use std::io::Read;
+    use walwarden::catalog::{self, ScanOptions};
+    use walwarden::deep::{DeepCache, verify_client};
+    use walwarden::demo::Cluster;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("backups");
+    let seg = 16u32 << 20;
+    let cluster = Cluster::new(7_600_000_000_000_000_001, seg);
+    let dir = root.join("alpha");
+    let now = std::time::SystemTime::now();
+    cluster
+        .write_base_backup(&dir, cluster.id(1, 0x20), cluster.id(1, 0x21), now)
+        .unwrap();
+    // The archive holds 0x21 and 0x22; pg_wal.tar.gz holds 0x20 and 0x21.
+    for segno in [0x21, 0x22] {
+        cluster
+            .archive_segment(&dir.join("wal"), cluster.id(1, segno), Some(now))
+            .unwrap();
+    }
+    let mut files = Vec::new();
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(
+        fs::File::open(dir.join("base/base.tar.gz")).unwrap(),
+    ));
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        files.push(format!(
+            "{{ \"Path\": \"{path}\", \"Size\": {}, \"Last-Modified\": \"2026-11-25 13:03:00 GMT\", \"Checksum-Algorithm\": \"NONE\" }}",
+            data.len()
+        ));
+    }
+    let write_manifest = |end: &str| {
+        let head = format!(
+            "{{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n{}\n],\n\"WAL-Ranges\": [\n{{ \"Timeline\": 1, \"Start-LSN\": \"0/20000028\", \"End-LSN\": \"{end}\" }}\n],\n",
+            files.join(",\n")
+        );
+        let sum: String = sha2::Sha256::digest(head.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        fs::write(
+            dir.join("base/backup_manifest"),
+            format!("{head}\"Manifest-Checksum\": \"{sum}\"}}\n"),
+        )
+        .unwrap();
+    };
+    let deep = || {
+        let catalog = catalog::scan(&root, &ScanOptions::default()).unwrap();
+        verify_client(
+            &catalog.clients[0],
+            &mut DeepCache::load(None),
+            now,
+            &mut |_, _| {},
+        )
+    };
+
+    // 0x20..0x22: in pg_wal.tar.gz or the archive.
+    write_manifest("0/22000100");
+    let report = deep();
+    assert_eq!(report.problems, vec![]);
+    assert_eq!(report.manifest_verified, Some(true));
+
+    // 0x20..0x24: 0x23 and 0x24 are nowhere.
+    write_manifest("0/24000100");
+    let report = deep();
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    assert_eq!(report.problems[0].code.as_str(), "base_manifest_mismatch");
+    assert!(
+        report.problems[0].message.contains(
+            "segment 000000010000000000000023 of the manifest's WAL range 0/20000028..0/24000100"
+        ) && report.problems[0]
+            .message
+            .contains("000000010000000000000024"),
+        "{}",
+        report.problems[0].message
+    );
+    assert_eq!(report.manifest_verified, Some(false));
+}
