@@ -152,7 +152,39 @@ fn push_run(
     });
 }
 
-/// Remembered blocks, by client and block key.
+/// What the quick check needs of a client: owned, it outlives the catalog
+/// it came from (the dashboard hands the catalog to its loop at once).
+#[derive(Debug, Clone)]
+pub struct QuickInput<'a> {
+    pub name: String,
+    pub path: PathBuf,
+    pub seg_size: Option<u32>,
+    pub system_identifier: Option<u64>,
+    pub segments: std::borrow::Cow<'a, [SegmentFile]>,
+}
+
+impl QuickInput<'_> {
+    pub fn borrowed(client: &Client) -> QuickInput<'_> {
+        QuickInput {
+            name: client.name.clone(),
+            path: client.path.clone(),
+            seg_size: client.wal.segment_size,
+            system_identifier: client.base.system_identifier(),
+            segments: std::borrow::Cow::Borrowed(&client.wal.segments),
+        }
+    }
+
+    pub fn owned(client: &Client) -> QuickInput<'static> {
+        QuickInput {
+            name: client.name.clone(),
+            path: client.path.clone(),
+            seg_size: client.wal.segment_size,
+            system_identifier: client.base.system_identifier(),
+            segments: std::borrow::Cow::Owned(client.wal.segments.clone()),
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct QuickCache {
     path: Option<PathBuf>,
@@ -195,15 +227,22 @@ impl QuickCache {
     /// Judges the client's segments not judged before; returns the problems
     /// of all its segments (remembered or new), one per bad file.
     pub fn check_client(&mut self, client: &Client) -> Vec<Problem> {
-        let Some(seg_size) = client.wal.segment_size else {
+        self.check(&QuickInput::borrowed(client))
+    }
+
+    /// [`QuickCache::check_client`] on what the check needs of a client.
+    pub fn check(&mut self, client: &QuickInput<'_>) -> Vec<Problem> {
+        let Some(seg_size) = client.seg_size else {
             return Vec::new();
         };
-        let expected_sysid = client.base.system_identifier();
+        let expected_sysid = client.system_identifier;
         let wal_dir = client.path.join("wal");
         // Zero-byte files are reported as missing by the ordinary rules; partial ones are not segments yet.
         let eligible = |s: &&SegmentFile| !s.partial && s.size > 0;
-        let segments = &client.wal.segments;
-        let remembered = self.clients.remove(&client.name).unwrap_or_default();
+        let segments: &[SegmentFile] = &client.segments;
+        // Keyed by the client's folder: two roots may both have a client1.
+        let cache_key = client.path.to_string_lossy().into_owned();
+        let remembered = self.clients.remove(&cache_key).unwrap_or_default();
         let mut blocks = HashMap::new();
         let mut runs: Vec<Run> = Vec::new();
         let mut start = 0;
@@ -281,7 +320,7 @@ impl QuickCache {
             })
             .collect();
         self.changed |= blocks.len() != remembered.len();
-        self.clients.insert(client.name.clone(), blocks);
+        self.clients.insert(cache_key, blocks);
         problems
     }
 }

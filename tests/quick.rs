@@ -187,3 +187,40 @@ fn a_rescan_of_an_unchanged_archive_opens_no_segment() {
     cache.check_client(&scan().clients[0]);
     assert_eq!(cache.files_read, 0x269 - 0x200, "only the block of log 2");
 }
+
+/// The dashboard gets the quick check's problems after its scan (the loop
+/// sends `QuickChecked` once the check ran in the background): the client's
+/// row turns critical and lists the damaged file.
+#[test]
+fn the_dashboard_shows_what_the_quick_check_found() {
+    use walwarden::config::Config;
+    use walwarden::health::Status;
+    use walwarden::tui::app::{App, Event};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("backups");
+    let dir = client(&root, "alpha", 0x14);
+    let victim = dir.join("wal/000000010000000000000012.gz");
+    let bytes = fs::read(&victim).unwrap();
+    fs::write(&victim, &bytes[..bytes.len() - 3]).unwrap();
+
+    let catalog = catalog::scan(&root, &ScanOptions::default()).unwrap();
+    let problems = QuickCache::load(None).check_client(&catalog.clients[0]);
+    let mut app = App::new(root.clone(), Config::default(), SystemTime::now());
+    app.update(Event::Scanned(Ok(catalog)));
+    assert_eq!(app.rows[0].status, Status::Ok, "before the quick check");
+    app.update(Event::QuickChecked(vec![("alpha".into(), problems)]));
+    assert_eq!(app.rows[0].status, Status::Critical);
+    assert!(
+        app.rows[0]
+            .problems
+            .iter()
+            .any(|p| p.code.as_str() == "corrupt_segment"
+                && p.message.contains("000000010000000000000012.gz")),
+        "{:#?}",
+        app.rows[0].problems
+    );
+    // A later check that finds nothing clears it.
+    app.update(Event::QuickChecked(vec![("alpha".into(), Vec::new())]));
+    assert_eq!(app.rows[0].status, Status::Ok);
+}

@@ -36,6 +36,9 @@ pub enum Event {
     Restore(RestoreEvent),
     /// The recorded restore drills.
     Drills(Vec<crate::drill::DrillRecord>),
+    /// The quick check of segments (gzip trailer, first page) after a scan:
+    /// each client's problems, replacing what an earlier check said of it.
+    QuickChecked(Vec<(String, Vec<crate::health::Problem>)>),
     BaseCheckProgress(Progress),
     BaseChecked(BaseCheck),
     SegmentChecked {
@@ -141,6 +144,8 @@ pub struct App {
     pub wizard: Option<Wizard>,
     /// Restore drills recorded on this machine.
     pub drills: Vec<crate::drill::DrillRecord>,
+    /// What the quick check of segments found, by client.
+    pub quick_problems: std::collections::HashMap<String, Vec<crate::health::Problem>>,
 }
 
 impl App {
@@ -171,6 +176,7 @@ impl App {
             verify_settings: VerifySettings::default(),
             wizard: None,
             drills: Vec::new(),
+            quick_problems: std::collections::HashMap::new(),
         }
     }
 
@@ -233,6 +239,11 @@ impl App {
             Event::Changes(changes) => self.on_changes(changes),
             Event::Drills(history) => {
                 self.drills = history;
+                Vec::new()
+            }
+            Event::QuickChecked(results) => {
+                self.quick_problems.extend(results);
+                self.rebuild_rows();
                 Vec::new()
             }
             Event::Restore(event) => {
@@ -501,7 +512,14 @@ impl App {
         let mut rows: Vec<ClientReport> = catalog
             .clients
             .iter()
-            .map(|c| ClientReport::build(c, &self.config, self.now))
+            .map(|c| {
+                let mut report = ClientReport::build(c, &self.config, self.now);
+                if let Some(problems) = self.quick_problems.get(&c.name) {
+                    report.problems.extend(problems.iter().cloned());
+                    report.status = crate::health::status_of(&report.problems);
+                }
+                report
+            })
             .filter(|r| needle.is_empty() || matches_filter(r, &needle))
             .collect();
         self.total_clients = catalog.clients.len();
