@@ -197,7 +197,11 @@ pub fn verify_client(
             );
         }
         // The manifest's findings, remembered under its name (or base.tar.gz's, when inside it).
-        if let Some(outcome) = &check.manifest {
+        if let Some(outcome) = check
+            .manifest
+            .as_ref()
+            .filter(|o| o.complete || !o.mismatches.is_empty())
+        {
             let mut mismatches = outcome.mismatches.clone();
             mismatches.extend(missing_wal(client, &check));
             let verdict = if mismatches.is_empty() {

@@ -100,6 +100,10 @@ pub struct ManifestOutcome {
     pub mismatches: Vec<String>,
     /// The WAL the backup needs, from the manifest.
     pub wal_ranges: Vec<WalRange>,
+    /// Whether every file was compared: false when base.tar.gz could not be
+    /// read to its end (then `base_corrupt` says why, and the manifest has
+    /// not been proven either way).
+    pub complete: bool,
 }
 
 /// What reading one new segment end to end found.
@@ -227,6 +231,7 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
                 }
                 if let (Some(manifest), Some(outcome)) = (manifest_check, check.manifest.as_mut()) {
                     outcome.mismatches.extend(manifest.finish());
+                    outcome.complete = true;
                 } else if let Some(bytes) = &found.manifest_entry {
                     check.manifest = Some(Box::new(embedded_manifest(bytes, &found.file_crcs)));
                 }
@@ -278,6 +283,7 @@ fn embedded_manifest(bytes: &[u8], files: &[(String, u64, u32)]) -> ManifestOutc
         }
     }
     outcome.mismatches = check.finish();
+    outcome.complete = true;
     outcome
 }
 

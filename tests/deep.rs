@@ -152,6 +152,11 @@ fn deep_check_proves_a_clean_archive_and_names_each_damage() {
     assert_eq!(found[0].0, "base_corrupt");
     assert!(found[0].1.contains("base.tar.gz"), "{}", found[0].1);
     assert_eq!(exit, 2);
+    assert_eq!(
+        doc["clients"][0]["deep"]["manifest_verified"],
+        serde_json::Value::Null,
+        "a tarball that does not read to its end proves nothing about its manifest"
+    );
 }
 
 /// Flips one byte of `entry`'s content inside a gzip'ed tarball, keeping
