@@ -104,6 +104,9 @@ pub struct ManifestOutcome {
     /// read to its end (then `base_corrupt` says why, and the manifest has
     /// not been proven either way).
     pub complete: bool,
+    /// `System-Identifier` (manifest version 2, PostgreSQL 17+).
+    #[serde(serialize_with = "crate::serde_util::opt_u64_text")]
+    pub system_identifier: Option<u64>,
 }
 
 /// What reading one new segment end to end found.
@@ -212,6 +215,7 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
             match BackupManifest::parse(&bytes) {
                 Ok(manifest) => {
                     outcome.wal_ranges = manifest.wal_ranges.clone();
+                    outcome.system_identifier = manifest.system_identifier;
                     manifest_check = Some(ManifestCheck::new(&manifest));
                 }
                 Err(e) => outcome.mismatches.push(e.to_string()),
@@ -237,6 +241,15 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
                 }
                 check.label = found.label;
                 check.system_identifier = found.control.map(|(sysid, _, _)| sysid);
+                if let Some(outcome) = check.manifest.as_mut()
+                    && let (Some(listed), Some(actual)) =
+                        (outcome.system_identifier, check.system_identifier)
+                    && listed != actual
+                {
+                    outcome.mismatches.push(format!(
+                        "backup_manifest is for database system {listed}, global/pg_control in base.tar.gz says {actual}"
+                    ));
+                }
                 if check.label.is_none() {
                     check
                         .failures
@@ -276,6 +289,7 @@ fn embedded_manifest(bytes: &[u8], files: &[(String, u64, u32)]) -> ManifestOutc
         }
     };
     outcome.wal_ranges = manifest.wal_ranges.clone();
+    outcome.system_identifier = manifest.system_identifier;
     let mut check = ManifestCheck::new(&manifest);
     for (path, size, crc) in files {
         if let Some((index, _)) = check.begin(path) {

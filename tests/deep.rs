@@ -426,9 +426,13 @@ fn deep_check_finds_the_manifests_wal_range() {
             data.len()
         ));
     }
-    let write_manifest = |end: &str| {
+    let write_manifest = |end: &str, system: Option<u64>| {
+        let version = match system {
+            Some(id) => format!("2,\n\"System-Identifier\": {id}"),
+            None => "1".to_owned(),
+        };
         let head = format!(
-            "{{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n{}\n],\n\"WAL-Ranges\": [\n{{ \"Timeline\": 1, \"Start-LSN\": \"0/20000028\", \"End-LSN\": \"{end}\" }}\n],\n",
+            "{{ \"PostgreSQL-Backup-Manifest-Version\": {version},\n\"Files\": [\n{}\n],\n\"WAL-Ranges\": [\n{{ \"Timeline\": 1, \"Start-LSN\": \"0/20000028\", \"End-LSN\": \"{end}\" }}\n],\n",
             files.join(",\n")
         );
         let sum: String = sha2::Sha256::digest(head.as_bytes())
@@ -452,13 +456,13 @@ fn deep_check_finds_the_manifests_wal_range() {
     };
 
     // 0x20..0x22: in pg_wal.tar.gz or the archive.
-    write_manifest("0/22000100");
+    write_manifest("0/22000100", None);
     let report = deep();
     assert_eq!(report.problems, vec![]);
     assert_eq!(report.manifest_verified, Some(true));
 
     // 0x20..0x24: 0x23 and 0x24 are nowhere.
-    write_manifest("0/24000100");
+    write_manifest("0/24000100", None);
     let report = deep();
     assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
     assert_eq!(report.problems[0].code.as_str(), "base_manifest_mismatch");
@@ -472,4 +476,19 @@ fn deep_check_finds_the_manifests_wal_range() {
         report.problems[0].message
     );
     assert_eq!(report.manifest_verified, Some(false));
+
+    // Version 2 (PostgreSQL 17+) names the system: it must be pg_control's.
+    write_manifest("0/22000100", Some(7_600_000_000_000_000_001));
+    let report = deep();
+    assert_eq!(report.problems, vec![]);
+    write_manifest("0/22000100", Some(42));
+    let report = deep();
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    assert!(
+        report.problems[0].message.contains(
+            "backup_manifest is for database system 42, global/pg_control in base.tar.gz says 7600000000000000001"
+        ),
+        "{}",
+        report.problems[0].message
+    );
 }
