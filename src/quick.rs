@@ -37,9 +37,10 @@ pub fn default_cache_path() -> Option<PathBuf> {
 
 /// How much of a gzip'ed segment is inflated: the first WAL page.
 const HEAD_UNPACKED: usize = 8192;
-/// How much compressed input is read for it: deflate cannot shrink 8 KiB of
-/// WAL below a few hundred bytes nor need more than ~8.3 KiB for it, so one
-/// read of 16 KiB always holds the first page of a complete file.
+/// How much compressed input is read for it: 8 KiB of output never takes
+/// more than ~8.3 KiB of deflate input (stored blocks at worst), plus the
+/// gzip header and the file name gzip stores, so one read of 16 KiB always
+/// holds the first page of a complete file.
 const HEAD_COMPRESSED: u64 = 16 * 1024;
 
 /// Reads a segment's gzip trailer and first page: see the module doc.
@@ -71,7 +72,7 @@ pub fn check_segment_quickly(path: &Path, seg_size: u32) -> SegmentCheck {
         let mut trailer = [0u8; 4];
         file.read_exact_at(&mut trailer, size - 4)?;
         let isize = u32::from_le_bytes(trailer);
-        // ISIZE is the length mod 2^32: a 4 GiB segment... cannot exist (1 GiB is the maximum).
+        // ISIZE is the length mod 2^32, exact for segments (1 GiB at most).
         if isize != seg_size {
             return Err(io::Error::other(format!(
                 "its gzip trailer says {isize} bytes unpacked, a segment has {seg_size}: truncated or not one whole segment"
