@@ -492,3 +492,69 @@ fn deep_check_finds_the_manifests_wal_range() {
         report.problems[0].message
     );
 }
+
+/// The parallel reader keeps the cache's promise: a second run over an
+/// unchanged archive reads no file, one changed file is the only one re-read,
+/// and its verdict lands on that file whichever worker read it.
+#[test]
+fn deep_check_rereads_only_what_changed() {
+    use walwarden::catalog::{self, ScanOptions};
+    use walwarden::deep::{DeepCache, verify_client};
+    use walwarden::demo::Cluster;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("backups");
+    let seg = 16u32 << 20;
+    let cluster = Cluster::new(7_700_000_000_000_000_001, seg);
+    let dir = root.join("alpha");
+    let now = std::time::SystemTime::now();
+    cluster
+        .write_base_backup(&dir, cluster.id(1, 0x30), cluster.id(1, 0x31), now)
+        .unwrap();
+    for segno in 0x30..0x40 {
+        cluster
+            .archive_segment(&dir.join("wal"), cluster.id(1, segno), Some(now))
+            .unwrap();
+    }
+    let cache_path = tmp.path().join("deep.json");
+    let run = || {
+        let catalog = catalog::scan(&root, &ScanOptions::default()).unwrap();
+        let mut cache = DeepCache::load(Some(&cache_path));
+        let report = verify_client(&catalog.clients[0], &mut cache, now, &mut |_, _| {});
+        cache.save().unwrap();
+        report
+    };
+    let first = run();
+    assert_eq!(
+        first.files_checked,
+        16 + 2,
+        "every segment and both tarballs"
+    );
+    assert_eq!(first.problems, vec![]);
+    assert_eq!(
+        first.verified_through.as_deref(),
+        Some("00000001000000000000003F")
+    );
+
+    let second = run();
+    assert_eq!(second.files_checked, 0, "nothing read again");
+    assert_eq!(second.files_remembered, 16 + 2);
+
+    // 0x35 cut short (a new size): read again, and judged as itself.
+    let victim = dir.join("wal/000000010000000000000035.gz");
+    let bytes = fs::read(&victim).unwrap();
+    fs::write(&victim, &bytes[..bytes.len() - 8]).unwrap();
+    let third = run();
+    assert_eq!(third.files_checked, 1);
+    assert_eq!(third.problems.len(), 1, "{:#?}", third.problems);
+    assert_eq!(third.problems[0].code.as_str(), "corrupt_segment");
+    assert!(
+        third.problems[0]
+            .message
+            .contains("000000010000000000000035.gz")
+    );
+    assert_eq!(
+        third.verified_through.as_deref(),
+        Some("000000010000000000000034")
+    );
+}
