@@ -327,8 +327,8 @@ pub struct ManifestCheck {
 }
 
 impl ManifestCheck {
-    /// `tablespaces`: whether the backup has `<oid>.tar.gz` files, whose
-    /// `pg_tblspc/<oid>/...` entries are not in base.tar.gz.
+    /// Files under `pg_tblspc/` are left out: they live in the tablespaces'
+    /// own `<oid>.tar.gz`, which this pass does not read.
     pub fn new(manifest: &BackupManifest) -> ManifestCheck {
         let files: Vec<ManifestFile> = manifest
             .files
