@@ -16,6 +16,7 @@ use std::time::SystemTime;
 use flate2::read::MultiGzDecoder;
 use thiserror::Error;
 
+use crate::manifest::ManifestCheck;
 use crate::wal::{LONG_HEADER_LEN, LongPageHeader, Lsn, RawSegmentName};
 
 #[derive(Debug, Error)]
@@ -239,6 +240,23 @@ pub struct TarballPass {
     pub control: Option<(u64, u32, u32)>,
     pub unpacked_bytes: u64,
     pub entries: u64,
+    /// File names of the WAL segments among the entries (pg_wal.tar.gz's content).
+    pub wal_segments: Vec<String>,
+    /// A `backup_manifest` entry's bytes (pg_basebackup to stdout puts it inside).
+    pub manifest_entry: Option<Vec<u8>>,
+    /// `(path, size, CRC-32C)` of every regular file, when asked for (see
+    /// `PassOptions::crc_every_file`): an embedded manifest comes last, after
+    /// the files it describes have streamed past.
+    pub file_crcs: Vec<(String, u64, u32)>,
+}
+
+/// What to check on the way through a tarball besides its streams.
+#[derive(Default)]
+pub struct PassOptions<'a> {
+    /// Every file's size and checksum compared with a manifest found beside the tarball.
+    pub manifest: Option<&'a mut ManifestCheck>,
+    /// Keep a CRC-32C of every file, for a manifest found inside the tarball.
+    pub crc_every_file: bool,
 }
 
 /// Counts the bytes read from the file, for progress.
@@ -255,12 +273,26 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+/// The largest backup_manifest read from inside a tarball: PostgreSQL's is
+/// ~140 bytes per file, so this is room for seven million files.
+const MANIFEST_LIMIT: usize = 1 << 30;
+
 /// Reads a (gzip'ed) tarball to its very end, through the gzip trailer so
 /// every CRC and length is checked, reporting `(compressed bytes read, total)`
 /// after each entry. The one full pass behind pg_control facts, the
 /// verification window and `check --deep`.
 pub fn read_tarball_to_end(
     path: &Path,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<TarballPass, BaseBackupError> {
+    read_tarball_checked(path, PassOptions::default(), progress)
+}
+
+/// [`read_tarball_to_end`], with every regular file's bytes also fed to the
+/// checks `options` asks for (a manifest, CRC-32Cs): still one pass.
+pub fn read_tarball_checked(
+    path: &Path,
+    mut options: PassOptions<'_>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<TarballPass, BaseBackupError> {
     let file = File::open(path).map_err(io_err(path))?;
@@ -279,6 +311,7 @@ pub fn read_tarball_to_end(
         compressed_bytes: total,
         ..TarballPass::default()
     };
+    let mut buf = vec![0u8; 256 * 1024];
     {
         let mut archive = tar::Archive::new(&mut reader);
         for entry in archive.entries().map_err(io_err(path))? {
@@ -289,23 +322,74 @@ pub fn read_tarball_to_end(
                 .path()
                 .map(|p| p.to_string_lossy().trim_start_matches("./").to_owned())
                 .unwrap_or_default();
-            if name == "backup_label" {
-                pass.label = BackupLabel::parse(&read_small(&mut entry, path)?).ok();
-            } else if name == "global/pg_control" {
-                let mut head = [0u8; 16];
-                let len = read_up_to(&mut entry, &mut head).map_err(io_err(path))?;
-                if len < 16 {
-                    return Err(BaseBackupError::ShortEntry {
-                        path: path.to_owned(),
-                        entry: "global/pg_control".into(),
-                        len,
-                    });
+            if !entry.header().entry_type().is_file() {
+                progress(count.get(), total);
+                continue;
+            }
+            let file_name = name.rsplit('/').next().unwrap_or(&name);
+            if RawSegmentName::parse(file_name).is_some() {
+                pass.wal_segments.push(file_name.to_owned());
+            }
+            // The few entries whose content is parsed are kept (bounded); the rest only streams past.
+            let keep_limit = match name.as_str() {
+                "backup_label" => 64 * 1024,
+                "global/pg_control" => 16,
+                "backup_manifest" => MANIFEST_LIMIT,
+                _ => 0,
+            };
+            let mut kept = Vec::new();
+            let mut compared = options.manifest.as_mut().and_then(|m| m.begin(&name));
+            let mut crc = options.crc_every_file.then_some(0u32);
+            let mut size = 0u64;
+            loop {
+                let n = match entry.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io_err(path)(e)),
+                };
+                let chunk = &buf[..n];
+                size += n as u64;
+                if let Some((_, digest)) = &mut compared {
+                    digest.update(chunk);
                 }
-                pass.control = Some((
-                    u64::from_le_bytes(head[0..8].try_into().unwrap_or_default()),
-                    u32::from_le_bytes(head[8..12].try_into().unwrap_or_default()),
-                    u32::from_le_bytes(head[12..16].try_into().unwrap_or_default()),
-                ));
+                if let Some(crc) = &mut crc {
+                    *crc = crc32c::crc32c_append(*crc, chunk);
+                }
+                if kept.len() < keep_limit {
+                    let room = keep_limit - kept.len();
+                    kept.extend_from_slice(&chunk[..room.min(n)]);
+                }
+            }
+            if let (Some((index, digest)), Some(check)) = (compared, options.manifest.as_mut()) {
+                check.end(index, size, digest);
+            }
+            if let Some(crc) = crc {
+                pass.file_crcs.push((name.clone(), size, crc));
+            }
+            match name.as_str() {
+                "backup_label" => {
+                    pass.label = BackupLabel::parse(&String::from_utf8_lossy(&kept)).ok();
+                }
+                "global/pg_control" => {
+                    if kept.len() < 16 {
+                        return Err(BaseBackupError::ShortEntry {
+                            path: path.to_owned(),
+                            entry: "global/pg_control".into(),
+                            len: kept.len(),
+                        });
+                    }
+                    let u32_at = |o: usize| {
+                        u32::from_le_bytes(kept[o..o + 4].try_into().unwrap_or_default())
+                    };
+                    pass.control = Some((
+                        u64::from_le_bytes(kept[0..8].try_into().unwrap_or_default()),
+                        u32_at(8),
+                        u32_at(12),
+                    ));
+                }
+                "backup_manifest" => pass.manifest_entry = Some(kept),
+                _ => {}
             }
             progress(count.get(), total);
         }

@@ -10,14 +10,16 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{BaseFileKind, Client};
 use crate::health::{Problem, ProblemCode, Status};
-use crate::verify::{check_base_backup, check_segment};
-use crate::wal::RawSegmentName;
+use crate::verify::{BaseCheck, check_base_backup, check_segment};
+use crate::wal::{Lsn, RawSegmentName, SegmentId, SegmentNo, Timeline};
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("deep-verify.json"))
@@ -79,6 +81,8 @@ pub struct DeepReport {
     pub verified_through: Option<String>,
     #[serde(serialize_with = "crate::serde_util::opt_time")]
     pub verified_at: Option<SystemTime>,
+    /// Whether base.tar.gz matched its backup_manifest; `None` without a manifest.
+    pub manifest_verified: Option<bool>,
     pub problems: Vec<Problem>,
 }
 
@@ -96,7 +100,7 @@ pub fn verify_client(
     let mut report = DeepReport::default();
     let expected_sysid = client.base.system_identifier();
     let seg_size = client.continuity.segment_size;
-    let total = client.wal.segments.len() as u64 + 2;
+    let total = client.wal.segments.iter().filter(|s| !s.partial).count() as u64 + 2;
     let mut done = 0u64;
 
     // The base tarballs, remembered like any other file.
@@ -108,14 +112,71 @@ pub fn verify_client(
         .filter(|f| matches!(f.kind, BaseFileKind::BaseTar | BaseFileKind::PgWalTar))
         .collect();
     let base_key = |name: &str| format!("{}/base/{name}", client.name);
-    let base_known = tarballs.iter().all(|f| {
+    let manifest_file = client
+        .base
+        .files
+        .iter()
+        .find(|f| f.kind == BaseFileKind::Manifest);
+    let manifest_key = base_key("backup_manifest");
+    let known = |cache: &DeepCache, key: &str, fact: &crate::catalog::FileFact| {
         cache
             .entries
-            .get(&base_key(&f.fact.name))
-            .is_some_and(|r| r.size == f.fact.size && r.mtime_ns == mtime_ns(f.fact.mtime))
+            .get(key)
+            .is_some_and(|r| r.size == fact.size && r.mtime_ns == mtime_ns(fact.mtime))
+    };
+    let base_known = tarballs
+        .iter()
+        .all(|f| known(cache, &base_key(&f.fact.name), &f.fact))
+        && manifest_file.is_none_or(|f| known(cache, &manifest_key, &f.fact));
+    let base_needed = !tarballs.is_empty() && !base_known;
+
+    // Which segments need reading, before anything is read.
+    let wal_dir = client.path.join("wal");
+    let segments: Vec<_> = client.wal.segments.iter().filter(|s| !s.partial).collect();
+    let keys: Vec<String> = segments
+        .iter()
+        .map(|s| format!("{}/wal/{}", client.name, s.file_name()))
+        .collect();
+    let mut verdicts: Vec<Option<Verdict>> = segments
+        .iter()
+        .zip(&keys)
+        .map(|(segment, key)| {
+            cache
+                .entries
+                .get(key)
+                .filter(|r| r.size == segment.size && r.mtime_ns == mtime_ns(segment.mtime))
+                .map(|r| r.verdict.clone())
+        })
+        .collect();
+    let remembered = verdicts.iter().filter(|v| v.is_some()).count() as u64;
+    report.files_remembered += remembered;
+    done += remembered;
+    let unknown: Vec<usize> = (0..segments.len())
+        .filter(|&i| verdicts[i].is_none())
+        .collect();
+    let paths: Vec<PathBuf> = unknown
+        .iter()
+        .map(|&i| wal_dir.join(segments[i].file_name()))
+        .collect();
+
+    // The base tarballs are read by one more thread while the segments keep
+    // every core busy: a 1 GB base.tar.gz no longer leaves a core idle.
+    let (base_check, results) = std::thread::scope(|scope| {
+        let base = base_needed.then(|| scope.spawn(|| check_base_backup(&base_dir, &mut |_| {})));
+        let results = check_in_parallel(&paths, expected_sysid, seg_size, &mut |_| {
+            done += 1;
+            progress(done, total);
+        });
+        let base_check = base.map(|handle| {
+            handle.join().unwrap_or_else(|_| BaseCheck {
+                failures: vec!["reading the base tarballs failed unexpectedly".into()],
+                ..BaseCheck::default()
+            })
+        });
+        (base_check, results)
     });
-    if !tarballs.is_empty() && !base_known {
-        let check = check_base_backup(&base_dir, &mut |_| {});
+
+    if let Some(check) = base_check {
         report.files_checked += tarballs.len() as u64;
         let verdict = match check.failures.first() {
             None => Verdict::Good,
@@ -123,16 +184,43 @@ pub fn verify_client(
                 reason: reason.clone(),
             },
         };
+        let remember = |fact: &crate::catalog::FileFact, verdict: Verdict| Remembered {
+            size: fact.size,
+            mtime_ns: mtime_ns(fact.mtime),
+            verdict,
+            checked_at: secs(now),
+        };
         for file in &tarballs {
             cache.entries.insert(
                 base_key(&file.fact.name),
-                Remembered {
-                    size: file.fact.size,
-                    mtime_ns: mtime_ns(file.fact.mtime),
-                    verdict: verdict.clone(),
-                    checked_at: secs(now),
-                },
+                remember(&file.fact, verdict.clone()),
             );
+        }
+        // The manifest's findings, remembered under its name (or base.tar.gz's, when inside it).
+        if let Some(outcome) = check
+            .manifest
+            .as_ref()
+            .filter(|o| o.complete || !o.mismatches.is_empty())
+        {
+            let mut mismatches = outcome.mismatches.clone();
+            mismatches.extend(missing_wal(client, &check));
+            let verdict = if mismatches.is_empty() {
+                Verdict::Good
+            } else {
+                Verdict::Corrupt {
+                    reason: mismatches.join("\n"),
+                }
+            };
+            let fact = manifest_file
+                .map(|f| &f.fact)
+                .or_else(|| tarballs.first().map(|f| &f.fact));
+            if let Some(fact) = fact {
+                cache
+                    .entries
+                    .insert(manifest_key.clone(), remember(fact, verdict));
+            }
+        } else {
+            cache.entries.remove(&manifest_key);
         }
         cache.changed = true;
     } else {
@@ -153,67 +241,227 @@ pub fn verify_client(
             break;
         }
     }
-    done += 2;
-    progress(done, total);
+    let manifest_verdict = cache.entries.get(&manifest_key).map(|r| &r.verdict);
+    report.manifest_verified = manifest_verdict.map(|v| *v == Verdict::Good);
+    if let Some(Verdict::Corrupt { reason }) = manifest_verdict {
+        let lines: Vec<&str> = reason.lines().collect();
+        let shown = lines
+            .iter()
+            .take(MANIFEST_LINES_SHOWN)
+            .copied()
+            .collect::<Vec<_>>();
+        let more = lines.len().saturating_sub(MANIFEST_LINES_SHOWN);
+        report.problems.push(Problem::new(
+            ProblemCode::BaseManifestMismatch,
+            Status::Critical,
+            format!(
+                "the base backup does not match its backup_manifest: {}{}",
+                shown.join("; "),
+                if more > 0 { format!("; and {more} more") } else { String::new() }
+            ),
+            "the base backup was altered or damaged after pg_basebackup wrote it (or the manifest belongs to another backup): take a new base backup and keep its backup_manifest beside the tarballs",
+        ));
+    }
+    for (index, verdict) in results {
+        let i = unknown[index];
+        let segment = segments[i];
+        report.files_checked += 1;
+        cache.entries.insert(
+            keys[i].clone(),
+            Remembered {
+                size: segment.size,
+                mtime_ns: mtime_ns(segment.mtime),
+                verdict: verdict.clone(),
+                checked_at: secs(now),
+            },
+        );
+        cache.changed = true;
+        verdicts[i] = Some(verdict);
+    }
 
-    let wal_dir = client.path.join("wal");
     let mut contiguous = true;
     let mut previous: Option<RawSegmentName> = None;
-    for segment in client.wal.segments.iter().filter(|s| !s.partial) {
-        let name = segment.file_name();
-        let key = format!("{}/wal/{name}", client.name);
-        let remembered = cache
-            .entries
-            .get(&key)
-            .filter(|r| r.size == segment.size && r.mtime_ns == mtime_ns(segment.mtime))
-            .cloned();
-        let verdict = match remembered {
-            Some(r) => {
-                report.files_remembered += 1;
-                r.verdict
-            }
-            None => {
-                let verdict =
-                    check_segment(&wal_dir.join(&name)).verdict(expected_sysid, Some(seg_size));
-                report.files_checked += 1;
-                cache.entries.insert(
-                    key,
-                    Remembered {
-                        size: segment.size,
-                        mtime_ns: mtime_ns(segment.mtime),
-                        verdict: verdict.clone(),
-                        checked_at: secs(now),
-                    },
-                );
-                cache.changed = true;
-                verdict
-            }
-        };
+    for (segment, verdict) in segments.iter().zip(&verdicts) {
+        let verdict = verdict.as_ref().unwrap_or(&Verdict::Good);
         let follows = previous.is_none_or(|p| {
             p.timeline == segment.name.timeline
                 && p.resolve(seg_size).ok().map(|id| id.segment.next())
                     == segment.name.resolve(seg_size).ok().map(|id| id.segment)
         });
-        contiguous &= follows && verdict == Verdict::Good;
+        contiguous &= follows && *verdict == Verdict::Good;
         if contiguous {
             report.verified_through = Some(segment.name.to_string());
         }
         previous = Some(segment.name);
-        if let Some(problem) = problem_for(&name, &verdict) {
+        if let Some(problem) = problem_for(&segment.file_name(), verdict) {
             report.problems.push(problem);
         }
-        done += 1;
-        progress(done, total);
     }
+    report.problems.extend(timeline_problems(client));
+    progress(total, total);
     report.verified_at = Some(now);
     report
+}
+
+/// Reads `paths` with one worker per core (inflating is CPU-bound and the
+/// files are independent); returns `(index into paths, verdict)` for all of
+/// them, calling `progress` on this thread as each one finishes. Memory stays
+/// at one read buffer and one inflate window per worker.
+fn check_in_parallel(
+    paths: &[PathBuf],
+    expected_sysid: Option<u64>,
+    seg_size: u32,
+    progress: &mut dyn FnMut(usize),
+) -> Vec<(usize, Verdict)> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(paths.len());
+    let next = AtomicUsize::new(0);
+    let (sender, receiver) = mpsc::channel();
+    let mut results = Vec::with_capacity(paths.len());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let sender = sender.clone();
+            let next = &next;
+            scope.spawn(move || {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(path) = paths.get(index) else { break };
+                    let verdict = check_segment(path).verdict(expected_sysid, Some(seg_size));
+                    if sender.send((index, verdict)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        for result in receiver {
+            progress(result.0);
+            results.push(result);
+        }
+    });
+    results
+}
+
+/// Timeline history against the segments: timeline N begins at the switch
+/// point of the last line of `N.history`, so a segment of N numbered before
+/// the segment holding that point cannot be N's (a segment renamed onto the
+/// wrong timeline, or a history file from another cluster). Pure: the scan
+/// has read and parsed the history files already.
+fn timeline_problems(client: &Client) -> Vec<Problem> {
+    let seg_size = client.continuity.segment_size;
+    let mut problems = Vec::new();
+    for history in &client.wal.histories {
+        let Ok(entries) = &history.entries else {
+            continue; // unreadable: the ordinary check reports it (wal_gap)
+        };
+        let file = &history.fact.name;
+        let backwards = entries
+            .windows(2)
+            .find(|w| w[1].parent <= w[0].parent || w[1].switch_point < w[0].switch_point);
+        let last = entries.last();
+        if let Some(w) = backwards {
+            problems.push(timeline_problem(format!(
+                "wal/{file}: line \"{} {}\" follows \"{} {}\": timelines and switch points must grow",
+                w[1].parent.0, w[1].switch_point, w[0].parent.0, w[0].switch_point
+            )));
+            continue;
+        }
+        if last.is_some_and(|l| l.parent >= history.timeline) {
+            problems.push(timeline_problem(format!(
+                "wal/{file} names timeline {} as the parent of timeline {}",
+                last.map_or(0, |l| l.parent.0),
+                history.timeline.0
+            )));
+            continue;
+        }
+        let Some(switch) = last.map(|l| l.switch_point) else {
+            continue;
+        };
+        let first = switch.segment(seg_size);
+        let early: Vec<String> = client
+            .wal
+            .segments
+            .iter()
+            .filter(|s| Timeline(s.name.timeline) == history.timeline)
+            .filter(|s| s.name.resolve(seg_size).is_ok_and(|id| id.segment < first))
+            .map(|s| s.file_name())
+            .collect();
+        if let Some(name) = early.first() {
+            let more = if early.len() > 1 {
+                format!(" (and {} more)", early.len() - 1)
+            } else {
+                String::new()
+            };
+            problems.push(timeline_problem(format!(
+                "wal/{name}{more} is on timeline {} before it began: {file} says it branched off timeline {} at {switch}, in segment {}",
+                history.timeline.0,
+                last.map_or(0, |l| l.parent.0),
+                SegmentId {
+                    timeline: history.timeline,
+                    segment: first
+                }
+                .file_name(seg_size)
+            )));
+        }
+    }
+    problems
+}
+
+fn timeline_problem(message: String) -> Problem {
+    Problem::new(
+        ProblemCode::TimelineMismatch,
+        Status::Critical,
+        message,
+        "a restore following this timeline would replay the wrong WAL: move the misplaced segment out (or the foreign .history file), then check which server archives into this folder",
+    )
+}
+
+/// How many of the manifest's differences a problem message lists.
+const MANIFEST_LINES_SHOWN: usize = 5;
+
+/// The segments of the manifest's WAL ranges found neither in pg_wal.tar.gz
+/// nor in the archive: without them the backup never becomes consistent.
+fn missing_wal(client: &Client, check: &crate::verify::BaseCheck) -> Vec<String> {
+    let Some(outcome) = &check.manifest else {
+        return Vec::new();
+    };
+    let seg_size = client.continuity.segment_size;
+    let mut missing = Vec::new();
+    for range in &outcome.wal_ranges {
+        let first = range.start.segment(seg_size);
+        let last = Lsn(range.end.0.saturating_sub(1).max(range.start.0)).segment(seg_size);
+        for number in first.0..=last.0 {
+            let id = SegmentId {
+                timeline: Timeline(range.timeline),
+                segment: SegmentNo(number),
+            };
+            let name = id.file_name(seg_size);
+            let in_tarball = check.pg_wal_segments.contains(&name);
+            let archived = client
+                .wal
+                .segments
+                .iter()
+                .any(|s| !s.partial && s.name.resolve(seg_size).ok() == Some(id));
+            if !in_tarball && !archived {
+                missing.push(format!(
+                    "segment {name} of the manifest's WAL range {}..{} on timeline {} is neither in pg_wal.tar.gz nor in the archive",
+                    range.start, range.end, range.timeline
+                ));
+            }
+            if missing.len() > MANIFEST_LINES_SHOWN {
+                return missing;
+            }
+        }
+    }
+    missing
 }
 
 fn secs(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-fn problem_for(name: &str, verdict: &Verdict) -> Option<Problem> {
+pub(crate) fn problem_for(name: &str, verdict: &Verdict) -> Option<Problem> {
     let (code, message, fix) = match verdict {
         Verdict::Good => return None,
         Verdict::Corrupt { reason } => (

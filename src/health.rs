@@ -68,6 +68,13 @@ pub enum ProblemCode {
     MisnamedSegment,
     /// A base tarball that does not read to its end (deep check).
     BaseCorrupt,
+    /// Files of base.tar.gz that differ from its backup_manifest, a manifest
+    /// that fails its own checksum, or WAL it names that is nowhere (deep check).
+    BaseManifestMismatch,
+    /// A segment on a timeline before the point where its `.history` file
+    /// says the timeline began, or a history file whose lines contradict
+    /// themselves (deep check).
+    TimelineMismatch,
     /// No successful restore drill within `drill_max_age`.
     DrillStale,
     /// The target server could not be reached over SSH (`check --target`).
@@ -99,6 +106,8 @@ impl ProblemCode {
             ProblemCode::ForeignSegment => "foreign_segment",
             ProblemCode::MisnamedSegment => "misnamed_segment",
             ProblemCode::BaseCorrupt => "base_corrupt",
+            ProblemCode::BaseManifestMismatch => "base_manifest_mismatch",
+            ProblemCode::TimelineMismatch => "timeline_mismatch",
             ProblemCode::DrillStale => "drill_stale",
             ProblemCode::TargetUnreachable => "target_unreachable",
             ProblemCode::ArchiveOff => "archive_off",

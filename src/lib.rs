@@ -3,6 +3,7 @@
 //! The core knows nothing of terminals:
 //! - [`wal`]: timelines, segment numbers, archive file names, page headers;
 //! - [`base_backup`]: what base.tar.gz and pg_wal.tar.gz say, read by streaming;
+//! - [`manifest`]: backup_manifest parsed, its checksum and every file's checked while streaming;
 //! - [`catalog`]: scanning a backup root into clients, base backups and archives;
 //! - [`continuity`]: the restore's line of timelines, gaps and the recoverable window;
 //! - [`health`]: problems with codes, severities and fixes (pure, clock passed in);
@@ -11,6 +12,7 @@
 //! - [`config`], [`cache`]: settings and remembered expensive facts;
 //! - [`watch`]: notify events turned into catalog changes; arrival cadence;
 //! - [`verify`]: the verification window checklist for a new client;
+//! - [`quick`]: the cheap check of new segments (gzip trailer, first page) on every ordinary check;
 //! - [`deep`]: every file read to its end, verdicts remembered per file;
 //! - [`drill`]: restore drills into a scratch directory, results recorded;
 //! - [`restore`]: the restore engine (plan of steps, journal, unpack, recovery config, log diagnosis);
@@ -33,8 +35,10 @@ pub mod demo;
 pub mod display;
 pub mod drill;
 pub mod health;
+pub mod manifest;
 pub mod metrics;
 pub mod migrate;
+pub mod quick;
 pub mod report;
 pub mod restore;
 mod serde_util;

@@ -150,6 +150,15 @@ impl CheckReport {
         self.refresh_status();
     }
 
+    /// Adds problems found by reading files (the quick check of new segments).
+    pub fn add_problems(&mut self, client: &str, problems: Vec<crate::health::Problem>) {
+        if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
+            report.problems.extend(problems);
+            report.status = health::status_of(&report.problems);
+        }
+        self.refresh_status();
+    }
+
     /// The root's status is its worst client's; unknown for a root without clients.
     fn refresh_status(&mut self) {
         self.status = worst(&self.clients);

@@ -564,6 +564,37 @@ mod tests {
         }
 
         #[test]
+        fn page_header_parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            if let Ok(header) = LongPageHeader::parse(&bytes) {
+                // What a parsed header offers is total too.
+                let _ = header.segment_id().file_name(header.seg_size);
+                let _ = header.major_version();
+            }
+        }
+
+        #[test]
+        fn page_header_parse_never_panics_near_a_valid_one(at in 0usize..40, byte in any::<u8>(), len in 0usize..=40) {
+            let mut bytes = [0u8; 40];
+            bytes[0..2].copy_from_slice(&0xD110u16.to_le_bytes());
+            bytes[2..4].copy_from_slice(&0x0006u16.to_le_bytes());
+            bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
+            bytes[8..16].copy_from_slice(&0x0700_0000u64.to_le_bytes());
+            bytes[32..36].copy_from_slice(&(16u32 << 20).to_le_bytes());
+            bytes[36..40].copy_from_slice(&8192u32.to_le_bytes());
+            bytes[at] = byte;
+            if let Ok(header) = LongPageHeader::parse(&bytes[..len]) {
+                let _ = header.segment_id().file_name(header.seg_size);
+            }
+        }
+
+        #[test]
+        fn history_and_lsn_parsers_never_panic(text in "\\PC{0,200}") {
+            let _ = parse_timeline_history(&text);
+            let _ = Lsn::parse(&text);
+            let _ = RawSegmentName::parse(&text);
+        }
+
+        #[test]
         fn lsn_display_parses_back(value in any::<u64>()) {
             prop_assert_eq!(Lsn::parse(&Lsn(value).to_string()), Some(Lsn(value)));
         }

@@ -622,6 +622,7 @@ fn deep_check_progress_and_drill_confirmation() {
         files_remembered: 0,
         verified_through: Some("000000010000000000000010".into()),
         verified_at: Some(now()),
+        manifest_verified: None,
         problems: vec![Problem::new(
             ProblemCode::CorruptSegment,
             Status::Critical,

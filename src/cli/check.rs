@@ -69,6 +69,16 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
         cache
             .save()
             .wrap_err("cannot remember the deep-check results")?;
+    } else {
+        // The cheap level: new segments' gzip trailers and first pages (deep reads them all anyway).
+        let mut cache =
+            crate::quick::QuickCache::load(crate::quick::default_cache_path().as_deref());
+        for client in &catalog.clients {
+            report.add_problems(&client.name, cache.check_client(client));
+        }
+        cache
+            .save()
+            .wrap_err("cannot remember the quick-check results")?;
     }
     if args.target {
         for (client, view) in read_targets(&report, config) {
@@ -189,8 +199,13 @@ fn client_line(client: &ClientReport, width: usize, now: SystemTime) -> String {
         other => other.label(),
     };
     let proven = client.deep.as_ref().map_or(String::new(), |d| {
+        let manifest = match d.manifest_verified {
+            Some(true) => ", base matches its manifest",
+            Some(false) => ", base differs from its manifest",
+            None => "",
+        };
         format!(
-            "  verified through {}",
+            "  verified through {}{manifest}",
             d.verified_through.as_deref().unwrap_or("nothing")
         )
     });

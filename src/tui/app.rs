@@ -36,6 +36,9 @@ pub enum Event {
     Restore(RestoreEvent),
     /// The recorded restore drills.
     Drills(Vec<crate::drill::DrillRecord>),
+    /// The quick check of segments (gzip trailer, first page) after a scan:
+    /// each client's problems, replacing what an earlier check said of it.
+    QuickChecked(Vec<(String, Vec<crate::health::Problem>)>),
     BaseCheckProgress(Progress),
     BaseChecked(BaseCheck),
     SegmentChecked {
@@ -195,6 +198,8 @@ pub struct App {
     pub default_backup_host: String,
     /// What each client's target server showed, when it was read.
     pub targets: std::collections::BTreeMap<String, TargetEntry>,
+    /// What the quick check of segments found, by client.
+    pub quick_problems: std::collections::HashMap<String, Vec<crate::health::Problem>>,
 }
 
 /// A deep check or drill of one client, as the detail screen shows it.
@@ -259,6 +264,7 @@ impl App {
             confirm: None,
             drills: Vec::new(),
             targets: Default::default(),
+            quick_problems: std::collections::HashMap::new(),
         }
     }
 
@@ -366,6 +372,11 @@ impl App {
             Event::Changes(changes) => self.on_changes(changes),
             Event::Drills(history) => {
                 self.drills = history;
+                Vec::new()
+            }
+            Event::QuickChecked(results) => {
+                self.quick_problems.extend(results);
+                self.rebuild_rows();
                 Vec::new()
             }
             Event::Restore(event) => {
@@ -790,6 +801,10 @@ impl App {
                 }
                 if let Some(Ok(deep)) = self.jobs.get(&c.name).and_then(|j| j.deep.clone()) {
                     report.add_deep(deep);
+                }
+                if let Some(problems) = self.quick_problems.get(&c.name) {
+                    report.problems.extend(problems.iter().cloned());
+                    report.status = crate::health::status_of(&report.problems);
                 }
                 report
             })

@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 
 use crate::catalog::{self, ScanOptions};
 use crate::config::Config;
+use crate::quick::{QuickCache, QuickInput};
 use crate::restore::journal::Outcome;
 use crate::restore::steps::{self, Driver, StepKind};
 use crate::verify::{check_base_backup, check_segment};
@@ -291,7 +292,14 @@ impl Jobs {
                         let result = catalog::scan_client(&root, &name, &options)
                             .map(Box::new)
                             .map_err(|e| e.to_string());
+                        let quick = result
+                            .as_ref()
+                            .ok()
+                            .map(|client| vec![QuickInput::owned(client)]);
                         send(Event::ClientScanned { name, result });
+                        if let Some(inputs) = quick {
+                            send(Event::QuickChecked(quick_check(&inputs)));
+                        }
                     });
                 }
                 Command::CheckBase(base_dir) => {
@@ -314,6 +322,19 @@ impl Jobs {
         }
         false
     }
+}
+
+/// The quick check of the scanned clients' segments, remembered in the
+/// shared quick cache (what `check` uses too).
+fn quick_check(inputs: &[QuickInput<'_>]) -> Vec<(String, Vec<crate::health::Problem>)> {
+    let mut cache = QuickCache::load(crate::quick::default_cache_path().as_deref());
+    let results = inputs
+        .iter()
+        .map(|input| (input.name.clone(), cache.check(input)))
+        .collect();
+    // Failing to remember costs only a re-read next time.
+    let _ = cache.save();
+    results
 }
 
 /// Single-flight scans: a request while one runs is remembered and runs
@@ -355,7 +376,16 @@ impl ScanJobs {
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
             let result = catalog::scan(&root, &options).map_err(|e| e.to_string());
+            // Copied out so the dashboard gets the catalog at once; the quick
+            // check follows (the first one of a big archive takes minutes).
+            let quick: Vec<_> = result
+                .as_ref()
+                .map(|c| c.clients.iter().map(QuickInput::owned).collect())
+                .unwrap_or_default();
             let _ = tx.send(Message::App(Event::Scanned(result)));
+            if !quick.is_empty() {
+                let _ = tx.send(Message::App(Event::QuickChecked(quick_check(&quick))));
+            }
         });
     }
 
