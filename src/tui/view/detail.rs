@@ -108,6 +108,11 @@ fn jobs(report: &ClientReport, app: &App, width: usize, out: &mut Vec<Line<'stat
                     deep.files_remembered,
                     deep.problems.len()
                 )));
+                out.push(Line::from(match deep.manifest_verified {
+                    Some(true) => "  base.tar.gz matches its backup_manifest (sizes and checksums)",
+                    Some(false) => "  base.tar.gz does NOT match its backup_manifest: see the problems",
+                    None => "  no backup_manifest to check base.tar.gz against (copy it with the tarballs)",
+                }));
             }
             (None, Some(Err(error))) => {
                 out.extend(wrapped("  failed: ", error, width));
