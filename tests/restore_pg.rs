@@ -245,6 +245,20 @@ fn preflight_refuses_an_archive_postgres_cannot_read_and_a_data_dir_that_is_not_
     );
     assert!(not_pg.join("cat.jpg").exists());
 
+    // A tablespace tarball (`<oid>.tar.gz`) is refused before anything is touched.
+    let tablespace = backup.base_dir().join("16384.tar.gz");
+    std::fs::copy(backup.base_dir().join("pg_wal.tar.gz"), &tablespace).unwrap();
+    let fresh = target.path().join("fresh");
+    let out = restore(&root, &fresh, &["--yes"], home);
+    std::fs::remove_file(&tablespace).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr.contains("tablespace tarball (16384.tar.gz)"),
+        "{stderr}"
+    );
+    assert!(!fresh.exists(), "nothing was created before the refusal");
+
     // The tutorial's "Permission denied": the archive belongs to another user, mode 700.
     let wal = backup.wal_dir();
     let before = std::fs::metadata(&wal).unwrap().permissions();
