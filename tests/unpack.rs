@@ -768,3 +768,44 @@ fn a_directory_listed_twice_keeps_its_last_mode_and_time() {
     assert_eq!(meta.permissions().mode() & 0o7777, 0o700);
     assert_eq!(meta.mtime(), (MTIME - 7) as i64);
 }
+
+/// The preflight's scan is remembered within the process for an unchanged
+/// tarball (the wizard's real run after its dry run skips a full inflate);
+/// a changed file is scanned again, and an unsafe plan is never remembered.
+#[test]
+fn a_safe_plan_is_remembered_until_the_file_changes() {
+    use walwarden::restore::unpack::{plan_remembered, scan_tarball_remembered};
+    let tmp = tempfile::tempdir().unwrap();
+    let good = write_tar_gz(
+        tmp.path(),
+        "base.tar.gz",
+        &[file("PG_VERSION", b"15\n", 0o600, MTIME)],
+    );
+    assert!(!plan_remembered(&good));
+    let first = scan_tarball_remembered(&good).unwrap();
+    assert!(first.is_safe());
+    assert!(plan_remembered(&good));
+    assert_eq!(scan_tarball_remembered(&good).unwrap(), first);
+
+    // Rewritten with more in it: another size and mtime, scanned again.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let good = write_tar_gz(
+        tmp.path(),
+        "base.tar.gz",
+        &[
+            file("PG_VERSION", b"15\n", 0o600, MTIME),
+            file("global/pg_control", &[7u8; 8192], 0o600, MTIME),
+        ],
+    );
+    assert!(!plan_remembered(&good));
+    let second = scan_tarball_remembered(&good).unwrap();
+    assert_eq!(second.files, first.files + 1);
+
+    let bad = write_tar_gz(
+        tmp.path(),
+        "evil.tar.gz",
+        &[file("../evil", b"x", 0o600, MTIME)],
+    );
+    assert!(!scan_tarball_remembered(&bad).unwrap().is_safe());
+    assert!(!plan_remembered(&bad), "an unsafe plan is never remembered");
+}

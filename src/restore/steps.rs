@@ -634,9 +634,9 @@ impl Runner<'_> {
             ));
         }
         self.check_data_dir(&client.path)?;
-        let plan = unpack::scan_tarball(&base_dir.join(&base_tar.fact.name))
+        let plan = unpack::scan_tarball_remembered(&base_dir.join(&base_tar.fact.name))
             .map_err(|e| RestoreError::Preflight(e.to_string()))?;
-        let wal_plan = unpack::scan_tarball(&base_dir.join(&pg_wal_tar.fact.name))
+        let wal_plan = unpack::scan_tarball_remembered(&base_dir.join(&pg_wal_tar.fact.name))
             .map_err(|e| RestoreError::Preflight(e.to_string()))?;
         if let Some(bad) = plan.refused.first().or(wal_plan.refused.first()) {
             return refuse(format!(

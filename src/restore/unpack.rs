@@ -199,6 +199,49 @@ pub struct RefusedEntry {
     pub reason: Refusal,
 }
 
+/// Safe plans already scanned by this process, by path, size and mtime.
+type PlanKey = (PathBuf, u64, SystemTime);
+static SAFE_PLANS: std::sync::Mutex<Vec<(PlanKey, TarballPlan)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// [`scan_tarball`], remembered within this process for an unchanged file:
+/// the wizard's real run after its dry run does not inflate the tarball again
+/// before unpacking it. Only safe plans are remembered, and [`unpack`] applies
+/// the same checks again as it writes, so the memo never weakens them.
+pub fn scan_tarball_remembered(path: &Path) -> Result<TarballPlan, UnpackError> {
+    let key = fs::metadata(path)
+        .ok()
+        .and_then(|m| Some((path.to_owned(), m.len(), m.modified().ok()?)));
+    if let Some(key) = &key
+        && let Ok(plans) = SAFE_PLANS.lock()
+        && let Some((_, plan)) = plans.iter().find(|(k, _)| k == key)
+    {
+        return Ok(plan.clone());
+    }
+    let plan = scan_tarball(path)?;
+    if let Some(key) = key
+        && plan.is_safe()
+        && let Ok(mut plans) = SAFE_PLANS.lock()
+    {
+        plans.retain(|(k, _)| k.0 != key.0);
+        plans.push((key, plan.clone()));
+    }
+    Ok(plan)
+}
+
+/// Whether this process holds a safe plan for `path` as it is now.
+pub fn plan_remembered(path: &Path) -> bool {
+    let Some(key) = fs::metadata(path)
+        .ok()
+        .and_then(|m| Some((path.to_owned(), m.len(), m.modified().ok()?)))
+    else {
+        return false;
+    };
+    SAFE_PLANS
+        .lock()
+        .is_ok_and(|plans| plans.iter().any(|(k, _)| *k == key))
+}
+
 /// Reads every header of `path` (inflating all of it) and applies the checks
 /// [`unpack`] applies, without writing anything.
 pub fn scan_tarball(path: &Path) -> Result<TarballPlan, UnpackError> {
