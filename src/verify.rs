@@ -385,6 +385,8 @@ pub struct Verification {
     pub target_expected: bool,
     /// The target as last read after the window, and when.
     pub target: Option<(SystemTime, crate::target::TargetView)>,
+    /// What the target showed as the window opened, when it needs saying.
+    pub target_warning: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -399,6 +401,9 @@ pub struct VerifyReport {
     pub settings: VerifySettings,
     pub items: Vec<ChecklistItem>,
     pub arrivals: Vec<VerifiedArrival>,
+    /// What the target showed as the window opened, when it needed saying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_warning: Option<String>,
     pub reminder: &'static str,
 }
 
@@ -425,7 +430,50 @@ impl Verification {
             ended_early_at: None,
             target_expected: false,
             target: None,
+            target_warning: None,
         }
+    }
+
+    /// A read of the target as the window opens: warns when segments cannot
+    /// arrive at the expected cadence (archive_timeout not lowered, archiving
+    /// off or failing), so the engineer fixes it before waiting five minutes.
+    pub fn target_read_at_start(&mut self, view: &crate::target::TargetView) {
+        use crate::target::TargetView;
+        let TargetView::Reached(status) = view else {
+            return;
+        };
+        let state = &status.state;
+        let expected = self.settings.expect_interval + self.settings.slack;
+        self.target_warning = if state.archive_mode == "off" {
+            Some(
+                "archive_mode is off on the target: nothing will arrive; set it on and restart"
+                    .into(),
+            )
+        } else if status.is_failing() {
+            let why = status
+                .failures
+                .last()
+                .map_or("see the target's log".to_owned(), |f| {
+                    f.diagnosis.summary.clone()
+                });
+            Some(format!(
+                "archiving is failing on the target right now: {why}"
+            ))
+        } else if state.archive_timeout == 0
+            || Duration::from_secs(state.archive_timeout) > expected
+        {
+            Some(format!(
+                "archive_timeout on the target is {}: set it to {} and reload for the window, or segments arrive only as WAL fills them",
+                if state.archive_timeout == 0 {
+                    "0 (off)".to_owned()
+                } else {
+                    short_duration(Duration::from_secs(state.archive_timeout))
+                },
+                short_duration(self.settings.expect_interval)
+            ))
+        } else {
+            None
+        };
     }
 
     /// A read of the target server: only reads after the window count.
@@ -740,6 +788,7 @@ impl Verification {
             settings: self.settings,
             items,
             arrivals: self.arrivals.clone(),
+            target_warning: self.target_warning.clone(),
             reminder: REMINDER,
         }
     }
@@ -763,6 +812,9 @@ impl VerifyReport {
             short_duration(self.settings.slack),
             self.settings.min_segments
         );
+        if let Some(warning) = &self.target_warning {
+            out.push_str(&format!("target at the start: {warning}\n"));
+        }
         for (index, item) in self.items.iter().enumerate() {
             let state = match item.state {
                 ItemState::Pass => "PASS",

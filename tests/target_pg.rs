@@ -121,8 +121,13 @@ fn target_view_shows_a_working_archiver_then_a_failing_one_with_its_diagnosis() 
     assert!(target_codes.is_empty(), "{target_codes:?}");
     assert!(output.status.code().is_some());
     // The verification window's last item: archive_timeout is production (1h) there.
-    let item = verify_target_item(&config);
+    let (item, said) = verify_target_item(&config);
     assert_eq!(item["state"], "pass", "{item:#}");
+    // As the window opens, an archive_timeout still at production is pointed out.
+    assert!(
+        said.contains("archive_timeout on the target is 1h: set it to 1m"),
+        "{said}"
+    );
     assert!(
         item["detail"]
             .as_str()
@@ -181,6 +186,20 @@ fn target_view_shows_a_working_archiver_then_a_failing_one_with_its_diagnosis() 
         output.status.code(),
         Some(2),
         "a failing archiver is critical"
+    );
+    // The verification window: warned as it opens, failed on the target item after.
+    let (item, said) = verify_target_item(&config);
+    assert_eq!(item["state"], "fail", "{item:#}");
+    assert!(
+        item["detail"]
+            .as_str()
+            .unwrap()
+            .contains("archiving is failing"),
+        "{item:#}"
+    );
+    assert!(
+        said.contains("archiving is failing on the target right now"),
+        "{said}"
     );
 
     // ssh refusing the backup host's key exits 255, which PostgreSQL treats as
@@ -245,7 +264,7 @@ fn target_view_shows_a_working_archiver_then_a_failing_one_with_its_diagnosis() 
 
 /// `walwarden verify` over a 2 s window, reading the target once after it:
 /// the checklist's target item.
-fn verify_target_item(config: &Path) -> Value {
+fn verify_target_item(config: &Path) -> (Value, String) {
     let output = Command::new(WALWARDEN)
         .arg("--config")
         .arg(config)
@@ -273,7 +292,11 @@ fn verify_target_item(config: &Path) -> Value {
         item["title"], "archive_timeout back to production on the target",
         "{report:#}"
     );
-    item
+    let warning = report["target_warning"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    (item, warning)
 }
 
 fn wait_for(what: &str, cluster: &PgCluster, mut done: impl FnMut() -> bool) {

@@ -48,6 +48,7 @@ enum Message {
     BaseProgress(Progress),
     BaseDone(BaseCheck),
     SegmentDone(SystemTime, SegmentCheck),
+    TargetAtStart(crate::target::TargetView),
 }
 
 pub fn run(args: &VerifyArgs, root: &Path, config: &crate::config::Config) -> Result<i32> {
@@ -113,6 +114,15 @@ async fn verify(
         let _ = base_tx.send(Message::BaseDone(check));
     });
 
+    if let Some(target) = target.cloned() {
+        let target_tx = tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = target_tx.send(Message::TargetAtStart(crate::target::view(&target)));
+        });
+    }
+
+    // The window's report waits for this read too (bounded by connect_timeout).
+    let mut pending_target_read = target.is_some();
     let mut pending_segments = 0usize;
     let mut last_quarter_said = std::collections::HashMap::new();
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
@@ -120,7 +130,11 @@ async fn verify(
     tokio::pin!(ctrl_c);
     loop {
         let now = SystemTime::now();
-        if verification.is_over(now) && verification.base.is_some() && pending_segments == 0 {
+        if verification.is_over(now)
+            && verification.base.is_some()
+            && pending_segments == 0
+            && !pending_target_read
+        {
             break;
         }
         tokio::select! {
@@ -167,6 +181,13 @@ async fn verify(
                         tokio::task::spawn_blocking(move || {
                             let _ = segment_tx.send(Message::SegmentDone(seen_at, check_segment(&path)));
                         });
+                    }
+                }
+                Message::TargetAtStart(view) => {
+                    pending_target_read = false;
+                    verification.target_read_at_start(&view);
+                    if let Some(warning) = &verification.target_warning {
+                        say(args, &format!("WARNING, target: {warning}"));
                     }
                 }
                 Message::BaseProgress(progress) => {

@@ -416,7 +416,11 @@ impl App {
                 if let Some(v) = &mut self.verification
                     && v.client == client
                 {
-                    v.target_read(self.now, view.clone());
+                    if v.is_over(self.now) {
+                        v.target_read(self.now, view.clone());
+                    } else {
+                        v.target_read_at_start(&view);
+                    }
                 }
                 let entry = self.targets.entry(client).or_default();
                 entry.reading = false;
@@ -530,7 +534,9 @@ impl App {
         let base_dir = client.path.join("base");
         self.verification = Some(verification);
         self.screen = Screen::Verify;
-        vec![Command::CheckBase(base_dir)]
+        let mut commands = vec![Command::CheckBase(base_dir)];
+        commands.extend(self.read_target(name, true));
+        commands
     }
 
     /// Keys on the wizard's screen go to the wizard first: its form takes text.

@@ -141,10 +141,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         )));
     }
     frame.render_widget(Paragraph::new(lines), arrivals);
-    let closing = if over {
-        REMINDER
-    } else {
-        "Esc ends the window now with the result so far."
+    let closing = match (&verification.target_warning, over) {
+        (Some(warning), false) => format!("Target: {warning}"),
+        (_, true) => REMINDER.to_owned(),
+        (None, false) => "Esc ends the window now with the result so far.".to_owned(),
     };
     frame.render_widget(Paragraph::new(closing).wrap(Wrap { trim: true }), reminder);
 }
