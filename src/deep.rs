@@ -307,6 +307,54 @@ pub fn verify_client(
 /// files are independent); returns `(index into paths, verdict)` for all of
 /// them, calling `progress` on this thread as each one finishes. Memory stays
 /// at one read buffer and one inflate window per worker.
+/// How far earlier deep checks proved a client, from the cache alone (no
+/// file is opened): the contiguous run of remembered good segments from the
+/// first, with the time of the newest check in it, and the remembered faults.
+/// `None` when nothing of this client is remembered.
+pub fn proven_from_memory(client: &Client, cache: &DeepCache) -> Option<DeepReport> {
+    let seg_size = client.continuity.segment_size;
+    let mut report = DeepReport::default();
+    let mut contiguous = true;
+    let mut previous: Option<RawSegmentName> = None;
+    let mut newest_check = 0u64;
+    for segment in client.wal.segments.iter().filter(|s| !s.partial) {
+        let key = format!("{}/wal/{}", client.name, segment.file_name());
+        let remembered = cache
+            .entries
+            .get(&key)
+            .filter(|r| r.size == segment.size && r.mtime_ns == mtime_ns(segment.mtime));
+        let follows = previous.is_none_or(|p| {
+            p.timeline == segment.name.timeline
+                && p.resolve(seg_size).ok().map(|id| id.segment.next())
+                    == segment.name.resolve(seg_size).ok().map(|id| id.segment)
+        });
+        previous = Some(segment.name);
+        let Some(remembered) = remembered else {
+            contiguous = false;
+            continue;
+        };
+        report.files_remembered += 1;
+        contiguous &= follows && remembered.verdict == Verdict::Good;
+        if contiguous {
+            report.verified_through = Some(segment.name.to_string());
+            newest_check = newest_check.max(remembered.checked_at);
+        }
+        if let Some(problem) = problem_for(&segment.file_name(), &remembered.verdict) {
+            report.problems.push(problem);
+        }
+    }
+    if report.files_remembered == 0 {
+        return None;
+    }
+    report.verified_at = (newest_check > 0)
+        .then(|| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(newest_check));
+    report.manifest_verified = cache
+        .entries
+        .get(&format!("{}/base/backup_manifest", client.name))
+        .map(|r| r.verdict == Verdict::Good);
+    Some(report)
+}
+
 fn check_in_parallel(
     paths: &[PathBuf],
     expected_sysid: Option<u64>,

@@ -540,6 +540,33 @@ fn deep_check_rereads_only_what_changed() {
     assert_eq!(second.files_checked, 0, "nothing read again");
     assert_eq!(second.files_remembered, 16 + 2);
 
+    // What the dashboard shows at start, from memory only: the same proof.
+    let remembered = |root: &Path| {
+        let catalog = catalog::scan(root, &ScanOptions::default()).unwrap();
+        walwarden::deep::proven_from_memory(
+            &catalog.clients[0],
+            &DeepCache::load(Some(&cache_path)),
+        )
+    };
+    let memory = remembered(&root).expect("the client is remembered");
+    assert_eq!(
+        memory.verified_through.as_deref(),
+        Some("00000001000000000000003F")
+    );
+    assert_eq!(memory.files_remembered, 16);
+    assert!(memory.verified_at.is_some());
+    // A segment no check has read yet ends the proven run without being opened.
+    cluster
+        .archive_segment(&dir.join("wal"), cluster.id(1, 0x40), Some(now))
+        .unwrap();
+    let memory = remembered(&root).unwrap();
+    assert_eq!(
+        memory.verified_through.as_deref(),
+        Some("00000001000000000000003F")
+    );
+    assert_eq!(memory.files_remembered, 16);
+    fs::remove_file(dir.join("wal/000000010000000000000040.gz")).unwrap();
+
     // 0x35 cut short (a new size): read again, and judged as itself.
     let victim = dir.join("wal/000000010000000000000035.gz");
     let bytes = fs::read(&victim).unwrap();

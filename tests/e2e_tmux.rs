@@ -148,8 +148,13 @@ impl Tmux {
     /// Builds the demo root with the binary and starts the dashboard on it
     /// from the shell; waits until all the demo's clients are listed.
     fn open_dashboard(&self) -> String {
+        build_demo(&self.dir.path().join("demo"), self.dir.path());
+        self.start_dashboard()
+    }
+
+    /// Runs the binary on the demo root already built (as open_dashboard does).
+    fn start_dashboard(&self) -> String {
         let dir = self.dir.path().join("demo");
-        build_demo(&dir, self.dir.path());
         self.type_text(&format!(
             "{} --root {} --config {}",
             quote(Path::new(BIN)),
@@ -471,6 +476,22 @@ fn deep_check_and_drill_confirmation_in_the_real_binary() {
         "{}",
         framed(&screen)
     );
+    tmux.type_text("q");
+    tmux.assert_shell_is_back();
+
+    // Started again on the same root, the dashboard remembers how far stark
+    // was proven, without reading a file.
+    tmux.start_dashboard();
+    tmux.type_text("/stark");
+    tmux.key("Enter");
+    tmux.wait_for("the filter to keep stark", |screen| {
+        screen.contains("·  1 of 7 clients")
+    });
+    tmux.key("Enter");
+    tmux.wait_for("stark's detail with the remembered proof", |screen| {
+        screen.contains("verified through")
+            && screen.contains("remembered from earlier deep checks")
+    });
     tmux.type_text("q");
     tmux.assert_shell_is_back();
 }

@@ -56,6 +56,8 @@ pub enum Event {
         client: String,
         result: Result<Box<crate::deep::DeepReport>, String>,
     },
+    /// How far earlier deep checks proved each client, from their cache.
+    DeepRemembered(Vec<(String, crate::deep::DeepReport)>),
     /// A restore drill said what it is doing.
     DrillLine {
         client: String,
@@ -208,6 +210,8 @@ pub struct ClientJobs {
     /// Files read of files to read, while a deep check runs.
     pub deep_progress: Option<(u64, u64)>,
     pub deep: Option<Result<crate::deep::DeepReport, String>>,
+    /// `deep` comes from earlier checks' memory, not from a check run here.
+    pub deep_from_memory: bool,
     pub drill_running: bool,
     /// What the running (or last) drill said, newest last.
     pub drill_lines: Vec<String>,
@@ -441,6 +445,18 @@ impl App {
                 let job = self.jobs.entry(client).or_default();
                 job.deep_progress = None;
                 job.deep = Some(result.map(|r| *r));
+                job.deep_from_memory = false;
+                self.rebuild_rows();
+                Vec::new()
+            }
+            Event::DeepRemembered(proven) => {
+                for (client, report) in proven {
+                    let job = self.jobs.entry(client).or_default();
+                    if job.deep.is_none() && job.deep_progress.is_none() {
+                        job.deep = Some(Ok(report));
+                        job.deep_from_memory = true;
+                    }
+                }
                 self.rebuild_rows();
                 Vec::new()
             }

@@ -142,9 +142,15 @@ async fn event_loop(
             {
                 return Ok(());
             }
-            if let Event::Scanned(_) = &event {
+            if let Event::Scanned(result) = &event {
                 jobs.scans.finished();
                 jobs.load_drills();
+                if let Ok(catalog) = result
+                    && !jobs.deep_remembered
+                {
+                    jobs.deep_remembered = true;
+                    jobs.remember_deep(catalog.clients.clone());
+                }
             }
             if jobs.run(app.update(event)) {
                 return Ok(());
@@ -184,6 +190,8 @@ struct Jobs {
     tx: mpsc::UnboundedSender<Message>,
     /// Where the engineer's answers go while a restore waits for one.
     restore_answers: Option<std::sync::mpsc::Sender<bool>>,
+    /// Earlier deep checks were looked up (once, after the first scan).
+    deep_remembered: bool,
 }
 
 impl Jobs {
@@ -194,7 +202,22 @@ impl Jobs {
             cache,
             tx,
             restore_answers: None,
+            deep_remembered: false,
         }
+    }
+
+    /// How far earlier deep checks proved each client, from their cache alone
+    /// (no file opened), in the background once after the first scan.
+    fn remember_deep(&self, clients: Vec<crate::catalog::Client>) {
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let cache = crate::deep::DeepCache::load(crate::deep::default_cache_path().as_deref());
+            let proven = clients
+                .iter()
+                .filter_map(|c| Some((c.name.clone(), crate::deep::proven_from_memory(c, &cache)?)))
+                .collect();
+            let _ = tx.send(Message::App(Event::DeepRemembered(proven)));
+        });
     }
 
     /// Reads the drill history (written by `walwarden drill`) in the background.

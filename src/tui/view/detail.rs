@@ -100,6 +100,15 @@ fn jobs(report: &ClientReport, app: &App, width: usize, out: &mut Vec<Line<'stat
                     ratio * 100.0
                 )));
             }
+            (None, Some(Ok(deep))) if job.deep_from_memory => {
+                let when = deep.verified_at.map_or(String::new(), |t| {
+                    format!(", checked {}", crate::health::age_text(t, app.now))
+                });
+                out.push(Line::from(format!(
+                    "  verified through {}{when} (remembered from earlier deep checks; d checks what is new)",
+                    deep.verified_through.as_deref().unwrap_or("nothing"),
+                )));
+            }
             (None, Some(Ok(deep))) => {
                 out.push(Line::from(format!(
                     "  verified through {}: {} files read now, {} remembered from earlier runs; {} problems",
