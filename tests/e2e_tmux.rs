@@ -509,10 +509,22 @@ fn new_client_screen_plans_without_changing_anything() {
         screen.contains("new client · form") && screen.contains("backup host")
     });
     tmux.type_text("zeta");
+    // The user's home, fourth field: inside the test's own folder.
+    let home = tmux.dir.path().join("home").join("zetabackup");
+    for _ in 0..3 {
+        tmux.key("Tab");
+    }
+    tmux.type_text(home.to_str().unwrap());
     tmux.key("Enter");
     let screen = tmux.wait_for("the plan", |screen| {
         screen.contains("new client · review") && screen.contains("$ useradd")
     });
+    let joined: String = screen.lines().map(str::trim_end).collect();
+    assert!(
+        joined.contains(&format!("--home-dir {}", home.display())),
+        "{}",
+        framed(&screen)
+    );
     assert!(
         screen.contains("create the unprivileged user zetabackup"),
         "{}",

@@ -513,8 +513,8 @@ fn plan_setup(
     root: &std::path::Path,
     text: &onboarding::SetupText,
 ) -> Result<onboarding::Planned, String> {
-    use crate::setup::{self, ArchiveRoute, PublicKey, SetupRequest};
-    let mut request = SetupRequest::new(root, text.client.trim()).map_err(|e| e.to_string())?;
+    use crate::setup::{self, ArchiveRoute, PublicKey};
+    let mut request = setup_request(root, text)?;
     let key_file = text.key_file.trim();
     if !key_file.is_empty() {
         let content = std::fs::read_to_string(key_file)
@@ -540,13 +540,30 @@ fn plan_setup(
     })
 }
 
+/// The form's request: the client, and the user's home when one is typed.
+fn setup_request(
+    root: &std::path::Path,
+    text: &onboarding::SetupText,
+) -> Result<crate::setup::SetupRequest, String> {
+    let mut request =
+        crate::setup::SetupRequest::new(root, text.client.trim()).map_err(|e| e.to_string())?;
+    let home = text.home.trim();
+    if !home.is_empty() {
+        if !home.starts_with('/') {
+            return Err(format!("the home {home:?} must be an absolute path"));
+        }
+        request.home = PathBuf::from(home);
+    }
+    Ok(request)
+}
+
 /// Runs the reviewed plan, then the copy test as the client's user.
 fn apply_setup(
     root: &std::path::Path,
     text: &onboarding::SetupText,
     actions: &[crate::setup::Action],
 ) -> (bool, Vec<String>) {
-    use crate::setup::{self, SetupRequest};
+    use crate::setup;
     let mut lines = Vec::new();
     for action in actions {
         match setup::apply(action) {
@@ -557,9 +574,9 @@ fn apply_setup(
             }
         }
     }
-    let request = match SetupRequest::new(root, text.client.trim()) {
+    let request = match setup_request(root, text) {
         Ok(request) => request,
-        Err(error) => return (false, vec![error.to_string()]),
+        Err(error) => return (false, vec![error]),
     };
     for dir in [request.base_dir(), request.wal_dir()] {
         match setup::copy_test(&request.user, &dir) {

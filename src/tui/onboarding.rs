@@ -14,9 +14,15 @@ pub enum Field {
     Client,
     KeyFile,
     BackupHost,
+    Home,
 }
 
-const FIELDS: [Field; 3] = [Field::Client, Field::KeyFile, Field::BackupHost];
+const FIELDS: [Field; 4] = [
+    Field::Client,
+    Field::KeyFile,
+    Field::BackupHost,
+    Field::Home,
+];
 
 /// What the form asks for, as typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +30,8 @@ pub struct SetupText {
     pub client: String,
     pub key_file: String,
     pub backup_host: String,
+    /// The client user's home; empty: /home/USER.
+    pub home: String,
 }
 
 /// A plan, as the background job found it.
@@ -74,6 +82,7 @@ impl Onboarding {
                 client: String::new(),
                 key_file: String::new(),
                 backup_host: default_backup_host.to_owned(),
+                home: String::new(),
             },
             focus: Field::Client,
             phase: Phase::Form,
@@ -135,6 +144,7 @@ impl Onboarding {
             Field::Client => &mut self.text.client,
             Field::KeyFile => &mut self.text.key_file,
             Field::BackupHost => &mut self.text.backup_host,
+            Field::Home => &mut self.text.home,
         }
     }
 

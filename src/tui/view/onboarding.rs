@@ -142,6 +142,12 @@ fn form_lines(screen: &Onboarding, root: &str) -> Vec<Line<'static>> {
             "how the target reaches this server; empty: this host's name",
             Field::BackupHost,
         ),
+        field(
+            "user's home",
+            &screen.text.home,
+            "where its authorized_keys lives; empty: /home/USER",
+            Field::Home,
+        ),
         Line::default(),
     ];
     if let Some(error) = &screen.error {
