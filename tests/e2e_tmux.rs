@@ -547,3 +547,67 @@ fn new_client_screen_plans_without_changing_anything() {
     tmux.type_text("q");
     tmux.assert_shell_is_back();
 }
+
+/// `N` then `y` on the real binary, as root: the client's folders and user
+/// are made, the copy test runs as that user, and the new client appears on
+/// the dashboard. The user is removed afterwards.
+#[test]
+fn new_client_screen_applies_the_plan_as_root() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert!(
+        walwarden::setup::lookup_uid("root") == Some(0) && nix::unistd::geteuid().is_root(),
+        "this test creates an OS user and must run as root (CI does)"
+    );
+    let tmux = Tmux::start("new-client-apply");
+    std::fs::set_permissions(tmux.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    tmux.open_dashboard();
+    let client = format!("ww{:05x}", std::process::id() & 0xfffff);
+    let user = format!("{client}backup");
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = Command::new("userdel").arg(&self.0).status();
+        }
+    }
+    let _remove = Remove(user.clone());
+    let home = tmux.dir.path().join("home").join(&user);
+    tmux.type_text("N");
+    tmux.wait_for("the new-client form", |screen| {
+        screen.contains("new client · form")
+    });
+    tmux.type_text(&client);
+    for _ in 0..3 {
+        tmux.key("Tab");
+    }
+    tmux.type_text(home.to_str().unwrap());
+    tmux.key("Enter");
+    tmux.wait_for("the plan", |screen| screen.contains("Apply 4 changes"));
+    tmux.type_text("y");
+    let screen = tmux.wait_for("the results", |screen| {
+        screen.contains("new client · done") || screen.contains("new client · FAILED")
+    });
+    assert!(screen.contains("new client · done"), "{}", framed(&screen));
+    assert_eq!(
+        screen.matches("ok: the copy test as").count(),
+        2,
+        "{}",
+        framed(&screen)
+    );
+    let wal = tmux
+        .dir
+        .path()
+        .join("demo/backups")
+        .join(&client)
+        .join("wal");
+    let meta = std::fs::metadata(&wal).unwrap();
+    assert_eq!(
+        (Some(meta.uid()), meta.mode() & 0o7777),
+        (walwarden::setup::lookup_uid(&user), 0o700)
+    );
+    tmux.key("Enter");
+    tmux.wait_for("the dashboard with the new client", |screen| {
+        screen.contains("·  8 clients") && listed(screen, &client)
+    });
+    tmux.type_text("q");
+    tmux.assert_shell_is_back();
+}
