@@ -432,3 +432,39 @@ fn give_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
+
+/// Run without root, setup names the actions that need it and changes nothing.
+/// (The binary is copied where the unprivileged user can run it.)
+#[test]
+fn without_root_setup_says_which_actions_need_it() {
+    require_root();
+    let tmp = tempfile::Builder::new()
+        .prefix("walwarden-setup-noroot-")
+        .tempdir()
+        .unwrap();
+    give_mode(tmp.path(), 0o755);
+    let bin = tmp.path().join("walwarden");
+    fs::copy(WALWARDEN, &bin).unwrap();
+    give_mode(&bin, 0o755);
+    let root = tmp.path().join("backups");
+    let client = unique_client("n");
+    let out = Command::new("runuser")
+        .args(["-u", &support::pg::pg_user(), "--"])
+        .arg(&bin)
+        .args(["--config", "/dev/null", "--root"])
+        .arg(&root)
+        .args(["setup", &client, "--yes"])
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let all = text(&out);
+    assert!(!out.status.success(), "{all}");
+    assert!(
+        all.contains("these actions need root; run walwarden setup with sudo"),
+        "{all}"
+    );
+    assert!(all.contains("useradd --create-home"), "{all}");
+    assert!(!root.exists(), "nothing was created");
+    assert!(passwd_line(&format!("{client}backup")).is_empty());
+}
