@@ -44,6 +44,10 @@ pub struct DeepCache {
 }
 
 impl DeepCache {
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     pub fn load(path: Option<&Path>) -> DeepCache {
         let entries = path
             .and_then(|p| std::fs::read(p).ok())

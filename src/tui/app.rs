@@ -452,7 +452,8 @@ impl App {
             Event::DeepRemembered(proven) => {
                 for (client, report) in proven {
                     let job = self.jobs.entry(client).or_default();
-                    if job.deep.is_none() && job.deep_progress.is_none() {
+                    // Newer memory replaces older; a check running here is not interrupted.
+                    if job.deep_progress.is_none() && (job.deep.is_none() || job.deep_from_memory) {
                         job.deep = Some(Ok(report));
                         job.deep_from_memory = true;
                     }

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc;
 
-use crate::catalog::{self, ScanOptions};
+use crate::catalog::{self, Catalog, ScanOptions};
 use crate::config::Config;
 use crate::quick::{QuickCache, QuickInput};
 use crate::restore::journal::Outcome;
@@ -142,15 +142,9 @@ async fn event_loop(
             {
                 return Ok(());
             }
-            if let Event::Scanned(result) = &event {
+            if let Event::Scanned(_) = &event {
                 jobs.scans.finished();
                 jobs.load_drills();
-                if let Ok(catalog) = result
-                    && !jobs.deep_remembered
-                {
-                    jobs.deep_remembered = true;
-                    jobs.remember_deep(catalog.clients.clone());
-                }
             }
             if jobs.run(app.update(event)) {
                 return Ok(());
@@ -190,8 +184,6 @@ struct Jobs {
     tx: mpsc::UnboundedSender<Message>,
     /// Where the engineer's answers go while a restore waits for one.
     restore_answers: Option<std::sync::mpsc::Sender<bool>>,
-    /// Earlier deep checks were looked up (once, after the first scan).
-    deep_remembered: bool,
 }
 
 impl Jobs {
@@ -202,22 +194,7 @@ impl Jobs {
             cache,
             tx,
             restore_answers: None,
-            deep_remembered: false,
         }
-    }
-
-    /// How far earlier deep checks proved each client, from their cache alone
-    /// (no file opened), in the background once after the first scan.
-    fn remember_deep(&self, clients: Vec<crate::catalog::Client>) {
-        let tx = self.tx.clone();
-        tokio::task::spawn_blocking(move || {
-            let cache = crate::deep::DeepCache::load(crate::deep::default_cache_path().as_deref());
-            let proven = clients
-                .iter()
-                .filter_map(|c| Some((c.name.clone(), crate::deep::proven_from_memory(c, &cache)?)))
-                .collect();
-            let _ = tx.send(Message::App(Event::DeepRemembered(proven)));
-        });
     }
 
     /// Reads the drill history (written by `walwarden drill`) in the background.
@@ -347,6 +324,19 @@ impl Jobs {
     }
 }
 
+/// Each client's proof from the deep cache; nothing when no deep check ever ran.
+fn deep_from_memory(catalog: &Catalog) -> Vec<(String, crate::deep::DeepReport)> {
+    let cache = crate::deep::DeepCache::load(crate::deep::default_cache_path().as_deref());
+    if cache.is_empty() {
+        return Vec::new();
+    }
+    catalog
+        .clients
+        .iter()
+        .filter_map(|c| Some((c.name.clone(), crate::deep::proven_from_memory(c, &cache)?)))
+        .collect()
+}
+
 /// The quick check of the scanned clients' segments, remembered in the
 /// shared quick cache (what `check` uses too).
 fn quick_check(inputs: &[QuickInput<'_>]) -> Vec<(String, Vec<crate::health::Problem>)> {
@@ -399,6 +389,11 @@ impl ScanJobs {
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
             let result = catalog::scan(&root, &options).map_err(|e| e.to_string());
+            // How far earlier deep checks (here or `check --deep` from cron)
+            // proved each client: cache lookups only, no file opened.
+            let proven = result
+                .as_ref()
+                .map_or_else(|_| Vec::new(), deep_from_memory);
             // Copied out so the dashboard gets the catalog at once; the quick
             // check follows (the first one of a big archive takes minutes).
             let quick: Vec<_> = result
@@ -406,6 +401,9 @@ impl ScanJobs {
                 .map(|c| c.clients.iter().map(QuickInput::owned).collect())
                 .unwrap_or_default();
             let _ = tx.send(Message::App(Event::Scanned(result)));
+            if !proven.is_empty() {
+                let _ = tx.send(Message::App(Event::DeepRemembered(proven)));
+            }
             if !quick.is_empty() {
                 let _ = tx.send(Message::App(Event::QuickChecked(quick_check(&quick))));
             }
