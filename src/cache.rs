@@ -40,10 +40,7 @@ fn mtime_ns(time: SystemTime) -> u128 {
 impl BaseFactsCache {
     /// Loads the cache; a missing or unreadable file is an empty cache.
     pub fn load(path: Option<&Path>) -> BaseFactsCache {
-        let entries = path
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        let entries = crate::serde_util::read_json_or_default(path);
         BaseFactsCache {
             path: path.map(Path::to_owned),
             entries: Mutex::new(entries),
@@ -94,15 +91,7 @@ impl BaseFactsCache {
         let Ok(entries) = self.entries.lock() else {
             return;
         };
-        let Ok(bytes) = serde_json::to_vec(&*entries) else {
-            return;
-        };
-        if let Some(parent) = path.parent() {
-            let _ = std::fs::create_dir_all(parent);
-        }
-        let temporary = path.with_extension("json.tmp");
-        if std::fs::write(&temporary, bytes).is_ok() {
-            let _ = std::fs::rename(&temporary, path);
-        }
+        // Failing to remember costs only a full pass next time.
+        let _ = crate::serde_util::write_json_atomically(path, &*entries);
     }
 }

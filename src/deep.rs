@@ -49,10 +49,7 @@ impl DeepCache {
     }
 
     pub fn load(path: Option<&Path>) -> DeepCache {
-        let entries = path
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        let entries = crate::serde_util::read_json_or_default(path);
         DeepCache {
             path: path.map(Path::to_owned),
             entries,
@@ -64,15 +61,7 @@ impl DeepCache {
         let (Some(path), true) = (&self.path, self.changed) else {
             return Ok(());
         };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let temporary = path.with_extension("json.tmp");
-        std::fs::write(
-            &temporary,
-            serde_json::to_vec(&self.entries).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(temporary, path)
+        crate::serde_util::write_json_atomically(path, &self.entries)
     }
 }
 

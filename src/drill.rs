@@ -37,10 +37,7 @@ pub fn default_history_path() -> Option<PathBuf> {
 }
 
 pub fn load_history(path: &Path) -> Vec<DrillRecord> {
-    std::fs::read(path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    crate::serde_util::read_json_or_default(Some(path))
 }
 
 impl DrillRecord {
@@ -64,15 +61,7 @@ impl DrillRecord {
 pub fn append_history(path: &Path, record: &DrillRecord) -> std::io::Result<()> {
     let mut history = load_history(path);
     history.push(record.clone());
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let temporary = path.with_extension("json.tmp");
-    std::fs::write(
-        &temporary,
-        serde_json::to_vec_pretty(&history).map_err(std::io::Error::other)?,
-    )?;
-    std::fs::rename(temporary, path)
+    crate::serde_util::write_json_atomically(path, &history)
 }
 
 /// The newest successful drill of a client.

@@ -198,10 +198,7 @@ pub struct QuickCache {
 impl QuickCache {
     /// Loads the cache; a missing or unreadable file is an empty cache.
     pub fn load(path: Option<&Path>) -> QuickCache {
-        let clients = path
-            .and_then(|p| std::fs::read(p).ok())
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+        let clients = crate::serde_util::read_json_or_default(path);
         QuickCache {
             path: path.map(Path::to_owned),
             clients,
@@ -214,15 +211,7 @@ impl QuickCache {
         let (Some(path), true) = (&self.path, self.changed) else {
             return Ok(());
         };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let temporary = path.with_extension("json.tmp");
-        std::fs::write(
-            &temporary,
-            serde_json::to_vec(&self.clients).map_err(io::Error::other)?,
-        )?;
-        std::fs::rename(temporary, path)
+        crate::serde_util::write_json_atomically(path, &self.clients)
     }
 
     /// Judges the client's segments not judged before; returns the problems

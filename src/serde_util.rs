@@ -1,10 +1,35 @@
 //! Serialisation helpers: times as RFC 3339 strings, LSNs as PostgreSQL prints them.
 
+use std::io;
+use std::path::Path;
 use std::time::SystemTime;
 
 use serde::Serializer;
+use serde::de::DeserializeOwned;
 
 use crate::wal::Lsn;
+
+/// A JSON file of ours (caches, history) read back; missing or unreadable
+/// means starting empty: it only costs a re-read or a re-check.
+pub fn read_json_or_default<T: DeserializeOwned + Default>(path: Option<&Path>) -> T {
+    path.and_then(|p| std::fs::read(p).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default()
+}
+
+/// Writes `value` as JSON through a temp file and a rename, so a crash never
+/// leaves half a file; makes the parent folder when missing.
+pub fn write_json_atomically<T: serde::Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let temporary = path.with_extension("json.tmp");
+    std::fs::write(
+        &temporary,
+        serde_json::to_vec(value).map_err(io::Error::other)?,
+    )?;
+    std::fs::rename(temporary, path)
+}
 
 pub fn time_text(time: SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()

@@ -9,18 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn deep_check(root: &Path, home: &Path) -> (i32, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_walwarden"))
-        .args(["check", "--deep", "--json", "--root"])
-        .arg(root)
-        .env("HOME", home)
-        .env("XDG_CACHE_HOME", home.join("cache"))
-        .env_remove("WALWARDEN_ROOT")
-        .env_remove("WALWARDEN_CONFIG")
-        .output()
-        .expect("run walwarden");
-    let doc = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code().unwrap_or(-1), doc)
+    support::check::check_json(root, home, &["--deep"])
 }
 
 /// A copy of the backup root, to damage without touching the others.
@@ -36,17 +25,7 @@ fn copy_root(from: &Path, into: &Path) -> PathBuf {
 }
 
 fn problems(doc: &serde_json::Value) -> Vec<(String, String)> {
-    doc["clients"][0]["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["code"].as_str().unwrap().to_owned(),
-                p["message"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    support::check::first_client_problems(doc)
 }
 
 fn next_name(name: &str) -> String {

@@ -2,9 +2,10 @@
 //! .gz is caught without --deep, and what was judged is remembered so a
 //! re-scan of an unchanged archive opens no segment.
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use walwarden::catalog::{self, ScanOptions};
@@ -41,32 +42,11 @@ fn client(root: &Path, name: &str, last: u64) -> PathBuf {
 }
 
 fn check(root: &Path, home: &Path) -> (i32, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_walwarden"))
-        .args(["check", "--json", "--root"])
-        .arg(root)
-        .env("HOME", home)
-        .env("XDG_CACHE_HOME", home.join("cache"))
-        .env_remove("WALWARDEN_ROOT")
-        .env_remove("WALWARDEN_CONFIG")
-        .output()
-        .expect("run walwarden");
-    let doc = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
-    (out.status.code().unwrap_or(-1), doc)
+    support::check::check_json(root, home, &[])
 }
 
 fn codes(doc: &serde_json::Value) -> Vec<(String, String)> {
-    doc["clients"][0]["problems"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["code"].as_str().unwrap().to_owned(),
-                p["message"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
+    support::check::first_client_problems(doc)
 }
 
 #[test]

@@ -208,10 +208,13 @@ static SAFE_PLANS: std::sync::Mutex<Vec<(PlanKey, TarballPlan)>> =
 /// the wizard's real run after its dry run does not inflate the tarball again
 /// before unpacking it. Only safe plans are remembered, and [`unpack`] applies
 /// the same checks again as it writes, so the memo never weakens them.
+fn plan_key(path: &Path) -> Option<PlanKey> {
+    let meta = fs::metadata(path).ok()?;
+    Some((path.to_owned(), meta.len(), meta.modified().ok()?))
+}
+
 pub fn scan_tarball_remembered(path: &Path) -> Result<TarballPlan, UnpackError> {
-    let key = fs::metadata(path)
-        .ok()
-        .and_then(|m| Some((path.to_owned(), m.len(), m.modified().ok()?)));
+    let key = plan_key(path);
     if let Some(key) = &key
         && let Ok(plans) = SAFE_PLANS.lock()
         && let Some((_, plan)) = plans.iter().find(|(k, _)| k == key)
@@ -231,10 +234,7 @@ pub fn scan_tarball_remembered(path: &Path) -> Result<TarballPlan, UnpackError> 
 
 /// Whether this process holds a safe plan for `path` as it is now.
 pub fn plan_remembered(path: &Path) -> bool {
-    let Some(key) = fs::metadata(path)
-        .ok()
-        .and_then(|m| Some((path.to_owned(), m.len(), m.modified().ok()?)))
-    else {
+    let Some(key) = plan_key(path) else {
         return false;
     };
     SAFE_PLANS

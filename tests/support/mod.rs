@@ -4,6 +4,7 @@
 //!   [`make_real_backup`] (a PostgreSQL 15 base backup + gzip WAL archive, made
 //!   exactly like the tutorial's setup) and [`initdb_segment`] (a fresh
 //!   cluster's first WAL segment for majors 14..=18).
+//! - [`check`]: `walwarden check --json` on a root, and its first client's problems.
 //! - [`sshd`]: a throwaway OpenSSH server on loopback with its own keys and
 //!   known_hosts files ([`sshd::TestSshd`]).
 //!
@@ -11,6 +12,7 @@
 //! missing: `.ci/test` installs and fetches everything.
 #![allow(dead_code, unused_imports)]
 
+pub mod check;
 pub mod pg;
 pub mod sshd;
 
