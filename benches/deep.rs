@@ -56,8 +56,12 @@ const TARGET_BYTES: u64 = 2 << 30;
 const TEMPLATES: usize = 8;
 const LAYOUT: &str = "walwarden deep bench v1: 1 client, >= 2 GiB of gzip -9 16 MiB segments \
                       (8 template bodies, ~4:1), base backup at segment 0x200\n";
-const COMPLETE_MARKER: &str = ".walwarden-bench-deep-complete";
-const OWNER_MARKER: &str = ".walwarden-bench-deep-owned";
+const DATA: common::Reusable = common::Reusable {
+    complete: ".walwarden-bench-deep-complete",
+    owner: ".walwarden-bench-deep-owned",
+    env_var: "WALWARDEN_BENCH_DIR",
+    bench: "deep",
+};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -255,30 +259,14 @@ fn verify_once_child(root: &Path) -> Option<u64> {
 // The archive
 
 fn ensure_archive(dir: &Path, root: &Path) {
-    if fs::read_to_string(dir.join(COMPLETE_MARKER)).is_ok_and(|m| m == LAYOUT) {
-        println!("reusing the archive in {}", dir.display());
+    if DATA.reuse_or_claim(dir, LAYOUT) {
         return;
     }
-    let is_empty = fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
-    if !is_empty && !dir.join(OWNER_MARKER).exists() {
-        eprintln!(
-            "{} exists, is not empty and was not made by this benchmark; \
-             choose another WALWARDEN_BENCH_DIR",
-            dir.display()
-        );
-        std::process::exit(2);
-    }
-    let _ = fs::remove_file(dir.join(COMPLETE_MARKER));
     if root.exists() {
         println!("removing the incomplete archive {}", root.display());
         fs::remove_dir_all(root).expect("cannot remove the old archive");
     }
     fs::create_dir_all(root).expect("cannot create the bench dir");
-    fs::write(
-        dir.join(OWNER_MARKER),
-        "made by walwarden's benches/deep.rs\n",
-    )
-    .expect("cannot write the owner marker");
     println!("building the archive in {} (once)", root.display());
     let started = Instant::now();
     let status = Command::new(std::env::current_exe().expect("own path"))
@@ -289,7 +277,7 @@ fn ensure_archive(dir: &Path, root: &Path) {
     assert!(status.success(), "building the archive failed: {status}");
     let _ = Command::new("sync").status();
     println!("built in {:.1} s", started.elapsed().as_secs_f64());
-    fs::write(dir.join(COMPLETE_MARKER), LAYOUT).expect("cannot write the marker");
+    DATA.mark_complete(dir, LAYOUT);
 }
 
 /// Child: ROOT/client01/{base,wal}.

@@ -46,8 +46,12 @@ const PLACEHOLDER: [u8; 32] = {
 /// Written when the tree is complete; a tree is reused only when this matches.
 const LAYOUT: &str = "walwarden scan bench tree v1: 50 clients x 20000 segments (16 MiB, \
                       first gzip'ed, others 32-byte placeholders), base backup at segment 0x120\n";
-const COMPLETE_MARKER: &str = ".walwarden-bench-complete";
-const OWNER_MARKER: &str = ".walwarden-bench-owned";
+const DATA: common::Reusable = common::Reusable {
+    complete: ".walwarden-bench-complete",
+    owner: ".walwarden-bench-owned",
+    env_var: "WALWARDEN_BENCH_DIR",
+    bench: "scan",
+};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -149,30 +153,14 @@ fn bench_dir() -> PathBuf {
 
 /// Reuses a complete tree; otherwise builds it (in a child process).
 fn ensure_tree(dir: &Path, root: &Path) {
-    if fs::read_to_string(dir.join(COMPLETE_MARKER)).is_ok_and(|m| m == LAYOUT) {
-        println!("reusing the tree in {}", dir.display());
+    if DATA.reuse_or_claim(dir, LAYOUT) {
         return;
     }
-    let is_empty = fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
-    if !is_empty && !dir.join(OWNER_MARKER).exists() {
-        eprintln!(
-            "{} exists, is not empty and was not made by this benchmark; \
-             choose another WALWARDEN_BENCH_DIR",
-            dir.display()
-        );
-        std::process::exit(2);
-    }
-    let _ = fs::remove_file(dir.join(COMPLETE_MARKER));
     if root.exists() {
         println!("removing the incomplete tree {}", root.display());
         fs::remove_dir_all(root).expect("cannot remove the old tree");
     }
     fs::create_dir_all(root).expect("cannot create the bench dir");
-    fs::write(
-        dir.join(OWNER_MARKER),
-        "made by walwarden's benches/scan.rs\n",
-    )
-    .unwrap();
 
     println!(
         "building {} files in {} (once; reused later)",
@@ -189,7 +177,7 @@ fn ensure_tree(dir: &Path, root: &Path) {
     // Flush the dirty pages now, so writeback does not run during the timings.
     let _ = Command::new("sync").status();
     println!("built in {:.1} s", started.elapsed().as_secs_f64());
-    fs::write(dir.join(COMPLETE_MARKER), LAYOUT).unwrap();
+    DATA.mark_complete(dir, LAYOUT);
 }
 
 /// Child: writes ROOT/clientNN/{base,wal} for every client, in parallel.

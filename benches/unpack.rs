@@ -46,8 +46,12 @@ use walwarden::restore::unpack::{self, UnpackOptions};
 
 const PAGE: usize = 8192;
 const LAYOUT: &str = "walwarden unpack bench v1: pgbench scale 40 + md5 9,000,000 rows, gzip -6\n";
-const COMPLETE_MARKER: &str = ".walwarden-bench-complete";
-const OWNER_MARKER: &str = ".walwarden-bench-owned";
+const DATA: common::Reusable = common::Reusable {
+    complete: ".walwarden-bench-complete",
+    owner: ".walwarden-bench-owned",
+    env_var: "WALWARDEN_BENCH_UNPACK_DIR",
+    bench: "unpack",
+};
 /// Header time stamp of every entry (2026-11-25).
 const MTIME: u64 = 1_795_600_000;
 
@@ -476,26 +480,9 @@ fn bench_dir() -> PathBuf {
 }
 
 fn ensure_tarballs(dir: &Path) {
-    if fs::read_to_string(dir.join(COMPLETE_MARKER)).is_ok_and(|m| m == LAYOUT) {
-        println!("reusing the tarballs in {}", dir.display());
+    if DATA.reuse_or_claim(dir, LAYOUT) {
         return;
     }
-    let is_empty = fs::read_dir(dir).map_or(true, |mut d| d.next().is_none());
-    if !is_empty && !dir.join(OWNER_MARKER).exists() {
-        eprintln!(
-            "{} exists, is not empty and was not made by this benchmark; \
-             choose another WALWARDEN_BENCH_UNPACK_DIR",
-            dir.display()
-        );
-        std::process::exit(2);
-    }
-    fs::create_dir_all(dir).expect("cannot create the bench dir");
-    fs::write(
-        dir.join(OWNER_MARKER),
-        "made by walwarden's benches/unpack.rs\n",
-    )
-    .expect("cannot write the owner marker");
-    let _ = fs::remove_file(dir.join(COMPLETE_MARKER));
     for dataset in [Dataset::Pgbench, Dataset::Md5] {
         let sub = dir.join(dataset.name());
         fs::create_dir_all(&sub).expect("cannot create the dataset dir");
@@ -516,7 +503,7 @@ fn ensure_tarballs(dir: &Path) {
         fs::remove_file(&tar_path).expect("cannot remove the plain tar");
         println!("  done in {:.0} s", started.elapsed().as_secs_f64());
     }
-    fs::write(dir.join(COMPLETE_MARKER), LAYOUT).expect("cannot write the marker");
+    DATA.mark_complete(dir, LAYOUT);
 }
 
 /// The entries of a base.tar in pg_basebackup's order.
