@@ -108,6 +108,17 @@ impl Journal {
     }
 }
 
+/// `<dir>.<what>-<UTC time>` beside the data directory: where old contents are
+/// moved aside, or a failed restore's files are kept.
+pub fn stamped_sibling(data_dir: &Path, what: &str) -> PathBuf {
+    let stamp = crate::serde_util::time_text(SystemTime::now()).replace([':', '-'], "");
+    let name = data_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "data".into());
+    data_dir.with_file_name(format!("{name}.{what}-{stamp}"))
+}
+
 /// Puts the old contents back after an interrupted or failed restore: what
 /// the restore left in the data directory is moved to `<dir>.failed-<time>`
 /// (kept for inspection, never deleted), then the moved-aside entries return.
@@ -134,12 +145,7 @@ pub fn roll_back(data_dir: &Path) -> Result<PathBuf, String> {
             data_dir.display()
         ));
     }
-    let stamp = crate::serde_util::time_text(SystemTime::now()).replace([':', '-'], "");
-    let name = data_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "data".into());
-    let failed = data_dir.with_file_name(format!("{name}.failed-{stamp}"));
+    let failed = stamped_sibling(data_dir, "failed");
     std::fs::create_dir(&failed).map_err(|e| format!("cannot create {}: {e}", failed.display()))?;
     let move_all = |from: &Path, to: &Path| -> Result<(), String> {
         for entry in std::fs::read_dir(from)

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::RestoreError;
 use super::journal::{Journal, Outcome};
@@ -469,13 +469,7 @@ impl Runner<'_> {
                 "empty: the interrupted restore left nothing",
             );
         }
-        let name = data
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "data".into());
-        let stamp =
-            crate::serde_util::time_text(std::time::SystemTime::now()).replace([':', '-'], "");
-        let kept = data.with_file_name(format!("{name}.failed-{stamp}"));
+        let kept = super::journal::stamped_sibling(&data, "failed");
         self.driver.command(&format!(
             "mv {} {} && mkdir {}",
             local::shell_quote(&data.to_string_lossy()),
@@ -823,13 +817,7 @@ impl Runner<'_> {
     fn stop_local(&mut self, checked: &Checked) -> Result<(), RestoreError> {
         let data = &self.request.data_dir;
         let pid_file = data.join("postmaster.pid");
-        let running = fs::read_to_string(&pid_file)
-            .ok()
-            .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok())
-            .is_some_and(|pid| {
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-            });
-        if !running {
+        if !postmaster_alive(data) {
             return self.record(
                 StepKind::StopLocal,
                 Outcome::Skipped,
@@ -920,12 +908,7 @@ impl Runner<'_> {
                 &format!("deleted {} entries", entries.len()),
             );
         }
-        let stamp = crate::serde_util::time_text(SystemTime::now()).replace([':', '-'], "");
-        let name = data
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "data".into());
-        let aside = data.with_file_name(format!("{name}.aside-{stamp}"));
+        let aside = super::journal::stamped_sibling(&data, "aside");
         if !self.confirm(&format!(
             "Move the {} entries of {} aside to {}?",
             entries.len(),
