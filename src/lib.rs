@@ -24,27 +24,13 @@
 //!
 //! The faces: [`cli`] (one module per subcommand) and [`tui`] (the dashboard).
 
-pub mod base_backup;
-pub mod cache;
-pub mod catalog;
+pub mod archive;
+pub mod checks;
 pub mod cli;
 pub mod config;
-pub mod continuity;
-pub mod deep;
 pub mod demo;
 pub mod display;
-pub mod drill;
-pub mod health;
-pub mod manifest;
-pub mod metrics;
-pub mod migrate;
-pub mod quick;
-pub mod report;
-pub mod restore;
+pub mod ops;
+pub mod pg;
 mod serde_util;
-pub mod setup;
-pub mod target;
 pub mod tui;
-pub mod verify;
-pub mod wal;
-pub mod watch;

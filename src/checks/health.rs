@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use crate::catalog::{BaseFileKind, Client};
+use crate::archive::catalog::{BaseFileKind, Client};
 use crate::config::ClientPolicy;
 
 /// How bad a client is. Ordered for aggregation: an unknown client (one

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use flate2::read::MultiGzDecoder;
 use thiserror::Error;
 
-use crate::manifest::ManifestCheck;
-use crate::wal::{LONG_HEADER_LEN, LongPageHeader, Lsn, RawSegmentName};
+use crate::archive::manifest::ManifestCheck;
+use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader, Lsn, RawSegmentName};
 
 #[derive(Debug, Error)]
 pub enum BaseBackupError {
@@ -36,7 +36,7 @@ pub enum BaseBackupError {
     #[error("{path}: first WAL segment header: {source}")]
     BadWalHeader {
         path: PathBuf,
-        source: crate::wal::WalError,
+        source: crate::archive::wal::WalError,
     },
 }
 
