@@ -8,6 +8,7 @@ use serde::Serializer;
 use serde::de::DeserializeOwned;
 
 use crate::archive::wal::Lsn;
+use crate::display::time_text;
 
 /// A JSON file of ours (caches, history) read back; missing or unreadable
 /// means starting empty: it only costs a re-read or a re-check.
@@ -29,10 +30,6 @@ pub fn write_json_atomically<T: serde::Serialize>(path: &Path, value: &T) -> io:
         serde_json::to_vec(value).map_err(io::Error::other)?,
     )?;
     std::fs::rename(temporary, path)
-}
-
-pub fn time_text(time: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 pub fn opt_time<S: Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -77,9 +74,4 @@ pub fn opt_u64_text<S: Serializer>(value: &Option<u64>, s: S) -> Result<S::Ok, S
         Some(v) => s.serialize_str(&v.to_string()),
         None => s.serialize_none(),
     }
-}
-
-/// With milliseconds, for journals where steps follow each other closely.
-pub fn time_text_precise(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
 }

@@ -122,7 +122,7 @@ impl CheckReport {
                         Status::Warning,
                         format!(
                             "no successful restore drill within {} ({when})",
-                            health::short_duration(max_age)
+                            crate::display::short_duration(max_age)
                         ),
                         format!(
                             "run `walwarden drill {}`: only a restore proves the backup restores",

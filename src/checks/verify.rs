@@ -18,8 +18,7 @@ use crate::archive::base_backup::{self, BackupLabel};
 use crate::archive::catalog::Client;
 use crate::archive::manifest::{BackupManifest, ManifestCheck, WalRange};
 use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader, RawSegmentName, WalFileKind};
-use crate::checks::health::short_duration;
-use crate::serde_util::time_text;
+use crate::display::{short_duration, time_text};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct VerifySettings {

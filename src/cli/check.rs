@@ -10,11 +10,11 @@ use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 
 use crate::archive::catalog::{self, ScanOptions};
-use crate::checks::health::{Status, age_text};
+use crate::checks::health::Status;
 use crate::checks::report::{CheckReport, ClientReport};
 use crate::config::Config;
+use crate::display::{age_text, time_text};
 use crate::pg::target::TargetView;
-use crate::serde_util::time_text;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {

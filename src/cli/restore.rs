@@ -10,8 +10,8 @@ use clap::Args;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use crate::archive::catalog::{self, ScanOptions};
-use crate::checks::health::short_duration;
 use crate::config::Config;
+use crate::display::short_duration;
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::steps::{self, Driver, RestoreRequest, StepKind};
 

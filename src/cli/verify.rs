@@ -11,11 +11,11 @@ use tokio::sync::mpsc;
 
 use crate::archive::catalog::{self, ScanOptions};
 use crate::archive::watch::{RootWatcher, WalChange, WatchMode};
-use crate::checks::health::short_duration;
 use crate::checks::verify::{
     BaseCheck, Progress, SegmentCheck, Verification, VerifySettings, check_base_backup,
     check_segment,
 };
+use crate::display::short_duration;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {

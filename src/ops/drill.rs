@@ -46,7 +46,7 @@ impl DrillRecord {
         let now = SystemTime::now();
         DrillRecord {
             client: client.to_owned(),
-            at: crate::serde_util::time_text(now),
+            at: crate::display::time_text(now),
             at_unix: now
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -90,7 +90,7 @@ pub fn drill(
     let now = SystemTime::now();
     let mut record = DrillRecord {
         client: client.name.clone(),
-        at: crate::serde_util::time_text(now),
+        at: crate::display::time_text(now),
         at_unix: now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

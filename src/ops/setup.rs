@@ -823,9 +823,7 @@ impl ArchiveRoute {
              archive_timeout = {}        # {}; set 60 only for the 3-5 minute verification, then back\n\
              archive_command = {}\n",
             self.archive_timeout,
-            crate::checks::health::short_duration(std::time::Duration::from_secs(
-                self.archive_timeout
-            )),
+            crate::display::short_duration(std::time::Duration::from_secs(self.archive_timeout)),
             conf_quote(&self.archive_command())
         )
     }

@@ -502,7 +502,7 @@ pub fn summary_lines(view: &TargetView, now: SystemTime) -> Vec<String> {
         time.as_deref()
             .and_then(|t| age_of(t, now))
             .map_or(String::new(), |d| {
-                format!(", {} ago", crate::checks::health::short_duration(d))
+                format!(", {} ago", crate::display::short_duration(d))
             })
     };
     let mut lines = vec![
@@ -512,9 +512,7 @@ pub fn summary_lines(view: &TargetView, now: SystemTime) -> Vec<String> {
             state.version_num / 10000,
             state.wal_level,
             state.archive_mode,
-            crate::checks::health::short_duration(std::time::Duration::from_secs(
-                state.archive_timeout
-            )),
+            crate::display::short_duration(std::time::Duration::from_secs(state.archive_timeout)),
             if state.in_recovery {
                 " (in recovery)"
             } else {

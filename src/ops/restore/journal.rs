@@ -70,7 +70,7 @@ impl Journal {
         moved_aside_to: Option<PathBuf>,
     ) -> io::Result<()> {
         let entry = Entry {
-            at: crate::serde_util::time_text_precise(SystemTime::now()),
+            at: crate::display::time_text_precise(SystemTime::now()),
             step: step.to_owned(),
             outcome,
             detail: detail.into(),
@@ -111,7 +111,7 @@ impl Journal {
 /// `<dir>.<what>-<UTC time>` beside the data directory: where old contents are
 /// moved aside, or a failed restore's files are kept.
 pub fn stamped_sibling(data_dir: &Path, what: &str) -> PathBuf {
-    let stamp = crate::serde_util::time_text(SystemTime::now()).replace([':', '-'], "");
+    let stamp = crate::display::time_text(SystemTime::now()).replace([':', '-'], "");
     let name = data_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

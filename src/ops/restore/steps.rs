@@ -14,8 +14,8 @@ use super::journal::{Journal, Outcome};
 use super::recovery_conf::{self, ArchiveLayout, RecoverySettings, TargetAction, TargetTime};
 use super::unpack::{self, UnpackOptions};
 use crate::archive::catalog::{BaseFileKind, Client};
-use crate::checks::health::short_duration;
 use crate::config::TargetServer;
+use crate::display::short_duration;
 use crate::pg::local::{self, PgUser};
 use crate::pg::pglog::{ReplayOutcome, ReplayTracker};
 use crate::pg::remote;
@@ -687,8 +687,8 @@ impl Runner<'_> {
         ) {
             (Some(from), Some(to)) => format!(
                 "restorable from {} to {}",
-                crate::serde_util::time_text(from),
-                crate::serde_util::time_text(to)
+                crate::display::time_text(from),
+                crate::display::time_text(to)
             ),
             _ => "restorable window unknown".into(),
         };
