@@ -16,7 +16,7 @@
 //! latency shows whether input waits behind file events. An arrival counts
 //! as shown by the first frame drawn after the catalog holds its segment.
 //!
-//! The writer does what `demo::write_atomically` does (40-byte segment header
+//! The writer does what `demo::write_part_then_rename` does (40-byte segment header
 //! to `.part`, fsync, rename; no fsync in the storm and the backlog, as rsync)
 //! and notes the instants just before and after each rename.
 //!
@@ -64,7 +64,7 @@ use walwarden::archive::catalog::{self, ScanOptions};
 use walwarden::archive::wal::RawSegmentName;
 use walwarden::archive::watch::{RootWatcher, WalChange};
 use walwarden::config::Config;
-use walwarden::demo::{Cluster, write_atomically};
+use walwarden::demo::{Cluster, write_part_then_rename};
 use walwarden::tui::app::{App, Command as AppCommand, Event};
 use walwarden::tui::{drain_batch, view};
 
@@ -314,7 +314,7 @@ impl Plan {
                         for k in 0..SEEDED {
                             let id = cluster.id(1, BASE_SEGMENT + k);
                             let landed = now - Duration::from_secs(600 * (SEEDED - k));
-                            write_atomically(
+                            write_part_then_rename(
                                 &self.wal_dir(c),
                                 &id.file_name(SEG_SIZE),
                                 &cluster.segment_header(id),
@@ -413,7 +413,7 @@ fn write_arrivals(
     }
 }
 
-/// `demo::write_atomically`'s steps (write `.part`, fsync when `sync`, rename),
+/// `demo::write_part_then_rename`'s steps (write `.part`, fsync when `sync`, rename),
 /// with the instants just before and just after the rename. archive_command
 /// syncs; a bulk copy (rsync) does not.
 fn land(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> (Instant, Instant) {

@@ -68,7 +68,7 @@ impl Cluster {
         mtime: Option<SystemTime>,
     ) -> io::Result<PathBuf> {
         let name = format!("{}.gz", id.file_name(self.seg_size));
-        write_atomically(wal_dir, &name, &gzip(&self.segment_bytes(id))?, mtime)
+        write_part_then_rename(wal_dir, &name, &gzip(&self.segment_bytes(id))?, mtime)
     }
 
     /// Writes an uncompressed segment, as a plain `cp`-style archive_command would.
@@ -78,7 +78,7 @@ impl Cluster {
         id: SegmentId,
         mtime: Option<SystemTime>,
     ) -> io::Result<PathBuf> {
-        write_atomically(
+        write_part_then_rename(
             wal_dir,
             &id.file_name(self.seg_size),
             &self.segment_bytes(id),
@@ -134,7 +134,7 @@ impl Cluster {
         )?;
         append(&mut base, "global/pg_control", &control, taken)?;
         let bytes = base.into_inner()?.finish()?;
-        write_atomically(&base_dir, "base.tar.gz", &bytes, Some(taken))?;
+        write_part_then_rename(&base_dir, "base.tar.gz", &bytes, Some(taken))?;
 
         let mut pg_wal = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
         for segno in start.segment.0..=stop.segment.0 {
@@ -150,7 +150,7 @@ impl Cluster {
             )?;
         }
         let bytes = pg_wal.into_inner()?.finish()?;
-        write_atomically(&base_dir, "pg_wal.tar.gz", &bytes, Some(taken))?;
+        write_part_then_rename(&base_dir, "pg_wal.tar.gz", &bytes, Some(taken))?;
 
         let stop_lsn = Lsn(stop.segment.start_lsn(self.seg_size).0 + 0x138);
         let history = format!(
@@ -160,7 +160,7 @@ impl Cluster {
             stop.timeline.0
         );
         let name = format!("{}.{:08X}.backup.gz", start.file_name(self.seg_size), 0x28);
-        write_atomically(
+        write_part_then_rename(
             &wal_dir,
             &name,
             &gzip(history.as_bytes())?,
@@ -181,7 +181,7 @@ impl Cluster {
             .iter()
             .map(|(parent, lsn)| format!("{parent}\t{lsn}\tno recovery target specified\n"))
             .collect();
-        write_atomically(
+        write_part_then_rename(
             wal_dir,
             &format!("{timeline:08X}.history.gz"),
             &gzip(text.as_bytes())?,
@@ -226,7 +226,7 @@ fn pg_time(time: SystemTime) -> String {
 }
 
 /// Writes `dir/name.part`, syncs it, renames it to `dir/name`: what archive_command does.
-pub fn write_atomically(
+pub fn write_part_then_rename(
     dir: &Path,
     name: &str,
     bytes: &[u8],

@@ -33,4 +33,5 @@ pub mod display;
 pub mod ops;
 pub mod pg;
 mod serde_util;
+pub mod store;
 pub mod tui;

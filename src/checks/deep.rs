@@ -49,7 +49,7 @@ impl DeepCache {
     }
 
     pub fn load(path: Option<&Path>) -> DeepCache {
-        let entries = crate::serde_util::read_json_or_default(path);
+        let entries = crate::store::read_json_or_default(path);
         DeepCache {
             path: path.map(Path::to_owned),
             entries,
@@ -61,7 +61,7 @@ impl DeepCache {
         let (Some(path), true) = (&self.path, self.changed) else {
             return Ok(());
         };
-        crate::serde_util::write_json_atomically(path, &self.entries)
+        crate::store::write_json(path, &self.entries)
     }
 }
 

@@ -198,7 +198,7 @@ pub struct QuickCache {
 impl QuickCache {
     /// Loads the cache; a missing or unreadable file is an empty cache.
     pub fn load(path: Option<&Path>) -> QuickCache {
-        let clients = crate::serde_util::read_json_or_default(path);
+        let clients = crate::store::read_json_or_default(path);
         QuickCache {
             path: path.map(Path::to_owned),
             clients,
@@ -211,7 +211,7 @@ impl QuickCache {
         let (Some(path), true) = (&self.path, self.changed) else {
             return Ok(());
         };
-        crate::serde_util::write_json_atomically(path, &self.clients)
+        crate::store::write_json(path, &self.clients)
     }
 
     /// Judges the client's segments not judged before; returns the problems

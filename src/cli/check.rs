@@ -93,9 +93,8 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
         report.add_drills(&crate::ops::drill::load_history(&history), config);
     }
     if let Some(path) = &args.textfile {
-        let temporary = path.with_extension("prom.tmp");
-        std::fs::write(&temporary, crate::checks::metrics::prometheus(&report))
-            .and_then(|_| std::fs::rename(&temporary, path))
+        let metrics = crate::checks::metrics::prometheus(&report);
+        crate::store::write_atomically(path, metrics.as_bytes(), crate::store::SHARED)
             .wrap_err_with(|| format!("cannot write {}", path.display()))?;
     }
     let mut out = std::io::stdout().lock();

@@ -37,7 +37,7 @@ pub fn default_history_path() -> Option<PathBuf> {
 }
 
 pub fn load_history(path: &Path) -> Vec<DrillRecord> {
-    crate::serde_util::read_json_or_default(Some(path))
+    crate::store::read_json_or_default(Some(path))
 }
 
 impl DrillRecord {
@@ -58,10 +58,11 @@ impl DrillRecord {
     }
 }
 
+/// Adds a record under the history's lock: two drills finishing at once both stay recorded.
 pub fn append_history(path: &Path, record: &DrillRecord) -> std::io::Result<()> {
-    let mut history = load_history(path);
-    history.push(record.clone());
-    crate::serde_util::write_json_atomically(path, &history)
+    crate::store::update_json(path, |history: &mut Vec<DrillRecord>| {
+        history.push(record.clone())
+    })
 }
 
 /// The newest successful drill of a client.

@@ -11,7 +11,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -604,7 +604,8 @@ pub fn apply(action: &Action) -> Result<(), SetupError> {
                 }
             };
             text.push('\n');
-            write_replacing(path, text.as_bytes())?;
+            crate::store::write_atomically(path, text.as_bytes(), crate::store::PRIVATE)
+                .map_err(io_err(format!("write {}", path.display())))?;
             give(path, user, 0o600)
         }
     }
@@ -646,19 +647,6 @@ fn give(path: &Path, user: &str, mode: u32) -> Result<(), SetupError> {
     std::os::unix::fs::lchown(path, Some(uid), Some(gid))
         .map_err(io_err(format!("chown {user} {}", path.display())))?;
     set_mode(path, mode)
-}
-
-/// Writes through a temp file and a rename, so a crash never leaves half a file.
-fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), SetupError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(io_err(format!("write into {}", dir.display())))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .map_err(io_err(format!("write {}", path.display())))?;
-    tmp.persist(path)
-        .map_err(|e| io_err(format!("write {}", path.display()))(e.error))?;
-    Ok(())
 }
 
 /// The tutorial's "checking if the copy works", done properly: as the client's
