@@ -209,7 +209,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
         replay_timeout: args.replay_timeout,
         local: {
             let configured = &config.policy_for(&args.client).local;
-            crate::ops::restore::steps::LocalService {
+            crate::config::LocalService {
                 start: args
                     .start_command
                     .clone()

@@ -14,7 +14,7 @@ use super::journal::{Journal, Outcome};
 use super::recovery_conf::{self, ArchiveLayout, RecoverySettings, TargetAction, TargetTime};
 use super::unpack::{self, UnpackOptions};
 use crate::archive::catalog::{BaseFileKind, Client};
-use crate::config::TargetServer;
+use crate::config::{LocalService, TargetServer};
 use crate::display::short_duration;
 use crate::pg::local::{self, PgUser};
 use crate::pg::pglog::{ReplayOutcome, ReplayTracker};
@@ -144,17 +144,6 @@ impl Resumed {
 
 /// The preflight checks `--force` may go past.
 pub const FORCEABLE_CHECKS: &[&str] = &["archive-readable"];
-
-/// Shell command lines that start and stop the local instance, and the log
-/// its start writes. Placeholders: `{data}`, `{log}`, `{major}`, `{pg_bin}`.
-/// Unset: Debian's `pg_ctlcluster MAJOR CLUSTER` when /etc/postgresql names
-/// the data directory, else `pg_ctl` as the PostgreSQL user.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LocalService {
-    pub start: Option<String>,
-    pub stop: Option<String>,
-    pub log: Option<PathBuf>,
-}
 
 /// How this restore controls the local instance, resolved at preflight.
 #[derive(Debug, Clone, PartialEq, Eq)]
