@@ -10,6 +10,7 @@ pub mod base_backup;
 pub mod base_cache;
 pub mod catalog;
 pub mod continuity;
+pub mod folder;
 pub mod manifest;
 pub mod wal;
 pub mod watch;

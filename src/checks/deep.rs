@@ -10,13 +10,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::catalog::{BaseFileKind, Client};
+use crate::archive::catalog::Client;
+use crate::archive::folder::BaseFileKind;
 use crate::archive::wal::{Lsn, RawSegmentName, SegmentId, SegmentNo, Timeline};
 use crate::checks::health::{Problem, ProblemCode, Status};
 use crate::checks::verify::{BaseCheck, check_base_backup, check_segment};
@@ -97,7 +96,7 @@ pub fn verify_client(
     let mut done = 0u64;
 
     // The base tarballs, remembered like any other file.
-    let base_dir = client.path.join("base");
+    let base_dir = client.base_dir();
     let tarballs: Vec<_> = client
         .base
         .files
@@ -111,7 +110,7 @@ pub fn verify_client(
         .iter()
         .find(|f| f.kind == BaseFileKind::Manifest);
     let manifest_key = base_key("backup_manifest");
-    let known = |cache: &DeepCache, key: &str, fact: &crate::archive::catalog::FileFact| {
+    let known = |cache: &DeepCache, key: &str, fact: &crate::archive::folder::FileFact| {
         cache
             .entries
             .get(key)
@@ -124,7 +123,7 @@ pub fn verify_client(
     let base_needed = !tarballs.is_empty() && !base_known;
 
     // Which segments need reading, before anything is read.
-    let wal_dir = client.path.join("wal");
+    let wal_dir = client.wal_dir();
     let segments: Vec<_> = client.wal.segments.iter().filter(|s| !s.partial).collect();
     let keys: Vec<String> = segments
         .iter()
@@ -177,7 +176,7 @@ pub fn verify_client(
                 reason: reason.clone(),
             },
         };
-        let remember = |fact: &crate::archive::catalog::FileFact, verdict: Verdict| Remembered {
+        let remember = |fact: &crate::archive::folder::FileFact, verdict: Verdict| Remembered {
             size: fact.size,
             mtime_ns: mtime_ns(fact.mtime),
             verdict,
@@ -354,33 +353,20 @@ fn check_in_parallel(
     seg_size: u32,
     progress: &mut dyn FnMut(usize),
 ) -> Vec<(usize, Verdict)> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(paths.len());
-    let next = AtomicUsize::new(0);
-    let (sender, receiver) = mpsc::channel();
     let mut results = Vec::with_capacity(paths.len());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let sender = sender.clone();
-            let next = &next;
-            scope.spawn(move || {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = paths.get(index) else { break };
-                    let verdict = check_segment(path).verdict(expected_sysid, Some(seg_size));
-                    if sender.send((index, verdict)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(sender);
-        for result in receiver {
-            progress(result.0);
-            results.push(result);
-        }
-    });
+    let finished = crate::pool::run(
+        paths,
+        crate::pool::cores(),
+        |path| check_segment(path).verdict(expected_sysid, Some(seg_size)),
+        |index, verdict| {
+            progress(index);
+            results.push((index, verdict));
+        },
+    );
+    // A reader that panicked is a bug, not a verdict on the file: say so, loudly.
+    if let Err(panic) = finished {
+        panic!("deep check of {}: {panic}", paths[panic.index].display());
+    }
     results
 }
 

@@ -8,7 +8,8 @@
 use std::fmt;
 use std::time::SystemTime;
 
-use crate::archive::catalog::{BaseFileKind, Client};
+use crate::archive::catalog::Client;
+use crate::archive::folder::BaseFileKind;
 use crate::config::ClientPolicy;
 use crate::display::short_duration;
 

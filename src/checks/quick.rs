@@ -25,7 +25,8 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::catalog::{Client, SegmentFile};
+use crate::archive::catalog::Client;
+use crate::archive::folder::SegmentFile;
 use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader};
 use crate::checks::deep::{Verdict, problem_for};
 use crate::checks::health::Problem;
@@ -226,7 +227,7 @@ impl QuickCache {
             return Vec::new();
         };
         let expected_sysid = client.system_identifier;
-        let wal_dir = client.path.join("wal");
+        let wal_dir = crate::archive::folder::wal_dir(&client.path);
         // Zero-byte files are reported as missing by the ordinary rules; partial ones are not segments yet.
         let eligible = |s: &&SegmentFile| !s.partial && s.size > 0;
         let segments: &[SegmentFile] = &client.segments;

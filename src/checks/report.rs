@@ -8,8 +8,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::archive::base_backup::BackupLabel;
-use crate::archive::catalog::{BaseFile, Catalog, Client};
+use crate::archive::catalog::{Catalog, Client};
 use crate::archive::continuity::{Gap, TimelineSummary};
+use crate::archive::folder::BaseFile;
 use crate::checks::health::{self, Problem, Status};
 use crate::config::Config;
 

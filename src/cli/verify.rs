@@ -91,7 +91,7 @@ async fn verify(
         catalog::scan_client(root, &args.client, &options).wrap_err("cannot read the client")?;
     let mut verification = Verification::new(&client, settings, SystemTime::now());
     verification.target_expected = target.is_some();
-    let wal_dir: PathBuf = client.path.join("wal");
+    let wal_dir: PathBuf = client.wal_dir();
     say(
         args,
         &format!(
@@ -104,7 +104,7 @@ async fn verify(
         ),
     );
 
-    let base_dir = client.path.join("base");
+    let base_dir = client.base_dir();
     let base_tx = tx.clone();
     tokio::task::spawn_blocking(move || {
         let progress_tx = base_tx.clone();

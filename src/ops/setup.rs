@@ -18,6 +18,7 @@ use std::process::{Command, Stdio};
 
 use thiserror::Error;
 
+use crate::archive::folder;
 use crate::pg::local::shell_quote;
 
 /// The folder mode the tutorial asks for: the client's user only.
@@ -100,11 +101,11 @@ impl SetupRequest {
     }
 
     pub fn base_dir(&self) -> PathBuf {
-        self.client_dir().join("base")
+        folder::base_dir(&self.client_dir())
     }
 
     pub fn wal_dir(&self) -> PathBuf {
-        self.client_dir().join("wal")
+        folder::wal_dir(&self.client_dir())
     }
 
     pub fn authorized_keys(&self) -> PathBuf {

@@ -468,7 +468,7 @@ pub fn problems(view: &TargetView, client_dir: &Path) -> Vec<Problem> {
             "set archive_timeout = 3600 (the tutorial's production value) and reload".to_owned(),
         ));
     }
-    let wal_dir = client_dir.join("wal");
+    let wal_dir = crate::archive::folder::wal_dir(client_dir);
     if state.archive_mode != "off" && !state.archive_command.contains(&*wal_dir.to_string_lossy()) {
         problems.push(Problem::new(
             ProblemCode::ArchiveCommandElsewhere,

@@ -7,8 +7,8 @@ use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::archive::catalog::{Applied, Catalog, Client};
-use crate::archive::watch::{WalChange, WatchMode};
+use crate::archive::catalog::{Applied, Catalog, Client, Observation};
+use crate::archive::watch::WatchMode;
 use crate::checks::report::ClientReport;
 use crate::checks::verify::{BaseCheck, Progress, SegmentCheck, Verification, VerifySettings};
 use crate::config::Config;
@@ -28,8 +28,9 @@ pub enum Event {
         name: String,
         result: Result<Box<Client>, String>,
     },
-    /// File events, as many as arrived since the last frame.
-    Changes(Vec<WalChange>),
+    /// File events resolved off this thread (stat, label, header), as many
+    /// as arrived since the last frame.
+    Observed(Vec<Observation>),
     /// The watcher started (how trustworthy it is), or could not start.
     Watching(Result<WatchMode, String>),
     /// The restore engine reported something.
@@ -376,7 +377,7 @@ impl App {
                 self.rebuild_rows();
                 Vec::new()
             }
-            Event::Changes(changes) => self.on_changes(changes),
+            Event::Observed(observations) => self.on_observations(observations),
             Event::Drills(history) => {
                 self.drills = history;
                 Vec::new()
@@ -499,16 +500,16 @@ impl App {
         }
     }
 
-    /// Applies a batch of file events to the catalog, then recomputes derived facts once.
-    fn on_changes(&mut self, changes: Vec<WalChange>) -> Vec<Command> {
+    /// Applies a batch of observed file changes to the catalog, then recomputes derived facts once.
+    fn on_observations(&mut self, observations: Vec<Observation>) -> Vec<Command> {
         let Some(catalog) = &mut self.catalog else {
             // The first scan is still running and will see these files.
             return Vec::new();
         };
         let mut commands = Vec::new();
-        for change in &changes {
+        for observation in &observations {
             self.events_applied += 1;
-            match catalog.apply(change) {
+            match catalog.apply(observation) {
                 Applied::Nothing => {}
                 Applied::Changed { client, arrival } => {
                     let Some(arrival) = arrival else { continue };
@@ -519,7 +520,7 @@ impl App {
                     {
                         let path = catalog
                             .client(&client)
-                            .map(|c| c.path.join("wal").join(&arrival.name));
+                            .map(|c| c.wal_dir().join(&arrival.name));
                         commands.extend(path.map(|path| Command::CheckSegment {
                             path,
                             seen_at: arrival.at,
@@ -551,7 +552,7 @@ impl App {
         };
         let mut verification = Verification::new(client, self.verify_settings, self.now);
         verification.target_expected = self.config.target_for(name).is_some();
-        let base_dir = client.path.join("base");
+        let base_dir = client.base_dir();
         self.verification = Some(verification);
         self.screen = Screen::Verify;
         let mut commands = vec![Command::CheckBase(base_dir)];

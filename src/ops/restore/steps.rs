@@ -13,7 +13,8 @@ use super::RestoreError;
 use super::journal::{Journal, Outcome};
 use super::recovery_conf::{self, ArchiveLayout, RecoverySettings, TargetAction, TargetTime};
 use super::unpack::{self, UnpackOptions};
-use crate::archive::catalog::{BaseFileKind, Client};
+use crate::archive::catalog::Client;
+use crate::archive::folder::BaseFileKind;
 use crate::config::{LocalService, TargetServer};
 use crate::display::short_duration;
 use crate::pg::local::{self, PgUser};
@@ -570,7 +571,7 @@ impl Runner<'_> {
         let client = self.client;
         let request = self.request;
         let refuse = |why: String| Err(RestoreError::Preflight(why));
-        let base_dir = client.path.join("base");
+        let base_dir = client.base_dir();
         let (Some(base_tar), Some(pg_wal_tar)) = (
             client.base.file(BaseFileKind::BaseTar),
             client.base.file(BaseFileKind::PgWalTar),
@@ -646,7 +647,7 @@ impl Runner<'_> {
                 gap.first, gap.last
             ));
         }
-        let wal_dir = client.path.join("wal");
+        let wal_dir = client.wal_dir();
         if let Err(refused) = self.check_archive_readable(&user, &wal_dir) {
             if !request.forced.iter().any(|f| f == "archive-readable") {
                 return Err(refused);
@@ -1047,7 +1048,7 @@ impl Runner<'_> {
         };
         let settings = RecoverySettings {
             major: checked.major,
-            archive_dir: self.client.path.join("wal"),
+            archive_dir: self.client.wal_dir(),
             layout: checked.layout,
             target_time,
             target_action: TargetAction::Pause,
