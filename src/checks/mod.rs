@@ -1,7 +1,8 @@
 //! Verdicts on the archive: the health rules and their problem codes
 //! (`health`), the report both faces show (`report`), the cheap and the deep
 //! integrity checks (`quick`, `deep`), the verification window for a new
-//! client (`verify`), and the report as Prometheus metrics (`metrics`).
+//! client (`verify`), the target server's side judged (`target`), and the
+//! report as Prometheus metrics (`metrics`).
 //! Checks read the archive and the target server; they change nothing.
 
 pub mod deep;
@@ -9,4 +10,5 @@ pub mod health;
 pub mod metrics;
 pub mod quick;
 pub mod report;
+pub mod target;
 pub mod verify;

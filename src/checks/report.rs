@@ -61,7 +61,7 @@ impl ClientReport {
         client_dir: &std::path::Path,
     ) {
         self.problems
-            .extend(crate::pg::target::problems(&view, client_dir));
+            .extend(crate::checks::target::problems(&view, client_dir));
         self.status = health::status_of(&self.problems);
         self.target = Some(view);
     }

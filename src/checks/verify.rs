@@ -521,7 +521,7 @@ impl Verification {
                         ItemState::Fail,
                         format!("archiving is failing on the target: {why}"),
                     )
-                } else if timeout == crate::ops::setup::VERIFICATION_ARCHIVE_TIMEOUT || timeout == 0
+                } else if timeout == crate::pg::target::VERIFICATION_ARCHIVE_TIMEOUT || timeout == 0
                 {
                     (
                         ItemState::Fail,

@@ -20,15 +20,12 @@ use thiserror::Error;
 
 use crate::archive::folder;
 use crate::pg::local::shell_quote;
+use crate::pg::target::{PRODUCTION_ARCHIVE_TIMEOUT, VERIFICATION_ARCHIVE_TIMEOUT};
 
 /// The folder mode the tutorial asks for: the client's user only.
 pub const CLIENT_MODE: u32 = 0o700;
 /// The backup root: others may pass through it to their own folder, not list it.
 pub const ROOT_MODE: u32 = 0o711;
-/// The production archive_timeout the tutorial recommends (one hour).
-pub const PRODUCTION_ARCHIVE_TIMEOUT: u64 = 3600;
-/// The archive_timeout of the 3–5 minute verification, to be undone afterwards.
-pub const VERIFICATION_ARCHIVE_TIMEOUT: u64 = 60;
 
 #[derive(Debug, Error)]
 pub enum SetupError {
