@@ -13,7 +13,8 @@ use ratatui::backend::TestBackend;
 
 use walwarden::archive::catalog::{self, Observer, ScanOptions};
 use walwarden::archive::watch::WalChange;
-use walwarden::checks::verify::{VerifySettings, check_base_backup, check_segment};
+use walwarden::checks::integrity::{check_base_backup, check_segment};
+use walwarden::checks::verify::VerifySettings;
 use walwarden::config::Config;
 use walwarden::demo::{Cluster, build_demo};
 use walwarden::tui::app::{App, Command, Event};

@@ -18,13 +18,13 @@ use crate::archive::catalog::Client;
 use crate::archive::folder::BaseFileKind;
 use crate::archive::wal::{Lsn, RawSegmentName, SegmentId, SegmentNo, Timeline};
 use crate::checks::health::{Problem, ProblemCode, Status};
-use crate::checks::verify::{BaseCheck, check_base_backup, check_segment};
+use crate::checks::integrity::{BaseCheck, check_base_backup, check_segment};
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("deep-verify.json"))
 }
 
-pub use crate::checks::verify::SegmentVerdict as Verdict;
+pub use crate::checks::integrity::SegmentVerdict as Verdict;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Remembered {
@@ -449,7 +449,7 @@ const MANIFEST_LINES_SHOWN: usize = 5;
 
 /// The segments of the manifest's WAL ranges found neither in pg_wal.tar.gz
 /// nor in the archive: without them the backup never becomes consistent.
-fn missing_wal(client: &Client, check: &crate::checks::verify::BaseCheck) -> Vec<String> {
+fn missing_wal(client: &Client, check: &crate::checks::integrity::BaseCheck) -> Vec<String> {
     let Some(outcome) = &check.manifest else {
         return Vec::new();
     };

@@ -30,7 +30,7 @@ use crate::archive::folder::SegmentFile;
 use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader};
 use crate::checks::deep::{Verdict, problem_for};
 use crate::checks::health::Problem;
-use crate::checks::verify::SegmentCheck;
+use crate::checks::integrity::SegmentCheck;
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("quick-verify.json"))

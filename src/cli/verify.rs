@@ -11,10 +11,10 @@ use tokio::sync::mpsc;
 
 use crate::archive::catalog::{self, ScanOptions};
 use crate::archive::watch::{RootWatcher, WalChange, WatchMode};
-use crate::checks::verify::{
-    BaseCheck, Progress, SegmentCheck, Verification, VerifySettings, check_base_backup,
-    check_segment,
+use crate::checks::integrity::{
+    BaseCheck, Progress, SegmentCheck, check_base_backup, check_segment,
 };
+use crate::checks::verify::{Verification, VerifySettings};
 use crate::display::short_duration;
 
 #[derive(Debug, Args)]

@@ -9,8 +9,9 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use crate::archive::catalog::{Applied, Catalog, Client, Observation};
 use crate::archive::watch::WatchMode;
+use crate::checks::integrity::{BaseCheck, Progress, SegmentCheck};
 use crate::checks::report::ClientReport;
-use crate::checks::verify::{BaseCheck, Progress, SegmentCheck, Verification, VerifySettings};
+use crate::checks::verify::{Verification, VerifySettings};
 use crate::config::Config;
 use crate::tui::keymap::{self, Action, Scope};
 use crate::tui::wizard::{RestoreEvent, Wizard, WizardCommand};

@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 
 use crate::archive::catalog::{self, Catalog, ScanOptions};
 use crate::archive::watch::RootWatcher;
+use crate::checks::integrity::{check_base_backup, check_segment};
 use crate::checks::quick::{QuickCache, QuickInput};
-use crate::checks::verify::{check_base_backup, check_segment};
 use crate::config::Config;
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::steps::{self, Driver, StepKind};
