@@ -14,7 +14,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::catalog::Client;
-use crate::ops::restore::steps::{self, Driver, RestoreRequest};
+use crate::ops::restore::request::RestoreRequest;
+use crate::ops::restore::steps::{self, Driver};
 use crate::pg::local::PgUser;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -97,7 +97,7 @@ pub enum Command {
     /// Re-read this client and run the restore engine on it in the background.
     StartRestore {
         client: String,
-        request: Box<crate::ops::restore::steps::RestoreRequest>,
+        request: Box<crate::ops::restore::request::RestoreRequest>,
     },
     /// The engineer's answer to the engine's pending question.
     AnswerRestore(bool),

@@ -13,8 +13,12 @@
 //!
 //! Running as the PostgreSQL user, the log classifier and SSH live in [`crate::pg`].
 
+mod files;
 pub mod journal;
 pub mod recovery_conf;
+pub mod request;
+pub mod resume;
+mod service;
 pub mod steps;
 pub mod unpack;
 

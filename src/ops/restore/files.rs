@@ -1,0 +1,62 @@
+//! Files the restore writes into the data directory, as PostgreSQL wants
+//! them: owned by its OS user, mode 0700 folders and 0600 files, synced.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::pg::local::PgUser;
+
+/// The nearest existing folder at or above `path`.
+pub(super) fn existing_ancestor(path: &Path) -> PathBuf {
+    path.ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(Path::new("/"))
+        .to_owned()
+}
+
+pub(super) fn remove(path: &Path) -> std::io::Result<()> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+/// Mode 0700, owned by the PostgreSQL user: what initdb makes, and what postgres insists on.
+pub(super) fn prepare_dir(dir: &Path, user: &PgUser) -> Result<(), String> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot chmod {}: {e}", dir.display()))?;
+    chown(dir, user)
+}
+
+pub(super) fn chown(path: &Path, user: &PgUser) -> Result<(), String> {
+    if fs::metadata(path).is_ok_and(|m| m.uid() == user.uid) {
+        return Ok(());
+    }
+    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
+        .map_err(|e| format!("cannot give {} to {}: {e}", path.display(), user.name))
+}
+
+pub(super) fn write_owned(
+    path: &Path,
+    bytes: &[u8],
+    user: &PgUser,
+    append: bool,
+) -> Result<(), String> {
+    use std::io::Write;
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(path)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.write_all(bytes)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    file.sync_all()
+        .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+    chown(path, user)
+}
