@@ -9,6 +9,7 @@
 //!
 //! - `unpack`: safe, two-core extraction of the tarballs;
 //! - `recovery_conf`: recovery.conf (10, 11) or recovery.signal (12+);
+//! - `replay`: replay followed in the server's log, the verdict;
 //! - `journal`: the record next to the data directory.
 //!
 //! Running as the PostgreSQL user, the log classifier and SSH live in [`crate::pg`].
@@ -16,6 +17,7 @@
 mod files;
 pub mod journal;
 pub mod recovery_conf;
+pub mod replay;
 pub mod request;
 pub mod resume;
 mod service;

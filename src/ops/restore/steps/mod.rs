@@ -21,12 +21,12 @@ pub use remote_stop::stop_old_instance;
 use super::RestoreError;
 use super::journal::{Journal, Outcome};
 use super::recovery_conf::ArchiveLayout;
+use super::replay::ReplayOutcome;
 use super::request::RestoreRequest;
 use super::resume::Resumed;
 use super::service::{ServiceControl, postmaster_alive};
 use crate::archive::catalog::Client;
 use crate::pg::local::{self, PgUser};
-use crate::pg::pglog::ReplayOutcome;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepKind {

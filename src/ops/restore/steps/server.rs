@@ -12,8 +12,8 @@ use crate::archive::catalog::Client;
 use crate::display::short_duration;
 use crate::ops::restore::RestoreError;
 use crate::ops::restore::recovery_conf::{self, TargetTime};
+use crate::ops::restore::replay::ReplayTracker;
 use crate::ops::restore::service::{ServiceControl, shell};
-use crate::pg::pglog::ReplayTracker;
 
 impl Runner<'_> {
     pub(super) fn start(&mut self, checked: &Checked) -> Result<(), RestoreError> {
