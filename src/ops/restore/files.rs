@@ -5,6 +5,7 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::error::StepFailure;
 use crate::pg::local::PgUser;
 
 /// The nearest existing folder at or above `path`.
@@ -24,18 +25,23 @@ pub(super) fn remove(path: &Path) -> std::io::Result<()> {
 }
 
 /// Mode 0700, owned by the PostgreSQL user: what initdb makes, and what postgres insists on.
-pub(super) fn prepare_dir(dir: &Path, user: &PgUser) -> Result<(), String> {
+pub(super) fn prepare_dir(dir: &Path, user: &PgUser) -> Result<(), StepFailure> {
     fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("cannot chmod {}: {e}", dir.display()))?;
+        .map_err(StepFailure::io("chmod", dir))?;
     chown(dir, user)
 }
 
-pub(super) fn chown(path: &Path, user: &PgUser) -> Result<(), String> {
+pub(super) fn chown(path: &Path, user: &PgUser) -> Result<(), StepFailure> {
     if fs::metadata(path).is_ok_and(|m| m.uid() == user.uid) {
         return Ok(());
     }
-    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid))
-        .map_err(|e| format!("cannot give {} to {}: {e}", path.display(), user.name))
+    std::os::unix::fs::chown(path, Some(user.uid), Some(user.gid)).map_err(|source| {
+        StepFailure::Chown {
+            path: path.to_owned(),
+            user: user.name.clone(),
+            source,
+        }
+    })
 }
 
 pub(super) fn write_owned(
@@ -43,7 +49,7 @@ pub(super) fn write_owned(
     bytes: &[u8],
     user: &PgUser,
     append: bool,
-) -> Result<(), String> {
+) -> Result<(), StepFailure> {
     use std::io::Write;
     let mut file = fs::OpenOptions::new()
         .create(true)
@@ -51,12 +57,11 @@ pub(super) fn write_owned(
         .append(append)
         .truncate(!append)
         .open(path)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(StepFailure::io("write", path))?;
     file.write_all(bytes)
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    file.sync_all()
-        .map_err(|e| format!("cannot sync {}: {e}", path.display()))?;
+        .map_err(StepFailure::io("write", path))?;
+    file.sync_all().map_err(StepFailure::io("sync", path))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-        .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+        .map_err(StepFailure::io("chmod", path))?;
     chown(path, user)
 }

@@ -2,6 +2,7 @@
 //! (since the last restore that completed or was rolled back), so they are
 //! not run again.
 
+use super::error::PreflightRefusal;
 use super::journal::{Entry, Outcome};
 use super::steps::StepKind;
 
@@ -14,7 +15,7 @@ pub struct Resumed {
 impl Resumed {
     /// The steps finished since the last restore that completed or was rolled
     /// back; refused when there is nothing to resume.
-    pub fn from_journal(entries: &[Entry]) -> Result<Resumed, String> {
+    pub fn from_journal(entries: &[Entry]) -> Result<Resumed, PreflightRefusal> {
         let from = entries
             .iter()
             .rposition(|e| {
@@ -23,10 +24,7 @@ impl Resumed {
             .map_or(0, |i| i + 1);
         let attempt = &entries[from..];
         if attempt.is_empty() {
-            return Err(
-                "the journal records no unfinished restore: nothing to resume (start a new restore)"
-                    .into(),
-            );
+            return Err(PreflightRefusal::NothingToResume);
         }
         let done = StepKind::ALL
             .iter()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 pub use remote_stop::stop_old_instance;
 
-use super::RestoreError;
+use super::error::{PreflightRefusal, RestoreError, StepFailure};
 use super::journal::{Journal, Outcome};
 use super::recovery_conf::ArchiveLayout;
 use super::replay::ReplayOutcome;
@@ -134,13 +134,9 @@ pub fn run(
     };
     let resumed = if request.resume {
         let path = Journal::path_for(&request.data_dir);
-        let entries = Journal::read(&path).map_err(|e| {
-            RestoreError::Preflight(format!(
-                "--resume: cannot read the journal {}: {e}",
-                path.display()
-            ))
-        })?;
-        Some(Resumed::from_journal(&entries).map_err(RestoreError::Preflight)?)
+        let entries = Journal::read(&path)
+            .map_err(|source| PreflightRefusal::JournalUnreadable { path, source })?;
+        Some(Resumed::from_journal(&entries)?)
     } else {
         None
     };
@@ -319,10 +315,13 @@ impl Runner<'_> {
         if self.request.dry_run {
             return Ok(String::new());
         }
-        let output = command.output().map_err(|e| {
+        let output = command.output().map_err(|source| {
             fail(
                 step,
-                format!("cannot run {}: {e}", local::display(&command)),
+                StepFailure::CannotRun {
+                    command: local::display(&command),
+                    source,
+                },
             )
         })?;
         let text = String::from_utf8_lossy(&output.stdout).into_owned()
@@ -330,21 +329,20 @@ impl Runner<'_> {
         if !output.status.success() {
             return Err(fail(
                 step,
-                format!(
-                    "{} failed ({}): {}",
-                    local::display(&command),
-                    output.status,
-                    text.trim()
-                ),
+                StepFailure::CommandFailed {
+                    command: local::display(&command),
+                    status: output.status,
+                    output: text.trim().to_owned(),
+                },
             ));
         }
         Ok(text)
     }
 }
 
-fn fail(step: StepKind, message: String) -> RestoreError {
+fn fail(step: StepKind, failure: StepFailure) -> RestoreError {
     RestoreError::Step {
         step: step.id(),
-        message,
+        failure,
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::{Checked, Runner, StepKind};
 use crate::archive::folder::BaseFileKind;
-use crate::ops::restore::RestoreError;
+use crate::ops::restore::error::{PreflightRefusal, RestoreError};
 use crate::ops::restore::files::existing_ancestor;
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::recovery_conf::ArchiveLayout;
@@ -21,16 +21,15 @@ impl Runner<'_> {
     pub(super) fn preflight(&mut self) -> Result<Checked, RestoreError> {
         let client = self.client;
         let request = self.request;
-        let refuse = |why: String| Err(RestoreError::Preflight(why));
+        let refuse = |why: PreflightRefusal| Err(RestoreError::Preflight(why));
         let base_dir = client.base_dir();
         let (Some(base_tar), Some(pg_wal_tar)) = (
             client.base.file(BaseFileKind::BaseTar),
             client.base.file(BaseFileKind::PgWalTar),
         ) else {
-            return refuse(format!(
-                "{} has no complete base backup (base.tar.gz and pg_wal.tar.gz)",
-                client.name
-            ));
+            return refuse(PreflightRefusal::NoCompleteBackup {
+                client: client.name.clone(),
+            });
         };
         if let Some(ts) = client
             .base
@@ -38,17 +37,16 @@ impl Runner<'_> {
             .iter()
             .find(|f| f.kind == BaseFileKind::Tablespace)
         {
-            return refuse(format!(
-                "the backup has a tablespace tarball ({}): restoring tablespaces is not supported yet; unpack it by hand to the path in tablespace_map",
-                ts.fact.name
-            ));
+            return refuse(PreflightRefusal::Tablespace {
+                tarball: ts.fact.name.clone(),
+            });
         }
         let Some(backup_version) = client
             .base
             .pg_version()
             .and_then(|v| v.split('.').next()?.parse::<u32>().ok())
         else {
-            return refuse("PG_VERSION could not be read from base.tar.gz".into());
+            return refuse(PreflightRefusal::NoPgVersion);
         };
         let pg_bin = request
             .pg_bin
@@ -56,28 +54,26 @@ impl Runner<'_> {
             .unwrap_or_else(|| local::default_pg_bin(backup_version));
         let major = local::server_major(&pg_bin)?;
         if major != backup_version {
-            return refuse(format!(
-                "the backup is PostgreSQL {backup_version} but {} is PostgreSQL {major}: a physical backup only restores onto the same major version; install PostgreSQL {backup_version} (--pg-bin), or restore on {backup_version} and move with pg_dumpall -c / psql (the tutorial's last section)",
-                pg_bin.display()
-            ));
+            return refuse(PreflightRefusal::MajorMismatch {
+                backup: backup_version,
+                pg_bin,
+                found: major,
+            });
         }
         let user = PgUser::lookup(&request.os_user)?;
         if !user.can_act_as() {
-            return refuse(format!(
-                "walwarden runs as another user than {}: run it with sudo",
-                user.name
-            ));
+            return refuse(PreflightRefusal::NotThatUser { user: user.name });
         }
         self.check_data_dir(&client.path)?;
         let plan = unpack::scan_tarball_remembered(&base_dir.join(&base_tar.fact.name))
-            .map_err(|e| RestoreError::Preflight(e.to_string()))?;
+            .map_err(PreflightRefusal::Tarball)?;
         let wal_plan = unpack::scan_tarball_remembered(&base_dir.join(&pg_wal_tar.fact.name))
-            .map_err(|e| RestoreError::Preflight(e.to_string()))?;
+            .map_err(PreflightRefusal::Tarball)?;
         if let Some(bad) = plan.refused.first().or(wal_plan.refused.first()) {
-            return refuse(format!(
-                "the tarball has an entry that would escape the data directory: {} ({})",
-                bad.entry, bad.reason
-            ));
+            return refuse(PreflightRefusal::EscapingEntry {
+                entry: bad.entry.clone(),
+                reason: bad.reason.to_string(),
+            });
         }
         let needed = plan.disk_bytes + wal_plan.disk_bytes;
         let parent = existing_ancestor(&request.data_dir);
@@ -85,18 +81,17 @@ impl Runner<'_> {
             .map(|s| s.blocks_available() * s.fragment_size())
             .unwrap_or(u64::MAX);
         if free < needed + needed / 10 {
-            return refuse(format!(
-                "{} has {} free; the backup unpacks to {} (+10% margin)",
-                parent.display(),
-                crate::display::human_bytes(free),
-                crate::display::human_bytes(needed)
-            ));
+            return refuse(PreflightRefusal::NoSpace {
+                folder: parent,
+                free,
+                needed,
+            });
         }
         if let Some(gap) = client.continuity.gaps.iter().find(|g| g.before_consistency) {
-            return refuse(format!(
-                "WAL needed to reach consistency is missing ({} .. {}): the base backup cannot be restored; take a new one",
-                gap.first, gap.last
-            ));
+            return refuse(PreflightRefusal::NotConsistent {
+                first: gap.first.clone(),
+                last: gap.last.clone(),
+            });
         }
         let wal_dir = client.wal_dir();
         if let Err(refused) = self.check_archive_readable(&user, &wal_dir) {
@@ -163,12 +158,9 @@ impl Runner<'_> {
     /// a mount point, or a place inside the backup root.
     fn check_data_dir(&mut self, client_dir: &Path) -> Result<(), RestoreError> {
         let data = &self.request.data_dir;
-        let refuse = |why: String| Err(RestoreError::Preflight(why));
+        let refuse = |why: PreflightRefusal| Err(RestoreError::Preflight(why));
         if !data.is_absolute() {
-            return refuse(format!(
-                "--data-dir {} must be an absolute path",
-                data.display()
-            ));
+            return refuse(PreflightRefusal::DataDirRelative(data.clone()));
         }
         let root = client_dir.parent().unwrap_or(client_dir);
         let canonical_data =
@@ -176,22 +168,20 @@ impl Runner<'_> {
         if let Ok(root) = fs::canonicalize(root)
             && canonical_data.starts_with(&root)
         {
-            return refuse(format!(
-                "{} is inside the backup root {}: the archive is never written to",
-                data.display(),
-                root.display()
-            ));
+            return refuse(PreflightRefusal::DataDirInsideRoot {
+                data: data.clone(),
+                root,
+            });
         }
         match fs::symlink_metadata(data) {
             Err(_) => Ok(()),
-            Ok(meta) if !meta.is_dir() => refuse(format!("{} is not a directory", data.display())),
+            Ok(meta) if !meta.is_dir() => {
+                refuse(PreflightRefusal::DataDirNotADirectory(data.clone()))
+            }
             Ok(meta) => {
                 let parent = data.parent().and_then(|p| fs::metadata(p).ok());
                 if parent.is_none_or(|p| p.dev() != meta.dev()) {
-                    return refuse(format!(
-                        "{} is a mount point: moving its contents aside would cross file systems; point --data-dir at a folder inside it",
-                        data.display()
-                    ));
+                    return refuse(PreflightRefusal::DataDirMountPoint(data.clone()));
                 }
                 let empty = fs::read_dir(data)
                     .map(|mut d| d.next().is_none())
@@ -202,10 +192,7 @@ impl Runner<'_> {
                     .as_ref()
                     .is_some_and(|r| r.has(StepKind::Clear));
                 if !empty && !ours && !data.join("PG_VERSION").is_file() {
-                    return refuse(format!(
-                        "{} is neither empty nor a PostgreSQL data directory (no PG_VERSION): refusing to clear it",
-                        data.display()
-                    ));
+                    return refuse(PreflightRefusal::DataDirForeign(data.clone()));
                 }
                 Ok(())
             }
@@ -243,11 +230,11 @@ impl Runner<'_> {
         if ok {
             return Ok(());
         }
-        Err(RestoreError::Preflight(format!(
-            "the WAL archive {} is not readable by {}: PostgreSQL would silently recover only to the end of the base backup. Fix: chmod o+rx on the folders up to it and o+r on the files, or add {} to the client's group (chmod -R g+rX)",
-            wal_dir.display(),
-            user.name,
-            user.name
-        )))
+        Err(RestoreError::Preflight(
+            PreflightRefusal::ArchiveUnreadable {
+                wal_dir: wal_dir.to_owned(),
+                user: user.name.clone(),
+            },
+        ))
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::{Checked, Runner, StepKind, fail};
 use crate::display::short_duration;
-use crate::ops::restore::RestoreError;
+use crate::ops::restore::error::{RestoreError, StepFailure};
 use crate::ops::restore::files::{prepare_dir, remove, write_owned};
 use crate::ops::restore::journal::{self, Outcome};
 use crate::ops::restore::recovery_conf::{self, RecoverySettings, TargetAction};
@@ -56,10 +56,7 @@ impl Runner<'_> {
             wait_for_pid_file_gone(&pid_file, Duration::from_secs(120));
         }
         if !self.request.dry_run && pid_file.exists() {
-            return Err(fail(
-                StepKind::StopLocal,
-                "postmaster.pid is still there after the stop".into(),
-            ));
+            return Err(fail(StepKind::StopLocal, StepFailure::StillRunning));
         }
         self.done(StepKind::StopLocal, "stopped")
     }
@@ -71,12 +68,8 @@ impl Runner<'_> {
             .unwrap_or_default();
         if entries.is_empty() {
             if !self.request.dry_run {
-                fs::create_dir_all(&data).map_err(|e| {
-                    fail(
-                        StepKind::Clear,
-                        format!("cannot create {}: {e}", data.display()),
-                    )
-                })?;
+                fs::create_dir_all(&data)
+                    .map_err(|e| fail(StepKind::Clear, StepFailure::io("create", &data)(e)))?;
                 prepare_dir(&data, &checked.user).map_err(|e| fail(StepKind::Clear, e))?;
             }
             self.driver.command(&format!(
@@ -100,12 +93,8 @@ impl Runner<'_> {
                     local::shell_quote(&entry.to_string_lossy())
                 ));
                 if !self.request.dry_run {
-                    remove(entry).map_err(|e| {
-                        fail(
-                            StepKind::Clear,
-                            format!("cannot delete {}: {e}", entry.display()),
-                        )
-                    })?;
+                    remove(entry)
+                        .map_err(|e| fail(StepKind::Clear, StepFailure::io("delete", &entry)(e)))?;
                 }
             }
             return self.done(
@@ -133,12 +122,8 @@ impl Runner<'_> {
                 &format!("would move the old contents to {}", aside.display()),
             );
         }
-        fs::create_dir(&aside).map_err(|e| {
-            fail(
-                StepKind::Clear,
-                format!("cannot create {}: {e}", aside.display()),
-            )
-        })?;
+        fs::create_dir(&aside)
+            .map_err(|e| fail(StepKind::Clear, StepFailure::io("create", &aside)(e)))?;
         // Journal before moving: a crash in the middle still knows where things went.
         self.record(
             StepKind::Clear,
@@ -151,11 +136,11 @@ impl Runner<'_> {
             fs::rename(entry, &target).map_err(|e| {
                 fail(
                     StepKind::Clear,
-                    format!(
-                        "cannot move {} to {}: {e}",
-                        entry.display(),
-                        target.display()
-                    ),
+                    StepFailure::Move {
+                        from: entry.to_owned(),
+                        to: target.to_owned(),
+                        source: e,
+                    },
                 )
             })?;
         }
@@ -194,15 +179,15 @@ impl Runner<'_> {
             fs::rename(&data, &kept).map_err(|e| {
                 fail(
                     StepKind::Clear,
-                    format!("cannot move {} to {}: {e}", data.display(), kept.display()),
+                    StepFailure::Move {
+                        from: data.to_owned(),
+                        to: kept.to_owned(),
+                        source: e,
+                    },
                 )
             })?;
-            fs::create_dir(&data).map_err(|e| {
-                fail(
-                    StepKind::Clear,
-                    format!("cannot create {}: {e}", data.display()),
-                )
-            })?;
+            fs::create_dir(&data)
+                .map_err(|e| fail(StepKind::Clear, StepFailure::io("create", &data)(e)))?;
             prepare_dir(&data, &checked.user).map_err(|e| fail(StepKind::Clear, e))?;
         }
         self.done(
@@ -227,12 +212,8 @@ impl Runner<'_> {
             if self.request.dry_run {
                 continue;
             }
-            fs::create_dir_all(dest).map_err(|e| {
-                fail(
-                    StepKind::Unpack,
-                    format!("cannot create {}: {e}", dest.display()),
-                )
-            })?;
+            fs::create_dir_all(dest)
+                .map_err(|e| fail(StepKind::Unpack, StepFailure::io("create", &dest)(e)))?;
             prepare_dir(dest, &checked.user).map_err(|e| fail(StepKind::Unpack, e))?;
             let options = UnpackOptions {
                 owner: Some((checked.user.uid, checked.user.gid)),
@@ -244,12 +225,18 @@ impl Runner<'_> {
             let driver = &mut *self.driver;
             let mut last_shown = Instant::now() - Duration::from_secs(10);
             let summary = unpack::unpack(tarball, dest, &options, &mut |p| {
-                                if last_shown.elapsed() >= Duration::from_millis(500) {
+                if last_shown.elapsed() >= Duration::from_millis(500) {
                     last_shown = Instant::now();
                     let ratio = p.compressed_done as f64 / p.compressed_total.max(1) as f64;
-                    let name = tarball.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                    let name = tarball
+                        .file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned();
                     driver.gauge(StepKind::Unpack, ratio, &format!("unpacking {name}"));
-                    let eta = p.eta().map_or(String::new(), |e| format!(", {} left", short_duration(e)));
+                    let eta = p
+                        .eta()
+                        .map_or(String::new(), |e| format!(", {} left", short_duration(e)));
                     driver.progress(
                         StepKind::Unpack,
                         &format!(
@@ -263,9 +250,9 @@ impl Runner<'_> {
                     );
                 }
             })
-            .map_err(|e| fail(StepKind::Unpack, format!("{e}; the data directory is incomplete: restore again, or roll back from the journal")))?;
+            .map_err(|e| fail(StepKind::Unpack, StepFailure::Unpack(e)))?;
             // Unpacking does not sync file by file: once, here, before anything relies on it.
-            unpack::sync_tree(dest).map_err(|e| fail(StepKind::Unpack, e.to_string()))?;
+            unpack::sync_tree(dest).map_err(|e| fail(StepKind::Unpack, StepFailure::Sync(e)))?;
             self.driver.progress(
                 StepKind::Unpack,
                 &format!(
@@ -280,12 +267,8 @@ impl Runner<'_> {
         if !self.request.dry_run {
             // postgres also needs these to exist, and the log folder for our start command.
             for dir in [data.join("pg_wal/archive_status"), data.join("log")] {
-                fs::create_dir_all(&dir).map_err(|e| {
-                    fail(
-                        StepKind::Unpack,
-                        format!("cannot create {}: {e}", dir.display()),
-                    )
-                })?;
+                fs::create_dir_all(&dir)
+                    .map_err(|e| fail(StepKind::Unpack, StepFailure::io("create", &dir)(e)))?;
                 prepare_dir(&dir, &checked.user).map_err(|e| fail(StepKind::Unpack, e))?;
             }
             // A stale postmaster.pid from the backup would stop the start.
@@ -303,7 +286,7 @@ impl Runner<'_> {
         let target_time = match &self.request.target_time {
             Some(text) => Some(
                 recovery_conf::parse_target_time(text)
-                    .map_err(|e| fail(StepKind::RecoveryConfig, e.to_string()))?,
+                    .map_err(|e| fail(StepKind::RecoveryConfig, e.into()))?,
             ),
             None => None,
         };
@@ -316,7 +299,7 @@ impl Runner<'_> {
             extra: self.request.settings.clone(),
         };
         let files = recovery_conf::recovery_files(&settings)
-            .map_err(|e| fail(StepKind::RecoveryConfig, e.to_string()))?;
+            .map_err(|e| fail(StepKind::RecoveryConfig, e.into()))?;
         let data = &self.request.data_dir;
         // A Debian-layout cluster keeps these in /etc/postgresql: its base
         // backup has none, and PostgreSQL will not start without them.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::{Checked, Driver, Runner, StepKind};
-use crate::ops::restore::RestoreError;
+use crate::ops::restore::error::RestoreError;
 use crate::ops::restore::journal::{Journal, Outcome};
 use crate::ops::restore::request::RestoreRequest;
 use crate::pg::remote;

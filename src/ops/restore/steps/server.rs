@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::{Checked, Runner, StepKind, fail};
 use crate::archive::catalog::Client;
-use crate::display::short_duration;
-use crate::ops::restore::RestoreError;
+use crate::ops::restore::error::{RestoreError, StepFailure};
 use crate::ops::restore::recovery_conf::{self, TargetTime};
 use crate::ops::restore::replay::ReplayTracker;
 use crate::ops::restore::service::{ServiceControl, shell};
@@ -103,20 +102,21 @@ impl Runner<'_> {
             if Instant::now() > deadline {
                 return Err(fail(
                     StepKind::FollowLog,
-                    format!(
-                        "no end of recovery within {}; the server may still be replaying: see {}",
-                        short_duration(self.request.replay_timeout),
-                        checked.log.display()
-                    ),
+                    StepFailure::ReplayTimeout {
+                        timeout: self.request.replay_timeout,
+                        log: checked.log.clone(),
+                    },
                 ));
             }
             std::thread::sleep(Duration::from_millis(200));
         };
-        let success = outcome.is_success();
         let text = outcome.to_string();
-        self.summary.replay = Some(outcome);
-        if !success {
-            return Err(fail(StepKind::FollowLog, text));
+        self.summary.replay = Some(outcome.clone());
+        if !outcome.is_success() {
+            return Err(fail(
+                StepKind::FollowLog,
+                StepFailure::Replay(Box::new(outcome)),
+            ));
         }
         self.done(StepKind::FollowLog, &text)
     }
@@ -159,10 +159,11 @@ impl Runner<'_> {
         if answer.is_empty() {
             return Err(fail(
                 StepKind::Report,
-                format!(
-                    "the server does not answer on {socket_dir} port {port}; see {}",
-                    checked.log.display()
-                ),
+                StepFailure::NoAnswer {
+                    socket_dir,
+                    port,
+                    log: checked.log.clone(),
+                },
             ));
         }
         let recovery = if self.summary.in_recovery == Some(true) {
