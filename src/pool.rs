@@ -74,7 +74,8 @@ where
     first_panic.map_or(Ok(()), Err)
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+/// The text a panic carried, for the report that replaces it.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())

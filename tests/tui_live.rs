@@ -328,7 +328,7 @@ fn an_event_storm_is_applied_in_one_batch() {
 #[test]
 fn the_last_drill_shows_on_the_dashboard_and_in_the_detail() {
     let mut live = live();
-    let drill = walwarden::ops::drill::DrillRecord {
+    let drill = walwarden::checks::drills::DrillRecord {
         client: "acme".into(),
         at: "2026-11-18T09:06:40Z".into(),
         at_unix: NOW_SECS - 2 * 3600,

@@ -518,8 +518,7 @@ fn detail_shows_the_target_servers_side_once_read() {
 /// the target server's lines, and y asks for exactly the reviewed actions.
 #[test]
 fn new_client_screen_form_then_plan() {
-    use walwarden::ops::setup::{Action, ArchiveRoute, SetupRequest};
-    use walwarden::tui::onboarding::Planned;
+    use walwarden::ops::setup::{Action, ArchiveRoute, SetupPlan, SetupRequest};
     let mut fixture = demo_app();
     fixture.app.default_backup_host = "backup1.example.net".into();
     press(&mut fixture.app, KeyCode::Char('N'));
@@ -559,7 +558,7 @@ fn new_client_screen_form_then_plan() {
         },
     ];
     let route = ArchiveRoute::for_request(&request, "backup1.example.net");
-    fixture.app.update(Event::SetupPlanned(Ok(Planned {
+    fixture.app.update(Event::SetupPlanned(Ok(SetupPlan {
         actions: actions.clone(),
         needs_root: Vec::new(),
         instructions: route.target_instructions("acme", "/tmp/backups"),

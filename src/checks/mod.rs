@@ -2,13 +2,17 @@
 //! (`health`), the report both faces show (`report`), files read to their
 //! end and judged (`integrity`), the cheap and the deep checks built on that
 //! (`quick`, `deep`), the verification window for a new
-//! client (`verify`), the target server's side judged (`target`), and the
+//! client (`verify`), the target server's side judged (`target`), the record
+//! of restore drills and their staleness (`drills`), the checks as jobs both
+//! faces run (`jobs`), and the
 //! report as Prometheus metrics (`metrics`).
 //! Checks read the archive and the target server; they change nothing.
 
 pub mod deep;
+pub mod drills;
 pub mod health;
 pub mod integrity;
+pub mod jobs;
 pub mod metrics;
 pub mod quick;
 pub mod report;

@@ -1,6 +1,8 @@
 //! The health report of a whole backup root: what `walwarden check` prints
 //! (as text or as the JSON document described in assets/check-schema.json)
-//! and what the dashboard shows. Built from a catalog, a config and a clock.
+//! and what the dashboard shows. Built from a catalog, a config and a clock
+//! and the facts learnt beside them, in one place (`ClientReport::assemble`)
+//! so both faces raise the same problems in the same order.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -37,7 +39,7 @@ pub struct ClientReport {
     pub problems: Vec<Problem>,
     /// The newest successful restore drill, from the drill history.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_drill: Option<crate::ops::drill::DrillRecord>,
+    pub last_drill: Option<crate::checks::drills::DrillRecord>,
     /// What `check --deep` proved: present only after a deep check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deep: Option<crate::checks::deep::DeepReport>,
@@ -46,7 +48,64 @@ pub struct ClientReport {
     pub target: Option<crate::pg::target::TargetView>,
 }
 
+/// What was learnt about a client beyond its folder, each from its own
+/// background check or file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientFacts<'a> {
+    /// The quick check's problems (gzip trailers and first pages of new segments).
+    pub quick: Option<&'a [Problem]>,
+    /// What a deep check proved, run now or remembered.
+    pub deep: Option<&'a crate::checks::deep::DeepReport>,
+    /// What the client's target server showed.
+    pub target: Option<&'a crate::pg::target::TargetView>,
+    /// The restore drills recorded on this machine (every client's).
+    pub drills: &'a [crate::checks::drills::DrillRecord],
+}
+
 impl ClientReport {
+    /// The one place a client's report is assembled, for `check` and the
+    /// dashboard alike: the health rules on its folder, then what the quick
+    /// or deep check found, what its target showed, and its drills.
+    pub fn assemble(
+        client: &Client,
+        config: &Config,
+        now: SystemTime,
+        facts: ClientFacts<'_>,
+    ) -> ClientReport {
+        let mut report = ClientReport::build(client, config, now);
+        if let Some(problems) = facts.quick {
+            report.problems.extend(problems.iter().cloned());
+            report.status = health::status_of(&report.problems);
+        }
+        if let Some(deep) = facts.deep {
+            report.add_deep(deep.clone());
+        }
+        if let Some(view) = facts.target {
+            report.add_target(view.clone(), &client.path);
+        }
+        report.add_drills(facts.drills, config.policy_for(&client.name), now);
+        report
+    }
+
+    /// Adds the client's last successful drill, and `drill_stale` where its
+    /// policy asks for drills (`drill_max_age`) and the last is too old or missing.
+    fn add_drills(
+        &mut self,
+        history: &[crate::checks::drills::DrillRecord],
+        policy: &crate::config::ClientPolicy,
+        now: SystemTime,
+    ) {
+        let last = crate::checks::drills::last_success(history, &self.name);
+        if let Some(max_age) = policy.drill_max_age
+            && let Some(problem) =
+                crate::checks::drills::stale_problem(&self.name, last, max_age, now)
+        {
+            self.problems.push(problem);
+            self.status = health::status_of(&self.problems);
+        }
+        self.last_drill = last.cloned();
+    }
+
     /// Adds what a deep check proved, and its problems.
     pub fn add_deep(&mut self, deep: crate::checks::deep::DeepReport) {
         self.problems.extend(deep.problems.iter().cloned());
@@ -103,77 +162,17 @@ pub struct WalReport {
 }
 
 impl CheckReport {
-    /// Adds each client's last successful drill, and `drill_stale` where the
-    /// config asks for drills (`drill_max_age`) and the last is too old or missing.
-    pub fn add_drills(&mut self, history: &[crate::ops::drill::DrillRecord], config: &Config) {
-        let now_unix = self
-            .generated_at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        for report in &mut self.clients {
-            let last = crate::ops::drill::last_success(history, &report.name).cloned();
-            if let Some(max_age) = config.policy_for(&report.name).drill_max_age {
-                let age = last.as_ref().map(|d| now_unix.saturating_sub(d.at_unix));
-                if age.is_none_or(|a| a > max_age.as_secs()) {
-                    let when = last
-                        .as_ref()
-                        .map_or("never".to_owned(), |d| format!("last succeeded {}", d.at));
-                    report.problems.push(Problem::new(
-                        crate::checks::health::ProblemCode::DrillStale,
-                        Status::Warning,
-                        format!(
-                            "no successful restore drill within {} ({when})",
-                            crate::display::short_duration(max_age)
-                        ),
-                        format!(
-                            "run `walwarden drill {}`: only a restore proves the backup restores",
-                            report.name
-                        ),
-                    ));
-                    report.status = health::status_of(&report.problems);
-                }
-            }
-            report.last_drill = last;
-        }
-        self.refresh_status();
-    }
-
-    /// Adds a client's deep-check findings: its problems count toward its status and the root's.
-    pub fn add_deep(&mut self, client: &str, deep: crate::checks::deep::DeepReport) {
-        if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
-            report.add_deep(deep);
-        }
-        self.refresh_status();
-    }
-
-    /// Adds what the client's target server showed, and its problems.
-    pub fn add_target(&mut self, client: &str, view: crate::pg::target::TargetView) {
-        let client_dir = self.root.join(client);
-        if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
-            report.add_target(view, &client_dir);
-        }
-        self.refresh_status();
-    }
-
-    /// Adds problems found by reading files (the quick check of new segments).
-    pub fn add_problems(&mut self, client: &str, problems: Vec<crate::checks::health::Problem>) {
-        if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
-            report.problems.extend(problems);
-            report.status = health::status_of(&report.problems);
-        }
-        self.refresh_status();
-    }
-
-    /// The root's status is its worst client's; unknown for a root without clients.
-    fn refresh_status(&mut self) {
-        self.status = worst(&self.clients);
-    }
-
-    pub fn build(catalog: &Catalog, config: &Config, now: SystemTime) -> CheckReport {
+    /// Every client of the catalog assembled with its facts.
+    pub fn assemble<'a>(
+        catalog: &Catalog,
+        config: &Config,
+        now: SystemTime,
+        facts: impl Fn(&str) -> ClientFacts<'a>,
+    ) -> CheckReport {
         let clients: Vec<ClientReport> = catalog
             .clients
             .iter()
-            .map(|c| ClientReport::build(c, config, now))
+            .map(|c| ClientReport::assemble(c, config, now, facts(&c.name)))
             .collect();
         let status = worst(&clients);
         CheckReport {

@@ -7,6 +7,7 @@
 //! their outcomes and the clock, so the checklist is a pure function of
 //! what happened and when, the same for the CLI and the TUI.
 
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
@@ -251,6 +252,21 @@ impl Verification {
             state,
             detail,
         })
+    }
+
+    /// After a re-read of the client (events were lost): the new segments
+    /// this window wants that no event announced, each with its path and its
+    /// mtime as the arrival time. Both faces check these.
+    pub fn missed_segments(&self, client: &Client) -> Vec<(PathBuf, SystemTime)> {
+        let wal_dir = client.wal_dir();
+        client
+            .wal
+            .segments
+            .iter()
+            .filter(|s| self.wants(&s.file_name()))
+            .filter(|s| s.mtime >= self.started_at && !self.is_over(s.mtime))
+            .map(|s| (wal_dir.join(s.file_name()), s.mtime))
+            .collect()
     }
 
     /// Whether a finished file in wal/ is a new segment this window must check.

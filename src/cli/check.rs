@@ -2,6 +2,7 @@
 //! or for machines (`--json`, schema in assets/check-schema.json), with the
 //! monitoring-plugin exit status.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::SystemTime;
@@ -9,9 +10,11 @@ use std::time::SystemTime;
 use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 
-use crate::archive::catalog::{self, ScanOptions};
+use crate::archive::catalog::{self, Catalog, ScanOptions};
 use crate::checks::health::Status;
-use crate::checks::report::{CheckReport, ClientReport};
+use crate::checks::jobs;
+use crate::checks::quick::QuickInput;
+use crate::checks::report::{CheckReport, ClientFacts, ClientReport};
 use crate::config::Config;
 use crate::display::{age_text, time_text};
 use crate::pg::target::TargetView;
@@ -52,46 +55,44 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
     };
     let catalog = catalog::scan(root, &options).wrap_err("cannot scan the backup root")?;
     let now = SystemTime::now();
-    let mut report = CheckReport::build(&catalog, config, now);
+    let mut deep = HashMap::new();
+    let mut quick = HashMap::new();
     if args.deep {
-        let mut cache = crate::checks::deep::DeepCache::load(
-            crate::checks::deep::default_cache_path().as_deref(),
-        );
-        for client in &catalog.clients {
-            let mut last_said = 0;
-            let deep =
-                crate::checks::deep::verify_client(client, &mut cache, now, &mut |done, total| {
-                    let percent = done * 100 / total.max(1);
-                    if !args.json && percent >= last_said + 25 {
-                        last_said = percent;
-                        eprintln!("deep check of {}: {percent}%", client.name);
-                    }
-                });
-            report.add_deep(&client.name, deep);
-        }
-        cache
-            .save()
-            .wrap_err("cannot remember the deep-check results")?;
+        let mut said: (String, u64) = (String::new(), 0);
+        let reports = jobs::deep_check(&catalog.clients, now, &mut |client, done, total| {
+            if said.0 != client {
+                said = (client.to_owned(), 0);
+            }
+            let percent = done * 100 / total.max(1);
+            if !args.json && percent >= said.1 + 25 {
+                said.1 = percent;
+                eprintln!("deep check of {client}: {percent}%");
+            }
+        })?;
+        deep.extend(reports);
     } else {
         // The cheap level: new segments' gzip trailers and first pages (deep reads them all anyway).
-        let mut cache = crate::checks::quick::QuickCache::load(
-            crate::checks::quick::default_cache_path().as_deref(),
-        );
-        for client in &catalog.clients {
-            report.add_problems(&client.name, cache.check_client(client));
-        }
-        cache
-            .save()
+        let inputs: Vec<QuickInput> = catalog.clients.iter().map(QuickInput::borrowed).collect();
+        let checked = jobs::quick_check(&inputs);
+        checked
+            .remembered
             .wrap_err("cannot remember the quick-check results")?;
+        quick.extend(checked.problems);
     }
-    if args.target {
-        for (client, view) in read_targets(&report, config)? {
-            report.add_target(&client, view);
-        }
-    }
-    if let Some(history) = crate::ops::drill::default_history_path() {
-        report.add_drills(&crate::ops::drill::load_history(&history), config);
-    }
+    let targets: HashMap<String, TargetView> = if args.target {
+        read_targets(&catalog, config)?.into_iter().collect()
+    } else {
+        HashMap::new()
+    };
+    let drills = crate::checks::drills::default_history_path()
+        .map(|history| crate::checks::drills::load_history(&history))
+        .unwrap_or_default();
+    let report = CheckReport::assemble(&catalog, config, now, |name| ClientFacts {
+        quick: quick.get(name).map(Vec::as_slice),
+        deep: deep.get(name),
+        target: targets.get(name),
+        drills: &drills,
+    });
     if let Some(path) = &args.textfile {
         let metrics = crate::checks::metrics::prometheus(&report);
         crate::store::write_atomically(path, metrics.as_bytes(), crate::store::SHARED)
@@ -113,8 +114,8 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
 
 /// Every configured target, read in parallel (one thread each: the reads
 /// wait on the network), so one slow server costs one connect timeout.
-fn read_targets(report: &CheckReport, config: &Config) -> Result<Vec<(String, TargetView)>> {
-    let targets: Vec<(String, crate::config::TargetServer)> = report
+fn read_targets(catalog: &Catalog, config: &Config) -> Result<Vec<(String, TargetView)>> {
+    let targets: Vec<(String, crate::config::TargetServer)> = catalog
         .clients
         .iter()
         .filter_map(|c| Some((c.name.clone(), config.target_for(&c.name)?.clone())))

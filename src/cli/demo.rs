@@ -48,7 +48,7 @@ pub fn run(args: &DemoArgs) -> Result<i32> {
     let config = Config::load(&demo.config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let feeder = feed_live_client(&demo, args.every, stop.clone());
-    let result = crate::tui::run(demo.root.clone(), config, crate::tui::Options::demo());
+    let result = crate::tui::run(demo.root.clone(), config, crate::tui::Options::default());
     stop.store(true, Ordering::Relaxed);
     let _ = feeder.join();
     result.map(|_| 0)

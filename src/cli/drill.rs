@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 
-use crate::archive::catalog::{self, ScanOptions};
-use crate::ops::drill::{append_history, default_history_path, drill};
+use crate::checks::drills::default_history_path;
+use crate::ops::drill::{DrillRequest, Drilled, drill_client};
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::steps::{Driver, StepKind};
 
@@ -16,10 +16,10 @@ pub struct DrillArgs {
     /// The client folder under the root
     pub client: String,
     /// Where the scratch data directory is made (and removed afterwards)
-    #[arg(long, default_value = "/var/tmp", value_name = "DIR")]
+    #[arg(long, default_value = crate::ops::drill::DEFAULT_SCRATCH, value_name = "DIR")]
     pub scratch: PathBuf,
     /// The OS user PostgreSQL runs as
-    #[arg(long, default_value = "postgres")]
+    #[arg(long, default_value = crate::ops::restore::request::DEFAULT_OS_USER)]
     pub os_user: String,
     /// PostgreSQL binaries (default /usr/lib/postgresql/<major>/bin)
     #[arg(long, value_name = "DIR")]
@@ -51,18 +51,25 @@ impl Driver for Quiet {
 }
 
 pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
-    let client = catalog::scan_client(root, &args.client, &ScanOptions::default())
-        .wrap_err("cannot read the client")?;
-    let record = drill(
-        &client,
-        &args.scratch,
-        &args.os_user,
-        args.pg_bin.clone(),
+    let request = DrillRequest {
+        scratch: args.scratch.clone(),
+        os_user: args.os_user.clone(),
+        pg_bin: args.pg_bin.clone(),
+    };
+    let Drilled {
+        record,
+        not_recorded,
+    } = drill_client(
+        root,
+        &args.client,
+        &request,
+        default_history_path().as_deref(),
         &mut Quiet { json: args.json },
-    );
-    if let Some(history) = default_history_path() {
-        append_history(&history, &record)
-            .wrap_err_with(|| format!("cannot record the drill in {}", history.display()))?;
+    )
+    .wrap_err("cannot read the client")?;
+    if let Some((history, error)) = not_recorded {
+        return Err(error)
+            .wrap_err_with(|| format!("cannot record the drill in {}", history.display()));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&record)?);

@@ -37,7 +37,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
     /// The OS user PostgreSQL runs as
-    #[arg(long, default_value = "postgres")]
+    #[arg(long, default_value = crate::ops::restore::request::DEFAULT_OS_USER)]
     pub os_user: String,
     /// A setting for the restored instance, e.g. --set port=5433 (repeatable)
     #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_setting)]
@@ -66,9 +66,9 @@ pub struct RestoreArgs {
     /// The log the start command writes, followed during replay (default DATA/log/walwarden-restore.log)
     #[arg(long, value_name = "FILE")]
     pub server_log: Option<PathBuf>,
-    /// How long to follow the log for replay to finish
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
-    pub replay_timeout: Duration,
+    /// How long to follow the log for replay to finish [default: 30m]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub replay_timeout: Option<Duration>,
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {
@@ -179,6 +179,29 @@ fn data_dir(args: &RestoreArgs, config: &Config) -> Result<PathBuf> {
     }
 }
 
+/// The request the arguments ask for: the core's defaults for this client
+/// (`RestoreRequest::new`, the wizard's too), then what the flags change.
+pub fn request_for(args: &RestoreArgs, config: &Config, data_dir: PathBuf) -> RestoreRequest {
+    let mut request = RestoreRequest::new(config, &args.client, data_dir);
+    request.target_time = args.target_time.clone();
+    request.pg_bin = args.pg_bin.clone();
+    request.os_user = args.os_user.clone();
+    request.settings = args.settings.clone();
+    request.dry_run = args.dry_run;
+    request.purge = args.purge;
+    if let Some(timeout) = args.replay_timeout {
+        request.replay_timeout = timeout;
+    }
+    // The flags win over the config's [clients.NAME.local] lines, one by one.
+    let local = &mut request.local;
+    local.start = args.start_command.clone().or(local.start.take());
+    local.stop = args.stop_command.clone().or(local.stop.take());
+    local.log = args.server_log.clone().or(local.log.take());
+    request.forced = args.force.clone();
+    request.resume = args.resume;
+    request
+}
+
 pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
     let data_dir = data_dir(args, config)?;
     if args.rollback {
@@ -199,33 +222,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
     }
     let client = catalog::scan_client(root, &args.client, &ScanOptions::default())
         .wrap_err("cannot read the client")?;
-    let request = RestoreRequest {
-        data_dir: data_dir.clone(),
-        target_time: args.target_time.clone(),
-        pg_bin: args.pg_bin.clone(),
-        os_user: args.os_user.clone(),
-        settings: args.settings.clone(),
-        dry_run: args.dry_run,
-        purge: args.purge,
-        replay_timeout: args.replay_timeout,
-        local: {
-            let configured = &config.policy_for(&args.client).local;
-            crate::config::LocalService {
-                start: args
-                    .start_command
-                    .clone()
-                    .or_else(|| configured.start.clone()),
-                stop: args
-                    .stop_command
-                    .clone()
-                    .or_else(|| configured.stop.clone()),
-                log: args.server_log.clone().or_else(|| configured.log.clone()),
-            }
-        },
-        target: config.target_for(&args.client).cloned(),
-        forced: args.force.clone(),
-        resume: args.resume,
-    };
+    let request = request_for(args, config, data_dir.clone());
     let mut driver = LineDriver {
         yes: args.yes,
         typed: args.confirm_purge.clone(),

@@ -5,9 +5,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use color_eyre::eyre::{Result, WrapErr};
+use color_eyre::eyre::Result;
 
-use crate::ops::setup::{self, ArchiveRoute, PublicKey, SetupRequest};
+use crate::ops::setup::{self, ArchiveRoute, PublicKey, SetupRequest, SetupStep};
 
 #[derive(Debug, Args)]
 pub struct SetupArgs {
@@ -44,7 +44,7 @@ pub struct SetupArgs {
     #[arg(long, default_value_t = crate::pg::target::PRODUCTION_ARCHIVE_TIMEOUT, value_name = "SECONDS")]
     pub archive_timeout: u64,
     /// Where pg_basebackup writes on the target before the copy
-    #[arg(long, default_value = "/tmp/backups", value_name = "DIR")]
+    #[arg(long, default_value = setup::DEFAULT_TARGET_SCRATCH, value_name = "DIR")]
     pub scratch: String,
     /// Only print what would change, and the target's lines
     #[arg(long)]
@@ -65,25 +65,33 @@ pub fn run(args: &SetupArgs, root: &Path) -> Result<i32> {
         request.home = home.clone();
     }
     if let Some(path) = &args.key {
-        let text = std::fs::read_to_string(path)
-            .wrap_err_with(|| format!("cannot read the public key {}", path.display()))?;
-        request.public_key = Some(PublicKey::parse(&text, &path.display().to_string())?);
+        request.public_key = Some(PublicKey::read(path)?);
     }
+    let mut route = ArchiveRoute::for_request(
+        &request,
+        &args.backup_host.clone().unwrap_or_else(setup::this_host),
+    );
+    route.ssh_port = args.ssh_port;
+    route.identity = args.identity.clone();
+    route.known_hosts = args.known_hosts.clone();
+    route.ssh_config = args.ssh_config.clone();
+    route.compress = !args.plain;
+    route.archive_timeout = args.archive_timeout;
+    let plan = setup::plan_setup(&request, &route, &args.scratch)?;
 
-    let actions = setup::plan(&request)?;
     println!(
         "Backup server: client {} in {}, user {}",
         request.client,
         request.client_dir().display(),
         request.user
     );
-    if actions.is_empty() {
+    if plan.actions.is_empty() {
         println!("  nothing to change: folders, user, modes and key are already right");
     }
-    for (i, action) in actions.iter().enumerate() {
+    for (i, action) in plan.actions.iter().enumerate() {
         println!("  {}. {action}\n       $ {}", i + 1, action.as_command());
     }
-    if let Some(warning) = setup::existing_archive_warning(&request) {
+    if let Some(warning) = &plan.warning {
         println!("  WARNING: {warning}");
     }
     if request.public_key.is_none() {
@@ -96,42 +104,41 @@ pub fn run(args: &SetupArgs, root: &Path) -> Result<i32> {
         println!("\n--dry-run: nothing changed, no copy test run");
         0
     } else {
-        setup::refuse_without_root(&actions)?;
-        if !actions.is_empty()
-            && !confirm(&format!("Apply these {} changes?", actions.len()), args.yes)
+        setup::refuse_without_root(&plan.actions)?;
+        if !plan.actions.is_empty()
+            && !confirm(
+                &format!("Apply these {} changes?", plan.actions.len()),
+                args.yes,
+            )
         {
             println!("nothing changed");
             return Ok(1);
         }
-        for action in &actions {
-            setup::apply(action).wrap_err_with(|| format!("while trying to {action}"))?;
-            println!("  done: {action}");
-        }
-        println!("\nChecking that the copy works (as {}):", request.user);
-        for dir in [request.base_dir(), request.wal_dir()] {
-            setup::copy_test(&request.user, &dir)?;
-            println!(
+        let mut running: Option<String> = None;
+        setup::apply_setup(&request, &plan.actions, &mut |step| match step {
+            SetupStep::Applying(action) => running = Some(format!("while trying to {action}")),
+            SetupStep::Applied(action) => {
+                running = None;
+                println!("  done: {action}");
+            }
+            SetupStep::CopyTesting(dir) => {
+                if dir == request.base_dir() {
+                    println!("\nChecking that the copy works (as {}):", request.user);
+                }
+            }
+            SetupStep::CopyTested(dir) => println!(
                 "  ok: wrote, synced, renamed, read back and removed a test file in {}",
                 dir.display()
-            );
-        }
+            ),
+        })
+        .map_err(|error| match running.take() {
+            Some(context) => color_eyre::eyre::Report::new(error).wrap_err(context),
+            None => error.into(),
+        })?;
         0
     };
 
-    let mut route = ArchiveRoute::for_request(
-        &request,
-        &args.backup_host.clone().unwrap_or_else(setup::this_host),
-    );
-    route.ssh_port = args.ssh_port;
-    route.identity = args.identity.clone();
-    route.known_hosts = args.known_hosts.clone();
-    route.ssh_config = args.ssh_config.clone();
-    route.compress = !args.plain;
-    route.archive_timeout = args.archive_timeout;
-    println!(
-        "\n{}",
-        route.target_instructions(&request.client, &args.scratch)
-    );
+    println!("\n{}", plan.instructions);
     Ok(status)
 }
 

@@ -172,12 +172,9 @@ async fn verify(
                 }
                 Message::Change(_) => {}
                 Message::Rescanned(client) => {
-                    for segment in client.wal.segments.iter().filter(|s| verification.wants(&s.file_name())) {
-                        if verification.is_over(segment.mtime) || segment.mtime < verification.started_at {
-                            continue;
-                        }
+                    for (path, seen_at) in verification.missed_segments(&client) {
                         pending_segments += 1;
-                        let (path, seen_at, segment_tx) = (wal_dir.join(segment.file_name()), segment.mtime, tx.clone());
+                        let segment_tx = tx.clone();
                         tokio::task::spawn_blocking(move || {
                             let _ = segment_tx.send(Message::SegmentDone(seen_at, check_segment(&path)));
                         });

@@ -4,74 +4,78 @@
 //! data directory, never stopping any server: no SSH target is passed), on
 //! a free port with a private unix socket, waits for replay to reach the end
 //! of the archive, asks the server a sanity question, stops it, removes the
-//! scratch directory, and records the outcome. Results are kept in the
-//! user's cache directory, outside the backup root.
+//! scratch directory, and records the outcome in the drill history
+//! (`checks::drills`), in the user's cache directory outside the backup root.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
-use crate::archive::catalog::Client;
-use crate::ops::restore::request::RestoreRequest;
+use crate::archive::catalog::{self, CatalogError, Client, ScanOptions};
+use crate::checks::drills::DrillRecord;
+use crate::config::Config;
+use crate::ops::restore::request::{DEFAULT_OS_USER, RestoreRequest};
 use crate::ops::restore::steps::{self, Driver};
 use crate::pg::local::{LocalError, PgUser};
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DrillRecord {
-    pub client: String,
-    /// RFC 3339, when the drill started.
-    pub at: String,
-    pub at_unix: u64,
-    pub success: bool,
-    /// What failed and why, or what the restored server answered.
-    pub detail: String,
-    /// The measured recovery time: unpack, replay and start.
-    pub seconds: f64,
-    /// The last transaction the restored server replayed.
-    pub reached: Option<String>,
+/// Where drills make their scratch folder unless told otherwise.
+pub const DEFAULT_SCRATCH: &str = "/var/tmp";
+
+/// What a drill needs beyond the client: the defaults both faces use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DrillRequest {
+    /// The folder the scratch data directory is made in (and removed from).
+    pub scratch: PathBuf,
+    /// The OS user PostgreSQL runs as.
+    pub os_user: String,
+    /// PostgreSQL binaries; `None`: /usr/lib/postgresql/<major>/bin.
+    pub pg_bin: Option<PathBuf>,
 }
 
-pub fn default_history_path() -> Option<PathBuf> {
-    dirs::cache_dir().map(|d| d.join("walwarden").join("drills.json"))
-}
-
-pub fn load_history(path: &Path) -> Vec<DrillRecord> {
-    crate::store::read_json_or_default(Some(path))
-}
-
-impl DrillRecord {
-    /// A drill that failed before it started, stamped now.
-    pub fn failed(client: &str, detail: String) -> DrillRecord {
-        let now = SystemTime::now();
-        DrillRecord {
-            client: client.to_owned(),
-            at: crate::display::time_text(now),
-            at_unix: now
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            success: false,
-            detail,
-            seconds: 0.0,
-            reached: None,
+impl Default for DrillRequest {
+    fn default() -> Self {
+        DrillRequest {
+            scratch: PathBuf::from(DEFAULT_SCRATCH),
+            os_user: DEFAULT_OS_USER.to_owned(),
+            pg_bin: None,
         }
     }
 }
 
-/// Adds a record under the history's lock: two drills finishing at once both stay recorded.
-pub fn append_history(path: &Path, record: &DrillRecord) -> std::io::Result<()> {
-    crate::store::update_json(path, |history: &mut Vec<DrillRecord>| {
-        history.push(record.clone())
-    })
+/// A drill as both faces run it, and whether it was recorded.
+#[derive(Debug)]
+pub struct Drilled {
+    pub record: DrillRecord,
+    /// The history it could not be appended to, and why.
+    pub not_recorded: Option<(PathBuf, std::io::Error)>,
 }
 
-/// The newest successful drill of a client.
-pub fn last_success<'a>(history: &'a [DrillRecord], client: &str) -> Option<&'a DrillRecord> {
-    history
-        .iter()
-        .filter(|r| r.client == client && r.success)
-        .max_by_key(|r| r.at_unix)
+/// Re-reads the client, drills it, and appends the record to `history`
+/// (`checks::drills::default_history_path()` outside tests).
+pub fn drill_client(
+    root: &Path,
+    name: &str,
+    request: &DrillRequest,
+    history: Option<&Path>,
+    driver: &mut dyn Driver,
+) -> Result<Drilled, CatalogError> {
+    let client = catalog::scan_client(root, name, &ScanOptions::default())?;
+    let record = drill(
+        &client,
+        &request.scratch,
+        &request.os_user,
+        request.pg_bin.clone(),
+        driver,
+    );
+    let not_recorded = history.and_then(|path| {
+        crate::checks::drills::append_history(path, &record)
+            .err()
+            .map(|error| (path.to_owned(), error))
+    });
+    Ok(Drilled {
+        record,
+        not_recorded,
+    })
 }
 
 fn free_port() -> u16 {
@@ -136,9 +140,9 @@ pub fn drill(
     let data = scratch.path().join("data");
     let port = free_port();
     let socket_dir = scratch.path().to_string_lossy().into_owned();
+    // Not from the config: always pg_ctl on the scratch folder, never a
+    // configured service, and no target server (a drill never stops any).
     let request = RestoreRequest {
-        data_dir: data.clone(),
-        target_time: None,
         pg_bin: pg_bin.clone(),
         os_user: os_user.to_owned(),
         settings: vec![
@@ -146,15 +150,7 @@ pub fn drill(
             ("unix_socket_directories".into(), socket_dir.clone()),
             ("listen_addresses".into(), String::new()),
         ],
-        dry_run: false,
-        purge: false,
-        replay_timeout: Duration::from_secs(3600),
-        // Always pg_ctl on the scratch folder, never a configured service.
-        local: Default::default(),
-        forced: Vec::new(),
-        resume: false,
-        // A drill never stops any server.
-        target: None,
+        ..RestoreRequest::new(&Config::default(), &client.name, data.clone())
     };
     let result = steps::run(client, &request, driver);
     record.seconds = started.elapsed().as_secs_f64();

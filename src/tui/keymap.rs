@@ -1,5 +1,10 @@
-//! The one table of keys: dispatch, the footer hints and the `?` overlay
-//! are all generated from it, so they cannot disagree.
+//! The one table of keys: dispatch, the footer hints, the `?` overlay, the
+//! hints under forms and in confirmations are all generated from it, so
+//! they cannot disagree.
+//!
+//! Screens that take text (the filter, the forms) and questions waiting for
+//! a yes or no look keys up in their own scope only (`action_in`): there, `q`
+//! or `j` are letters, not commands.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -27,6 +32,14 @@ pub enum Action {
     NewClient,
     DeepCheck,
     Drill,
+    /// Yes to the question asked.
+    Yes,
+    /// No to the question asked: nothing is changed.
+    No,
+    NextField,
+    PreviousField,
+    /// Submit the form.
+    Submit,
 }
 
 /// Where a key applies.
@@ -38,6 +51,31 @@ pub enum Scope {
     Verify,
     Restore,
     NewClient,
+    /// Typing the dashboard's filter.
+    Filter,
+    /// A yes/no question on the dashboard (a drill).
+    Confirm,
+    /// The restore wizard's form.
+    RestoreForm,
+    /// The restore engine waits for a yes or no before a destructive step.
+    RestoreQuestion,
+    /// The new-client form.
+    NewClientForm,
+    /// The new-client plan, waiting for a yes to apply it.
+    NewClientReview,
+    /// A wizard or the new-client screen has finished.
+    Done,
+}
+
+impl Scope {
+    /// Whether the `Everywhere` keys apply here too: not where keys are
+    /// text (the filter, the forms) or answers (questions, finished screens).
+    pub fn with_everywhere_keys(self) -> bool {
+        matches!(
+            self,
+            Scope::Dashboard | Scope::Detail | Scope::Verify | Scope::Restore | Scope::NewClient
+        )
+    }
 }
 
 pub struct Binding {
@@ -69,8 +107,13 @@ const fn bind(
     }
 }
 
-use KeyCode::{Backspace, Char, Down, End, Enter, Esc, Home, Left, PageDown, PageUp, Up};
-use Scope::{Dashboard, Detail, Everywhere, NewClient, Restore, Verify};
+use KeyCode::{
+    BackTab, Backspace, Char, Down, End, Enter, Esc, Home, Left, PageDown, PageUp, Tab, Up,
+};
+use Scope::{
+    Confirm, Dashboard, Detail, Done, Everywhere, Filter, NewClient, NewClientForm,
+    NewClientReview, Restore, RestoreForm, RestoreQuestion, Verify,
+};
 
 #[rustfmt::skip]
 pub const BINDINGS: &[Binding] = &[
@@ -101,6 +144,24 @@ pub const BINDINGS: &[Binding] = &[
     bind(Verify, &[Esc], "Esc", Action::EndVerification, "end now; press again to leave", "end/leave"),
     bind(Restore, &[Esc], "Esc", Action::Back, "leave; at a question: no", "cancel/back"),
     bind(NewClient, &[Esc], "Esc", Action::Back, "leave; at the plan: back to the form", "back"),
+    bind(Filter, &[Enter], "Enter", Action::Submit, "keep the filter", "keep"),
+    bind(Filter, &[Esc], "Esc", Action::Back, "clear the filter", "clear"),
+    bind(Confirm, &[Char('y'), Char('Y')], "y", Action::Yes, "yes: go on", "yes"),
+    bind(Confirm, &[Char('n'), Char('N'), Esc], "n/Esc", Action::No, "no: nothing is started", "no"),
+    bind(RestoreForm, &[Tab, Down], "Tab/↑↓", Action::NextField, "next field", "move"),
+    bind(RestoreForm, &[BackTab, Up], "⇧Tab/↑", Action::PreviousField, "previous field", ""),
+    bind(RestoreForm, &[Enter], "Enter", Action::Submit, "start (a dry run unless turned off)", "start"),
+    bind(RestoreForm, &[Esc], "Esc", Action::Back, "back to the dashboard", "back"),
+    bind(RestoreQuestion, &[Char('y'), Char('Y')], "y", Action::Yes, "yes: run this step", "yes"),
+    // Esc at a confirmation cancels safely: the engine stops before the destructive action.
+    bind(RestoreQuestion, &[Char('n'), Char('N'), Esc], "n/Esc", Action::No, "no: the restore stops safely", "no (stops the restore safely)"),
+    bind(NewClientForm, &[Enter], "Enter", Action::Submit, "plan: show what setup would change", "shows what setup would change (nothing changes yet)"),
+    bind(NewClientForm, &[Tab, Down], "Tab", Action::NextField, "next field", "next field"),
+    bind(NewClientForm, &[BackTab, Up], "⇧Tab/↑", Action::PreviousField, "previous field", ""),
+    bind(NewClientForm, &[Esc], "Esc", Action::Back, "leave the new-client screen", "leave"),
+    bind(NewClientReview, &[Char('y'), Char('Y')], "y", Action::Yes, "apply the plan and run the copy test", "yes"),
+    bind(NewClientReview, &[Char('n'), Char('N'), Esc], "n/Esc", Action::No, "back to the form", "back to the form"),
+    bind(Done, &[Enter, Esc], "Enter/Esc", Action::Back, "back to the dashboard", "back to the dashboard"),
 ];
 
 /// The action bound to this key in this scope, if any.
@@ -108,11 +169,35 @@ pub fn action_for(scope: Scope, key: KeyEvent) -> Option<Action> {
     if key.modifiers.contains(KeyModifiers::CONTROL) && matches!(key.code, KeyCode::Char('c')) {
         return Some(Action::Quit);
     }
+    if !scope.with_everywhere_keys() {
+        return action_in(scope, key);
+    }
     BINDINGS
         .iter()
         .filter(|b| b.scope == scope || b.scope == Scope::Everywhere)
         .find(|b| b.keys.contains(&key.code))
         .map(|b| b.action)
+}
+
+/// The action bound to this key in `scope` alone (no `Everywhere` keys):
+/// for screens that take text and for questions.
+pub fn action_in(scope: Scope, key: KeyEvent) -> Option<Action> {
+    BINDINGS
+        .iter()
+        .filter(|b| b.scope == scope)
+        .find(|b| b.keys.contains(&key.code))
+        .map(|b| b.action)
+}
+
+/// `scope`'s hints on one line, `key hint · key hint`: under a form, in a
+/// question's popup. Generated from the table like the footer.
+pub fn hint_line(scope: Scope) -> String {
+    BINDINGS
+        .iter()
+        .filter(|b| b.scope == scope && !b.hint.is_empty())
+        .map(|b| format!("{} {}", b.label, b.hint))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 /// The footer's hints for a scope, generated from the table.
@@ -136,18 +221,41 @@ mod tests {
             Scope::Verify,
             Scope::Restore,
             Scope::NewClient,
+            Scope::Filter,
+            Scope::Confirm,
+            Scope::RestoreForm,
+            Scope::RestoreQuestion,
+            Scope::NewClientForm,
+            Scope::NewClientReview,
+            Scope::Done,
         ] {
             let mut seen = Vec::new();
-            for binding in BINDINGS
-                .iter()
-                .filter(|b| b.scope == scope || b.scope == Scope::Everywhere)
-            {
+            for binding in BINDINGS.iter().filter(|b| {
+                b.scope == scope || (scope.with_everywhere_keys() && b.scope == Scope::Everywhere)
+            }) {
                 for key in binding.keys {
                     assert!(!seen.contains(key), "{key:?} bound twice in {scope:?}");
                     seen.push(*key);
                 }
             }
         }
+    }
+
+    #[test]
+    fn questions_and_forms_read_their_own_scope_only() {
+        let key = |c| KeyEvent::from(KeyCode::Char(c));
+        assert_eq!(action_in(Scope::Confirm, key('y')), Some(Action::Yes));
+        assert_eq!(
+            action_in(Scope::RestoreQuestion, KeyEvent::from(KeyCode::Esc)),
+            Some(Action::No)
+        );
+        // `q` quits on the dashboard but is a letter in a form.
+        assert_eq!(action_in(Scope::NewClientForm, key('q')), None);
+        assert_eq!(hint_line(Scope::Confirm), "y yes · n/Esc no");
+        assert_eq!(
+            hint_line(Scope::RestoreForm),
+            "Tab/↑↓ move · Enter start · Esc back"
+        );
     }
 
     #[test]

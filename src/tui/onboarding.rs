@@ -7,7 +7,8 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 
-use crate::ops::setup::Action;
+use crate::ops::setup::{Action as SetupAction, SetupPlan};
+use crate::tui::keymap::{self, Action, Scope};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
@@ -34,24 +35,12 @@ pub struct SetupText {
     pub home: String,
 }
 
-/// A plan, as the background job found it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Planned {
-    pub actions: Vec<Action>,
-    /// Actions that need root when walwarden is not root, as "what: command".
-    pub needs_root: Vec<String>,
-    /// What to paste on the target server.
-    pub instructions: String,
-    /// Something to know before applying (an archive already in wal/).
-    pub warning: Option<String>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
     Form,
     Planning,
-    Review(Planned),
-    Applying(Planned),
+    Review(SetupPlan),
+    Applying(SetupPlan),
     Done {
         ok: bool,
         lines: Vec<String>,
@@ -63,7 +52,7 @@ pub enum Phase {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OnboardCommand {
     Plan(SetupText),
-    Apply(SetupText, Vec<Action>),
+    Apply(SetupText, Vec<SetupAction>),
     Leave,
 }
 
@@ -90,37 +79,46 @@ impl Onboarding {
         }
     }
 
-    pub fn on_key(&mut self, key: KeyEvent) -> Option<OnboardCommand> {
+    /// Where the screen's keys are looked up in the key table now.
+    pub fn scope(&self) -> Scope {
         match &self.phase {
-            Phase::Form => self.on_form_key(key),
+            Phase::Form => Scope::NewClientForm,
+            Phase::Review(_) => Scope::NewClientReview,
+            Phase::Done { .. } => Scope::Done,
+            Phase::Planning | Phase::Applying(_) => Scope::NewClient,
+        }
+    }
+
+    pub fn on_key(&mut self, key: KeyEvent) -> Option<OnboardCommand> {
+        let action = keymap::action_in(self.scope(), key);
+        match &self.phase {
+            Phase::Form => self.on_form_key(action, key),
             Phase::Planning | Phase::Applying(_) => None,
-            Phase::Review(planned) => match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') if planned.needs_root.is_empty() => {
+            Phase::Review(planned) => match action? {
+                Action::Yes if planned.needs_root.is_empty() => {
                     let actions = planned.actions.clone();
                     self.phase = Phase::Applying(planned.clone());
                     Some(OnboardCommand::Apply(self.text.clone(), actions))
                 }
-                KeyCode::Esc | KeyCode::Char('n') | KeyCode::Char('N') => {
+                Action::No => {
                     self.phase = Phase::Form;
                     None
                 }
                 _ => None,
             },
-            Phase::Done { .. } => {
-                matches!(key.code, KeyCode::Esc | KeyCode::Enter).then_some(OnboardCommand::Leave)
-            }
+            Phase::Done { .. } => (action == Some(Action::Back)).then_some(OnboardCommand::Leave),
         }
     }
 
-    fn on_form_key(&mut self, key: KeyEvent) -> Option<OnboardCommand> {
+    fn on_form_key(&mut self, action: Option<Action>, key: KeyEvent) -> Option<OnboardCommand> {
         let index = FIELDS.iter().position(|f| *f == self.focus).unwrap_or(0);
-        match key.code {
-            KeyCode::Esc => return Some(OnboardCommand::Leave),
-            KeyCode::Tab | KeyCode::Down => self.focus = FIELDS[(index + 1) % FIELDS.len()],
-            KeyCode::BackTab | KeyCode::Up => {
+        match (action, key.code) {
+            (Some(Action::Back), _) => return Some(OnboardCommand::Leave),
+            (Some(Action::NextField), _) => self.focus = FIELDS[(index + 1) % FIELDS.len()],
+            (Some(Action::PreviousField), _) => {
                 self.focus = FIELDS[(index + FIELDS.len() - 1) % FIELDS.len()]
             }
-            KeyCode::Enter => {
+            (Some(Action::Submit), _) => {
                 if self.text.client.trim().is_empty() {
                     self.error = Some("name the client (its folder under the root)".into());
                     self.focus = Field::Client;
@@ -130,10 +128,10 @@ impl Onboarding {
                 self.phase = Phase::Planning;
                 return Some(OnboardCommand::Plan(self.text.clone()));
             }
-            KeyCode::Backspace => {
+            (_, KeyCode::Backspace) => {
                 self.field_mut().pop();
             }
-            KeyCode::Char(c) => self.field_mut().push(c),
+            (_, KeyCode::Char(c)) => self.field_mut().push(c),
             _ => {}
         }
         None
@@ -149,7 +147,7 @@ impl Onboarding {
     }
 
     /// The plan arrived (or planning failed: back to the form with why).
-    pub fn planned(&mut self, result: Result<Planned, String>) {
+    pub fn planned(&mut self, result: Result<SetupPlan, String>) {
         match result {
             Ok(planned) => self.phase = Phase::Review(planned),
             Err(error) => {
@@ -182,9 +180,9 @@ mod tests {
         KeyEvent::from(code)
     }
 
-    fn planned(needs_root: Vec<String>) -> Planned {
-        Planned {
-            actions: vec![Action::CreateRoot {
+    fn planned(needs_root: Vec<String>) -> SetupPlan {
+        SetupPlan {
+            actions: vec![SetupAction::CreateRoot {
                 path: PathBuf::from("/b"),
             }],
             needs_root,

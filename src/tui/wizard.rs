@@ -5,9 +5,10 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent};
+
+use crate::tui::keymap::{self, Action, Scope};
 
 use crate::config::Config;
 use crate::ops::restore::journal::Outcome;
@@ -67,20 +68,14 @@ pub struct RestoreRequestText {
 }
 
 impl RestoreRequestText {
+    /// The core's defaults for this client (what `walwarden restore` starts
+    /// from too), with what the form changes.
     pub fn to_request(&self, config: &Config) -> RestoreRequest {
         RestoreRequest {
-            data_dir: PathBuf::from(self.data_dir.trim()),
             target_time: Some(self.target_time.trim().to_owned()).filter(|t| !t.is_empty()),
-            pg_bin: None,
             os_user: self.os_user.trim().to_owned(),
-            settings: Vec::new(),
             dry_run: self.dry_run,
-            purge: false,
-            replay_timeout: Duration::from_secs(3600),
-            local: config.policy_for(&self.client).local.clone(),
-            forced: Vec::new(),
-            resume: false,
-            target: config.target_for(&self.client).cloned(),
+            ..RestoreRequest::new(config, &self.client, PathBuf::from(self.data_dir.trim()))
         }
     }
 }
@@ -114,7 +109,7 @@ impl Wizard {
             client: client.to_owned(),
             data_dir: String::new(),
             target_time: String::new(),
-            os_user: "postgres".into(),
+            os_user: crate::ops::restore::request::DEFAULT_OS_USER.into(),
             // A rehearsal first: the engineer turns it off to restore for real.
             dry_run: true,
             focus: Field::DataDir,
@@ -132,39 +127,43 @@ impl Wizard {
         }
     }
 
-    pub fn on_key(&mut self, key: KeyEvent) -> Option<WizardCommand> {
-        if let Some(_question) = &self.question {
-            return match key.code {
-                KeyCode::Char('y') | KeyCode::Char('Y') => {
-                    self.question = None;
-                    Some(WizardCommand::Answer(true))
-                }
-                // Esc at a confirmation cancels safely: the engine stops before the destructive action.
-                KeyCode::Char('n') | KeyCode::Char('N') | KeyCode::Esc => {
-                    self.question = None;
-                    Some(WizardCommand::Answer(false))
-                }
-                _ => None,
-            };
-        }
-        match &self.phase {
-            Phase::Form => self.on_form_key(key),
-            Phase::Running => None,
-            Phase::Finished { .. } => {
-                matches!(key.code, KeyCode::Esc | KeyCode::Enter).then_some(WizardCommand::Leave)
-            }
+    /// Where the wizard's keys are looked up in the key table now.
+    pub fn scope(&self) -> Scope {
+        match (&self.question, &self.phase) {
+            (Some(_), _) => Scope::RestoreQuestion,
+            (None, Phase::Form) => Scope::RestoreForm,
+            (None, Phase::Finished { .. }) => Scope::Done,
+            (None, Phase::Running) => Scope::Restore,
         }
     }
 
-    fn on_form_key(&mut self, key: KeyEvent) -> Option<WizardCommand> {
+    pub fn on_key(&mut self, key: KeyEvent) -> Option<WizardCommand> {
+        let action = keymap::action_in(self.scope(), key);
+        match self.scope() {
+            Scope::RestoreQuestion => {
+                let yes = match action? {
+                    Action::Yes => true,
+                    Action::No => false,
+                    _ => return None,
+                };
+                self.question = None;
+                Some(WizardCommand::Answer(yes))
+            }
+            Scope::RestoreForm => self.on_form_key(action, key),
+            Scope::Done => (action == Some(Action::Back)).then_some(WizardCommand::Leave),
+            _ => None,
+        }
+    }
+
+    fn on_form_key(&mut self, action: Option<Action>, key: KeyEvent) -> Option<WizardCommand> {
         let index = FIELDS.iter().position(|f| *f == self.focus).unwrap_or(0);
-        match key.code {
-            KeyCode::Esc => return Some(WizardCommand::Leave),
-            KeyCode::Tab | KeyCode::Down => self.focus = FIELDS[(index + 1) % FIELDS.len()],
-            KeyCode::BackTab | KeyCode::Up => {
+        match (action, key.code) {
+            (Some(Action::Back), _) => return Some(WizardCommand::Leave),
+            (Some(Action::NextField), _) => self.focus = FIELDS[(index + 1) % FIELDS.len()],
+            (Some(Action::PreviousField), _) => {
                 self.focus = FIELDS[(index + FIELDS.len() - 1) % FIELDS.len()]
             }
-            KeyCode::Enter => {
+            (Some(Action::Submit), _) => {
                 if !self.data_dir.trim().starts_with('/') {
                     self.form_error = Some("the data directory must be an absolute path".into());
                     self.focus = Field::DataDir;
@@ -180,11 +179,11 @@ impl Wizard {
                     dry_run: self.dry_run,
                 })));
             }
-            KeyCode::Char(' ') if self.focus == Field::DryRun => self.dry_run = !self.dry_run,
-            KeyCode::Backspace => {
+            (_, KeyCode::Char(' ')) if self.focus == Field::DryRun => self.dry_run = !self.dry_run,
+            (_, KeyCode::Backspace) => {
                 self.field_mut().map(String::pop);
             }
-            KeyCode::Char(c) => {
+            (_, KeyCode::Char(c)) => {
                 if let Some(field) = self.field_mut() {
                     field.push(c);
                 }

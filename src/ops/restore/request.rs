@@ -5,7 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{LocalService, TargetServer};
+use crate::config::{Config, LocalService, TargetServer};
+
+/// How long the log is followed for replay to finish, unless the engineer
+/// says otherwise (`--replay-timeout`): the same for the CLI, the wizard and drills.
+pub const DEFAULT_REPLAY_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// The OS user PostgreSQL runs as, unless the engineer says otherwise.
+pub const DEFAULT_OS_USER: &str = "postgres";
 
 /// What the engineer asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,3 +41,26 @@ pub struct RestoreRequest {
 
 /// The preflight checks `--force` may go past.
 pub const FORCEABLE_CHECKS: &[&str] = &["archive-readable"];
+
+impl RestoreRequest {
+    /// A restore of `client` into `data_dir` with the defaults both faces
+    /// start from: the client's local service and target server from the
+    /// config, the PostgreSQL user `postgres`, replay followed for
+    /// `DEFAULT_REPLAY_TIMEOUT`, for real, moving old contents aside.
+    pub fn new(config: &Config, client: &str, data_dir: PathBuf) -> RestoreRequest {
+        RestoreRequest {
+            data_dir,
+            target_time: None,
+            pg_bin: None,
+            os_user: DEFAULT_OS_USER.to_owned(),
+            settings: Vec::new(),
+            dry_run: false,
+            purge: false,
+            replay_timeout: DEFAULT_REPLAY_TIMEOUT,
+            target: config.target_for(client).cloned(),
+            local: config.policy_for(client).local.clone(),
+            forced: Vec::new(),
+            resume: false,
+        }
+    }
+}

@@ -43,6 +43,8 @@ pub enum SetupError {
         "{path}: not an OpenSSH public key ({why}); give the key's .pub file, as ssh-keygen wrote it"
     )]
     BadPublicKey { path: String, why: String },
+    #[error("cannot read the public key {path}: {source}")]
+    KeyUnreadable { path: PathBuf, source: io::Error },
     #[error("{path}: {why}")]
     Blocked { path: String, why: String },
     #[error("these actions need root; run walwarden setup with sudo:\n{0}")]
@@ -153,6 +155,15 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
+    /// Reads and parses a `.pub` file.
+    pub fn read(path: &Path) -> Result<PublicKey, SetupError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SetupError::KeyUnreadable {
+            path: path.to_owned(),
+            source,
+        })?;
+        PublicKey::parse(&text, &path.display().to_string())
+    }
+
     pub fn parse(text: &str, path: &str) -> Result<PublicKey, SetupError> {
         let bad = |why: &str| SetupError::BadPublicKey {
             path: path.to_owned(),
@@ -212,6 +223,76 @@ pub(super) fn lookup_ids(user: &str) -> Option<(u32, u32)> {
         .ok()
         .flatten()
         .map(|u| (u.uid.as_raw(), u.gid.as_raw()))
+}
+
+/// Where pg_basebackup writes on the target before the copy, unless told otherwise.
+pub const DEFAULT_TARGET_SCRATCH: &str = "/tmp/backups";
+
+/// A setup as both faces show it before asking: what would change here,
+/// what of it needs root, and the target's lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupPlan {
+    pub actions: Vec<Action>,
+    /// Actions that need root when walwarden is not root, as "what: command".
+    pub needs_root: Vec<String>,
+    /// What to paste on the target server.
+    pub instructions: String,
+    /// Something to know before applying (an archive already in wal/).
+    pub warning: Option<String>,
+}
+
+/// Plans `request` (reading the machine, changing nothing) and writes the
+/// target's lines for `route`, with pg_basebackup writing into `scratch`.
+pub fn plan_setup(
+    request: &SetupRequest,
+    route: &ArchiveRoute,
+    scratch: &str,
+) -> Result<SetupPlan, SetupError> {
+    let actions = plan(request)?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let needs_root = actions
+        .iter()
+        .filter(|a| a.needs_root(euid))
+        .map(|a| a.to_string())
+        .collect();
+    Ok(SetupPlan {
+        actions,
+        needs_root,
+        instructions: route.target_instructions(&request.client, scratch),
+        warning: existing_archive_warning(request),
+    })
+}
+
+/// Where applying a plan is, for the face to say as it goes.
+#[derive(Debug, Clone, Copy)]
+pub enum SetupStep<'a> {
+    /// This action is about to run.
+    Applying(&'a Action),
+    Applied(&'a Action),
+    /// The copy test is about to run in this folder.
+    CopyTesting(&'a Path),
+    CopyTested(&'a Path),
+}
+
+/// Runs the reviewed `actions` in order, then the copy test in base/ and
+/// wal/ as the client's user; stops at the first failure. `step` hears
+/// each step before and after it runs.
+pub fn apply_setup(
+    request: &SetupRequest,
+    actions: &[Action],
+    step: &mut dyn FnMut(SetupStep<'_>),
+) -> Result<(), SetupError> {
+    for action in actions {
+        step(SetupStep::Applying(action));
+        apply(action)?;
+        step(SetupStep::Applied(action));
+    }
+    for dir in [request.base_dir(), request.wal_dir()] {
+        step(SetupStep::CopyTesting(&dir));
+        copy_test(&request.user, &dir)?;
+        step(SetupStep::CopyTested(&dir));
+    }
+    Ok(())
 }
 
 /// This machine's host name, the default `--backup-host`.

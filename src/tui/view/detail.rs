@@ -17,7 +17,17 @@ use crate::tui::app::App;
 /// Arrivals listed under "Live arrivals".
 const ARRIVALS_SHOWN: usize = 12;
 
-pub fn draw(frame: &mut Frame, area: Rect, app: &mut App, name: &str, scroll: u16) {
+/// The last scroll that still shows content in `area` (0 when all fits).
+pub fn max_scroll(app: &App, area: Rect) -> u16 {
+    let Some((report, client)) = app.detail_client() else {
+        return 0;
+    };
+    let lines = lines(report, client, app, area.width as usize);
+    // Lines are kept shorter than the screen, so the line count is the height.
+    (lines.len() as u16).saturating_sub(area.height.saturating_sub(1))
+}
+
+pub fn draw(frame: &mut Frame, area: Rect, app: &App, name: &str, scroll: u16) {
     let Some((report, client)) = app.detail_client() else {
         let text = format!("client {name} is no longer in the catalog (Esc to go back)");
         frame.render_widget(
@@ -52,7 +62,6 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &mut App, name: &str, scroll: u1
         .wrap(Wrap { trim: false })
         .scroll((scroll.min(max_scroll), 0));
     frame.render_widget(paragraph, area);
-    app.detail_max_scroll = max_scroll;
 }
 
 fn heading(text: &str) -> Line<'static> {

@@ -11,7 +11,7 @@ mod wizard;
 use std::time::SystemTime;
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Rect, Size};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
@@ -19,21 +19,36 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use crate::archive::watch::WatchMode;
 use crate::checks::health::Status;
 use crate::display::time_text;
-use crate::tui::app::{App, Screen};
-use crate::tui::keymap;
+use crate::tui::app::{App, Screen, Viewport};
+use crate::tui::keymap::{self, Scope};
 
-pub fn draw(frame: &mut Frame, app: &mut App) {
-    let [header, body, footer] = Layout::vertical([
+/// The frame's three bands: header, body, footer.
+fn bands(area: Rect) -> [Rect; 3] {
+    Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(3),
         Constraint::Length(1),
     ])
-    .areas(frame.area());
-    app.page = body.height.saturating_sub(3).max(1) as usize;
+    .areas(area)
+}
+
+/// What a screen of `size` allows the app: a page's lines and how far the
+/// detail can scroll. The loop passes it to `App::update` as an event, so
+/// drawing never writes into the state.
+pub fn measure(app: &App, size: Size) -> Viewport {
+    let [_, body, _] = bands(Rect::new(0, 0, size.width, size.height));
+    Viewport {
+        page: body.height.saturating_sub(3).max(1) as usize,
+        detail_max_scroll: detail::max_scroll(app, body),
+    }
+}
+
+pub fn draw(frame: &mut Frame, app: &App) {
+    let [header, body, footer] = bands(frame.area());
     draw_header(frame, header, app);
-    match app.screen.clone() {
+    match &app.screen {
         Screen::Dashboard => dashboard::draw(frame, body, app),
-        Screen::Detail { client, scroll } => detail::draw(frame, body, app, &client, scroll),
+        Screen::Detail { client, scroll } => detail::draw(frame, body, app, client, *scroll),
         Screen::Verify => verify::draw(frame, body, app),
         Screen::Restore => wizard::draw(frame, body, app),
         Screen::NewClient => onboarding::draw(frame, body, app),
@@ -55,7 +70,7 @@ fn draw_confirm(frame: &mut Frame, area: Rect, question: &str) {
     frame.render_widget(Clear, popup);
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(" y yes · n/Esc no ");
+        .title(format!(" {} ", keymap::hint_line(Scope::Confirm)));
     frame.render_widget(
         Paragraph::new(question.to_owned())
             .wrap(Wrap { trim: true })
@@ -114,7 +129,10 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
             Style::new().add_modifier(Modifier::BOLD),
         ));
         spans.push(Span::raw(format!("{}▏", app.filter)));
-        spans.push(Span::raw("   Enter keep · Esc clear"));
+        spans.push(Span::raw(format!(
+            "   {}",
+            keymap::hint_line(Scope::Filter)
+        )));
     } else {
         if !app.filter.is_empty() && app.screen == Screen::Dashboard {
             spans.push(Span::styled(

@@ -8,6 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use crate::tui::app::App;
+use crate::tui::keymap::{self, Scope};
 use crate::tui::onboarding::{Field, Onboarding, Phase};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
@@ -28,13 +29,15 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     ));
     let mut lines = form_lines(screen, &app.root.display().to_string());
     match &screen.phase {
-        Phase::Form | Phase::Planning => lines.push(Line::from(
-            "Enter shows what setup would change (nothing changes yet) · Tab next field · Esc leave",
-        )),
+        Phase::Form | Phase::Planning => {
+            lines.push(Line::from(keymap::hint_line(Scope::NewClientForm)))
+        }
         Phase::Review(planned) | Phase::Applying(planned) => {
             lines.push(bold("On this backup server"));
             if planned.actions.is_empty() {
-                lines.push(Line::from("  nothing to change: folders, user, modes and key are already right"));
+                lines.push(Line::from(
+                    "  nothing to change: folders, user, modes and key are already right",
+                ));
             }
             for (i, action) in planned.actions.iter().enumerate() {
                 lines.push(Line::from(format!("  {}. {action}", i + 1)));
@@ -56,14 +59,20 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             } else if matches!(screen.phase, Phase::Review(_)) {
                 lines.push(Line::from(Span::styled(
                     format!(
-                        "  Apply {} changes and run the copy test? y yes · n/Esc back to the form",
-                        planned.actions.len()
+                        "  Apply {} changes and run the copy test? {}",
+                        planned.actions.len(),
+                        keymap::hint_line(Scope::NewClientReview)
                     ),
                     Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED),
                 )));
             }
             lines.push(Line::default());
-            lines.extend(planned.instructions.lines().map(|l| Line::from(l.to_owned())));
+            lines.extend(
+                planned
+                    .instructions
+                    .lines()
+                    .map(|l| Line::from(l.to_owned())),
+            );
             lines.push(Line::default());
             lines.push(Line::from(format!(
                 "(`walwarden setup {} --dry-run` prints these lines unwrapped, for pasting)",
@@ -80,7 +89,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             lines.push(Line::default());
             lines.extend(instructions.lines().map(|l| Line::from(l.to_owned())));
             lines.push(Line::default());
-            lines.push(Line::from("Enter/Esc back to the dashboard"));
+            lines.push(Line::from(keymap::hint_line(Scope::Done)));
         }
     }
     frame.render_widget(

@@ -11,6 +11,7 @@ use super::centered;
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::steps::StepKind;
 use crate::tui::app::App;
+use crate::tui::keymap::{self, Scope};
 use crate::tui::wizard::{Field, Phase, Wizard};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
@@ -63,7 +64,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     if let Some(question) = &wizard.question {
         let popup = centered(area, 70, 7);
         frame.render_widget(Clear, popup);
-        let text = format!("{question}\n\ny: yes    n or Esc: no (stops the restore safely)");
+        let text = format!(
+            "{question}\n\n{}",
+            keymap::hint_line(Scope::RestoreQuestion)
+        );
         let block = Block::default().borders(Borders::ALL).title(" confirm ");
         frame.render_widget(
             Paragraph::new(text).wrap(Wrap { trim: true }).block(block),
@@ -107,7 +111,7 @@ fn draw_form(frame: &mut Frame, area: Rect, wizard: &Wizard) {
             Field::DryRun,
         ),
         Line::default(),
-        Line::from("  Tab/↑↓ move · Enter start · Esc back"),
+        Line::from(format!("  {}", keymap::hint_line(Scope::RestoreForm))),
     ];
     if let Some(error) = &wizard.form_error {
         lines.push(Line::from(Span::styled(
@@ -143,7 +147,7 @@ fn draw_steps(frame: &mut Frame, area: Rect, wizard: &Wizard, color: bool) {
     }
     if let Phase::Finished { message, .. } = &wizard.phase {
         lines.push(Line::from(Span::styled(
-            format!(" {message}   (Esc to leave)"),
+            format!(" {message}   ({})", keymap::hint_line(Scope::Done)),
             Style::new().add_modifier(Modifier::BOLD),
         )));
     }

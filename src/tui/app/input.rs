@@ -1,0 +1,271 @@
+//! Keys, resolved through the one key table (`keymap`) into actions: the
+//! screens' keys, the questions' yes and no, the filter being typed. The
+//! forms of the wizard and the new-client screen read their own keys the
+//! same way.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::{App, Command, Confirm, Screen};
+use crate::tui::keymap::{self, Action, Scope};
+use crate::tui::onboarding::{OnboardCommand, Onboarding};
+use crate::tui::wizard::{Wizard, WizardCommand};
+
+impl App {
+    pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let ctrl_c =
+            key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
+        if self.screen == Screen::Restore && !ctrl_c {
+            return self.on_wizard_key(key);
+        }
+        if self.screen == Screen::NewClient && !ctrl_c && !self.show_help {
+            return self.on_onboarding_key(key);
+        }
+        if self.editing_filter {
+            return self.on_filter_key(key);
+        }
+        if let Some(confirm) = self.confirm.take() {
+            return self.on_confirm_key(confirm, key);
+        }
+        if self.last_error.is_some() && matches!(key.code, KeyCode::Esc | KeyCode::Enter) {
+            self.last_error = None;
+            return Vec::new();
+        }
+        let Some(action) = keymap::action_for(self.scope(), key) else {
+            return Vec::new();
+        };
+        if self.show_help && !matches!(action, Action::ToggleHelp | Action::Quit) {
+            self.show_help = false;
+            if action == Action::Back {
+                return Vec::new();
+            }
+        }
+        self.apply(action)
+    }
+
+    /// The pending question takes the key: yes runs its commands, no drops them.
+    fn on_confirm_key(&mut self, confirm: Confirm, key: KeyEvent) -> Vec<Command> {
+        match keymap::action_in(Scope::Confirm, key) {
+            Some(Action::Yes) => {
+                for command in &confirm.commands {
+                    if let Command::Drill(name) = command {
+                        let job = self.jobs.entry(name.clone()).or_default();
+                        job.drill_running = true;
+                        job.drill_lines.clear();
+                        self.screen = Screen::Detail {
+                            client: name.clone(),
+                            scroll: 0,
+                        };
+                    }
+                }
+                confirm.commands
+            }
+            Some(Action::No) => Vec::new(),
+            _ => {
+                self.confirm = Some(confirm);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Keys on the wizard's screen go to the wizard first: its form takes text.
+    fn on_wizard_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let Some(wizard) = &mut self.wizard else {
+            return Vec::new();
+        };
+        match wizard.on_key(key) {
+            None => Vec::new(),
+            Some(WizardCommand::Answer(yes)) => vec![Command::AnswerRestore(yes)],
+            Some(WizardCommand::Leave) => {
+                self.wizard = None;
+                self.screen = Screen::Dashboard;
+                Vec::new()
+            }
+            Some(WizardCommand::Start(text)) => vec![Command::StartRestore {
+                client: text.client.clone(),
+                request: Box::new(text.to_request(&self.config)),
+            }],
+        }
+    }
+
+    /// Keys on the new-client screen go to its form first: it takes text.
+    fn on_onboarding_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let Some(screen) = &mut self.onboarding else {
+            return Vec::new();
+        };
+        match screen.on_key(key) {
+            None => Vec::new(),
+            Some(OnboardCommand::Plan(text)) => vec![Command::PlanSetup(text)],
+            Some(OnboardCommand::Apply(text, actions)) => vec![Command::ApplySetup(text, actions)],
+            Some(OnboardCommand::Leave) => {
+                self.onboarding = None;
+                self.screen = Screen::Dashboard;
+                Vec::new()
+            }
+        }
+    }
+
+    /// The client a key acts on: the detail's, else the dashboard's selection.
+    fn focused_client(&self) -> Option<String> {
+        match &self.screen {
+            Screen::Detail { client, .. } => Some(client.clone()),
+            _ => self.selected_row().map(|r| r.name.clone()),
+        }
+    }
+
+    pub fn apply(&mut self, action: Action) -> Vec<Command> {
+        match action {
+            Action::Quit => {
+                self.quit = true;
+                return vec![Command::Quit];
+            }
+            Action::ToggleHelp => self.show_help = !self.show_help,
+            Action::Rescan => {
+                self.scanning = true;
+                return vec![Command::Rescan];
+            }
+            Action::Up => self.move_by(-1),
+            Action::Down => self.move_by(1),
+            Action::PageUp => self.move_by(-(self.viewport.page as isize)),
+            Action::PageDown => self.move_by(self.viewport.page as isize),
+            Action::Top => self.move_by(isize::MIN / 2),
+            Action::Bottom => self.move_by(isize::MAX / 2),
+            Action::Open => {
+                if let Some(name) = self.selected_row().map(|r| r.name.clone()) {
+                    self.screen = Screen::Detail {
+                        client: name.clone(),
+                        scroll: 0,
+                    };
+                    return self.read_target(&name, false);
+                }
+            }
+            Action::ReadTarget => {
+                if let Screen::Detail { client, .. } = &self.screen {
+                    let client = client.clone();
+                    return self.read_target(&client, true);
+                }
+            }
+            Action::Verify => {
+                if let Some(name) = self.focused_client() {
+                    return self.start_verification(&name);
+                }
+            }
+            Action::Restore => {
+                if let Some(row) = self.selected_row() {
+                    self.wizard = Some(Wizard::new(&row.name));
+                    self.screen = Screen::Restore;
+                }
+            }
+            Action::DeepCheck => {
+                if let Some(name) = self.focused_client() {
+                    let job = self.jobs.entry(name.clone()).or_default();
+                    if job.deep_progress.is_none() {
+                        job.deep_progress = Some((0, 0));
+                        self.screen = Screen::Detail {
+                            client: name.clone(),
+                            scroll: 0,
+                        };
+                        return vec![Command::DeepCheck(name)];
+                    }
+                }
+            }
+            Action::Drill => {
+                if let Some(name) = self.focused_client()
+                    && !self.jobs.get(&name).is_some_and(|j| j.drill_running)
+                {
+                    self.confirm = Some(Confirm {
+                        question: format!(
+                            "Restore drill of {name}: restore its base backup and archive into a scratch folder in {}, start it on a unix socket, check it answers, then remove it. The archive is only read. Run it?",
+                            crate::ops::drill::DEFAULT_SCRATCH
+                        ),
+                        commands: vec![Command::Drill(name)],
+                    });
+                }
+            }
+            Action::NewClient => {
+                self.onboarding = Some(Onboarding::new(&self.default_backup_host));
+                self.screen = Screen::NewClient;
+            }
+            Action::EndVerification => match &mut self.verification {
+                Some(v) if !v.is_over(self.now) => v.end_early(self.now),
+                _ => {
+                    self.verification = None;
+                    self.screen = Screen::Dashboard;
+                }
+            },
+            Action::Back => match self.screen {
+                Screen::Detail { .. } => self.screen = Screen::Dashboard,
+                Screen::Verify => {
+                    if let Some(v) = &mut self.verification {
+                        v.end_early(self.now);
+                    }
+                    self.verification = None;
+                    self.screen = Screen::Dashboard;
+                }
+                Screen::Restore | Screen::NewClient => {}
+                Screen::Dashboard => {
+                    if !self.filter.is_empty() {
+                        self.filter.clear();
+                        self.rebuild_rows();
+                    }
+                }
+            },
+            Action::StartFilter => self.editing_filter = true,
+            Action::CycleSort => {
+                self.sort = self.sort.next();
+                self.rebuild_rows();
+            }
+            Action::ReverseSort => {
+                self.sort_reversed = !self.sort_reversed;
+                self.rebuild_rows();
+            }
+            // Answers and form keys belong to their own scopes, read above.
+            Action::Yes
+            | Action::No
+            | Action::NextField
+            | Action::PreviousField
+            | Action::Submit => {}
+        }
+        Vec::new()
+    }
+
+    fn on_filter_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        // Ctrl-C is not text: it quits, as everywhere else.
+        if keymap::action_for(Scope::Filter, key) == Some(Action::Quit) {
+            return self.apply(Action::Quit);
+        }
+        match (keymap::action_in(Scope::Filter, key), key.code) {
+            (Some(Action::Submit), _) => self.editing_filter = false,
+            (Some(Action::Back), _) => {
+                self.editing_filter = false;
+                self.filter.clear();
+            }
+            (_, KeyCode::Backspace) => {
+                self.filter.pop();
+            }
+            (_, KeyCode::Char(c)) if !key.modifiers.contains(KeyModifiers::CONTROL) => {
+                self.filter.push(c)
+            }
+            _ => return Vec::new(),
+        }
+        self.rebuild_rows();
+        Vec::new()
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        match &mut self.screen {
+            Screen::Dashboard => {
+                let last = self.rows.len().saturating_sub(1) as isize;
+                self.selected = (self.selected as isize)
+                    .saturating_add(delta)
+                    .clamp(0, last.max(0)) as usize;
+            }
+            Screen::Detail { scroll, .. } => {
+                *scroll = (*scroll as isize)
+                    .saturating_add(delta)
+                    .clamp(0, self.viewport.detail_max_scroll as isize)
+                    as u16;
+            }
+            Screen::Verify | Screen::Restore | Screen::NewClient => {}
+        }
+    }
+}
