@@ -8,8 +8,8 @@
 //! engine (`steps::run`). Nothing here writes under the backup root.
 //!
 //! - `request`: what the engineer asks for, with the defaults both faces use;
-//! - `steps`: the runner and the nine steps; `service` controls the local
-//!   instance, `resume` reads what an interrupted restore finished;
+//! - `steps`: the runner, the nine steps, and what an interrupted restore's
+//!   journal says was finished; `service` controls the local instance;
 //! - `unpack`: safe, two-core extraction of the tarballs;
 //! - `recovery_conf`: recovery.conf (10, 11) or recovery.signal (12+);
 //! - `replay`: replay followed in the server's log, the verdict;
@@ -24,7 +24,6 @@ pub mod journal;
 pub mod recovery_conf;
 pub mod replay;
 pub mod request;
-pub mod resume;
 mod service;
 pub mod steps;
 pub mod unpack;

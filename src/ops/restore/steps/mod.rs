@@ -10,6 +10,7 @@
 mod preflight;
 mod prepare;
 mod remote_stop;
+mod resume;
 mod server;
 
 use std::path::PathBuf;
@@ -17,13 +18,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub use remote_stop::stop_old_instance;
+use resume::Resumed;
 
 use super::error::{PreflightRefusal, RestoreError, StepFailure};
 use super::journal::{Journal, Outcome};
 use super::recovery_conf::ArchiveLayout;
 use super::replay::ReplayOutcome;
 use super::request::RestoreRequest;
-use super::resume::Resumed;
 use super::service::{ServiceControl, postmaster_alive};
 use crate::archive::catalog::Client;
 use crate::pg::local::{self, PgUser};

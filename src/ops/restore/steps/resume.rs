@@ -2,9 +2,9 @@
 //! (since the last restore that completed or was rolled back), so they are
 //! not run again.
 
-use super::error::PreflightRefusal;
-use super::journal::{Entry, Outcome};
-use super::steps::StepKind;
+use super::StepKind;
+use crate::ops::restore::error::PreflightRefusal;
+use crate::ops::restore::journal::{Entry, Outcome};
 
 /// What the journal of an interrupted restore says was finished.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
