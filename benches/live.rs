@@ -518,7 +518,7 @@ async fn live_loop<B: Backend>(
     let mut app = App::new(plan.root.clone(), Config::default(), SystemTime::now());
     app.update(Event::Watching(Ok(watcher.mode.clone())));
     app.update(Event::Scanned(Ok(catalog)));
-    if terminal.draw(|frame| view::draw(frame, &mut app)).is_err() {
+    if terminal.draw(|frame| view::draw(frame, &app)).is_err() {
         panic!("cannot draw");
     }
 
@@ -616,7 +616,7 @@ async fn live_loop<B: Backend>(
             apply(&mut app, Event::Observed(changes), &mut update, &mut cpu);
         }
         let (t, c) = (Instant::now(), thread_cpu());
-        if terminal.draw(|frame| view::draw(frame, &mut app)).is_err() {
+        if terminal.draw(|frame| view::draw(frame, &app)).is_err() {
             panic!("cannot draw");
         }
         let end = Instant::now();

@@ -107,8 +107,8 @@ impl Cluster {
         stop: SegmentId,
         taken: SystemTime,
     ) -> io::Result<()> {
-        let base_dir = base_dir(&client_dir);
-        let wal_dir = wal_dir(&client_dir);
+        let base_dir = base_dir(client_dir);
+        let wal_dir = wal_dir(client_dir);
         fs::create_dir_all(&base_dir)?;
         fs::create_dir_all(&wal_dir)?;
         let label = self.backup_label(start, taken);

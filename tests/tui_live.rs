@@ -106,7 +106,7 @@ impl Live {
     fn screen(&mut self, width: u16, height: u16) -> String {
         let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
         terminal
-            .draw(|frame| walwarden::tui::view::draw(frame, &mut self.app))
+            .draw(|frame| walwarden::tui::view::draw(frame, &self.app))
             .unwrap();
         let tmp_name = self
             .root

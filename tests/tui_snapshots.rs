@@ -127,7 +127,7 @@ fn select(app: &mut App, name: &str) {
 fn render(fixture: &mut Fixture, width: u16, height: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test terminal");
     terminal
-        .draw(|frame| walwarden::tui::view::draw(frame, &mut fixture.app))
+        .draw(|frame| walwarden::tui::view::draw(frame, &fixture.app))
         .expect("draw");
     terminal
 }

@@ -94,7 +94,7 @@ impl Runner<'_> {
                 ));
                 if !self.request.dry_run {
                     remove(entry)
-                        .map_err(|e| fail(StepKind::Clear, StepFailure::io("delete", &entry)(e)))?;
+                        .map_err(|e| fail(StepKind::Clear, StepFailure::io("delete", entry)(e)))?;
                 }
             }
             return self.done(
@@ -213,7 +213,7 @@ impl Runner<'_> {
                 continue;
             }
             fs::create_dir_all(dest)
-                .map_err(|e| fail(StepKind::Unpack, StepFailure::io("create", &dest)(e)))?;
+                .map_err(|e| fail(StepKind::Unpack, StepFailure::io("create", dest)(e)))?;
             prepare_dir(dest, &checked.user).map_err(|e| fail(StepKind::Unpack, e))?;
             let options = UnpackOptions {
                 owner: Some((checked.user.uid, checked.user.gid)),
