@@ -1,28 +1,36 @@
 //! walwarden: the console for a PostgreSQL WAL-archive backup server.
 //!
-//! The core knows nothing of terminals:
-//! - [`wal`]: timelines, segment numbers, archive file names, page headers;
-//! - [`base_backup`]: what base.tar.gz and pg_wal.tar.gz say, read by streaming;
-//! - [`manifest`]: backup_manifest parsed, its checksum and every file's checked while streaming;
-//! - [`catalog`]: scanning a backup root into clients, base backups and archives;
-//! - [`continuity`]: the restore's line of timelines, gaps and the recoverable window;
-//! - [`health`]: problems with codes, severities and fixes (pure, clock passed in);
-//! - [`report`]: the per-root health report behind `check` and the dashboard;
-//! - [`metrics`]: the report as Prometheus metrics;
-//! - [`config`], [`cache`]: settings and remembered expensive facts;
-//! - [`watch`]: notify events turned into catalog changes; arrival cadence;
-//! - [`verify`]: the verification window checklist for a new client;
-//! - [`quick`]: the cheap check of new segments (gzip trailer, first page) on every ordinary check;
-//! - [`deep`]: every file read to its end, verdicts remembered per file;
-//! - [`drill`]: restore drills into a scratch directory, results recorded;
-//! - [`restore`]: the restore engine (plan of steps, journal, unpack, recovery config, log diagnosis);
-//! - [`setup`]: onboarding a client (folders, user, key) and the target server's lines;
-//! - [`target`]: the target server's archiver, settings and log, read over SSH;
-//! - [`migrate`]: moving to another major version through pg_dumpall, load errors read, ends compared;
-//! - [`display`]: byte sizes as people read them;
-//! - [`demo`]: a synthetic backup root for newcomers and tests.
+//! The tree is the architecture: each layer uses only the ones below it
+//! (`tests/architecture.rs` checks it, and that nothing outside `tui/`
+//! names a terminal crate).
 //!
-//! The faces: [`cli`] (one module per subcommand) and [`tui`] (the dashboard).
+//! - [`archive`]: what is on disk, read and never written: WAL names and page
+//!   headers (`wal`), base tarballs and their manifest (`base_backup`,
+//!   `manifest`), one client folder's files (`folder`), the catalog of a
+//!   root (`catalog`: model, scan, live apply of observed file events) and
+//!   its cache of expensive facts (`base_cache`), the restore's line of
+//!   timelines and gaps (`continuity`), file events and cadence (`watch`);
+//! - [`config`]: settings, per-client policy, the target server, the local
+//!   service; [`demo`]: a synthetic backup root for newcomers and tests;
+//! - [`pg`]: talking to PostgreSQL and SSH: running as the PostgreSQL user
+//!   (`local`), the log classifier (`pglog`), commands over SSH (`remote`),
+//!   the target server's settings, archiver and log (`target`);
+//! - [`checks`]: verdicts: health rules with problem codes (`health`), the
+//!   report assembled in one place for both faces (`report`), files read to
+//!   their end (`integrity`), the quick and deep checks (`quick`, `deep`),
+//!   the verification window (`verify`), the target's problems (`target`),
+//!   drill records and staleness (`drills`), the checks as jobs (`jobs`),
+//!   Prometheus metrics (`metrics`);
+//! - [`ops`]: operations that change things, each asking first: the restore
+//!   engine (`restore`), restore drills (`drill`), onboarding (`setup`),
+//!   moving to another major version (`migrate`);
+//! - below them all: [`display`] (sizes, durations and times as people read
+//!   them), [`store`] (walwarden's own files, written atomically under a
+//!   lock), [`pool`] (the one worker pool), `serde_util`.
+//!
+//! The faces call the same core functions: [`cli`] (one module per
+//! subcommand) and [`tui`] (the dashboard: a pure `App::update`, one key
+//! table, the view, background jobs).
 
 pub mod archive;
 pub mod checks;

@@ -53,7 +53,7 @@ static SAFE_PLANS: std::sync::Mutex<Vec<(PlanKey, TarballPlan)>> =
 
 /// [`scan_tarball`], remembered within this process for an unchanged file:
 /// the wizard's real run after its dry run does not inflate the tarball again
-/// before unpacking it. Only safe plans are remembered, and [`unpack`] applies
+/// before unpacking it. Only safe plans are remembered, and [`unpack`](super::unpack) applies
 /// the same checks again as it writes, so the memo never weakens them.
 fn plan_key(path: &Path) -> Option<PlanKey> {
     let meta = fs::metadata(path).ok()?;
@@ -90,7 +90,7 @@ pub fn plan_remembered(path: &Path) -> bool {
 }
 
 /// Reads every header of `path` (inflating all of it) and applies the checks
-/// [`unpack`] applies, without writing anything.
+/// [`unpack`](super::unpack) applies, without writing anything.
 pub fn scan_tarball(path: &Path) -> Result<TarballPlan, UnpackError> {
     let compressed = Arc::new(AtomicU64::new(0));
     let (source, compressed_bytes) = open_source(path, &compressed)?;
