@@ -493,3 +493,52 @@ fn apply_setup(root: &Path, text: &SetupText, actions: &[setup::Action]) -> (boo
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rescan_asked_while_one_runs_runs_once_more_and_a_repeated_check_is_dropped() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let root = tempfile::tempdir().unwrap();
+            let (tx, mut rx) = mpsc::unbounded_channel();
+            let mut jobs = Jobs::new(root.path().to_owned(), None, tx);
+            jobs.first_scan_done = true;
+            jobs.run(vec![Command::Rescan, Command::Rescan, Command::Rescan]);
+            jobs.run(vec![
+                Command::DeepCheck("acme".into()),
+                Command::DeepCheck("acme".into()),
+            ]);
+            assert_eq!(
+                jobs.running,
+                HashSet::from([JobKey::Scan, JobKey::DeepCheck("acme".into())])
+            );
+            assert_eq!(
+                jobs.again.keys().collect::<Vec<_>>(),
+                vec![&JobKey::Scan],
+                "three rescans are one running and one queued; the second deep check is dropped"
+            );
+            let mut scans = 0;
+            loop {
+                match rx.recv().await {
+                    Some(Message::App(Event::Scanned(_))) => scans += 1,
+                    Some(Message::JobDone(JobKey::Scan)) => break,
+                    Some(_) => {}
+                    None => panic!("the scan never finished"),
+                }
+            }
+            assert_eq!(scans, 1);
+            jobs.finished(JobKey::Scan);
+            assert!(
+                jobs.running.contains(&JobKey::Scan),
+                "the queued rescan runs"
+            );
+            assert!(jobs.again.is_empty());
+        });
+    }
+}

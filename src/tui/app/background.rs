@@ -223,3 +223,29 @@ impl App {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::app::Event;
+
+    #[test]
+    fn a_job_that_died_is_reported_and_its_screen_stops_waiting() {
+        let mut app = App::new(
+            "/b".into(),
+            crate::config::Config::default(),
+            SystemTime::UNIX_EPOCH,
+        );
+        app.jobs.entry("acme".into()).or_default().deep_progress = Some((3, 10));
+        app.jobs.entry("acme".into()).or_default().drill_running = true;
+        app.update(Event::JobFailed {
+            job: Command::DeepCheck("acme".into()),
+            message: "index out of bounds".into(),
+        });
+        let job = &app.jobs["acme"];
+        assert_eq!(job.deep_progress, None, "no gauge stuck at 30%");
+        assert!(job.drill_running, "only the failed job's state is cleared");
+        let error = app.last_error.as_deref().unwrap_or_default();
+        assert!(error.contains("index out of bounds"), "{error}");
+    }
+}
