@@ -1,5 +1,7 @@
 //! `walwarden drill CLIENT`: restore the client's backup into a scratch
 //! directory, check the restored server answers, remove it, record the result.
+//! `walwarden drill --next` drills the client whose turn it is (the nightly
+//! timer's rotation, chosen by [`crate::drill::next_to_drill`]).
 
 use std::path::{Path, PathBuf};
 
@@ -7,14 +9,20 @@ use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 
 use crate::catalog::{self, ScanOptions};
-use crate::drill::{append_history, default_history_path, drill};
+use crate::drill::{append_history, default_history_path, drill, load_history, next_to_drill};
 use crate::restore::journal::Outcome;
 use crate::restore::steps::{Driver, StepKind};
 
+use super::failure::Failure;
+
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["client", "next"])))]
 pub struct DrillArgs {
     /// The client folder under the root
-    pub client: String,
+    pub client: Option<String>,
+    /// Drill the client whose turn it is: one never drilled, else the one drilled longest ago
+    #[arg(long)]
+    pub next: bool,
     /// Where the scratch data directory is made (and removed afterwards)
     #[arg(long, default_value = "/var/tmp", value_name = "DIR")]
     pub scratch: PathBuf,
@@ -51,8 +59,12 @@ impl Driver for Quiet {
 }
 
 pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
-    let client = catalog::scan_client(root, &args.client, &ScanOptions::default())
-        .wrap_err("cannot read the client")?;
+    let name = match (&args.client, args.next) {
+        (Some(name), _) => name.clone(),
+        (None, _) => pick_next(root)?,
+    };
+    let client = catalog::scan_client(root, &name, &ScanOptions::default())
+        .map_err(super::catalog_failure)?;
     let record = drill(
         &client,
         &args.scratch,
@@ -77,4 +89,31 @@ pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
         }
     }
     Ok(if record.success { 0 } else { 1 })
+}
+
+/// The client whose turn it is, said on stderr with why.
+fn pick_next(root: &Path) -> Result<String> {
+    let catalog = catalog::scan(root, &ScanOptions::default()).map_err(super::catalog_failure)?;
+    let names: Vec<&str> = catalog.clients.iter().map(|c| c.name.as_str()).collect();
+    let history = default_history_path()
+        .map(|path| load_history(&path))
+        .unwrap_or_default();
+    let Some(next) = next_to_drill(&names, &history) else {
+        return Err(Failure::new(format!("no client to drill under {}", root.display()))
+            .hint("walwarden setup CLIENT onboards one; --root or WALWARDEN_ROOT points elsewhere")
+            .into());
+    };
+    let last = history
+        .iter()
+        .filter(|r| r.client == next)
+        .max_by_key(|r| r.at_unix);
+    match last {
+        Some(record) => eprintln!(
+            "next to drill: {next} (last drilled {}, {})",
+            record.at,
+            if record.success { "passed" } else { "failed" }
+        ),
+        None => eprintln!("next to drill: {next} (never drilled)"),
+    }
+    Ok(next.to_owned())
 }
