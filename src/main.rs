@@ -78,7 +78,10 @@ fn run(cli: &Cli) -> Result<i32> {
         Some(
             Command::Demo(_) | Command::Migrate(_) | Command::Completions(_) | Command::Man(_),
         ) => Ok(0),
-        None => walwarden::tui::run(root, config, walwarden::tui::Options::default()).map(|_| 0),
+        None => {
+            walwarden::cli::need_a_terminal("the dashboard", "walwarden check")?;
+            walwarden::tui::run(root, config, walwarden::tui::Options::default()).map(|_| 0)
+        }
     }
 }
 

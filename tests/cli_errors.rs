@@ -460,3 +460,24 @@ fn the_man_pages_render_with_man() {
         show(&out)
     );
 }
+
+#[test]
+fn the_dashboard_without_a_terminal_is_refused_not_a_crash() {
+    let home = tempfile::tempdir().unwrap();
+    let root = home.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let out = run(walwarden(home.path())
+        .arg("--root")
+        .arg(&root)
+        .stdin(std::process::Stdio::null()));
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.starts_with("error: the dashboard needs a terminal"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint: "), "{stderr}");
+    for mark in CRASH_MARKS {
+        assert!(!stderr.contains(mark), "{}", show(&out));
+    }
+}

@@ -114,3 +114,17 @@ pub fn catalog_failure(error: crate::catalog::CatalogError) -> failure::Failure 
     };
     failure::Failure::new(error.to_string()).hint(hint)
 }
+
+/// The dashboard draws on a terminal: without one it is refused up front
+/// (exit 3, with what to run instead), not a crash inside the terminal setup.
+pub fn need_a_terminal(what: &str, instead: &str) -> Result<(), failure::Failure> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        return Ok(());
+    }
+    Err(
+        failure::Failure::new(format!("{what} needs a terminal, and stdout is not one")).hint(
+            format!("run it in a terminal (ssh -t for a remote one); for scripts: {instead}"),
+        ),
+    )
+}
