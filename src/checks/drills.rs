@@ -92,3 +92,92 @@ pub fn stale_problem(
         format!("run `walwarden drill {client}`: only a restore proves the backup restores"),
     ))
 }
+
+/// The client to drill next in a rotation (`walwarden drill --next`, the
+/// nightly timer): one never drilled first, else the one whose last drill is
+/// the oldest; ties go by name.
+///
+/// "Last drill" counts failed drills too. Ordered by the last *successful*
+/// drill, a client whose drill keeps failing (a gap, a broken base backup)
+/// would be picked every night and no other client would be drilled again;
+/// its failure is already reported (the drill's exit status, the unit's
+/// state, `drill_stale` in `check`), and it comes round again in turn.
+pub fn next_to_drill<'a>(clients: &[&'a str], history: &[DrillRecord]) -> Option<&'a str> {
+    let last_attempt = |client: &str| {
+        history
+            .iter()
+            .filter(|r| r.client == client)
+            .map(|r| r.at_unix)
+            .max()
+    };
+    clients
+        .iter()
+        .map(|name| (last_attempt(name), *name))
+        // None (never drilled) sorts before every time.
+        .min()
+        .map(|(_, name)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(client: &str, at_unix: u64, success: bool) -> DrillRecord {
+        DrillRecord {
+            client: client.to_owned(),
+            at: String::new(),
+            at_unix,
+            success,
+            detail: String::new(),
+            seconds: 1.0,
+            reached: None,
+        }
+    }
+
+    #[test]
+    fn next_to_drill_takes_the_never_drilled_first_then_the_oldest() {
+        let history = vec![
+            record("acme", 300, true),
+            record("globex", 100, true),
+            record("acme", 50, true),
+            record("gone", 10, true),
+        ];
+        // initech has never been drilled.
+        assert_eq!(
+            next_to_drill(&["acme", "globex", "initech"], &history),
+            Some("initech")
+        );
+        // globex's last drill (100) is older than acme's (300; its older one at 50 does not count).
+        assert_eq!(next_to_drill(&["acme", "globex"], &history), Some("globex"));
+        // A client no longer under the root is never picked.
+        assert_eq!(next_to_drill(&["acme"], &history), Some("acme"));
+        assert_eq!(next_to_drill(&[], &history), None);
+    }
+
+    #[test]
+    fn next_to_drill_breaks_ties_by_name() {
+        assert_eq!(next_to_drill(&["b", "a", "c"], &[]), Some("a"));
+        let history = vec![record("b", 5, true), record("a", 5, true)];
+        assert_eq!(next_to_drill(&["b", "a"], &history), Some("a"));
+    }
+
+    #[test]
+    fn a_failing_client_does_not_take_every_night() {
+        // acme fails every night; its last success is the oldest of all.
+        let mut history = vec![record("acme", 10, true), record("globex", 20, true)];
+        history.push(record("acme", 100, false));
+        assert_eq!(
+            next_to_drill(&["acme", "globex"], &history),
+            Some("globex"),
+            "globex's turn: acme was tried last night"
+        );
+        history.push(record("globex", 200, true));
+        assert_eq!(next_to_drill(&["acme", "globex"], &history), Some("acme"));
+    }
+
+    #[test]
+    fn last_success_ignores_failures() {
+        let history = vec![record("acme", 10, true), record("acme", 20, false)];
+        assert_eq!(last_success(&history, "acme").map(|r| r.at_unix), Some(10));
+    }
+}

@@ -53,7 +53,7 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
         compute_full_facts: args.full,
         only: args.clients.clone(),
     };
-    let catalog = catalog::scan(root, &options).wrap_err("cannot scan the backup root")?;
+    let catalog = catalog::scan(root, &options).map_err(super::catalog_failure)?;
     let now = SystemTime::now();
     let mut deep = HashMap::new();
     let mut quick = HashMap::new();

@@ -45,6 +45,10 @@ pub fn run(args: &DemoArgs) -> Result<i32> {
         );
         return Ok(0);
     }
+    super::need_a_terminal(
+        "the demo's dashboard",
+        "walwarden demo DIR --no-tui (builds the demo root and prints where)",
+    )?;
     let config = Config::load(&demo.config)?;
     let stop = Arc::new(AtomicBool::new(false));
     let feeder = feed_live_client(&demo, args.every, stop.clone());

@@ -6,15 +6,22 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 
-use crate::checks::drills::default_history_path;
+use crate::archive::catalog::{self, ScanOptions};
+use crate::checks::drills::{default_history_path, load_history, next_to_drill};
 use crate::ops::drill::{DrillRequest, Drilled, drill_client};
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::steps::{Driver, StepKind};
 
+use super::failure::Failure;
+
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["client", "next"])))]
 pub struct DrillArgs {
     /// The client folder under the root
-    pub client: String,
+    pub client: Option<String>,
+    /// Drill the client whose turn it is: one never drilled, else the one drilled longest ago
+    #[arg(long)]
+    pub next: bool,
     /// Where the scratch data directory is made (and removed afterwards)
     #[arg(long, default_value = crate::ops::drill::DEFAULT_SCRATCH, value_name = "DIR")]
     pub scratch: PathBuf,
@@ -51,6 +58,10 @@ impl Driver for Quiet {
 }
 
 pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
+    let name = match &args.client {
+        Some(name) => name.clone(),
+        None => pick_next(root)?,
+    };
     let request = DrillRequest {
         scratch: args.scratch.clone(),
         os_user: args.os_user.clone(),
@@ -61,12 +72,12 @@ pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
         not_recorded,
     } = drill_client(
         root,
-        &args.client,
+        &name,
         &request,
         default_history_path().as_deref(),
         &mut Quiet { json: args.json },
     )
-    .wrap_err("cannot read the client")?;
+    .map_err(super::catalog_failure)?;
     if let Some((history, error)) = not_recorded {
         return Err(error)
             .wrap_err_with(|| format!("cannot record the drill in {}", history.display()));
@@ -84,4 +95,31 @@ pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
         }
     }
     Ok(if record.success { 0 } else { 1 })
+}
+
+/// The client whose turn it is, said on stderr with why.
+fn pick_next(root: &Path) -> Result<String> {
+    let catalog = catalog::scan(root, &ScanOptions::default()).map_err(super::catalog_failure)?;
+    let names: Vec<&str> = catalog.clients.iter().map(|c| c.name.as_str()).collect();
+    let history = default_history_path()
+        .map(|path| load_history(&path))
+        .unwrap_or_default();
+    let Some(next) = next_to_drill(&names, &history) else {
+        return Err(Failure::new(format!("no client to drill under {}", root.display()))
+            .hint("walwarden setup CLIENT onboards one; --root or WALWARDEN_ROOT points elsewhere")
+            .into());
+    };
+    let last = history
+        .iter()
+        .filter(|r| r.client == next)
+        .max_by_key(|r| r.at_unix);
+    match last {
+        Some(record) => eprintln!(
+            "next to drill: {next} (last drilled {}, {})",
+            record.at,
+            if record.success { "passed" } else { "failed" }
+        ),
+        None => eprintln!("next to drill: {next} (never drilled)"),
+    }
+    Ok(next.to_owned())
 }

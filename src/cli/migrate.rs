@@ -2,7 +2,8 @@
 //! another major version (pg_dumpall -c, gzip, psql), with the load log read
 //! for every error and both ends compared afterwards.
 //! Exit 0 done, 1 not done (unaccepted errors, differences, unfinished load),
-//! 2 could not run (bad arguments, unreachable server, refused preflight).
+//! 2 could not run (an empty connection string, unreachable server, refused
+//! preflight); a usage error (clap) exits 3, as for every subcommand.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -14,6 +15,11 @@ use color_eyre::eyre::{Result, WrapErr};
 use crate::display::human_bytes;
 use crate::ops::migrate::{self, End, MigratePlan, Migration, Preflight, Progress};
 use crate::pg::local::PgUser;
+
+use super::failure::Failure;
+
+/// Exit code: the migration could not run (printed as `error:`).
+const COULD_NOT_RUN: i32 = 2;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -187,17 +193,11 @@ fn confirm_replace(args: &MigrateArgs, preflight: &Preflight) -> bool {
 pub fn run(args: &MigrateArgs) -> Result<i32> {
     let plan = match plan(args) {
         Ok(plan) => plan,
-        Err(message) => {
-            eprintln!("walwarden migrate: {message}");
-            return Ok(2);
-        }
+        Err(message) => return Err(Failure::new(message).code(COULD_NOT_RUN).into()),
     };
     let preflight = match migrate::preflight(&plan) {
         Ok(p) => p,
-        Err(error) => {
-            eprintln!("walwarden migrate: {error}");
-            return Ok(2);
-        }
+        Err(error) => return Err(Failure::new(error.to_string()).code(COULD_NOT_RUN).into()),
     };
     eprintln!(
         "source PostgreSQL {} → destination PostgreSQL {}; pg_dumpall: {} ({})",
@@ -210,8 +210,12 @@ pub fn run(args: &MigrateArgs) -> Result<i32> {
         eprintln!("note: {note}");
     }
     if !confirm_replace(args, &preflight) {
-        eprintln!("walwarden migrate: nothing was changed");
-        return Ok(2);
+        return Err(Failure::new(
+            "nothing was changed: replacing those databases was not confirmed",
+        )
+        .hint("answer yes on a terminal, or pass --yes")
+        .code(COULD_NOT_RUN)
+        .into());
     }
     let mut progress = StderrProgress {
         terminal: std::io::stderr().is_terminal(),
@@ -222,8 +226,7 @@ pub fn run(args: &MigrateArgs) -> Result<i32> {
         Ok(m) => m,
         Err(error) => {
             progress.end_line();
-            eprintln!("walwarden migrate: {error}");
-            return Ok(2);
+            return Err(Failure::new(error.to_string()).code(COULD_NOT_RUN).into());
         }
     };
     progress.end_line();

@@ -1,9 +1,13 @@
 //! The command line: argument definitions and one module per subcommand.
-//! Errors become color-eyre reports here, at the edge.
+//! Errors become color-eyre reports here, at the edge; expected ones carry a
+//! [`failure::Failure`] (what, a hint, an exit code) that `main` prints as
+//! `error:` / `hint:` lines, never as a crash.
 
 pub mod check;
 pub mod demo;
+pub mod docs;
 pub mod drill;
+pub mod failure;
 pub mod migrate;
 pub mod restore;
 pub mod setup;
@@ -11,7 +15,7 @@ pub mod verify;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,4 +53,82 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Move a cluster to another major version: pg_dumpall -c, psql, every load error listed, both ends compared
     Migrate(migrate::MigrateArgs),
+    /// Print a shell completion script: source <(walwarden completions bash)
+    Completions(docs::CompletionsArgs),
+    /// Print the man page (roff), or write every page with --dir
+    Man(docs::ManArgs),
+}
+
+impl Command {
+    /// The exit code of an error this subcommand did not classify: its
+    /// "could not run" (see [`docs::EXIT_STATUS`]).
+    pub fn failure_code(command: Option<&Command>) -> i32 {
+        match command {
+            Some(Command::Migrate(_)) => 2,
+            _ => 3,
+        }
+    }
+}
+
+/// Parses the command line. On a usage error clap's message is printed and
+/// the error is the exit code: [`docs::USAGE_ERROR`] (3), or 0 for --help
+/// and --version.
+pub fn parse() -> Result<Cli, i32> {
+    parse_from(std::env::args_os())
+}
+
+pub fn parse_from<I, T>(args: I) -> Result<Cli, i32>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let parsed = docs::command()
+        .try_get_matches_from(args)
+        .and_then(|matches| Cli::from_arg_matches(&matches));
+    parsed.map_err(|error| {
+        let _ = error.print();
+        if error.exit_code() == 0 {
+            0
+        } else {
+            docs::USAGE_ERROR
+        }
+    })
+}
+
+/// A catalog error as an expected failure, with its fix.
+pub fn catalog_failure(error: crate::archive::catalog::CatalogError) -> failure::Failure {
+    use crate::archive::catalog::CatalogError;
+    let hint = match &error {
+        CatalogError::RootMissing(_) | CatalogError::RootNotADirectory(_) => {
+            "pass --root DIR, set WALWARDEN_ROOT, or set root in the config (/etc/walwarden/config.toml)"
+                .to_owned()
+        }
+        CatalogError::RootUnreadable { .. } => {
+            "run walwarden as root (sudo): each client's folder is readable by its own user only"
+                .to_owned()
+        }
+        CatalogError::ScanFailed { .. } => {
+            "run it again with --log-file FILE and report the log: a worker of the scan panicked"
+                .to_owned()
+        }
+        CatalogError::NoSuchClient { root, .. } => format!(
+            "`walwarden check --root {}` lists the clients; a new one is made with `walwarden setup CLIENT`",
+            crate::pg::local::shell_quote(&root.to_string_lossy())
+        ),
+    };
+    failure::Failure::new(error.to_string()).hint(hint)
+}
+
+/// The dashboard draws on a terminal: without one it is refused up front
+/// (exit 3, with what to run instead), not a crash inside the terminal setup.
+pub fn need_a_terminal(what: &str, instead: &str) -> Result<(), failure::Failure> {
+    use std::io::IsTerminal;
+    if std::io::stdout().is_terminal() {
+        return Ok(());
+    }
+    Err(
+        failure::Failure::new(format!("{what} needs a terminal, and stdout is not one")).hint(
+            format!("run it in a terminal (ssh -t for a remote one); for scripts: {instead}"),
+        ),
+    )
 }

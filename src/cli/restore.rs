@@ -7,14 +7,22 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use color_eyre::eyre::{Result, WrapErr, eyre};
+use color_eyre::eyre::Result;
 
 use crate::archive::catalog::{self, ScanOptions};
 use crate::config::Config;
 use crate::display::short_duration;
+use crate::ops::restore::error::RestoreError;
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::request::RestoreRequest;
 use crate::ops::restore::steps::{self, Driver, StepKind};
+
+use super::failure::Failure;
+
+/// Exit code: the restore started and did not complete (see its journal).
+const NOT_COMPLETED: i32 = 1;
+/// Exit code: refused before anything was changed.
+const REFUSED: i32 = 3;
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -172,10 +180,16 @@ fn data_dir(args: &RestoreArgs, config: &Config) -> Result<PathBuf> {
             );
             Ok(dir)
         }
-        None => Err(eyre!(
-            "no data directory: pass --data-dir, set data_dir under [clients.{}] in the config, or start the local PostgreSQL so walwarden can ask it",
+        None => Err(Failure::new(format!(
+            "no data directory to restore {} into: none was given or configured, and no local PostgreSQL answered `show data_directory`",
             args.client
-        )),
+        ))
+        .hint(format!(
+            "pass --data-dir DIR, set data_dir under [clients.{}] in the config, or start the local PostgreSQL so walwarden can ask it",
+            args.client
+        ))
+        .code(REFUSED)
+        .into()),
     }
 }
 
@@ -214,14 +228,16 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
                 );
                 Ok(0)
             }
-            Err(error) => Err(color_eyre::eyre::eyre!(error)).wrap_err("rollback refused"),
+            Err(error) => Err(Failure::new(format!("rollback refused: {error}"))
+                .code(REFUSED)
+                .into()),
         };
     }
     if args.purge && args.dry_run {
         eprintln!("note: --dry-run: nothing will be deleted");
     }
     let client = catalog::scan_client(root, &args.client, &ScanOptions::default())
-        .wrap_err("cannot read the client")?;
+        .map_err(super::catalog_failure)?;
     let request = request_for(args, config, data_dir.clone());
     let mut driver = LineDriver {
         yes: args.yes,
@@ -255,12 +271,62 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
             println!("journal: {}", summary.journal.display());
             Ok(0)
         }
-        Err(error) => Err(eyre!(error)).wrap_err_with(|| {
-            format!(
-                "restore of {} did not complete (journal: {})",
-                client.name,
-                crate::ops::restore::journal::Journal::path_for(&data_dir).display()
-            )
-        }),
+        Err(RestoreError::Preflight(why)) => {
+            let (what, hint) = preflight_hint(&why.to_string());
+            Err(Failure::new(format!(
+                "preflight refused the restore of {}: {what}",
+                client.name
+            ))
+            .hint(hint)
+            .code(REFUSED)
+            .into())
+        }
+        Err(error) => Err(Failure::new(format!(
+            "the restore of {} into {} did not complete: {error}",
+            client.name,
+            data_dir.display()
+        ))
+        .hint(format!(
+            "its journal {} says which steps finished: run the same command with --resume to go on from there, or with --rollback to put the old contents back",
+            crate::ops::restore::journal::Journal::path_for(&data_dir).display()
+        ))
+        .code(NOT_COMPLETED)
+        .into()),
+    }
+}
+
+/// A preflight refusal split into what is wrong and what to do: the
+/// engine's "Fix:" when it gives one, else the fix for the refusals people
+/// meet most, else the general one.
+fn preflight_hint(why: &str) -> (String, String) {
+    if let Some((what, fix)) = why.split_once(". Fix: ") {
+        return (what.to_owned(), fix.to_owned());
+    }
+    let hint = if why.contains("inside the backup root") {
+        "restore into the local PostgreSQL's data directory (e.g. /var/lib/postgresql/15/main), which must be outside the backup root; nothing was changed"
+    } else {
+        "preflight changes nothing: fix what it names and run the same command again (--dry-run shows every step first)"
+    };
+    (why.to_owned(), hint.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::preflight_hint;
+
+    #[test]
+    fn a_refusal_with_a_fix_is_split_into_error_and_hint() {
+        let (what, hint) = preflight_hint(
+            "the WAL archive /r/c/wal is not readable by postgres: PostgreSQL would stop early. Fix: chmod o+rx",
+        );
+        assert_eq!(
+            what,
+            "the WAL archive /r/c/wal is not readable by postgres: PostgreSQL would stop early"
+        );
+        assert_eq!(hint, "chmod o+rx");
+        let (what, hint) =
+            preflight_hint("/r/x is inside the backup root /r: the archive is never written to");
+        assert!(what.ends_with("never written to"));
+        assert!(hint.contains("outside the backup root"), "{hint}");
     }
 }

@@ -88,7 +88,7 @@ async fn verify(
         ..ScanOptions::default()
     };
     let client =
-        catalog::scan_client(root, &args.client, &options).wrap_err("cannot read the client")?;
+        catalog::scan_client(root, &args.client, &options).map_err(super::catalog_failure)?;
     let mut verification = Verification::new(&client, settings, SystemTime::now());
     verification.target_expected = target.is_some();
     let wal_dir: PathBuf = client.wal_dir();
