@@ -2,6 +2,7 @@
 //!
 //! The core knows nothing of terminals:
 //! - [`wal`]: timelines, segment numbers, archive file names, page headers;
+//! - [`records`]: a segment's records walked for the end of its WAL and its last transaction's time;
 //! - [`base_backup`]: what base.tar.gz and pg_wal.tar.gz say, read by streaming;
 //! - [`manifest`]: backup_manifest parsed, its checksum and every file's checked while streaming;
 //! - [`catalog`]: scanning a backup root into clients, base backups and archives;
@@ -39,6 +40,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod migrate;
 pub mod quick;
+pub mod records;
 pub mod report;
 pub mod restore;
 mod serde_util;
