@@ -1060,6 +1060,11 @@ impl Runner<'_> {
             major: checked.major,
             archive_dir: self.client.path.join("wal"),
             layout: checked.layout,
+            target_timeline: self
+                .client
+                .continuity
+                .recovery_target_timeline()
+                .unwrap_or_else(|| "current".to_owned()),
             target_time,
             target_action: TargetAction::Pause,
             extra: self.request.settings.clone(),
