@@ -43,8 +43,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
-use walwarden::catalog::{self, Client, ScanOptions};
-use walwarden::deep::{self, DeepCache};
+use walwarden::archive::catalog::{self, Client, ScanOptions};
+use walwarden::checks::deep::{self, DeepCache};
 use walwarden::demo::Cluster;
 
 const SEG_SIZE: u32 = 16 << 20;

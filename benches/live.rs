@@ -60,13 +60,13 @@ use ratatui::layout::Rect;
 use ratatui::{Terminal, TerminalOptions, Viewport};
 use tokio::sync::mpsc;
 
-use walwarden::catalog::{self, ScanOptions};
+use walwarden::archive::catalog::{self, ScanOptions};
+use walwarden::archive::wal::RawSegmentName;
+use walwarden::archive::watch::{RootWatcher, WalChange};
 use walwarden::config::Config;
 use walwarden::demo::{Cluster, write_atomically};
 use walwarden::tui::app::{App, Command as AppCommand, Event};
 use walwarden::tui::{drain_batch, view};
-use walwarden::wal::RawSegmentName;
-use walwarden::watch::{RootWatcher, WalChange};
 
 const CLIENTS: usize = 50;
 const SEG_SIZE: u32 = 16 << 20;

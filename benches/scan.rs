@@ -28,7 +28,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use walwarden::catalog::{self, Catalog, ScanOptions};
+use walwarden::archive::catalog::{self, Catalog, ScanOptions};
 use walwarden::demo::Cluster;
 
 const CLIENTS: usize = 50;

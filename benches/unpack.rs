@@ -42,7 +42,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flate2::read::MultiGzDecoder;
-use walwarden::restore::unpack::{self, UnpackOptions};
+use walwarden::ops::restore::unpack::{self, UnpackOptions};
 
 const PAGE: usize = 8192;
 const LAYOUT: &str = "walwarden unpack bench v1: pgbench scale 40 + md5 9,000,000 rows, gzip -6\n";

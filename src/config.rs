@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::wal::RawSegmentName;
+use crate::archive::wal::RawSegmentName;
 
 pub const DEFAULT_ROOT: &str = "/var/lib/postgresql/backups";
 pub const SYSTEM_CONFIG: &str = "/etc/walwarden/config.toml";
@@ -114,7 +114,7 @@ pub struct ClientPolicy {
     /// Where this client's database is restored to on this machine (`restore` without --data-dir).
     pub data_dir: Option<PathBuf>,
     /// How `restore` starts, stops and logs the local instance (`None`: detected).
-    pub local: crate::restore::steps::LocalService,
+    pub local: crate::ops::restore::steps::LocalService,
     pub acknowledged_gaps: Vec<AcknowledgedGap>,
 }
 
@@ -362,7 +362,7 @@ fn resolve(
             )?),
         },
         data_dir: raw.data_dir.clone().or_else(|| base.data_dir.clone()),
-        local: crate::restore::steps::LocalService {
+        local: crate::ops::restore::steps::LocalService {
             start: raw
                 .local_start_command
                 .clone()

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use crate::wal::{Lsn, SegmentId, SegmentNo, Timeline, magic_for_major_version};
+use crate::archive::wal::{Lsn, SegmentId, SegmentNo, Timeline, magic_for_major_version};
 
 /// The identity of a synthetic cluster.
 #[derive(Debug, Clone, Copy)]

@@ -2,7 +2,6 @@
 //!
 //! The core knows nothing of terminals:
 //! - [`wal`]: timelines, segment numbers, archive file names, page headers;
-//! - [`records`]: a segment's records walked for the end of its WAL and its last transaction's time;
 //! - [`base_backup`]: what base.tar.gz and pg_wal.tar.gz say, read by streaming;
 //! - [`manifest`]: backup_manifest parsed, its checksum and every file's checked while streaming;
 //! - [`catalog`]: scanning a backup root into clients, base backups and archives;
@@ -25,28 +24,13 @@
 //!
 //! The faces: [`cli`] (one module per subcommand) and [`tui`] (the dashboard).
 
-pub mod base_backup;
-pub mod cache;
-pub mod catalog;
+pub mod archive;
+pub mod checks;
 pub mod cli;
 pub mod config;
-pub mod continuity;
-pub mod deep;
 pub mod demo;
 pub mod display;
-pub mod drill;
-pub mod health;
-pub mod manifest;
-pub mod metrics;
-pub mod migrate;
-pub mod quick;
-pub mod records;
-pub mod report;
-pub mod restore;
+pub mod ops;
+pub mod pg;
 mod serde_util;
-pub mod setup;
-pub mod target;
 pub mod tui;
-pub mod verify;
-pub mod wal;
-pub mod watch;

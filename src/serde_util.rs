@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use serde::Serializer;
 use serde::de::DeserializeOwned;
 
-use crate::wal::Lsn;
+use crate::archive::wal::Lsn;
 
 /// A JSON file of ours (caches, history) read back; missing or unreadable
 /// means starting empty: it only costs a re-read or a re-check.

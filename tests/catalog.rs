@@ -6,11 +6,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use walwarden::catalog::{self, Catalog, CatalogError, ScanOptions};
+use walwarden::archive::catalog::{self, Catalog, CatalogError, ScanOptions};
+use walwarden::archive::wal::Lsn;
+use walwarden::checks::health::{self, Problem, ProblemCode, Status};
 use walwarden::config::{AcknowledgedGap, ClientPolicy, Config};
 use walwarden::demo::{Cluster, set_mtime};
-use walwarden::health::{self, Problem, ProblemCode, Status};
-use walwarden::wal::Lsn;
 
 const MB16: u32 = 16 << 20;
 

@@ -293,10 +293,10 @@ fn embed_manifest(tarball: &Path, manifest: &Path) {
 /// name. A history whose lines go backwards is reported too.
 #[test]
 fn deep_check_holds_segments_to_their_timeline_history() {
-    use walwarden::catalog::{self, ScanOptions};
-    use walwarden::deep::{DeepCache, verify_client};
+    use walwarden::archive::catalog::{self, ScanOptions};
+    use walwarden::archive::wal::Lsn;
+    use walwarden::checks::deep::{DeepCache, verify_client};
     use walwarden::demo::Cluster;
-    use walwarden::wal::Lsn;
 
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("backups");
@@ -372,8 +372,8 @@ fn deep_check_holds_segments_to_their_timeline_history() {
 fn deep_check_finds_the_manifests_wal_range() {
     use sha2::Digest;
     use std::io::Read;
-    use walwarden::catalog::{self, ScanOptions};
-    use walwarden::deep::{DeepCache, verify_client};
+    use walwarden::archive::catalog::{self, ScanOptions};
+    use walwarden::checks::deep::{DeepCache, verify_client};
     use walwarden::demo::Cluster;
 
     let tmp = tempfile::tempdir().unwrap();
@@ -477,8 +477,8 @@ fn deep_check_finds_the_manifests_wal_range() {
 /// and its verdict lands on that file whichever worker read it.
 #[test]
 fn deep_check_rereads_only_what_changed() {
-    use walwarden::catalog::{self, ScanOptions};
-    use walwarden::deep::{DeepCache, verify_client};
+    use walwarden::archive::catalog::{self, ScanOptions};
+    use walwarden::checks::deep::{DeepCache, verify_client};
     use walwarden::demo::Cluster;
 
     let tmp = tempfile::tempdir().unwrap();
@@ -522,7 +522,7 @@ fn deep_check_rereads_only_what_changed() {
     // What the dashboard shows at start, from memory only: the same proof.
     let remembered = |root: &Path| {
         let catalog = catalog::scan(root, &ScanOptions::default()).unwrap();
-        walwarden::deep::proven_from_memory(
+        walwarden::checks::deep::proven_from_memory(
             &catalog.clients[0],
             &DeepCache::load(Some(&cache_path)),
         )

@@ -535,7 +535,7 @@ fn new_client_screen_plans_without_changing_anything() {
         "planning created the client folder"
     );
     assert!(
-        walwarden::setup::lookup_uid("zetabackup").is_none(),
+        walwarden::ops::setup::lookup_uid("zetabackup").is_none(),
         "planning created the user"
     );
     tmux.key("Escape");
@@ -555,7 +555,7 @@ fn new_client_screen_plans_without_changing_anything() {
 fn new_client_screen_applies_the_plan_as_root() {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     assert!(
-        walwarden::setup::lookup_uid("root") == Some(0) && nix::unistd::geteuid().is_root(),
+        walwarden::ops::setup::lookup_uid("root") == Some(0) && nix::unistd::geteuid().is_root(),
         "this test creates an OS user and must run as root (CI does)"
     );
     let tmux = Tmux::start("new-client-apply");
@@ -602,7 +602,7 @@ fn new_client_screen_applies_the_plan_as_root() {
     let meta = std::fs::metadata(&wal).unwrap();
     assert_eq!(
         (Some(meta.uid()), meta.mode() & 0o7777),
-        (walwarden::setup::lookup_uid(&user), 0o700)
+        (walwarden::ops::setup::lookup_uid(&user), 0o700)
     );
     tmux.key("Enter");
     tmux.wait_for("the dashboard with the new client", |screen| {

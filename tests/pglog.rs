@@ -8,9 +8,9 @@ mod support;
 use std::fs;
 use std::path::PathBuf;
 
-use walwarden::restore::pglog::{LineKind, ReplayOutcome, ReplayTracker, Verdict, classify, codes};
-use walwarden::restore::recovery_conf::{TargetTime, parse_target_time};
-use walwarden::wal::Lsn;
+use walwarden::archive::wal::Lsn;
+use walwarden::ops::restore::recovery_conf::{TargetTime, parse_target_time};
+use walwarden::pg::pglog::{LineKind, ReplayOutcome, ReplayTracker, Verdict, classify, codes};
 
 const ARCHIVE_LAST: &str = "000000010000000000000015";
 

@@ -8,9 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use walwarden::catalog::{self, ScanOptions};
+use walwarden::archive::catalog::{self, ScanOptions};
+use walwarden::checks::quick::QuickCache;
 use walwarden::demo::Cluster;
-use walwarden::quick::QuickCache;
 
 const SEG_SIZE: u32 = 16 << 20;
 const SYSTEM: u64 = 7_400_000_000_000_000_001;
@@ -173,8 +173,8 @@ fn a_rescan_of_an_unchanged_archive_opens_no_segment() {
 /// row turns critical and lists the damaged file.
 #[test]
 fn the_dashboard_shows_what_the_quick_check_found() {
+    use walwarden::checks::health::Status;
     use walwarden::config::Config;
-    use walwarden::health::Status;
     use walwarden::tui::app::{App, Event};
 
     let tmp = tempfile::tempdir().unwrap();

@@ -5,12 +5,12 @@
 
 mod support;
 
-use walwarden::base_backup::read_segment_header;
-use walwarden::catalog::{self, ScanOptions};
+use walwarden::archive::base_backup::read_segment_header;
+use walwarden::archive::catalog::{self, ScanOptions};
+use walwarden::archive::wal::{RawSegmentName, magic_for_major_version};
+use walwarden::checks::health::{self, Status};
+use walwarden::checks::report::ClientReport;
 use walwarden::config::Config;
-use walwarden::health::{self, Status};
-use walwarden::report::ClientReport;
-use walwarden::wal::{RawSegmentName, magic_for_major_version};
 
 #[test]
 fn a_real_pg15_backup_is_catalogued_without_problems() {
@@ -51,7 +51,7 @@ fn a_real_pg15_backup_is_catalogued_without_problems() {
     assert!(
         client
             .base
-            .file(walwarden::catalog::BaseFileKind::Manifest)
+            .file(walwarden::archive::catalog::BaseFileKind::Manifest)
             .is_some(),
         "backup_manifest beside the tarballs"
     );

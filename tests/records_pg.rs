@@ -8,8 +8,8 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use walwarden::records::scan_segment;
-use walwarden::wal::Lsn;
+use walwarden::archive::records::scan_segment;
+use walwarden::archive::wal::Lsn;
 
 fn last_commit_matches(major: u32, segsize_mb: Option<u32>) {
     let bin = support::require_pg_bin(major);

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use walwarden::restore::recovery_conf::{
+use walwarden::ops::restore::recovery_conf::{
     ArchiveLayout, RecoveryConfError, RecoveryFiles, RecoverySettings, TargetAction,
     parse_target_time, recovery_files, restore_command,
 };

@@ -166,7 +166,7 @@ fn restore_brings_back_the_last_archived_state(major: u32) {
         "the restored server must not archive into the client's archive"
     );
     // The journal lies beside the data directory and ends with the report.
-    let journal = walwarden::restore::journal::Journal::read(
+    let journal = walwarden::ops::restore::journal::Journal::read(
         &target.path().join("restored.walwarden-restore.jsonl"),
     )
     .unwrap();
@@ -310,7 +310,7 @@ fn preflight_refuses_an_archive_postgres_cannot_read_and_a_data_dir_that_is_not_
         "the diagnosis names it:\n{stderr}"
     );
     assert!(stderr.contains("Permission denied"), "{stderr}");
-    let journal = walwarden::restore::journal::Journal::read(
+    let journal = walwarden::ops::restore::journal::Journal::read(
         &target.path().join("fresh.walwarden-restore.jsonl"),
     )
     .unwrap();
@@ -671,7 +671,7 @@ fn an_interrupted_restore_resumes_from_its_journal() {
         "old data",
         "the old contents stay moved aside"
     );
-    let journal = walwarden::restore::journal::Journal::read(
+    let journal = walwarden::ops::restore::journal::Journal::read(
         &target.path().join("main.walwarden-restore.jsonl"),
     )
     .unwrap();

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use support::pg::{PgCluster, give_to_pg_user, is_root, pg_tempdir, require_pg_bin};
 use support::sshd::{SshdOptions, TestSshd, keygen};
-use walwarden::catalog::{self, ScanOptions};
+use walwarden::archive::catalog::{self, ScanOptions};
 
 const WALWARDEN: &str = env!("CARGO_BIN_EXE_walwarden");
 
@@ -106,7 +106,7 @@ fn passwd_line(user: &str) -> String {
 }
 
 fn uid_of(user: &str) -> u32 {
-    walwarden::setup::lookup_uid(user).unwrap_or_else(|| panic!("no user {user}"))
+    walwarden::ops::setup::lookup_uid(user).unwrap_or_else(|| panic!("no user {user}"))
 }
 
 #[test]

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use support::sshd::{TestSshd, free_port};
 use walwarden::config::TargetServer;
-use walwarden::restore::journal::{Entry, Journal, Outcome};
-use walwarden::restore::remote::{self, RemoteError};
-use walwarden::restore::steps::{self, Driver, RestoreRequest, StepKind};
+use walwarden::ops::restore::journal::{Entry, Journal, Outcome};
+use walwarden::ops::restore::steps::{self, Driver, RestoreRequest, StepKind};
+use walwarden::pg::remote::{self, RemoteError};
 
 /// Answers every confirmation with `answer` and keeps what the engine reported.
 struct Recorder {

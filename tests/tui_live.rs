@@ -11,12 +11,12 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use walwarden::catalog::{self, ScanOptions};
+use walwarden::archive::catalog::{self, ScanOptions};
+use walwarden::archive::watch::WalChange;
+use walwarden::checks::verify::{VerifySettings, check_base_backup, check_segment};
 use walwarden::config::Config;
 use walwarden::demo::{Cluster, build_demo};
 use walwarden::tui::app::{App, Command, Event};
-use walwarden::verify::{VerifySettings, check_base_backup, check_segment};
-use walwarden::watch::WalChange;
 
 const NOW_SECS: u64 = 1_795_000_000;
 
@@ -311,14 +311,14 @@ fn an_event_storm_is_applied_in_one_batch() {
     );
     assert_eq!(
         client.cadence.arrivals().len(),
-        walwarden::watch::CADENCE_MEMORY
+        walwarden::archive::watch::CADENCE_MEMORY
     );
 }
 
 #[test]
 fn the_last_drill_shows_on_the_dashboard_and_in_the_detail() {
     let mut live = live();
-    let drill = walwarden::drill::DrillRecord {
+    let drill = walwarden::ops::drill::DrillRecord {
         client: "acme".into(),
         at: "2026-11-18T09:06:40Z".into(),
         at_unix: NOW_SECS - 2 * 3600,

@@ -23,7 +23,7 @@ use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
-use walwarden::catalog::{self, ScanOptions};
+use walwarden::archive::catalog::{self, ScanOptions};
 use walwarden::config::Config;
 use walwarden::tui::app::{App, Command, Event, Screen};
 
@@ -194,7 +194,7 @@ fn dashboard_filtered_by_status() {
             .app
             .rows
             .iter()
-            .all(|r| r.status == walwarden::health::Status::Critical),
+            .all(|r| r.status == walwarden::checks::health::Status::Critical),
         "only critical clients are left: {names:?}"
     );
     insta::assert_snapshot!(screen(&mut fixture, 80, 24));
@@ -485,8 +485,8 @@ fn detail_shows_the_target_servers_side_once_read() {
         2026-11-18 11:05:00.100 UTC [812] DETAIL:  The failed archive command was: gzip -c -9 pg_wal/000000010000000000000042 | ssh ...\n";
     let stdout =
         format!("{json}\n@@walwarden-log@@\n/var/log/postgresql/postgresql-15-main.log\n{log}");
-    let view = walwarden::target::TargetView::Reached(Box::new(
-        walwarden::target::parse_output("db-initech.example.net", &stdout).unwrap(),
+    let view = walwarden::pg::target::TargetView::Reached(Box::new(
+        walwarden::pg::target::parse_output("db-initech.example.net", &stdout).unwrap(),
     ));
     fixture.app.update(Event::TargetRead {
         client: "initech".into(),
@@ -518,7 +518,7 @@ fn detail_shows_the_target_servers_side_once_read() {
 /// the target server's lines, and y asks for exactly the reviewed actions.
 #[test]
 fn new_client_screen_form_then_plan() {
-    use walwarden::setup::{Action, ArchiveRoute, SetupRequest};
+    use walwarden::ops::setup::{Action, ArchiveRoute, SetupRequest};
     use walwarden::tui::onboarding::Planned;
     let mut fixture = demo_app();
     fixture.app.default_backup_host = "backup1.example.net".into();
@@ -600,7 +600,7 @@ fn new_client_screen_form_then_plan() {
 /// `D` asks first; only `y` starts a drill.
 #[test]
 fn deep_check_progress_and_drill_confirmation() {
-    use walwarden::health::{Problem, ProblemCode, Status};
+    use walwarden::checks::health::{Problem, ProblemCode, Status};
     let mut fixture = demo_app();
     select(&mut fixture.app, "stark");
     let commands = press(&mut fixture.app, KeyCode::Char('d'));
@@ -617,7 +617,7 @@ fn deep_check_progress_and_drill_confirmation() {
     let progress = screen(&mut fixture, 120, 30);
     assert!(progress.contains("12 of 48 files read (25%)"), "{progress}");
     insta::assert_snapshot!("deep_check_progress_120x30", progress);
-    let report = walwarden::deep::DeepReport {
+    let report = walwarden::checks::deep::DeepReport {
         files_checked: 48,
         files_remembered: 0,
         verified_through: Some("000000010000000000000010".into()),

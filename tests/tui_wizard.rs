@@ -9,10 +9,10 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use walwarden::catalog::{self, ScanOptions};
+use walwarden::archive::catalog::{self, ScanOptions};
 use walwarden::config::Config;
-use walwarden::restore::journal::Outcome;
-use walwarden::restore::steps::{self, Driver, StepKind};
+use walwarden::ops::restore::journal::Outcome;
+use walwarden::ops::restore::steps::{self, Driver, StepKind};
 use walwarden::tui::app::{App, Command, Event, Screen};
 use walwarden::tui::wizard::RestoreEvent;
 

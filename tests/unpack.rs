@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use walwarden::restore::unpack::{
+use walwarden::ops::restore::unpack::{
     Refusal, UnpackError, UnpackOptions, UnpackProgress, scan_tarball, unpack,
     unpack_single_threaded,
 };
@@ -774,7 +774,7 @@ fn a_directory_listed_twice_keeps_its_last_mode_and_time() {
 /// a changed file is scanned again, and an unsafe plan is never remembered.
 #[test]
 fn a_safe_plan_is_remembered_until_the_file_changes() {
-    use walwarden::restore::unpack::{plan_remembered, scan_tarball_remembered};
+    use walwarden::ops::restore::unpack::{plan_remembered, scan_tarball_remembered};
     let tmp = tempfile::tempdir().unwrap();
     let good = write_tar_gz(
         tmp.path(),

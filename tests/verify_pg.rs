@@ -20,12 +20,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 use support::{RealBackup, RunningServer, make_real_backup};
-use walwarden::catalog::{self, ScanOptions};
-use walwarden::demo::Cluster;
-use walwarden::verify::{
+use walwarden::archive::catalog::{self, ScanOptions};
+use walwarden::archive::wal::RawSegmentName;
+use walwarden::checks::verify::{
     ItemState, Verification, VerifySettings, check_base_backup, check_segment,
 };
-use walwarden::wal::RawSegmentName;
+use walwarden::demo::Cluster;
 
 const CLIENT: &str = "client1";
 /// How often the test forces a segment switch (the "archive_timeout" of the check).

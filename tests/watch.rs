@@ -11,11 +11,11 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use walwarden::catalog::{self, Applied, Catalog, CatalogError, ScanOptions};
+use walwarden::archive::catalog::{self, Applied, Catalog, CatalogError, ScanOptions};
+use walwarden::archive::watch::{Arrival, RootWatcher, WalChange, WatchMode};
+use walwarden::checks::health::{self, ProblemCode};
 use walwarden::config::ClientPolicy;
 use walwarden::demo::Cluster;
-use walwarden::health::{self, ProblemCode};
-use walwarden::watch::{Arrival, RootWatcher, WalChange, WatchMode};
 
 /// The simulated archiver's cadence.
 const CADENCE: Duration = Duration::from_millis(150);
@@ -160,7 +160,7 @@ impl Harness {
             .collect()
     }
 
-    fn client(&self, name: &str) -> &walwarden::catalog::Client {
+    fn client(&self, name: &str) -> &walwarden::archive::catalog::Client {
         self.catalog
             .client(name)
             .unwrap_or_else(|| panic!("no client {name} in the catalog"))

@@ -9,12 +9,12 @@ use std::time::SystemTime;
 use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 
-use crate::catalog::{self, ScanOptions};
+use crate::archive::catalog::{self, ScanOptions};
+use crate::checks::health::{Status, age_text};
+use crate::checks::report::{CheckReport, ClientReport};
 use crate::config::Config;
-use crate::health::{Status, age_text};
-use crate::report::{CheckReport, ClientReport};
+use crate::pg::target::TargetView;
 use crate::serde_util::time_text;
-use crate::target::TargetView;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -46,7 +46,7 @@ pub struct CheckArgs {
 /// Runs the check and returns the exit code.
 pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
     let options = ScanOptions {
-        cache: crate::cache::default_cache_path(),
+        cache: crate::archive::base_cache::default_cache_path(),
         compute_full_facts: args.full,
         only: args.clients.clone(),
     };
@@ -54,16 +54,19 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
     let now = SystemTime::now();
     let mut report = CheckReport::build(&catalog, config, now);
     if args.deep {
-        let mut cache = crate::deep::DeepCache::load(crate::deep::default_cache_path().as_deref());
+        let mut cache = crate::checks::deep::DeepCache::load(
+            crate::checks::deep::default_cache_path().as_deref(),
+        );
         for client in &catalog.clients {
             let mut last_said = 0;
-            let deep = crate::deep::verify_client(client, &mut cache, now, &mut |done, total| {
-                let percent = done * 100 / total.max(1);
-                if !args.json && percent >= last_said + 25 {
-                    last_said = percent;
-                    eprintln!("deep check of {}: {percent}%", client.name);
-                }
-            });
+            let deep =
+                crate::checks::deep::verify_client(client, &mut cache, now, &mut |done, total| {
+                    let percent = done * 100 / total.max(1);
+                    if !args.json && percent >= last_said + 25 {
+                        last_said = percent;
+                        eprintln!("deep check of {}: {percent}%", client.name);
+                    }
+                });
             report.add_deep(&client.name, deep);
         }
         cache
@@ -71,8 +74,9 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
             .wrap_err("cannot remember the deep-check results")?;
     } else {
         // The cheap level: new segments' gzip trailers and first pages (deep reads them all anyway).
-        let mut cache =
-            crate::quick::QuickCache::load(crate::quick::default_cache_path().as_deref());
+        let mut cache = crate::checks::quick::QuickCache::load(
+            crate::checks::quick::default_cache_path().as_deref(),
+        );
         for client in &catalog.clients {
             report.add_problems(&client.name, cache.check_client(client));
         }
@@ -85,12 +89,12 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
             report.add_target(&client, view);
         }
     }
-    if let Some(history) = crate::drill::default_history_path() {
-        report.add_drills(&crate::drill::load_history(&history), config);
+    if let Some(history) = crate::ops::drill::default_history_path() {
+        report.add_drills(&crate::ops::drill::load_history(&history), config);
     }
     if let Some(path) = &args.textfile {
         let temporary = path.with_extension("prom.tmp");
-        std::fs::write(&temporary, crate::metrics::prometheus(&report))
+        std::fs::write(&temporary, crate::checks::metrics::prometheus(&report))
             .and_then(|_| std::fs::rename(&temporary, path))
             .wrap_err_with(|| format!("cannot write {}", path.display()))?;
     }
@@ -100,7 +104,9 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;
         }
-        (false, Format::Prometheus) => write!(out, "{}", crate::metrics::prometheus(&report))?,
+        (false, Format::Prometheus) => {
+            write!(out, "{}", crate::checks::metrics::prometheus(&report))?
+        }
         (false, Format::Text) => write_text(&mut out, &report, args.verbose)?,
     }
     Ok(report.exit_code())
@@ -113,7 +119,7 @@ fn read_targets(report: &CheckReport, config: &Config) -> Vec<(String, TargetVie
             .clients
             .iter()
             .filter_map(|c| Some((c.name.clone(), config.target_for(&c.name)?.clone())))
-            .map(|(name, target)| scope.spawn(move || (name, crate::target::view(&target))))
+            .map(|(name, target)| scope.spawn(move || (name, crate::pg::target::view(&target))))
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     })
@@ -148,7 +154,7 @@ pub fn write_text(
     for client in &report.clients {
         writeln!(out, "{}", client_line(client, width, report.generated_at))?;
         if let Some(view) = &client.target {
-            for line in crate::target::summary_lines(view, report.generated_at) {
+            for line in crate::pg::target::summary_lines(view, report.generated_at) {
                 writeln!(out, "    {line}")?;
             }
         }

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 
-use crate::catalog::{self, ScanOptions};
-use crate::drill::{append_history, default_history_path, drill};
-use crate::restore::journal::Outcome;
-use crate::restore::steps::{Driver, StepKind};
+use crate::archive::catalog::{self, ScanOptions};
+use crate::ops::drill::{append_history, default_history_path, drill};
+use crate::ops::restore::journal::Outcome;
+use crate::ops::restore::steps::{Driver, StepKind};
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {

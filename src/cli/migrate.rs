@@ -12,9 +12,9 @@ use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 
 use crate::display::human_bytes;
-use crate::migrate::{self, End, MigratePlan, Migration, Preflight, Progress};
-use crate::restore::RestoreError;
-use crate::restore::local::PgUser;
+use crate::ops::migrate::{self, End, MigratePlan, Migration, Preflight, Progress};
+use crate::ops::restore::RestoreError;
+use crate::pg::local::PgUser;
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {

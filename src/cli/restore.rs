@@ -9,11 +9,11 @@ use std::time::Duration;
 use clap::Args;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
-use crate::catalog::{self, ScanOptions};
+use crate::archive::catalog::{self, ScanOptions};
+use crate::checks::health::short_duration;
 use crate::config::Config;
-use crate::health::short_duration;
-use crate::restore::journal::Outcome;
-use crate::restore::steps::{self, Driver, RestoreRequest, StepKind};
+use crate::ops::restore::journal::Outcome;
+use crate::ops::restore::steps::{self, Driver, RestoreRequest, StepKind};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -54,7 +54,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "CLIENT")]
     pub confirm_purge: Option<String>,
     /// Go past a preflight check that refused (archive-readable), knowing the restore will likely stop early
-    #[arg(long, value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(crate::restore::steps::FORCEABLE_CHECKS))]
+    #[arg(long, value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(crate::ops::restore::steps::FORCEABLE_CHECKS))]
     pub force: Vec<String>,
     /// Starts the local instance (shell; {data} {log} {major} {pg_bin}); default: pg_ctlcluster for a Debian cluster on the data dir, else pg_ctl
     #[arg(long, value_name = "COMMAND")]
@@ -71,7 +71,7 @@ pub struct RestoreArgs {
 }
 
 fn parse_setting(text: &str) -> Result<(String, String), String> {
-    crate::restore::recovery_conf::parse_set(text).map_err(|e| e.to_string())
+    crate::ops::restore::recovery_conf::parse_set(text).map_err(|e| e.to_string())
 }
 
 struct LineDriver {
@@ -154,7 +154,7 @@ fn data_dir(args: &RestoreArgs, config: &Config) -> Result<PathBuf> {
         eprintln!("data directory {} (from the config)", dir.display());
         return Ok(dir.clone());
     }
-    let asked = crate::restore::local::PgUser::lookup(&args.os_user)
+    let asked = crate::pg::local::PgUser::lookup(&args.os_user)
         .ok()
         .and_then(|user| {
             let mut psql = user.command("psql");
@@ -181,7 +181,7 @@ fn data_dir(args: &RestoreArgs, config: &Config) -> Result<PathBuf> {
 pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
     let data_dir = data_dir(args, config)?;
     if args.rollback {
-        return match crate::restore::journal::roll_back(&data_dir) {
+        return match crate::ops::restore::journal::roll_back(&data_dir) {
             Ok(failed) => {
                 println!(
                     "rolled back {}: the old contents are back; the failed restore's files are in {}",
@@ -209,7 +209,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
         replay_timeout: args.replay_timeout,
         local: {
             let configured = &config.policy_for(&args.client).local;
-            crate::restore::steps::LocalService {
+            crate::ops::restore::steps::LocalService {
                 start: args
                     .start_command
                     .clone()
@@ -261,7 +261,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
             format!(
                 "restore of {} did not complete (journal: {})",
                 client.name,
-                crate::restore::journal::Journal::path_for(&data_dir).display()
+                crate::ops::restore::journal::Journal::path_for(&data_dir).display()
             )
         }),
     }

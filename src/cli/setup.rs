@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 
-use crate::setup::{self, ArchiveRoute, PublicKey, SetupRequest};
+use crate::ops::setup::{self, ArchiveRoute, PublicKey, SetupRequest};
 
 #[derive(Debug, Args)]
 pub struct SetupArgs {

@@ -9,13 +9,13 @@ use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 use tokio::sync::mpsc;
 
-use crate::catalog::{self, ScanOptions};
-use crate::health::short_duration;
-use crate::verify::{
+use crate::archive::catalog::{self, ScanOptions};
+use crate::archive::watch::{RootWatcher, WalChange, WatchMode};
+use crate::checks::health::short_duration;
+use crate::checks::verify::{
     BaseCheck, Progress, SegmentCheck, Verification, VerifySettings, check_base_backup,
     check_segment,
 };
-use crate::watch::{RootWatcher, WalChange, WatchMode};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -44,11 +44,11 @@ pub struct VerifyArgs {
 
 enum Message {
     Change(WalChange),
-    Rescanned(Box<crate::catalog::Client>),
+    Rescanned(Box<crate::archive::catalog::Client>),
     BaseProgress(Progress),
     BaseDone(BaseCheck),
     SegmentDone(SystemTime, SegmentCheck),
-    TargetAtStart(crate::target::TargetView),
+    TargetAtStart(crate::pg::target::TargetView),
 }
 
 pub fn run(args: &VerifyArgs, root: &Path, config: &crate::config::Config) -> Result<i32> {
@@ -84,7 +84,7 @@ async fn verify(
         );
     }
     let options = ScanOptions {
-        cache: crate::cache::default_cache_path(),
+        cache: crate::archive::base_cache::default_cache_path(),
         ..ScanOptions::default()
     };
     let client =
@@ -117,7 +117,7 @@ async fn verify(
     if let Some(target) = target.cloned() {
         let target_tx = tx.clone();
         tokio::task::spawn_blocking(move || {
-            let _ = target_tx.send(Message::TargetAtStart(crate::target::view(&target)));
+            let _ = target_tx.send(Message::TargetAtStart(crate::pg::target::view(&target)));
         });
     }
 
@@ -249,7 +249,7 @@ async fn await_target(
     tokio::pin!(ctrl_c);
     loop {
         let server = target.clone();
-        let read = tokio::task::spawn_blocking(move || crate::target::view(&server));
+        let read = tokio::task::spawn_blocking(move || crate::pg::target::view(&server));
         let view = tokio::select! {
             _ = &mut ctrl_c => break,
             view = read => match view {

@@ -7,13 +7,13 @@ use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::catalog::{Applied, Catalog, Client};
+use crate::archive::catalog::{Applied, Catalog, Client};
+use crate::archive::watch::{WalChange, WatchMode};
+use crate::checks::report::ClientReport;
+use crate::checks::verify::{BaseCheck, Progress, SegmentCheck, Verification, VerifySettings};
 use crate::config::Config;
-use crate::report::ClientReport;
 use crate::tui::keymap::{self, Action, Scope};
 use crate::tui::wizard::{RestoreEvent, Wizard, WizardCommand};
-use crate::verify::{BaseCheck, Progress, SegmentCheck, Verification, VerifySettings};
-use crate::watch::{WalChange, WatchMode};
 
 /// Something that happened.
 #[derive(Debug)]
@@ -35,10 +35,10 @@ pub enum Event {
     /// The restore engine reported something.
     Restore(RestoreEvent),
     /// The recorded restore drills.
-    Drills(Vec<crate::drill::DrillRecord>),
+    Drills(Vec<crate::ops::drill::DrillRecord>),
     /// The quick check of segments (gzip trailer, first page) after a scan:
     /// each client's problems, replacing what an earlier check said of it.
-    QuickChecked(Vec<(String, Vec<crate::health::Problem>)>),
+    QuickChecked(Vec<(String, Vec<crate::checks::health::Problem>)>),
     BaseCheckProgress(Progress),
     BaseChecked(BaseCheck),
     SegmentChecked {
@@ -54,17 +54,17 @@ pub enum Event {
     /// A deep check finished (`Err` when the client could not be read).
     DeepChecked {
         client: String,
-        result: Result<Box<crate::deep::DeepReport>, String>,
+        result: Result<Box<crate::checks::deep::DeepReport>, String>,
     },
     /// How far earlier deep checks proved each client, from their cache.
-    DeepRemembered(Vec<(String, crate::deep::DeepReport)>),
+    DeepRemembered(Vec<(String, crate::checks::deep::DeepReport)>),
     /// A restore drill said what it is doing.
     DrillLine {
         client: String,
         line: String,
     },
     /// A restore drill finished and was recorded.
-    DrillFinished(Box<crate::drill::DrillRecord>),
+    DrillFinished(Box<crate::ops::drill::DrillRecord>),
     /// The new-client screen's plan, or why there is none.
     SetupPlanned(Result<crate::tui::onboarding::Planned, String>),
     /// The new-client screen's plan ran (each action's result, the copy test).
@@ -75,7 +75,7 @@ pub enum Event {
     /// The target server's side of a client, read over SSH.
     TargetRead {
         client: String,
-        view: crate::target::TargetView,
+        view: crate::pg::target::TargetView,
     },
     Resize,
 }
@@ -95,7 +95,7 @@ pub enum Command {
     /// Re-read this client and run the restore engine on it in the background.
     StartRestore {
         client: String,
-        request: Box<crate::restore::steps::RestoreRequest>,
+        request: Box<crate::ops::restore::steps::RestoreRequest>,
     },
     /// The engineer's answer to the engine's pending question.
     AnswerRestore(bool),
@@ -106,7 +106,10 @@ pub enum Command {
     /// Work out what onboarding this client would change (reads the machine).
     PlanSetup(crate::tui::onboarding::SetupText),
     /// Onboard it: the reviewed actions, then the copy test.
-    ApplySetup(crate::tui::onboarding::SetupText, Vec<crate::setup::Action>),
+    ApplySetup(
+        crate::tui::onboarding::SetupText,
+        Vec<crate::ops::setup::Action>,
+    ),
     /// Read a client's target server over SSH in the background.
     ReadTarget {
         client: String,
@@ -191,7 +194,7 @@ pub struct App {
     pub wizard: Option<Wizard>,
     pub onboarding: Option<crate::tui::onboarding::Onboarding>,
     /// Restore drills recorded on this machine.
-    pub drills: Vec<crate::drill::DrillRecord>,
+    pub drills: Vec<crate::ops::drill::DrillRecord>,
     /// Deep checks and drills started from the dashboard, per client.
     pub jobs: std::collections::BTreeMap<String, ClientJobs>,
     /// A question that must be answered y or n before `commands` run.
@@ -201,7 +204,7 @@ pub struct App {
     /// What each client's target server showed, when it was read.
     pub targets: std::collections::BTreeMap<String, TargetEntry>,
     /// What the quick check of segments found, by client.
-    pub quick_problems: std::collections::HashMap<String, Vec<crate::health::Problem>>,
+    pub quick_problems: std::collections::HashMap<String, Vec<crate::checks::health::Problem>>,
 }
 
 /// A deep check or drill of one client, as the detail screen shows it.
@@ -209,13 +212,13 @@ pub struct App {
 pub struct ClientJobs {
     /// Files read of files to read, while a deep check runs.
     pub deep_progress: Option<(u64, u64)>,
-    pub deep: Option<Result<crate::deep::DeepReport, String>>,
+    pub deep: Option<Result<crate::checks::deep::DeepReport, String>>,
     /// `deep` comes from earlier checks' memory, not from a check run here.
     pub deep_from_memory: bool,
     pub drill_running: bool,
     /// What the running (or last) drill said, newest last.
     pub drill_lines: Vec<String>,
-    pub drill: Option<crate::drill::DrillRecord>,
+    pub drill: Option<crate::ops::drill::DrillRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +232,7 @@ pub struct Confirm {
 pub struct TargetEntry {
     pub reading: bool,
     pub read_at: Option<SystemTime>,
-    pub view: Option<crate::target::TargetView>,
+    pub view: Option<crate::pg::target::TargetView>,
 }
 
 /// A target read this recently is not read again when the detail opens (`t` forces it).
@@ -327,8 +330,8 @@ impl App {
     }
 
     /// The newest successful drill of a client, if any was recorded.
-    pub fn last_drill(&self, client: &str) -> Option<&crate::drill::DrillRecord> {
-        crate::drill::last_success(&self.drills, client)
+    pub fn last_drill(&self, client: &str) -> Option<&crate::ops::drill::DrillRecord> {
+        crate::ops::drill::last_success(&self.drills, client)
     }
 
     pub fn selected_row(&self) -> Option<&ClientReport> {
@@ -336,7 +339,7 @@ impl App {
     }
 
     /// The client a detail screen shows, from the current reports.
-    pub fn detail_client(&self) -> Option<(&ClientReport, &crate::catalog::Client)> {
+    pub fn detail_client(&self) -> Option<(&ClientReport, &crate::archive::catalog::Client)> {
         let Screen::Detail { client, .. } = &self.screen else {
             return None;
         };
@@ -827,7 +830,7 @@ impl App {
                 }
                 if let Some(problems) = self.quick_problems.get(&c.name) {
                     report.problems.extend(problems.iter().cloned());
-                    report.status = crate::health::status_of(&report.problems);
+                    report.status = crate::checks::health::status_of(&report.problems);
                 }
                 report
             })

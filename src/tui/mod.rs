@@ -18,13 +18,13 @@ use futures::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc;
 
-use crate::catalog::{self, Catalog, ScanOptions};
+use crate::archive::catalog::{self, Catalog, ScanOptions};
+use crate::archive::watch::RootWatcher;
+use crate::checks::quick::{QuickCache, QuickInput};
+use crate::checks::verify::{check_base_backup, check_segment};
 use crate::config::Config;
-use crate::quick::{QuickCache, QuickInput};
-use crate::restore::journal::Outcome;
-use crate::restore::steps::{self, Driver, StepKind};
-use crate::verify::{check_base_backup, check_segment};
-use crate::watch::RootWatcher;
+use crate::ops::restore::journal::Outcome;
+use crate::ops::restore::steps::{self, Driver, StepKind};
 use app::{App, Command, Event};
 use wizard::RestoreEvent;
 
@@ -43,7 +43,7 @@ impl Default for Options {
             // File events carry the live view; this full re-read is only the safety net.
             resync_every: Duration::from_secs(600),
             tick_every: Duration::from_secs(1),
-            cache: crate::cache::default_cache_path(),
+            cache: crate::archive::base_cache::default_cache_path(),
         }
     }
 }
@@ -72,7 +72,7 @@ pub fn run(root: PathBuf, config: Config, options: Options) -> Result<()> {
 /// Internal messages: the app's events plus the loop's own timers.
 enum Message {
     App(Event),
-    Change(crate::watch::WalChange),
+    Change(crate::archive::watch::WalChange),
     ResyncDue,
     Terminate,
 }
@@ -94,7 +94,7 @@ async fn event_loop(
     spawn_terminate_signal(tx.clone());
 
     let mut app = App::new(root.clone(), config, SystemTime::now());
-    app.default_backup_host = crate::setup::this_host();
+    app.default_backup_host = crate::ops::setup::this_host();
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // Watch before the first scan: a file landing in between is seen by one of them.
     let watch_tx = tx.clone();
@@ -201,8 +201,8 @@ impl Jobs {
     fn load_drills(&self) {
         let tx = self.tx.clone();
         tokio::task::spawn_blocking(move || {
-            let history = crate::drill::default_history_path()
-                .map(|p| crate::drill::load_history(&p))
+            let history = crate::ops::drill::default_history_path()
+                .map(|p| crate::ops::drill::load_history(&p))
                 .unwrap_or_default();
             let _ = tx.send(Message::App(Event::Drills(history)));
         });
@@ -247,7 +247,7 @@ impl Jobs {
                 }
                 Command::ReadTarget { client, target } => {
                     tokio::task::spawn_blocking(move || {
-                        let view = crate::target::view(&target);
+                        let view = crate::pg::target::view(&target);
                         send(Event::TargetRead { client, view });
                     });
                 }
@@ -325,22 +325,28 @@ impl Jobs {
 }
 
 /// Each client's proof from the deep cache; nothing when no deep check ever ran.
-fn deep_from_memory(catalog: &Catalog) -> Vec<(String, crate::deep::DeepReport)> {
-    let cache = crate::deep::DeepCache::load(crate::deep::default_cache_path().as_deref());
+fn deep_from_memory(catalog: &Catalog) -> Vec<(String, crate::checks::deep::DeepReport)> {
+    let cache =
+        crate::checks::deep::DeepCache::load(crate::checks::deep::default_cache_path().as_deref());
     if cache.is_empty() {
         return Vec::new();
     }
     catalog
         .clients
         .iter()
-        .filter_map(|c| Some((c.name.clone(), crate::deep::proven_from_memory(c, &cache)?)))
+        .filter_map(|c| {
+            Some((
+                c.name.clone(),
+                crate::checks::deep::proven_from_memory(c, &cache)?,
+            ))
+        })
         .collect()
 }
 
 /// The quick check of the scanned clients' segments, remembered in the
 /// shared quick cache (what `check` uses too).
-fn quick_check(inputs: &[QuickInput<'_>]) -> Vec<(String, Vec<crate::health::Problem>)> {
-    let mut cache = QuickCache::load(crate::quick::default_cache_path().as_deref());
+fn quick_check(inputs: &[QuickInput<'_>]) -> Vec<(String, Vec<crate::checks::health::Problem>)> {
+    let mut cache = QuickCache::load(crate::checks::quick::default_cache_path().as_deref());
     let results = inputs
         .iter()
         .map(|input| (input.name.clone(), cache.check(input)))
@@ -511,7 +517,7 @@ fn plan_setup(
     root: &std::path::Path,
     text: &onboarding::SetupText,
 ) -> Result<onboarding::Planned, String> {
-    use crate::setup::{self, ArchiveRoute, PublicKey};
+    use crate::ops::setup::{self, ArchiveRoute, PublicKey};
     let mut request = setup_request(root, text)?;
     let key_file = text.key_file.trim();
     if !key_file.is_empty() {
@@ -542,9 +548,9 @@ fn plan_setup(
 fn setup_request(
     root: &std::path::Path,
     text: &onboarding::SetupText,
-) -> Result<crate::setup::SetupRequest, String> {
-    let mut request =
-        crate::setup::SetupRequest::new(root, text.client.trim()).map_err(|e| e.to_string())?;
+) -> Result<crate::ops::setup::SetupRequest, String> {
+    let mut request = crate::ops::setup::SetupRequest::new(root, text.client.trim())
+        .map_err(|e| e.to_string())?;
     let home = text.home.trim();
     if !home.is_empty() {
         if !home.starts_with('/') {
@@ -559,9 +565,9 @@ fn setup_request(
 fn apply_setup(
     root: &std::path::Path,
     text: &onboarding::SetupText,
-    actions: &[crate::setup::Action],
+    actions: &[crate::ops::setup::Action],
 ) -> (bool, Vec<String>) {
-    use crate::setup;
+    use crate::ops::setup;
     let mut lines = Vec::new();
     for action in actions {
         match setup::apply(action) {
@@ -597,15 +603,16 @@ fn deep_check(
     root: &std::path::Path,
     name: &str,
     send: &(dyn Fn(Event) + Send + Sync),
-) -> Result<Box<crate::deep::DeepReport>, String> {
+) -> Result<Box<crate::checks::deep::DeepReport>, String> {
     let options = ScanOptions {
-        cache: crate::cache::default_cache_path(),
+        cache: crate::archive::base_cache::default_cache_path(),
         ..ScanOptions::default()
     };
     let client = catalog::scan_client(root, name, &options).map_err(|e| e.to_string())?;
-    let mut cache = crate::deep::DeepCache::load(crate::deep::default_cache_path().as_deref());
+    let mut cache =
+        crate::checks::deep::DeepCache::load(crate::checks::deep::default_cache_path().as_deref());
     let mut last_sent = std::time::Instant::now();
-    let report = crate::deep::verify_client(
+    let report = crate::checks::deep::verify_client(
         &client,
         &mut cache,
         SystemTime::now(),
@@ -643,7 +650,7 @@ impl DrillLines<'_> {
     }
 }
 
-impl crate::restore::steps::Driver for DrillLines<'_> {
+impl crate::ops::restore::steps::Driver for DrillLines<'_> {
     fn confirm(&mut self, _question: &str) -> bool {
         true
     }
@@ -652,8 +659,8 @@ impl crate::restore::steps::Driver for DrillLines<'_> {
     }
     fn step(
         &mut self,
-        step: crate::restore::steps::StepKind,
-        outcome: crate::restore::journal::Outcome,
+        step: crate::ops::restore::steps::StepKind,
+        outcome: crate::ops::restore::journal::Outcome,
         detail: &str,
     ) {
         self.say(format!("{} — {outcome:?}: {detail}", step.title()));
@@ -661,7 +668,7 @@ impl crate::restore::steps::Driver for DrillLines<'_> {
     fn command(&mut self, text: &str) {
         self.say(format!("$ {text}"));
     }
-    fn progress(&mut self, _step: crate::restore::steps::StepKind, text: &str) {
+    fn progress(&mut self, _step: crate::ops::restore::steps::StepKind, text: &str) {
         self.say(text.to_owned());
     }
 }
@@ -671,13 +678,13 @@ fn run_drill(
     root: &std::path::Path,
     name: &str,
     send: &(dyn Fn(Event) + Send + Sync),
-) -> crate::drill::DrillRecord {
+) -> crate::ops::drill::DrillRecord {
     let mut driver = DrillLines {
         client: name.to_owned(),
         send,
     };
     let mut record = match catalog::scan_client(root, name, &ScanOptions::default()) {
-        Ok(client) => crate::drill::drill(
+        Ok(client) => crate::ops::drill::drill(
             &client,
             std::path::Path::new("/var/tmp"),
             "postgres",
@@ -685,11 +692,11 @@ fn run_drill(
             &mut driver,
         ),
         Err(error) => {
-            crate::drill::DrillRecord::failed(name, format!("cannot read the client: {error}"))
+            crate::ops::drill::DrillRecord::failed(name, format!("cannot read the client: {error}"))
         }
     };
-    if let Some(path) = crate::drill::default_history_path()
-        && let Err(error) = crate::drill::append_history(&path, &record)
+    if let Some(path) = crate::ops::drill::default_history_path()
+        && let Err(error) = crate::ops::drill::append_history(&path, &record)
     {
         record
             .detail

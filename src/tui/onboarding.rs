@@ -7,7 +7,7 @@
 
 use crossterm::event::{KeyCode, KeyEvent};
 
-use crate::setup::Action;
+use crate::ops::setup::Action;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {

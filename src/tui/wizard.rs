@@ -10,8 +10,8 @@ use std::time::Duration;
 use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::config::Config;
-use crate::restore::journal::Outcome;
-use crate::restore::steps::{RestoreRequest, StepKind, Summary};
+use crate::ops::restore::journal::Outcome;
+use crate::ops::restore::steps::{RestoreRequest, StepKind, Summary};
 
 /// What the engine reports, in order.
 #[derive(Debug)]

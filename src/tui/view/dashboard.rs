@@ -9,9 +9,9 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 use std::time::Duration;
 
 use super::{human_bytes, short_time, sparkline, status_badge, status_style};
-use crate::health::age_text;
-use crate::health::short_duration;
-use crate::report::ClientReport;
+use crate::checks::health::age_text;
+use crate::checks::health::short_duration;
+use crate::checks::report::ClientReport;
 use crate::tui::app::App;
 
 /// Columns, dropped from the right-most optional ones on narrow terminals.
@@ -42,7 +42,10 @@ const COLUMNS: &[Column] = &[
 /// How long a freshly landed segment marks its row.
 const LANDED_MARK: Duration = Duration::from_secs(3);
 
-fn client_of<'a>(report: &ClientReport, app: &'a App) -> Option<&'a crate::catalog::Client> {
+fn client_of<'a>(
+    report: &ClientReport,
+    app: &'a App,
+) -> Option<&'a crate::archive::catalog::Client> {
     app.catalog.as_ref()?.client(&report.name)
 }
 

@@ -16,11 +16,11 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-use crate::health::Status;
+use crate::archive::watch::WatchMode;
+use crate::checks::health::Status;
 use crate::serde_util::time_text;
 use crate::tui::app::{App, Screen};
 use crate::tui::keymap;
-use crate::watch::WatchMode;
 
 pub fn draw(frame: &mut Frame, app: &mut App) {
     let [header, body, footer] = Layout::vertical([
@@ -70,7 +70,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     } else if let Some(catalog) = &app.catalog {
         format!(
             "scanned {}",
-            crate::health::age_text(catalog.scanned_at, app.now)
+            crate::checks::health::age_text(catalog.scanned_at, app.now)
         )
     } else {
         "not scanned".to_owned()

@@ -8,9 +8,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Wrap};
 
 use super::{human_bytes, short_time};
-use crate::health::short_duration;
+use crate::checks::health::short_duration;
+use crate::checks::verify::{ItemState, REMINDER};
 use crate::tui::app::App;
-use crate::verify::{ItemState, REMINDER};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let Some(verification) = &app.verification else {

@@ -8,8 +8,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Wrap};
 
 use super::centered;
-use crate::restore::journal::Outcome;
-use crate::restore::steps::StepKind;
+use crate::ops::restore::journal::Outcome;
+use crate::ops::restore::steps::StepKind;
 use crate::tui::app::App;
 use crate::tui::wizard::{Field, Phase, Wizard};
 

@@ -38,7 +38,7 @@ use flate2::write::GzEncoder;
 use serde::Serialize;
 use thiserror::Error;
 
-use crate::restore::local::{PgUser, parse_major};
+use crate::pg::local::{PgUser, parse_major};
 use inventory::{Counts, Inventory, Verification};
 use loadlog::LoadLog;
 

@@ -15,7 +15,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::wal::{LONG_HEADER_LEN, LongPageHeader, Lsn, WalError};
+use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader, Lsn, WalError};
 
 /// `SizeOfXLogShortPHD`, MAXALIGN'ed.
 const SHORT_HEADER_LEN: usize = 24;

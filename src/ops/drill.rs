@@ -13,9 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Client;
-use crate::restore::local::PgUser;
-use crate::restore::steps::{self, Driver, RestoreRequest};
+use crate::archive::catalog::Client;
+use crate::ops::restore::steps::{self, Driver, RestoreRequest};
+use crate::pg::local::PgUser;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillRecord {
@@ -191,7 +191,7 @@ fn pg_bin_for(pg_bin: Option<&Path>, client: &Client) -> PathBuf {
         .unwrap_or(15);
     pg_bin
         .map(Path::to_owned)
-        .unwrap_or_else(|| crate::restore::local::default_pg_bin(major))
+        .unwrap_or_else(|| crate::pg::local::default_pg_bin(major))
 }
 
 /// Lists databases and counts relations on the restored server.

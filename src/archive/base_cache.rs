@@ -12,8 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::base_backup::{self, BaseTarFull};
-use crate::catalog::FileFact;
+use crate::archive::base_backup::{self, BaseTarFull};
+use crate::archive::catalog::FileFact;
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("base-facts.json"))

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use crate::catalog::{BaseFileKind, Client};
+use crate::archive::catalog::{BaseFileKind, Client};
 use crate::config::ClientPolicy;
 
 /// How bad a client is. Ordered for aggregation: an unknown client (one
@@ -451,7 +451,7 @@ fn assess_timelines(client: &Client, problems: &mut Vec<Problem>) {
         ));
     }
     let off = match &continuity.production_off_line {
-        Some(crate::continuity::OffLine::ForkedBeforeBase {
+        Some(crate::archive::continuity::OffLine::ForkedBeforeBase {
             timeline,
             parent,
             switch_point,
@@ -459,12 +459,12 @@ fn assess_timelines(client: &Client, problems: &mut Vec<Problem>) {
             "the newest WAL arrives on timeline {}, which left timeline {} at {switch_point}, before this base backup began",
             timeline.0, parent.0
         ),
-        Some(crate::continuity::OffLine::NotDescendant { timeline }) => format!(
+        Some(crate::archive::continuity::OffLine::NotDescendant { timeline }) => format!(
             "the newest WAL arrives on timeline {}, whose history does not pass through the base backup's timeline",
             timeline.0
         ),
         // A missing history file is reported as such (wal_gap).
-        Some(crate::continuity::OffLine::HistoryMissing { .. }) | None => return,
+        Some(crate::archive::continuity::OffLine::HistoryMissing { .. }) | None => return,
     };
     problems.push(Problem::new(
         ProblemCode::BaseOffLine,

@@ -11,12 +11,12 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::checks::health::{Problem, ProblemCode, Status};
 use crate::config::TargetServer;
-use crate::health::{Problem, ProblemCode, Status};
-use crate::restore::local::shell_quote;
-use crate::restore::pglog::{Severity, Source, split_line};
-use crate::restore::remote::{self, RemoteError};
-use crate::setup::VERIFICATION_ARCHIVE_TIMEOUT;
+use crate::ops::setup::VERIFICATION_ARCHIVE_TIMEOUT;
+use crate::pg::local::shell_quote;
+use crate::pg::pglog::{Severity, Source, split_line};
+use crate::pg::remote::{self, RemoteError};
 
 /// Log lines read from the end of the server's log.
 pub const LOG_TAIL_LINES: usize = 4000;
@@ -502,7 +502,7 @@ pub fn summary_lines(view: &TargetView, now: SystemTime) -> Vec<String> {
         time.as_deref()
             .and_then(|t| age_of(t, now))
             .map_or(String::new(), |d| {
-                format!(", {} ago", crate::health::short_duration(d))
+                format!(", {} ago", crate::checks::health::short_duration(d))
             })
     };
     let mut lines = vec![
@@ -512,7 +512,9 @@ pub fn summary_lines(view: &TargetView, now: SystemTime) -> Vec<String> {
             state.version_num / 10000,
             state.wal_level,
             state.archive_mode,
-            crate::health::short_duration(std::time::Duration::from_secs(state.archive_timeout)),
+            crate::checks::health::short_duration(std::time::Duration::from_secs(
+                state.archive_timeout
+            )),
             if state.in_recovery {
                 " (in recovery)"
             } else {

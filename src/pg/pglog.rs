@@ -17,8 +17,8 @@
 
 use std::fmt;
 
-use crate::restore::recovery_conf::TargetTime;
-use crate::wal::{Lsn, RawSegmentName, SegmentId, Timeline, WalFileKind};
+use crate::archive::wal::{Lsn, RawSegmentName, SegmentId, Timeline, WalFileKind};
+use crate::ops::restore::recovery_conf::TargetTime;
 
 /// A known problem: a stable code, what happened, and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -689,7 +689,7 @@ pub struct ReplayTracker {
 
 impl Default for ReplayTracker {
     fn default() -> Self {
-        ReplayTracker::new(crate::wal::DEFAULT_SEG_SIZE)
+        ReplayTracker::new(crate::archive::wal::DEFAULT_SEG_SIZE)
     }
 }
 

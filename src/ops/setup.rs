@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 
 use thiserror::Error;
 
-use crate::restore::local::shell_quote;
+use crate::pg::local::shell_quote;
 
 /// The folder mode the tutorial asks for: the client's user only.
 pub const CLIENT_MODE: u32 = 0o700;
@@ -517,8 +517,8 @@ pub fn existing_archive_warning(request: &SetupRequest) -> Option<String> {
         .flatten()
         .filter(|e| {
             matches!(
-                crate::wal::WalFileKind::classify(&e.file_name().to_string_lossy()),
-                crate::wal::WalFileKind::Segment { .. }
+                crate::archive::wal::WalFileKind::classify(&e.file_name().to_string_lossy()),
+                crate::archive::wal::WalFileKind::Segment { .. }
             )
         })
         .count();
@@ -611,7 +611,7 @@ pub fn apply(action: &Action) -> Result<(), SetupError> {
 }
 
 fn run(command: &mut Command) -> Result<(), SetupError> {
-    let shown = crate::restore::local::display(command);
+    let shown = crate::pg::local::display(command);
     let output = command
         .stdin(Stdio::null())
         .output()
@@ -823,7 +823,9 @@ impl ArchiveRoute {
              archive_timeout = {}        # {}; set 60 only for the 3-5 minute verification, then back\n\
              archive_command = {}\n",
             self.archive_timeout,
-            crate::health::short_duration(std::time::Duration::from_secs(self.archive_timeout)),
+            crate::checks::health::short_duration(std::time::Duration::from_secs(
+                self.archive_timeout
+            )),
             conf_quote(&self.archive_command())
         )
     }

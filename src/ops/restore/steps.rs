@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 
 use super::RestoreError;
 use super::journal::{Journal, Outcome};
-use super::local::{self, PgUser};
-use super::pglog::{ReplayOutcome, ReplayTracker};
 use super::recovery_conf::{self, ArchiveLayout, RecoverySettings, TargetAction, TargetTime};
-use super::remote;
 use super::unpack::{self, UnpackOptions};
-use crate::catalog::{BaseFileKind, Client};
+use crate::archive::catalog::{BaseFileKind, Client};
+use crate::checks::health::short_duration;
 use crate::config::TargetServer;
-use crate::health::short_duration;
+use crate::pg::local::{self, PgUser};
+use crate::pg::pglog::{ReplayOutcome, ReplayTracker};
+use crate::pg::remote;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepKind {
@@ -1419,7 +1419,7 @@ fn one_line(text: &str) -> String {
 fn replay_ratio(client: &Client, restored: Option<&str>, last: Option<&str>) -> Option<f64> {
     let seg_size = client.continuity.segment_size;
     let number = |name: &str| {
-        crate::wal::RawSegmentName::parse(name.get(..24)?)?
+        crate::archive::wal::RawSegmentName::parse(name.get(..24)?)?
             .resolve(seg_size)
             .ok()
             .map(|id| id.segment.0)

@@ -16,11 +16,13 @@ use std::time::SystemTime;
 
 use thiserror::Error;
 
-use crate::base_backup::{self, BackupLabel, BaseTarFull, BaseTarHead};
-use crate::cache::BaseFactsCache;
-use crate::continuity::{self, Continuity};
-use crate::wal::{self, HistoryEntry, LongPageHeader, RawSegmentName, Timeline, WalFileKind};
-use crate::watch::{Arrival, CADENCE_MEMORY, Cadence, WalChange};
+use crate::archive::base_backup::{self, BackupLabel, BaseTarFull, BaseTarHead};
+use crate::archive::base_cache::BaseFactsCache;
+use crate::archive::continuity::{self, Continuity};
+use crate::archive::wal::{
+    self, HistoryEntry, LongPageHeader, RawSegmentName, Timeline, WalFileKind,
+};
+use crate::archive::watch::{Arrival, CADENCE_MEMORY, Cadence, WalChange};
 
 #[derive(Debug, Error)]
 pub enum CatalogError {

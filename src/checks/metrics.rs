@@ -5,8 +5,8 @@
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::health::Status;
-use crate::report::CheckReport;
+use crate::checks::health::Status;
+use crate::checks::report::CheckReport;
 
 fn seconds(time: SystemTime) -> f64 {
     time.duration_since(UNIX_EPOCH)

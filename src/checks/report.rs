@@ -7,11 +7,11 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::base_backup::BackupLabel;
-use crate::catalog::{BaseFile, Catalog, Client};
+use crate::archive::base_backup::BackupLabel;
+use crate::archive::catalog::{BaseFile, Catalog, Client};
+use crate::archive::continuity::{Gap, TimelineSummary};
+use crate::checks::health::{self, Problem, Status};
 use crate::config::Config;
-use crate::continuity::{Gap, TimelineSummary};
-use crate::health::{self, Problem, Status};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
@@ -36,27 +36,31 @@ pub struct ClientReport {
     pub problems: Vec<Problem>,
     /// The newest successful restore drill, from the drill history.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_drill: Option<crate::drill::DrillRecord>,
+    pub last_drill: Option<crate::ops::drill::DrillRecord>,
     /// What `check --deep` proved: present only after a deep check.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub deep: Option<crate::deep::DeepReport>,
+    pub deep: Option<crate::checks::deep::DeepReport>,
     /// The target server's side: present after `check --target` for a client with a target.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub target: Option<crate::target::TargetView>,
+    pub target: Option<crate::pg::target::TargetView>,
 }
 
 impl ClientReport {
     /// Adds what a deep check proved, and its problems.
-    pub fn add_deep(&mut self, deep: crate::deep::DeepReport) {
+    pub fn add_deep(&mut self, deep: crate::checks::deep::DeepReport) {
         self.problems.extend(deep.problems.iter().cloned());
         self.status = health::status_of(&self.problems);
         self.deep = Some(deep);
     }
 
     /// Adds what the client's target server showed, and its problems.
-    pub fn add_target(&mut self, view: crate::target::TargetView, client_dir: &std::path::Path) {
+    pub fn add_target(
+        &mut self,
+        view: crate::pg::target::TargetView,
+        client_dir: &std::path::Path,
+    ) {
         self.problems
-            .extend(crate::target::problems(&view, client_dir));
+            .extend(crate::pg::target::problems(&view, client_dir));
         self.status = health::status_of(&self.problems);
         self.target = Some(view);
     }
@@ -100,13 +104,13 @@ pub struct WalReport {
 impl CheckReport {
     /// Adds each client's last successful drill, and `drill_stale` where the
     /// config asks for drills (`drill_max_age`) and the last is too old or missing.
-    pub fn add_drills(&mut self, history: &[crate::drill::DrillRecord], config: &Config) {
+    pub fn add_drills(&mut self, history: &[crate::ops::drill::DrillRecord], config: &Config) {
         let now_unix = self
             .generated_at
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         for report in &mut self.clients {
-            let last = crate::drill::last_success(history, &report.name).cloned();
+            let last = crate::ops::drill::last_success(history, &report.name).cloned();
             if let Some(max_age) = config.policy_for(&report.name).drill_max_age {
                 let age = last.as_ref().map(|d| now_unix.saturating_sub(d.at_unix));
                 if age.is_none_or(|a| a > max_age.as_secs()) {
@@ -114,7 +118,7 @@ impl CheckReport {
                         .as_ref()
                         .map_or("never".to_owned(), |d| format!("last succeeded {}", d.at));
                     report.problems.push(Problem::new(
-                        crate::health::ProblemCode::DrillStale,
+                        crate::checks::health::ProblemCode::DrillStale,
                         Status::Warning,
                         format!(
                             "no successful restore drill within {} ({when})",
@@ -134,7 +138,7 @@ impl CheckReport {
     }
 
     /// Adds a client's deep-check findings: its problems count toward its status and the root's.
-    pub fn add_deep(&mut self, client: &str, deep: crate::deep::DeepReport) {
+    pub fn add_deep(&mut self, client: &str, deep: crate::checks::deep::DeepReport) {
         if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
             report.add_deep(deep);
         }
@@ -142,7 +146,7 @@ impl CheckReport {
     }
 
     /// Adds what the client's target server showed, and its problems.
-    pub fn add_target(&mut self, client: &str, view: crate::target::TargetView) {
+    pub fn add_target(&mut self, client: &str, view: crate::pg::target::TargetView) {
         let client_dir = self.root.join(client);
         if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
             report.add_target(view, &client_dir);
@@ -151,7 +155,7 @@ impl CheckReport {
     }
 
     /// Adds problems found by reading files (the quick check of new segments).
-    pub fn add_problems(&mut self, client: &str, problems: Vec<crate::health::Problem>) {
+    pub fn add_problems(&mut self, client: &str, problems: Vec<crate::checks::health::Problem>) {
         if let Some(report) = self.clients.iter_mut().find(|c| c.name == client) {
             report.problems.extend(problems);
             report.status = health::status_of(&report.problems);

@@ -16,16 +16,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{BaseFileKind, Client};
-use crate::health::{Problem, ProblemCode, Status};
-use crate::verify::{BaseCheck, check_base_backup, check_segment};
-use crate::wal::{Lsn, RawSegmentName, SegmentId, SegmentNo, Timeline};
+use crate::archive::catalog::{BaseFileKind, Client};
+use crate::archive::wal::{Lsn, RawSegmentName, SegmentId, SegmentNo, Timeline};
+use crate::checks::health::{Problem, ProblemCode, Status};
+use crate::checks::verify::{BaseCheck, check_base_backup, check_segment};
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("deep-verify.json"))
 }
 
-pub use crate::verify::SegmentVerdict as Verdict;
+pub use crate::checks::verify::SegmentVerdict as Verdict;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Remembered {
@@ -111,7 +111,7 @@ pub fn verify_client(
         .iter()
         .find(|f| f.kind == BaseFileKind::Manifest);
     let manifest_key = base_key("backup_manifest");
-    let known = |cache: &DeepCache, key: &str, fact: &crate::catalog::FileFact| {
+    let known = |cache: &DeepCache, key: &str, fact: &crate::archive::catalog::FileFact| {
         cache
             .entries
             .get(key)
@@ -177,7 +177,7 @@ pub fn verify_client(
                 reason: reason.clone(),
             },
         };
-        let remember = |fact: &crate::catalog::FileFact, verdict: Verdict| Remembered {
+        let remember = |fact: &crate::archive::catalog::FileFact, verdict: Verdict| Remembered {
             size: fact.size,
             mtime_ns: mtime_ns(fact.mtime),
             verdict,
@@ -463,7 +463,7 @@ const MANIFEST_LINES_SHOWN: usize = 5;
 
 /// The segments of the manifest's WAL ranges found neither in pg_wal.tar.gz
 /// nor in the archive: without them the backup never becomes consistent.
-fn missing_wal(client: &Client, check: &crate::verify::BaseCheck) -> Vec<String> {
+fn missing_wal(client: &Client, check: &crate::checks::verify::BaseCheck) -> Vec<String> {
     let Some(outcome) = &check.manifest else {
         return Vec::new();
     };

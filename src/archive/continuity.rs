@@ -19,8 +19,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
-use crate::catalog::{BaseBackup, SegmentFile, WalArchive};
-use crate::wal::{HistoryEntry, Lsn, RawSegmentName, SegmentId, SegmentNo, Timeline};
+use crate::archive::catalog::{BaseBackup, SegmentFile, WalArchive};
+use crate::archive::wal::{HistoryEntry, Lsn, RawSegmentName, SegmentId, SegmentNo, Timeline};
 
 /// A stretch of WAL on one timeline of the restore's line: from `begin` up to `end` (exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -194,7 +194,7 @@ pub fn analyse_with(base: &BaseBackup, wal: &WalArchive, request: LineRequest) -
     let seg_size = wal
         .segment_size
         .or_else(|| base.pg_wal_first.as_ref().map(|(_, h)| h.seg_size))
-        .unwrap_or(crate::wal::DEFAULT_SEG_SIZE);
+        .unwrap_or(crate::archive::wal::DEFAULT_SEG_SIZE);
     let mut result = Continuity {
         segment_size: seg_size,
         ..Continuity::default()

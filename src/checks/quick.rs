@@ -25,11 +25,11 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{Client, SegmentFile};
-use crate::deep::{Verdict, problem_for};
-use crate::health::Problem;
-use crate::verify::SegmentCheck;
-use crate::wal::{LONG_HEADER_LEN, LongPageHeader};
+use crate::archive::catalog::{Client, SegmentFile};
+use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader};
+use crate::checks::deep::{Verdict, problem_for};
+use crate::checks::health::Problem;
+use crate::checks::verify::SegmentCheck;
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("quick-verify.json"))

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use sha2::Digest;
 use thiserror::Error;
 
-use crate::wal::Lsn;
+use crate::archive::wal::Lsn;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ManifestError {

@@ -7,18 +7,14 @@
 //! changes nothing. The CLI and the TUI wizard are two drivers of the same
 //! engine (`steps::run`). Nothing here writes under the backup root.
 //!
-//! - `local`: the PostgreSQL binaries, their version, commands as its OS user;
 //! - `unpack`: safe, two-core extraction of the tarballs;
 //! - `recovery_conf`: recovery.conf (10, 11) or recovery.signal (12+);
-//! - `pglog`: the server log's lines classified, replay followed;
-//! - `journal`: the record next to the data directory;
-//! - `remote`: commands on the target server over SSH (strict host keys).
+//! - `journal`: the record next to the data directory.
+//!
+//! Running as the PostgreSQL user, the log classifier and SSH live in [`crate::pg`].
 
 pub mod journal;
-pub mod local;
-pub mod pglog;
 pub mod recovery_conf;
-pub mod remote;
 pub mod steps;
 pub mod unpack;
 

@@ -13,13 +13,13 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
-use crate::base_backup::PassOptions;
-use crate::base_backup::{self, BackupLabel};
-use crate::catalog::Client;
-use crate::health::short_duration;
-use crate::manifest::{BackupManifest, ManifestCheck, WalRange};
+use crate::archive::base_backup::PassOptions;
+use crate::archive::base_backup::{self, BackupLabel};
+use crate::archive::catalog::Client;
+use crate::archive::manifest::{BackupManifest, ManifestCheck, WalRange};
+use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader, RawSegmentName, WalFileKind};
+use crate::checks::health::short_duration;
 use crate::serde_util::time_text;
-use crate::wal::{LONG_HEADER_LEN, LongPageHeader, RawSegmentName, WalFileKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct VerifySettings {
@@ -392,7 +392,7 @@ pub struct Verification {
     /// archive_timeout must be back to production there (checked over SSH).
     pub target_expected: bool,
     /// The target as last read after the window, and when.
-    pub target: Option<(SystemTime, crate::target::TargetView)>,
+    pub target: Option<(SystemTime, crate::pg::target::TargetView)>,
     /// What the target showed as the window opened, when it needs saying.
     pub target_warning: Option<String>,
 }
@@ -445,8 +445,8 @@ impl Verification {
     /// A read of the target as the window opens: warns when segments cannot
     /// arrive at the expected cadence (archive_timeout not lowered, archiving
     /// off or failing), so the engineer fixes it before waiting five minutes.
-    pub fn target_read_at_start(&mut self, view: &crate::target::TargetView) {
-        use crate::target::TargetView;
+    pub fn target_read_at_start(&mut self, view: &crate::pg::target::TargetView) {
+        use crate::pg::target::TargetView;
         let TargetView::Reached(status) = view else {
             return;
         };
@@ -485,7 +485,7 @@ impl Verification {
     }
 
     /// A read of the target server: only reads after the window count.
-    pub fn target_read(&mut self, at: SystemTime, view: crate::target::TargetView) {
+    pub fn target_read(&mut self, at: SystemTime, view: crate::pg::target::TargetView) {
         if self.target_expected && self.is_over(at) {
             self.target = Some((at, view));
         }
@@ -499,7 +499,7 @@ impl Verification {
     }
 
     fn target_item(&self, over: bool) -> Option<ChecklistItem> {
-        use crate::target::TargetView;
+        use crate::pg::target::TargetView;
         if !self.target_expected {
             return None;
         }
@@ -530,7 +530,8 @@ impl Verification {
                         ItemState::Fail,
                         format!("archiving is failing on the target: {why}"),
                     )
-                } else if timeout == crate::setup::VERIFICATION_ARCHIVE_TIMEOUT || timeout == 0 {
+                } else if timeout == crate::ops::setup::VERIFICATION_ARCHIVE_TIMEOUT || timeout == 0
+                {
                     (
                         ItemState::Fail,
                         format!(

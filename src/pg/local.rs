@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::RestoreError;
+use crate::ops::restore::RestoreError;
 
 /// The OS user PostgreSQL runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 use flate2::read::MultiGzDecoder;
 use thiserror::Error;
 
-use crate::manifest::ManifestCheck;
-use crate::wal::{
+use crate::archive::manifest::ManifestCheck;
+use crate::archive::wal::{
     HistoryEntry, LONG_HEADER_LEN, LongPageHeader, Lsn, RawSegmentName, Timeline,
     parse_timeline_history,
 };
@@ -39,7 +39,7 @@ pub enum BaseBackupError {
     #[error("{path}: first WAL segment header: {source}")]
     BadWalHeader {
         path: PathBuf,
-        source: crate::wal::WalError,
+        source: crate::archive::wal::WalError,
     },
 }
 
