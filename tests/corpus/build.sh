@@ -157,8 +157,10 @@ new_server_dir() {
 # PostgreSQL's documentation asks). The tutorial's `test ! -f` blocks a promoted
 # standby for ever: after promotion it archives the segments it got from
 # pg_basebackup's WAL stream, which the primary had archived already.
+# The folder is named once (PostgreSQL 15 cuts the expanded command at 1023
+# bytes, and the cache's paths are long).
 archive_command() {
-    echo "if test -f $WAL/%f.gz; then gunzip -c $WAL/%f.gz | cmp -s - %p; else gzip -c %p > $WAL/%f.gz.part && gzip -t $WAL/%f.gz.part && sync $WAL/%f.gz.part && mv $WAL/%f.gz.part $WAL/%f.gz; fi"
+    echo "w=$WAL; if test -f \$w/%f.gz; then gunzip -c \$w/%f.gz | cmp -s - %p; else gzip -c %p > \$w/%f.gz.part && gzip -t \$w/%f.gz.part && sync \$w/%f.gz.part && mv \$w/%f.gz.part \$w/%f.gz; fi"
 }
 
 start() {
@@ -736,6 +738,7 @@ mkdir "$FACTS"
 as_pg mkdir -p "$BASE" "$WAL"
 rmdir "$BASE" # pg_basebackup creates it
 PRODUCTION_END_REACHABLE=true
+(( ${#WAL} < 400 )) || die "archive path $WAL is too long for archive_command"
 CORRECT_SETTINGS=()
 step "PostgreSQL $MAJOR from $PG_BIN, work in $WORK, archive in $ROOT"
 
