@@ -4,12 +4,14 @@
 //!
 //! * [`corpus`] builds a shape at most once per cache key, even when nextest runs
 //!   many test processes at once: the cache lives in
-//!   `$CARGO_TARGET_TMPDIR/walwarden-corpus/<key>/<shape>/` (key = hash of the
-//!   builder script and of the PostgreSQL version), is built into a temp
-//!   sibling and renamed into place under an exclusive `flock` on
-//!   `<shape>.lock`, so concurrent callers wait for one build. If the
-//!   PostgreSQL user cannot enter `$CARGO_TARGET_TMPDIR` (a checkout under
-//!   /root), the cache moves to `/tmp/walwarden-corpus-<hash of that path>`.
+//!   `$CARGO_TARGET_TMPDIR/walwarden-corpus/<script>/<shape>-<version>/`
+//!   (`<script>` = hash of the builder script, `<version>` = hash of the
+//!   shape's `postgres --version`), is built into a temp sibling and renamed
+//!   into place under an exclusive `flock` on `<shape>-<version>.lock`, so
+//!   concurrent callers wait for one build. Folders of other builder scripts
+//!   untouched for an hour are removed. If the PostgreSQL user cannot enter
+//!   `$CARGO_TARGET_TMPDIR` (a checkout under /root), the cache moves to
+//!   `/tmp/walwarden-corpus-<hash of that path>`.
 //! * The cached archive is read-only for everyone but root: restore_command
 //!   runs as the PostgreSQL user and can read it, a restored server cannot
 //!   archive into it. Tests must never write into it (copy it first).
@@ -302,6 +304,25 @@ fn cache_base() -> PathBuf {
     fallback
 }
 
+/// Removes the caches of other builder scripts not touched for an hour (a
+/// run of the current script never uses them).
+fn prune_old_scripts(base: &Path, current: &str) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600));
+        if old && entry.file_name() != current && entry.path().is_dir() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -318,18 +339,18 @@ pub fn corpus(shape: Shape) -> Archive {
     .trim()
     .to_string();
     let script = fs::read(BUILD_SCRIPT).unwrap_or_else(|e| panic!("read {BUILD_SCRIPT}: {e}"));
-    let mut hasher = Sha256::new();
-    hasher.update(&script);
-    hasher.update(b"\0");
-    hasher.update(version.as_bytes());
-    let key = hex(&hasher.finalize()[..8]);
+    let script_key = hex(&Sha256::digest(&script)[..8]);
+    let version_key = hex(&Sha256::digest(version.as_bytes())[..4]);
 
-    let key_dir = cache_base().join(&key);
+    let base = cache_base();
+    let key_dir = base.join(&script_key);
     fs::create_dir_all(&key_dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", key_dir.display()));
     fs::set_permissions(&key_dir, fs::Permissions::from_mode(0o755))
         .unwrap_or_else(|e| panic!("chmod {}: {e}", key_dir.display()));
-    let dir = key_dir.join(shape.name());
-    let lock_path = key_dir.join(format!("{}.lock", shape.name()));
+    prune_old_scripts(&base, &script_key);
+    let name = format!("{}-{version_key}", shape.name());
+    let dir = key_dir.join(&name);
+    let lock_path = key_dir.join(format!("{name}.lock"));
     let lock_file = fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -340,7 +361,7 @@ pub fn corpus(shape: Shape) -> Archive {
         .unwrap_or_else(|(_, e)| panic!("flock {}: {e}", lock_path.display()));
 
     if !dir.join("facts.json").is_file() {
-        build(shape, &bin, &key_dir, &dir);
+        build(shape, &bin, &dir);
     }
     let facts_path = dir.join("facts.json");
     let text = fs::read_to_string(&facts_path)
@@ -360,9 +381,11 @@ pub fn corpus(shape: Shape) -> Archive {
 
 /// Runs the builder into a temp sibling of `dir` and renames it into place.
 /// The caller holds the shape's lock.
-fn build(shape: Shape, bin: &Path, key_dir: &Path, dir: &Path) {
+fn build(shape: Shape, bin: &Path, dir: &Path) {
+    let key_dir = dir.parent().unwrap();
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
     // Leftovers of a build that died (its process no longer holds the lock).
-    let stale_prefix = format!(".build-{}-", shape.name());
+    let stale_prefix = format!(".build-{name}-");
     for entry in fs::read_dir(key_dir).unwrap().flatten() {
         if entry
             .file_name()
@@ -373,7 +396,7 @@ fn build(shape: Shape, bin: &Path, key_dir: &Path, dir: &Path) {
         }
     }
     let tmp = key_dir.join(format!("{stale_prefix}{}", std::process::id()));
-    let log_path = key_dir.join(format!("{}.build.log", shape.name()));
+    let log_path = key_dir.join(format!("{name}.build.log"));
     let log = fs::File::create(&log_path)
         .unwrap_or_else(|e| panic!("create {}: {e}", log_path.display()));
     let started = Instant::now();
