@@ -22,7 +22,13 @@ use support::corpus::{Archive, RestoreMode, Restored, Settled, Shape, corpus, pa
 
 fn plain(shape: Shape) -> (Archive, Restored) {
     let archive = corpus(shape);
+    let before = archive.wal_files();
     let restored = restore(&archive, RestoreMode::Plain { own_socket: true });
+    assert_eq!(
+        archive.wal_files(),
+        before,
+        "a restore wrote into the cached archive"
+    );
     (archive, restored)
 }
 
@@ -59,6 +65,7 @@ fn correct(shape: Shape) {
     let archive = corpus(shape);
     let facts = &archive.facts;
     check_facts_against_archive(&archive);
+    let before = archive.wal_files();
     let restored = restore(&archive, RestoreMode::Correct);
     assert_settled(&restored, Settled::Promoted);
     assert_eq!(restored.system_identifier(), facts.system_identifier);
@@ -76,6 +83,12 @@ fn correct(shape: Shape) {
     assert_eq!(restored.timeline(), highest + 1, "log:\n{}", restored.log());
     // Writable, as a restore must leave it.
     restored.psql("insert into fleet (batch) values ('after_restore')");
+    restored.psql("select pg_switch_wal()");
+    assert_eq!(
+        archive.wal_files(),
+        before,
+        "a restore wrote into the cached archive"
+    );
 }
 
 /// Facts that can be checked on the files alone.
