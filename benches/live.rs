@@ -6,17 +6,18 @@
 //! renames landed while the loop is held, as a stopped terminal holds it, so
 //! the loop meets full `MAX_BATCH` batches).
 //!
-//! The real path, not a copy: `RootWatcher` (notify) feeds an unbounded
-//! channel; `walwarden::tui::drain_batch` takes a frame's worth of messages
-//! as the dashboard's loop does; file changes go to `App::update` as one
-//! `Event::Changes` (catalog.apply, refresh, rows rebuilt), and one
+//! The real path, not a copy: `RootWatcher` (notify) feeds the
+//! observer thread (`catalog::spawn_observer`: the stat and reads) and then
+//! an unbounded channel; `walwarden::tui::drain_batch` takes a frame's worth
+//! of messages as the dashboard's loop does; observed changes go to
+//! `App::update` as one `Event::Observed` (catalog.apply, refresh, rows rebuilt), and one
 //! `view::draw` follows per batch, into a `TestBackend` terminal tall enough
 //! (160x54) for every client's row to be on screen. A 1 s Tick and a
 //! synthetic key press every 100 ms go through the same channel; the keys'
 //! latency shows whether input waits behind file events. An arrival counts
 //! as shown by the first frame drawn after the catalog holds its segment.
 //!
-//! The writer does what `demo::write_atomically` does (40-byte segment header
+//! The writer does what `demo::write_part_then_rename` does (40-byte segment header
 //! to `.part`, fsync, rename; no fsync in the storm and the backlog, as rsync)
 //! and notes the instants just before and after each rename.
 //!
@@ -64,7 +65,7 @@ use walwarden::archive::catalog::{self, ScanOptions};
 use walwarden::archive::wal::RawSegmentName;
 use walwarden::archive::watch::{RootWatcher, WalChange};
 use walwarden::config::Config;
-use walwarden::demo::{Cluster, write_atomically};
+use walwarden::demo::{Cluster, write_part_then_rename};
 use walwarden::tui::app::{App, Command as AppCommand, Event};
 use walwarden::tui::{drain_batch, view};
 
@@ -314,7 +315,7 @@ impl Plan {
                         for k in 0..SEEDED {
                             let id = cluster.id(1, BASE_SEGMENT + k);
                             let landed = now - Duration::from_secs(600 * (SEEDED - k));
-                            write_atomically(
+                            write_part_then_rename(
                                 &self.wal_dir(c),
                                 &id.file_name(SEG_SIZE),
                                 &cluster.segment_header(id),
@@ -413,7 +414,7 @@ fn write_arrivals(
     }
 }
 
-/// `demo::write_atomically`'s steps (write `.part`, fsync when `sync`, rename),
+/// `demo::write_part_then_rename`'s steps (write `.part`, fsync when `sync`, rename),
 /// with the instants just before and just after the rename. archive_command
 /// syncs; a bulk copy (rsync) does not.
 fn land(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> (Instant, Instant) {
@@ -436,8 +437,8 @@ fn land(dir: &Path, name: &str, bytes: &[u8], sync: bool) -> (Instant, Instant) 
 /// The loop's messages, as `tui::Message` (whose `App(Event)` is as large).
 #[allow(clippy::large_enum_variant)]
 enum Message {
-    /// A change from the watcher, with when its callback ran.
-    Change(WalChange, Instant),
+    /// A change from the watcher, its observation, and when the observer delivered it.
+    Change(WalChange, catalog::Observation, Instant),
     App(Event),
     /// A synthetic key press, with when it was sent.
     Key(KeyCode, Instant),
@@ -501,9 +502,16 @@ async fn live_loop<B: Backend>(
     screen: impl Fn(&B) -> Screen,
 ) -> Run {
     let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
-    let watch_tx = tx.clone();
+    // As the dashboard: each change is observed (stat, reads) on the observer's thread first.
+    let observed_tx = tx.clone();
+    let watch_tx = catalog::spawn_observer(&plan.root, move |change, observation| {
+        observed_tx
+            .send(Message::Change(change, observation, Instant::now()))
+            .is_ok()
+    })
+    .expect("cannot start the observer");
     let watcher = RootWatcher::start(&plan.root, move |change| {
-        let _ = watch_tx.send(Message::Change(change, Instant::now()));
+        let _ = watch_tx.send(change);
     })
     .expect("cannot watch the root");
     let catalog = catalog::scan(&plan.root, &ScanOptions::default()).expect("scan failed");
@@ -554,7 +562,7 @@ async fn live_loop<B: Backend>(
         let mut update = Duration::ZERO;
         let mut sweep = false;
         let mut commands = Vec::new();
-        // As the dashboard's loop: consecutive changes become one Event::Changes.
+        // As the dashboard's loop: consecutive changes become one Event::Observed.
         let mut apply = |app: &mut App, event: Event, update: &mut Duration, cpu: &mut Duration| {
             let (t, c) = (Instant::now(), thread_cpu());
             commands.extend(app.update(event));
@@ -563,14 +571,14 @@ async fn live_loop<B: Backend>(
         };
         for message in pending {
             let event = match message {
-                Message::Change(change, at) => {
+                Message::Change(change, observation, at) => {
                     if let WalChange::Arrived { client, name, .. } = &change
                         && let Some(j) = plan.lookup(client, name)
                     {
                         seen[j].get_or_insert(at);
                         candidates.push(j);
                     }
-                    changes.push(change);
+                    changes.push(observation);
                     continue;
                 }
                 Message::Key(code, sent) => {
@@ -597,7 +605,7 @@ async fn live_loop<B: Backend>(
             if !changes.is_empty() {
                 apply(
                     &mut app,
-                    Event::Changes(std::mem::take(&mut changes)),
+                    Event::Observed(std::mem::take(&mut changes)),
                     &mut update,
                     &mut cpu,
                 );
@@ -605,7 +613,7 @@ async fn live_loop<B: Backend>(
             apply(&mut app, event, &mut update, &mut cpu);
         }
         if !changes.is_empty() {
-            apply(&mut app, Event::Changes(changes), &mut update, &mut cpu);
+            apply(&mut app, Event::Observed(changes), &mut update, &mut cpu);
         }
         let (t, c) = (Instant::now(), thread_cpu());
         if terminal.draw(|frame| view::draw(frame, &mut app)).is_err() {

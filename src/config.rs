@@ -100,6 +100,17 @@ impl AcknowledgedGap {
     }
 }
 
+/// Shell command lines that start and stop the local instance, and the log
+/// its start writes. Placeholders: `{data}`, `{log}`, `{major}`, `{pg_bin}`.
+/// Unset: Debian's `pg_ctlcluster MAJOR CLUSTER` when /etc/postgresql names
+/// the data directory, else `pg_ctl` as the PostgreSQL user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalService {
+    pub start: Option<String>,
+    pub stop: Option<String>,
+    pub log: Option<PathBuf>,
+}
+
 /// The settings that decide a client's health, defaults filled in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientPolicy {
@@ -114,7 +125,7 @@ pub struct ClientPolicy {
     /// Where this client's database is restored to on this machine (`restore` without --data-dir).
     pub data_dir: Option<PathBuf>,
     /// How `restore` starts, stops and logs the local instance (`None`: detected).
-    pub local: crate::ops::restore::steps::LocalService,
+    pub local: LocalService,
     pub acknowledged_gaps: Vec<AcknowledgedGap>,
 }
 
@@ -292,12 +303,6 @@ impl Config {
             .or_else(|| self.root.clone())
             .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT))
     }
-
-    /// Overrides the policy of every client (the demo and tests use short cadences).
-    pub fn with_defaults(mut self, defaults: ClientPolicy) -> Config {
-        self.defaults = defaults;
-        self
-    }
 }
 
 fn span_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
@@ -362,7 +367,7 @@ fn resolve(
             )?),
         },
         data_dir: raw.data_dir.clone().or_else(|| base.data_dir.clone()),
-        local: crate::ops::restore::steps::LocalService {
+        local: LocalService {
             start: raw
                 .local_start_command
                 .clone()

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
+use crate::archive::folder::{base_dir, wal_dir};
 use crate::archive::wal::{Lsn, SegmentId, SegmentNo, Timeline, magic_for_major_version};
 
 /// The identity of a synthetic cluster.
@@ -68,7 +69,7 @@ impl Cluster {
         mtime: Option<SystemTime>,
     ) -> io::Result<PathBuf> {
         let name = format!("{}.gz", id.file_name(self.seg_size));
-        write_atomically(wal_dir, &name, &gzip(&self.segment_bytes(id))?, mtime)
+        write_part_then_rename(wal_dir, &name, &gzip(&self.segment_bytes(id))?, mtime)
     }
 
     /// Writes an uncompressed segment, as a plain `cp`-style archive_command would.
@@ -78,7 +79,7 @@ impl Cluster {
         id: SegmentId,
         mtime: Option<SystemTime>,
     ) -> io::Result<PathBuf> {
-        write_atomically(
+        write_part_then_rename(
             wal_dir,
             &id.file_name(self.seg_size),
             &self.segment_bytes(id),
@@ -106,8 +107,8 @@ impl Cluster {
         stop: SegmentId,
         taken: SystemTime,
     ) -> io::Result<()> {
-        let base_dir = client_dir.join("base");
-        let wal_dir = client_dir.join("wal");
+        let base_dir = base_dir(&client_dir);
+        let wal_dir = wal_dir(&client_dir);
         fs::create_dir_all(&base_dir)?;
         fs::create_dir_all(&wal_dir)?;
         let label = self.backup_label(start, taken);
@@ -134,7 +135,7 @@ impl Cluster {
         )?;
         append(&mut base, "global/pg_control", &control, taken)?;
         let bytes = base.into_inner()?.finish()?;
-        write_atomically(&base_dir, "base.tar.gz", &bytes, Some(taken))?;
+        write_part_then_rename(&base_dir, "base.tar.gz", &bytes, Some(taken))?;
 
         let mut pg_wal = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::fast()));
         for segno in start.segment.0..=stop.segment.0 {
@@ -150,7 +151,7 @@ impl Cluster {
             )?;
         }
         let bytes = pg_wal.into_inner()?.finish()?;
-        write_atomically(&base_dir, "pg_wal.tar.gz", &bytes, Some(taken))?;
+        write_part_then_rename(&base_dir, "pg_wal.tar.gz", &bytes, Some(taken))?;
 
         let stop_lsn = Lsn(stop.segment.start_lsn(self.seg_size).0 + 0x138);
         let history = format!(
@@ -160,7 +161,7 @@ impl Cluster {
             stop.timeline.0
         );
         let name = format!("{}.{:08X}.backup.gz", start.file_name(self.seg_size), 0x28);
-        write_atomically(
+        write_part_then_rename(
             &wal_dir,
             &name,
             &gzip(history.as_bytes())?,
@@ -181,7 +182,7 @@ impl Cluster {
             .iter()
             .map(|(parent, lsn)| format!("{parent}\t{lsn}\tno recovery target specified\n"))
             .collect();
-        write_atomically(
+        write_part_then_rename(
             wal_dir,
             &format!("{timeline:08X}.history.gz"),
             &gzip(text.as_bytes())?,
@@ -226,7 +227,7 @@ fn pg_time(time: SystemTime) -> String {
 }
 
 /// Writes `dir/name.part`, syncs it, renames it to `dir/name`: what archive_command does.
-pub fn write_atomically(
+pub fn write_part_then_rename(
     dir: &Path,
     name: &str,
     bytes: &[u8],
@@ -288,7 +289,7 @@ pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
     acme.write_base_backup(&dir_acme, acme.id(1, 7), acme.id(1, 8), minutes(21))?;
     for segno in 3..=26u64 {
         acme.archive_segment(
-            &dir_acme.join("wal"),
+            &wal_dir(&dir_acme),
             acme.id(1, segno),
             Some(minutes(27 - segno)),
         )?;
@@ -305,7 +306,7 @@ pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
     )?;
     for segno in 0x40..=0x52u64 {
         globex.archive_segment(
-            &dir_globex.join("wal"),
+            &wal_dir(&dir_globex),
             globex.id(1, segno),
             Some(minutes(180 + (0x52 - segno) * 70)),
         )?;
@@ -322,7 +323,7 @@ pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
     )?;
     for segno in (2..=20u64).filter(|s| !(9..=11).contains(s)) {
         initech.archive_segment(
-            &dir_initech.join("wal"),
+            &wal_dir(&dir_initech),
             initech.id(1, segno),
             Some(minutes(600 - segno * 28)),
         )?;
@@ -331,10 +332,10 @@ pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
     // hooli: an old gap, acknowledged in the config; otherwise fine.
     let hooli = Cluster::new(7702222222222222222, mb16);
     let dir_hooli = root.join("hooli");
-    fs::create_dir_all(dir_hooli.join("wal"))?;
+    fs::create_dir_all(wal_dir(&dir_hooli))?;
     for segno in (1..=14u64).filter(|s| *s != 5) {
         hooli.archive_segment(
-            &dir_hooli.join("wal"),
+            &wal_dir(&dir_hooli),
             hooli.id(1, segno),
             Some(minutes(360 - segno * 25)),
         )?;
@@ -344,11 +345,11 @@ pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
     // umbrella: WAL arrives, but nobody copied the base backup over.
     let umbrella = Cluster::new(7703333333333333333, mb16);
     let dir_umbrella = root.join("umbrella");
-    fs::create_dir_all(dir_umbrella.join("base"))?;
-    fs::create_dir_all(dir_umbrella.join("wal"))?;
+    fs::create_dir_all(base_dir(&dir_umbrella))?;
+    fs::create_dir_all(wal_dir(&dir_umbrella))?;
     for segno in 1..=6u64 {
         umbrella.archive_segment(
-            &dir_umbrella.join("wal"),
+            &wal_dir(&dir_umbrella),
             umbrella.id(1, segno),
             Some(minutes(50 - segno * 5)),
         )?;
@@ -357,7 +358,7 @@ pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
     // wayne: 1 MiB segments (initdb --wal-segsize=1) and a restore that moved it to timeline 2.
     let wayne = Cluster::new(7704444444444444444, 1 << 20);
     let dir_wayne = root.join("wayne");
-    let wayne_wal = dir_wayne.join("wal");
+    let wayne_wal = wal_dir(&dir_wayne);
     wayne.write_base_backup(
         &dir_wayne,
         wayne.id(1, 0x10),
@@ -386,17 +387,15 @@ pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
     stark.write_base_backup(&dir_stark, stark.id(1, 4), stark.id(1, 5), minutes(61))?;
     for segno in 4..=9u64 {
         stark.archive_segment(
-            &dir_stark.join("wal"),
+            &wal_dir(&dir_stark),
             stark.id(1, segno),
             Some(minutes(60 - (segno - 4) * 10)),
         )?;
     }
-    let part = dir_stark
-        .join("wal")
-        .join(format!("{}.gz.part", stark.id(1, 10).file_name(mb16)));
+    let part = wal_dir(&dir_stark).join(format!("{}.gz.part", stark.id(1, 10).file_name(mb16)));
     fs::write(&part, b"\x1f\x8b")?;
     set_mtime(&part, minutes(35))?;
-    let leftover = dir_stark.join("wal").join("test.txt");
+    let leftover = wal_dir(&dir_stark).join("test.txt");
     fs::write(&leftover, b"test\n")?;
     set_mtime(&leftover, minutes(2000))?;
 
@@ -417,7 +416,7 @@ pub fn feed_live_client(
     every: Duration,
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
-    let wal_dir = demo.root.join(&demo.live_client).join("wal");
+    let wal_dir = wal_dir(&demo.root.join(&demo.live_client));
     let cluster = demo.live_cluster;
     let mut next = demo.next_live_segment;
     std::thread::spawn(move || {

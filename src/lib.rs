@@ -32,5 +32,7 @@ pub mod demo;
 pub mod display;
 pub mod ops;
 pub mod pg;
+pub mod pool;
 mod serde_util;
+pub mod store;
 pub mod tui;

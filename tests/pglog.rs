@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 use walwarden::archive::wal::Lsn;
 use walwarden::ops::restore::recovery_conf::{TargetTime, parse_target_time};
-use walwarden::pg::pglog::{LineKind, ReplayOutcome, ReplayTracker, Verdict, classify, codes};
+use walwarden::ops::restore::replay::{ReplayOutcome, ReplayTracker, Verdict};
+use walwarden::pg::pglog::{LineKind, classify, codes};
 
 const ARCHIVE_LAST: &str = "000000010000000000000015";
 

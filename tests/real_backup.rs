@@ -51,7 +51,7 @@ fn a_real_pg15_backup_is_catalogued_without_problems() {
     assert!(
         client
             .base
-            .file(walwarden::archive::catalog::BaseFileKind::Manifest)
+            .file(walwarden::archive::folder::BaseFileKind::Manifest)
             .is_some(),
         "backup_manifest beside the tarballs"
     );

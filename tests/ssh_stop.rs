@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use support::sshd::{TestSshd, free_port};
 use walwarden::config::TargetServer;
 use walwarden::ops::restore::journal::{Entry, Journal, Outcome};
-use walwarden::ops::restore::steps::{self, Driver, RestoreRequest, StepKind};
+use walwarden::ops::restore::request::RestoreRequest;
+use walwarden::ops::restore::steps::{self, Driver, StepKind};
 use walwarden::pg::remote::{self, RemoteError};
 
 /// Answers every confirmation with `answer` and keeps what the engine reported.

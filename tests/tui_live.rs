@@ -1,5 +1,5 @@
 //! The live screens, headless: file changes fed to `App::update` as the
-//! event loop feeds them, with real files behind them (the catalog stats
+//! event loop feeds them, with real files behind them (the observer stats
 //! what lands) and an injected clock. The verification window runs its real
 //! checks (`check_base_backup`, `check_segment`) on the commands the app
 //! returns, as the loop's workers would.
@@ -11,9 +11,10 @@ use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
-use walwarden::archive::catalog::{self, ScanOptions};
+use walwarden::archive::catalog::{self, Observer, ScanOptions};
 use walwarden::archive::watch::WalChange;
-use walwarden::checks::verify::{VerifySettings, check_base_backup, check_segment};
+use walwarden::checks::integrity::{check_base_backup, check_segment};
+use walwarden::checks::verify::VerifySettings;
 use walwarden::config::Config;
 use walwarden::demo::{Cluster, build_demo};
 use walwarden::tui::app::{App, Command, Event};
@@ -31,6 +32,8 @@ struct Live {
     root: PathBuf,
     app: App,
     acme: Cluster,
+    /// Resolves file changes into observations, as the loop's observer thread does.
+    observer: Observer,
 }
 
 fn live() -> Live {
@@ -46,6 +49,7 @@ fn live() -> Live {
     let mut app = App::new(demo.root.clone(), config, at(0));
     app.update(Event::Scanned(Ok(catalog)));
     Live {
+        observer: Observer::new(&demo.root),
         root: demo.root,
         app,
         acme: demo.live_cluster,
@@ -54,6 +58,12 @@ fn live() -> Live {
 }
 
 impl Live {
+    /// File changes as the loop delivers them: observed (stat, reads), then applied.
+    fn changes(&mut self, changes: Vec<WalChange>) -> Vec<Command> {
+        let observed = self.observer.observe_all(&changes);
+        self.app.update(Event::Observed(observed))
+    }
+
     fn keys(&mut self, keys: &[KeyCode]) -> Vec<Command> {
         keys.iter()
             .flat_map(|k| self.app.update(Event::Key(KeyEvent::from(*k))))
@@ -75,7 +85,7 @@ impl Live {
             .archive_segment(&wal, self.acme.id(1, segno), Some(when))
             .unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        self.app.update(Event::Changes(vec![
+        self.changes(vec![
             WalChange::InFlight {
                 client: "acme".into(),
                 name: format!("{name}.part"),
@@ -90,7 +100,7 @@ impl Live {
                 name,
                 seen_at: when,
             },
-        ]))
+        ])
     }
 
     fn screen(&mut self, width: u16, height: u16) -> String {
@@ -144,11 +154,11 @@ fn arrivals_land_in_the_detail_and_mark_the_dashboard_row() {
     let part = live.root.join("acme/wal/00000001000000000000001E.gz.part");
     std::fs::write(&part, b"\x1f\x8b").unwrap();
     walwarden::demo::set_mtime(&part, at(150)).unwrap();
-    live.app.update(Event::Changes(vec![WalChange::InFlight {
+    live.changes(vec![WalChange::InFlight {
         client: "acme".into(),
         name: "00000001000000000000001E.gz.part".into(),
         seen_at: at(150),
-    }]));
+    }]);
     live.app.update(Event::Tick(at(151)));
 
     let client = live.app.catalog.as_ref().unwrap().client("acme").unwrap();
@@ -249,11 +259,11 @@ fn the_verification_window_fails_on_a_foreign_segment_and_on_silence() {
     stranger
         .archive_segment(&wal, stranger.id(1, 28), Some(at(90)))
         .unwrap();
-    let commands = live.app.update(Event::Changes(vec![WalChange::Arrived {
+    let commands = live.changes(vec![WalChange::Arrived {
         client: "acme".into(),
         name: "00000001000000000000001C.gz".into(),
         seen_at: at(90),
-    }]));
+    }]);
     run_commands(&mut live.app, commands);
     live.app.update(Event::Tick(at(181)));
     let report = live.app.verification.as_ref().unwrap().report(at(181));
@@ -297,7 +307,7 @@ fn an_event_storm_is_applied_in_one_batch() {
             seen_at: at(10 + segno),
         });
     }
-    let commands = live.app.update(Event::Changes(changes));
+    let commands = live.changes(changes);
     assert!(commands.is_empty());
     let client = live.app.catalog.as_ref().unwrap().client("acme").unwrap();
     assert_eq!(client.wal.segments.len(), 24 + 500);

@@ -669,11 +669,6 @@ fn progress_is_monotonic_and_ends_at_the_total() {
     assert!(seen.iter().all(|p| p.compressed_done <= total));
 }
 
-unsafe extern "C" {
-    safe fn geteuid() -> u32;
-    safe fn getegid() -> u32;
-}
-
 #[test]
 fn owner_is_given_to_every_entry_or_refused_up_front() {
     let tmp = tempfile::tempdir().unwrap();
@@ -689,7 +684,10 @@ fn owner_is_given_to_every_entry_or_refused_up_front() {
     );
     let dest = tmp.path().join("data");
     fs::create_dir(&dest).unwrap();
-    let me = (geteuid(), getegid());
+    let me = (
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw(),
+    );
 
     // The current user: always allowed (nothing to change).
     unpack(

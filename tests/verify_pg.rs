@@ -22,9 +22,8 @@ use serde_json::Value;
 use support::{RealBackup, RunningServer, make_real_backup};
 use walwarden::archive::catalog::{self, ScanOptions};
 use walwarden::archive::wal::RawSegmentName;
-use walwarden::checks::verify::{
-    ItemState, Verification, VerifySettings, check_base_backup, check_segment,
-};
+use walwarden::checks::integrity::{check_base_backup, check_segment};
+use walwarden::checks::verify::{ItemState, Verification, VerifySettings};
 use walwarden::demo::Cluster;
 
 const CLIENT: &str = "client1";

@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use walwarden::archive::catalog::{self, Applied, Catalog, CatalogError, ScanOptions};
+use walwarden::archive::catalog::{self, Applied, Catalog, CatalogError, Observer, ScanOptions};
 use walwarden::archive::watch::{Arrival, RootWatcher, WalChange, WatchMode};
 use walwarden::checks::health::{self, ProblemCode};
 use walwarden::config::ClientPolicy;
@@ -56,6 +56,8 @@ struct Harness {
     rx: Receiver<WalChange>,
     _watcher: RootWatcher,
     catalog: Catalog,
+    /// Resolves each change as the dashboard's observer thread does.
+    observer: Observer,
     /// Every change received, with what applying it did: the failure message shows it.
     log: Vec<String>,
     /// `(client, arrival)` for every `Applied::Changed { arrival: Some(..) }`, in order.
@@ -81,13 +83,14 @@ impl Harness {
             rx,
             _watcher: watcher,
             catalog,
+            observer: Observer::new(root),
             log: Vec::new(),
             arrivals: Vec::new(),
         }
     }
 
     fn handle(&mut self, change: WalChange) {
-        let applied = self.catalog.apply(&change);
+        let applied = self.catalog.apply(&self.observer.observe(&change));
         self.log.push(format!("{change:?} -> {applied:?}"));
         match applied {
             Applied::Changed {
@@ -478,7 +481,7 @@ fn a_segment_a_rescan_listed_before_its_event_still_arrives_once() {
         seen_at: SystemTime::now(),
     };
     assert_eq!(
-        h.catalog.apply(&again),
+        h.catalog.apply(&h.observer.observe(&again)),
         Applied::Changed {
             client: "acme".into(),
             arrival: None

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::base_backup::{self, BaseTarFull};
-use crate::archive::catalog::FileFact;
+use crate::archive::folder::FileFact;
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("base-facts.json"))
@@ -40,7 +40,7 @@ fn mtime_ns(time: SystemTime) -> u128 {
 impl BaseFactsCache {
     /// Loads the cache; a missing or unreadable file is an empty cache.
     pub fn load(path: Option<&Path>) -> BaseFactsCache {
-        let entries = crate::serde_util::read_json_or_default(path);
+        let entries = crate::store::read_json_or_default(path);
         BaseFactsCache {
             path: path.map(Path::to_owned),
             entries: Mutex::new(entries),
@@ -92,6 +92,6 @@ impl BaseFactsCache {
             return;
         };
         // Failing to remember costs only a full pass next time.
-        let _ = crate::serde_util::write_json_atomically(path, &*entries);
+        let _ = crate::store::write_json(path, &*entries);
     }
 }

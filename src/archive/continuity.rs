@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
-use crate::archive::catalog::{BaseBackup, SegmentFile, WalArchive};
+use crate::archive::folder::{BaseBackup, SegmentFile, WalArchive};
 use crate::archive::wal::{HistoryEntry, Lsn, RawSegmentName, SegmentId, SegmentNo, Timeline};
 
 /// A stretch of WAL on one timeline of the restore's line: from `begin` up to `end` (exclusive).

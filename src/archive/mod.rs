@@ -11,6 +11,7 @@ pub mod base_backup;
 pub mod base_cache;
 pub mod catalog;
 pub mod continuity;
+pub mod folder;
 pub mod manifest;
 pub mod records;
 pub mod wal;

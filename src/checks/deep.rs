@@ -10,22 +10,21 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::catalog::{BaseFileKind, Client};
+use crate::archive::catalog::Client;
+use crate::archive::folder::BaseFileKind;
 use crate::archive::wal::{Lsn, RawSegmentName, SegmentId, SegmentNo, Timeline};
 use crate::checks::health::{Problem, ProblemCode, Status};
-use crate::checks::verify::{BaseCheck, check_base_backup, check_segment};
+use crate::checks::integrity::{BaseCheck, check_base_backup, check_segment};
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("deep-verify.json"))
 }
 
-pub use crate::checks::verify::SegmentVerdict as Verdict;
+pub use crate::checks::integrity::SegmentVerdict as Verdict;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct Remembered {
@@ -49,7 +48,7 @@ impl DeepCache {
     }
 
     pub fn load(path: Option<&Path>) -> DeepCache {
-        let entries = crate::serde_util::read_json_or_default(path);
+        let entries = crate::store::read_json_or_default(path);
         DeepCache {
             path: path.map(Path::to_owned),
             entries,
@@ -61,7 +60,7 @@ impl DeepCache {
         let (Some(path), true) = (&self.path, self.changed) else {
             return Ok(());
         };
-        crate::serde_util::write_json_atomically(path, &self.entries)
+        crate::store::write_json(path, &self.entries)
     }
 }
 
@@ -97,7 +96,7 @@ pub fn verify_client(
     let mut done = 0u64;
 
     // The base tarballs, remembered like any other file.
-    let base_dir = client.path.join("base");
+    let base_dir = client.base_dir();
     let tarballs: Vec<_> = client
         .base
         .files
@@ -111,7 +110,7 @@ pub fn verify_client(
         .iter()
         .find(|f| f.kind == BaseFileKind::Manifest);
     let manifest_key = base_key("backup_manifest");
-    let known = |cache: &DeepCache, key: &str, fact: &crate::archive::catalog::FileFact| {
+    let known = |cache: &DeepCache, key: &str, fact: &crate::archive::folder::FileFact| {
         cache
             .entries
             .get(key)
@@ -124,7 +123,7 @@ pub fn verify_client(
     let base_needed = !tarballs.is_empty() && !base_known;
 
     // Which segments need reading, before anything is read.
-    let wal_dir = client.path.join("wal");
+    let wal_dir = client.wal_dir();
     let segments: Vec<_> = client.wal.segments.iter().filter(|s| !s.partial).collect();
     let keys: Vec<String> = segments
         .iter()
@@ -177,7 +176,7 @@ pub fn verify_client(
                 reason: reason.clone(),
             },
         };
-        let remember = |fact: &crate::archive::catalog::FileFact, verdict: Verdict| Remembered {
+        let remember = |fact: &crate::archive::folder::FileFact, verdict: Verdict| Remembered {
             size: fact.size,
             mtime_ns: mtime_ns(fact.mtime),
             verdict,
@@ -354,33 +353,20 @@ fn check_in_parallel(
     seg_size: u32,
     progress: &mut dyn FnMut(usize),
 ) -> Vec<(usize, Verdict)> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(paths.len());
-    let next = AtomicUsize::new(0);
-    let (sender, receiver) = mpsc::channel();
     let mut results = Vec::with_capacity(paths.len());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let sender = sender.clone();
-            let next = &next;
-            scope.spawn(move || {
-                loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(path) = paths.get(index) else { break };
-                    let verdict = check_segment(path).verdict(expected_sysid, Some(seg_size));
-                    if sender.send((index, verdict)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(sender);
-        for result in receiver {
-            progress(result.0);
-            results.push(result);
-        }
-    });
+    let finished = crate::pool::run(
+        paths,
+        crate::pool::cores(),
+        |path| check_segment(path).verdict(expected_sysid, Some(seg_size)),
+        |index, verdict| {
+            progress(index);
+            results.push((index, verdict));
+        },
+    );
+    // A reader that panicked is a bug, not a verdict on the file: say so, loudly.
+    if let Err(panic) = finished {
+        panic!("deep check of {}: {panic}", paths[panic.index].display());
+    }
     results
 }
 
@@ -463,7 +449,7 @@ const MANIFEST_LINES_SHOWN: usize = 5;
 
 /// The segments of the manifest's WAL ranges found neither in pg_wal.tar.gz
 /// nor in the archive: without them the backup never becomes consistent.
-fn missing_wal(client: &Client, check: &crate::checks::verify::BaseCheck) -> Vec<String> {
+fn missing_wal(client: &Client, check: &crate::checks::integrity::BaseCheck) -> Vec<String> {
     let Some(outcome) = &check.manifest else {
         return Vec::new();
     };

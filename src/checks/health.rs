@@ -6,10 +6,12 @@
 //! Problem codes are stable: scripts and alerts key on them.
 
 use std::fmt;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use crate::archive::catalog::{BaseFileKind, Client};
+use crate::archive::catalog::Client;
+use crate::archive::folder::BaseFileKind;
 use crate::config::ClientPolicy;
+use crate::display::short_duration;
 
 /// How bad a client is. Ordered for aggregation: an unknown client (one
 /// walwarden could not read) outranks a warning, a critical one outranks all.
@@ -174,30 +176,6 @@ pub fn status_of(problems: &[Problem]) -> Status {
         .map(|p| p.severity)
         .max()
         .unwrap_or(Status::Ok)
-}
-
-/// Age as a person reads it: "12m ago", "3h 4m ago"; rounded to what matters.
-pub fn age_text(then: SystemTime, now: SystemTime) -> String {
-    match now.duration_since(then) {
-        Ok(age) => format!("{} ago", short_duration(age)),
-        Err(_) => "just now".into(),
-    }
-}
-
-/// A duration as an on-call engineer reads it: `45s`, `12m`, `3h 4m`, `2d 5h`.
-/// Seconds stop mattering past ten minutes, minutes past a day.
-pub fn short_duration(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    let (days, hours, minutes) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..600 if !secs.is_multiple_of(60) => format!("{minutes}m {}s", secs % 60),
-        60..3600 => format!("{minutes}m"),
-        3600..86_400 if minutes == 0 => format!("{hours}h"),
-        3600..86_400 => format!("{hours}h {minutes}m"),
-        _ if hours == 0 => format!("{days}d"),
-        _ => format!("{days}d {hours}h"),
-    }
 }
 
 pub fn assess(client: &Client, policy: &ClientPolicy, now: SystemTime) -> Vec<Problem> {
@@ -520,20 +498,6 @@ fn assess_unexpected(client: &Client, problems: &mut Vec<Problem>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn short_durations_keep_what_matters() {
-        let d = Duration::from_secs;
-        assert_eq!(short_duration(d(0)), "0s");
-        assert_eq!(short_duration(d(59)), "59s");
-        assert_eq!(short_duration(d(90)), "1m 30s");
-        assert_eq!(short_duration(d(120)), "2m");
-        assert_eq!(short_duration(d(20 * 60 + 3)), "20m");
-        assert_eq!(short_duration(d(3600)), "1h");
-        assert_eq!(short_duration(d(3 * 3600 + 4 * 60 + 59)), "3h 4m");
-        assert_eq!(short_duration(d(86_400)), "1d");
-        assert_eq!(short_duration(d(26 * 3600 + 1800)), "1d 2h");
-    }
 
     #[test]
     fn status_orders_for_aggregation_and_exit_codes() {

@@ -25,11 +25,12 @@ use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
 
-use crate::archive::catalog::{Client, SegmentFile};
+use crate::archive::catalog::Client;
+use crate::archive::folder::SegmentFile;
 use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader};
 use crate::checks::deep::{Verdict, problem_for};
 use crate::checks::health::Problem;
-use crate::checks::verify::SegmentCheck;
+use crate::checks::integrity::SegmentCheck;
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("quick-verify.json"))
@@ -198,7 +199,7 @@ pub struct QuickCache {
 impl QuickCache {
     /// Loads the cache; a missing or unreadable file is an empty cache.
     pub fn load(path: Option<&Path>) -> QuickCache {
-        let clients = crate::serde_util::read_json_or_default(path);
+        let clients = crate::store::read_json_or_default(path);
         QuickCache {
             path: path.map(Path::to_owned),
             clients,
@@ -211,7 +212,7 @@ impl QuickCache {
         let (Some(path), true) = (&self.path, self.changed) else {
             return Ok(());
         };
-        crate::serde_util::write_json_atomically(path, &self.clients)
+        crate::store::write_json(path, &self.clients)
     }
 
     /// Judges the client's segments not judged before; returns the problems
@@ -226,7 +227,7 @@ impl QuickCache {
             return Vec::new();
         };
         let expected_sysid = client.system_identifier;
-        let wal_dir = client.path.join("wal");
+        let wal_dir = crate::archive::folder::wal_dir(&client.path);
         // Zero-byte files are reported as missing by the ordinary rules; partial ones are not segments yet.
         let eligible = |s: &&SegmentFile| !s.partial && s.size > 0;
         let segments: &[SegmentFile] = &client.segments;

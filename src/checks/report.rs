@@ -8,8 +8,9 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::archive::base_backup::BackupLabel;
-use crate::archive::catalog::{BaseFile, Catalog, Client};
+use crate::archive::catalog::{Catalog, Client};
 use crate::archive::continuity::{Gap, TimelineSummary};
+use crate::archive::folder::BaseFile;
 use crate::checks::health::{self, Problem, Status};
 use crate::config::Config;
 
@@ -60,7 +61,7 @@ impl ClientReport {
         client_dir: &std::path::Path,
     ) {
         self.problems
-            .extend(crate::pg::target::problems(&view, client_dir));
+            .extend(crate::checks::target::problems(&view, client_dir));
         self.status = health::status_of(&self.problems);
         self.target = Some(view);
     }
@@ -122,7 +123,7 @@ impl CheckReport {
                         Status::Warning,
                         format!(
                             "no successful restore drill within {} ({when})",
-                            health::short_duration(max_age)
+                            crate::display::short_duration(max_age)
                         ),
                         format!(
                             "run `walwarden drill {}`: only a restore proves the backup restores",

@@ -10,11 +10,11 @@ use clap::Args;
 use color_eyre::eyre::{Result, WrapErr};
 
 use crate::archive::catalog::{self, ScanOptions};
-use crate::checks::health::{Status, age_text};
+use crate::checks::health::Status;
 use crate::checks::report::{CheckReport, ClientReport};
 use crate::config::Config;
+use crate::display::{age_text, time_text};
 use crate::pg::target::TargetView;
-use crate::serde_util::time_text;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
@@ -85,7 +85,7 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
             .wrap_err("cannot remember the quick-check results")?;
     }
     if args.target {
-        for (client, view) in read_targets(&report, config) {
+        for (client, view) in read_targets(&report, config)? {
             report.add_target(&client, view);
         }
     }
@@ -93,9 +93,8 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
         report.add_drills(&crate::ops::drill::load_history(&history), config);
     }
     if let Some(path) = &args.textfile {
-        let temporary = path.with_extension("prom.tmp");
-        std::fs::write(&temporary, crate::checks::metrics::prometheus(&report))
-            .and_then(|_| std::fs::rename(&temporary, path))
+        let metrics = crate::checks::metrics::prometheus(&report);
+        crate::store::write_atomically(path, metrics.as_bytes(), crate::store::SHARED)
             .wrap_err_with(|| format!("cannot write {}", path.display()))?;
     }
     let mut out = std::io::stdout().lock();
@@ -112,17 +111,22 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
     Ok(report.exit_code())
 }
 
-/// Every configured target, read in parallel: one slow server costs one connect timeout.
-fn read_targets(report: &CheckReport, config: &Config) -> Vec<(String, TargetView)> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = report
-            .clients
-            .iter()
-            .filter_map(|c| Some((c.name.clone(), config.target_for(&c.name)?.clone())))
-            .map(|(name, target)| scope.spawn(move || (name, crate::pg::target::view(&target))))
-            .collect();
-        handles.into_iter().filter_map(|h| h.join().ok()).collect()
-    })
+/// Every configured target, read in parallel (one thread each: the reads
+/// wait on the network), so one slow server costs one connect timeout.
+fn read_targets(report: &CheckReport, config: &Config) -> Result<Vec<(String, TargetView)>> {
+    let targets: Vec<(String, crate::config::TargetServer)> = report
+        .clients
+        .iter()
+        .filter_map(|c| Some((c.name.clone(), config.target_for(&c.name)?.clone())))
+        .collect();
+    let mut views = Vec::with_capacity(targets.len());
+    crate::pool::run(
+        &targets,
+        targets.len(),
+        |(_, target)| crate::pg::target::view(target),
+        |index, view| views.push((targets[index].0.clone(), view)),
+    )?;
+    Ok(views)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

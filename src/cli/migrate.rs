@@ -13,7 +13,6 @@ use color_eyre::eyre::{Result, WrapErr};
 
 use crate::display::human_bytes;
 use crate::ops::migrate::{self, End, MigratePlan, Migration, Preflight, Progress};
-use crate::ops::restore::RestoreError;
 use crate::pg::local::PgUser;
 
 #[derive(Debug, Args)]
@@ -133,10 +132,7 @@ impl Progress for StderrProgress {
 
 fn plan(args: &MigrateArgs) -> Result<MigratePlan, String> {
     let os_user = match &args.os_user {
-        Some(name) => Some(PgUser::lookup(name).map_err(|e| match e {
-            RestoreError::Preflight(message) => message,
-            other => other.to_string(),
-        })?),
+        Some(name) => Some(PgUser::lookup(name).map_err(|e| e.to_string())?),
         None => None,
     };
     for (flag, value) in [("--from", &args.from), ("--to", &args.to)] {

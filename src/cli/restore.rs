@@ -10,10 +10,11 @@ use clap::Args;
 use color_eyre::eyre::{Result, WrapErr, eyre};
 
 use crate::archive::catalog::{self, ScanOptions};
-use crate::checks::health::short_duration;
 use crate::config::Config;
+use crate::display::short_duration;
 use crate::ops::restore::journal::Outcome;
-use crate::ops::restore::steps::{self, Driver, RestoreRequest, StepKind};
+use crate::ops::restore::request::RestoreRequest;
+use crate::ops::restore::steps::{self, Driver, StepKind};
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -54,7 +55,7 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "CLIENT")]
     pub confirm_purge: Option<String>,
     /// Go past a preflight check that refused (archive-readable), knowing the restore will likely stop early
-    #[arg(long, value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(crate::ops::restore::steps::FORCEABLE_CHECKS))]
+    #[arg(long, value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(crate::ops::restore::request::FORCEABLE_CHECKS))]
     pub force: Vec<String>,
     /// Starts the local instance (shell; {data} {log} {major} {pg_bin}); default: pg_ctlcluster for a Debian cluster on the data dir, else pg_ctl
     #[arg(long, value_name = "COMMAND")]
@@ -209,7 +210,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
         replay_timeout: args.replay_timeout,
         local: {
             let configured = &config.policy_for(&args.client).local;
-            crate::ops::restore::steps::LocalService {
+            crate::config::LocalService {
                 start: args
                     .start_command
                     .clone()

@@ -41,7 +41,7 @@ pub struct SetupArgs {
     #[arg(long)]
     pub plain: bool,
     /// archive_timeout for production, in seconds
-    #[arg(long, default_value_t = setup::PRODUCTION_ARCHIVE_TIMEOUT, value_name = "SECONDS")]
+    #[arg(long, default_value_t = crate::pg::target::PRODUCTION_ARCHIVE_TIMEOUT, value_name = "SECONDS")]
     pub archive_timeout: u64,
     /// Where pg_basebackup writes on the target before the copy
     #[arg(long, default_value = "/tmp/backups", value_name = "DIR")]

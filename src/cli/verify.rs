@@ -11,11 +11,11 @@ use tokio::sync::mpsc;
 
 use crate::archive::catalog::{self, ScanOptions};
 use crate::archive::watch::{RootWatcher, WalChange, WatchMode};
-use crate::checks::health::short_duration;
-use crate::checks::verify::{
-    BaseCheck, Progress, SegmentCheck, Verification, VerifySettings, check_base_backup,
-    check_segment,
+use crate::checks::integrity::{
+    BaseCheck, Progress, SegmentCheck, check_base_backup, check_segment,
 };
+use crate::checks::verify::{Verification, VerifySettings};
+use crate::display::short_duration;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -91,7 +91,7 @@ async fn verify(
         catalog::scan_client(root, &args.client, &options).wrap_err("cannot read the client")?;
     let mut verification = Verification::new(&client, settings, SystemTime::now());
     verification.target_expected = target.is_some();
-    let wal_dir: PathBuf = client.path.join("wal");
+    let wal_dir: PathBuf = client.wal_dir();
     say(
         args,
         &format!(
@@ -104,7 +104,7 @@ async fn verify(
         ),
     );
 
-    let base_dir = client.path.join("base");
+    let base_dir = client.base_dir();
     let base_tx = tx.clone();
     tokio::task::spawn_blocking(move || {
         let progress_tx = base_tx.clone();

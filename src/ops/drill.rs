@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::catalog::Client;
-use crate::ops::restore::steps::{self, Driver, RestoreRequest};
-use crate::pg::local::PgUser;
+use crate::ops::restore::request::RestoreRequest;
+use crate::ops::restore::steps::{self, Driver};
+use crate::pg::local::{LocalError, PgUser};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillRecord {
@@ -37,7 +38,7 @@ pub fn default_history_path() -> Option<PathBuf> {
 }
 
 pub fn load_history(path: &Path) -> Vec<DrillRecord> {
-    crate::serde_util::read_json_or_default(Some(path))
+    crate::store::read_json_or_default(Some(path))
 }
 
 impl DrillRecord {
@@ -46,7 +47,7 @@ impl DrillRecord {
         let now = SystemTime::now();
         DrillRecord {
             client: client.to_owned(),
-            at: crate::serde_util::time_text(now),
+            at: crate::display::time_text(now),
             at_unix: now
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
@@ -58,10 +59,11 @@ impl DrillRecord {
     }
 }
 
+/// Adds a record under the history's lock: two drills finishing at once both stay recorded.
 pub fn append_history(path: &Path, record: &DrillRecord) -> std::io::Result<()> {
-    let mut history = load_history(path);
-    history.push(record.clone());
-    crate::serde_util::write_json_atomically(path, &history)
+    crate::store::update_json(path, |history: &mut Vec<DrillRecord>| {
+        history.push(record.clone())
+    })
 }
 
 /// The newest successful drill of a client.
@@ -90,7 +92,7 @@ pub fn drill(
     let now = SystemTime::now();
     let mut record = DrillRecord {
         client: client.name.clone(),
-        at: crate::serde_util::time_text(now),
+        at: crate::display::time_text(now),
         at_unix: now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),
@@ -194,21 +196,35 @@ fn pg_bin_for(pg_bin: Option<&Path>, client: &Client) -> PathBuf {
         .unwrap_or_else(|| crate::pg::local::default_pg_bin(major))
 }
 
+/// Why the restored server did not answer the sanity query.
+#[derive(Debug, thiserror::Error)]
+enum SanityError {
+    #[error(transparent)]
+    User(#[from] LocalError),
+    #[error("{0}")]
+    CannotRun(std::io::Error),
+    /// What psql printed on stderr.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Lists databases and counts relations on the restored server.
 fn sanity_query(
     os_user: &str,
     socket_dir: &str,
     port: u16,
     pg_bin: &Path,
-) -> Result<String, String> {
-    let user = PgUser::lookup(os_user).map_err(|e| e.to_string())?;
+) -> Result<String, SanityError> {
+    let user = PgUser::lookup(os_user)?;
     let mut command = user.command(pg_bin.join("psql"));
     command
         .args(["-X", "-A", "-t", "-h", socket_dir, "-p", &port.to_string(), "-d", "postgres", "-c"])
         .arg("select (select count(*) from pg_database where not datistemplate) || ' databases, ' || (select count(*) from pg_class) || ' relations'");
-    let output = command.output().map_err(|e| e.to_string())?;
+    let output = command.output().map_err(SanityError::CannotRun)?;
     if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+        return Err(SanityError::Refused(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ));
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }

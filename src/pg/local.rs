@@ -5,7 +5,23 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::ops::restore::RestoreError;
+use thiserror::Error;
+
+/// Why the local PostgreSQL's user or binaries cannot be used.
+#[derive(Debug, Error)]
+pub enum LocalError {
+    #[error("no OS user named {0:?} (set --os-user to the user PostgreSQL runs as)")]
+    NoSuchUser(String),
+    #[error("PostgreSQL must not run as root: pass --os-user postgres (or the user it runs as)")]
+    RootUser,
+    #[error("cannot run {program}: {source} (point --pg-bin at the PostgreSQL binaries)")]
+    CannotRun {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read a version from {program}: {output:?}")]
+    NoVersion { program: PathBuf, output: String },
+}
 
 /// The OS user PostgreSQL runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,20 +32,13 @@ pub struct PgUser {
 }
 
 impl PgUser {
-    pub fn lookup(name: &str) -> Result<PgUser, RestoreError> {
+    pub fn lookup(name: &str) -> Result<PgUser, LocalError> {
         let user = nix::unistd::User::from_name(name)
             .ok()
             .flatten()
-            .ok_or_else(|| {
-                RestoreError::Preflight(format!(
-                    "no OS user named {name:?} (set --os-user to the user PostgreSQL runs as)"
-                ))
-            })?;
+            .ok_or_else(|| LocalError::NoSuchUser(name.to_owned()))?;
         if user.uid.is_root() {
-            return Err(RestoreError::Preflight(
-                "PostgreSQL must not run as root: pass --os-user postgres (or the user it runs as)"
-                    .into(),
-            ));
+            return Err(LocalError::RootUser);
         }
         Ok(PgUser {
             name: name.to_owned(),
@@ -64,23 +73,19 @@ pub fn default_pg_bin(major: u32) -> PathBuf {
 
 /// The major version of the server binaries in `pg_bin`, from `postgres --version`
 /// (`postgres (PostgreSQL) 15.20 (Debian 15.20-0+deb12u1)`).
-pub fn server_major(pg_bin: &Path) -> Result<u32, RestoreError> {
+pub fn server_major(pg_bin: &Path) -> Result<u32, LocalError> {
     let postgres = pg_bin.join("postgres");
     let output = Command::new(&postgres)
         .arg("--version")
         .output()
-        .map_err(|e| {
-            RestoreError::Preflight(format!(
-                "cannot run {}: {e} (point --pg-bin at the PostgreSQL binaries)",
-                postgres.display()
-            ))
+        .map_err(|source| LocalError::CannotRun {
+            program: postgres.clone(),
+            source,
         })?;
     let text = String::from_utf8_lossy(&output.stdout);
-    parse_major(&text).ok_or_else(|| {
-        RestoreError::Preflight(format!(
-            "cannot read a version from {}: {text:?}",
-            postgres.display()
-        ))
+    parse_major(&text).ok_or_else(|| LocalError::NoVersion {
+        program: postgres,
+        output: text.into_owned(),
     })
 }
 

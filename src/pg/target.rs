@@ -5,21 +5,22 @@
 //! One SSH login runs one small script (psql for the settings and counters as
 //! JSON, then the log's tail), so a slow target costs one connect timeout at most.
 
-use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::checks::health::{Problem, ProblemCode, Status};
 use crate::config::TargetServer;
-use crate::ops::setup::VERIFICATION_ARCHIVE_TIMEOUT;
 use crate::pg::local::shell_quote;
 use crate::pg::pglog::{Severity, Source, split_line};
 use crate::pg::remote::{self, RemoteError};
 
 /// Log lines read from the end of the server's log.
 pub const LOG_TAIL_LINES: usize = 4000;
+/// The production archive_timeout the tutorial recommends (one hour).
+pub const PRODUCTION_ARCHIVE_TIMEOUT: u64 = 3600;
+/// The archive_timeout of the 3–5 minute verification, to be undone afterwards.
+pub const VERIFICATION_ARCHIVE_TIMEOUT: u64 = 60;
 /// Failures kept for the screen and the report (newest last).
 pub const FAILURES_SHOWN: usize = 5;
 
@@ -392,97 +393,6 @@ pub fn diagnose(message: &str, output: &[String]) -> FailureDiagnosis {
     }
 }
 
-/// The problems the target's side shows, for the client folder `client_dir`.
-pub fn problems(view: &TargetView, client_dir: &Path) -> Vec<Problem> {
-    let status = match view {
-        TargetView::Unreachable { address, error } => {
-            return vec![Problem::new(
-                ProblemCode::TargetUnreachable,
-                Status::Unknown,
-                format!("target {address} not reached: {error}"),
-                "check the target is up and that this server can ssh to it (host, user, known_hosts in [clients.NAME.target])".to_owned(),
-            )];
-        }
-        TargetView::Reached(status) => status,
-    };
-    let state = &status.state;
-    let mut problems = Vec::new();
-    if state.in_recovery {
-        return problems;
-    }
-    if state.wal_level == "minimal" {
-        problems.push(Problem::new(
-            ProblemCode::ArchiveOff,
-            Status::Critical,
-            "wal_level = minimal on the target: WAL cannot be archived for recovery".to_owned(),
-            "set wal_level = replica in postgresql.conf and restart".to_owned(),
-        ));
-    }
-    if state.archive_mode == "off" {
-        problems.push(Problem::new(
-            ProblemCode::ArchiveOff,
-            Status::Critical,
-            "archive_mode = off on the target: nothing is archived".to_owned(),
-            "set archive_mode = on (see `walwarden setup CLIENT --dry-run` for the lines) and restart".to_owned(),
-        ));
-    }
-    if status.is_failing() {
-        let why = status
-            .failures
-            .last()
-            .map_or(String::new(), |f| format!(": {}", f.diagnosis.summary));
-        let fix = status.failures.last().map_or_else(
-            || "read the target's log for `archive command failed`".to_owned(),
-            |f| f.diagnosis.fix.clone(),
-        );
-        problems.push(Problem::new(
-            ProblemCode::ArchivingFailing,
-            Status::Critical,
-            format!(
-                "archiving is failing on the target: last archived {}, {} failures counted (last on {}){why}",
-                state.last_archived_wal.as_deref().unwrap_or("nothing"),
-                state.failed_count,
-                status
-                    .failures
-                    .iter()
-                    .rev()
-                    .find_map(ArchiveFailure::segment)
-                    .or(state.last_failed_wal.as_deref())
-                    .unwrap_or("?"),
-            ),
-            fix,
-        ));
-    }
-    if state.archive_timeout == VERIFICATION_ARCHIVE_TIMEOUT {
-        problems.push(Problem::new(
-            ProblemCode::ArchiveTimeoutVerification,
-            Status::Warning,
-            "archive_timeout is still 60 s, the verification value: a quiet server ships 16 MiB a minute (22 GiB a day)".to_owned(),
-            "set archive_timeout back to the production value (3600 to 86400) and reload".to_owned(),
-        ));
-    } else if state.archive_timeout == 0 && state.archive_mode != "off" {
-        problems.push(Problem::new(
-            ProblemCode::ArchiveTimeoutOff,
-            Status::Warning,
-            "archive_timeout = 0: a quiet server's last changes wait in a segment that may not fill for days".to_owned(),
-            "set archive_timeout = 3600 (the tutorial's production value) and reload".to_owned(),
-        ));
-    }
-    let wal_dir = client_dir.join("wal");
-    if state.archive_mode != "off" && !state.archive_command.contains(&*wal_dir.to_string_lossy()) {
-        problems.push(Problem::new(
-            ProblemCode::ArchiveCommandElsewhere,
-            Status::Warning,
-            format!(
-                "the target's archive_command does not name {}: it archives somewhere else",
-                wal_dir.display()
-            ),
-            "paste the archive_command from `walwarden setup CLIENT --dry-run`".to_owned(),
-        ));
-    }
-    problems
-}
-
 /// How long ago an RFC 3339 UTC time from the target was, by this machine's clock.
 pub fn age_of(time: &str, now: SystemTime) -> Option<Duration> {
     let at = humantime::parse_rfc3339_weak(time.trim_end_matches('Z')).ok()?;
@@ -502,7 +412,7 @@ pub fn summary_lines(view: &TargetView, now: SystemTime) -> Vec<String> {
         time.as_deref()
             .and_then(|t| age_of(t, now))
             .map_or(String::new(), |d| {
-                format!(", {} ago", crate::checks::health::short_duration(d))
+                format!(", {} ago", crate::display::short_duration(d))
             })
     };
     let mut lines = vec![
@@ -512,9 +422,7 @@ pub fn summary_lines(view: &TargetView, now: SystemTime) -> Vec<String> {
             state.version_num / 10000,
             state.wal_level,
             state.archive_mode,
-            crate::checks::health::short_duration(std::time::Duration::from_secs(
-                state.archive_timeout
-            )),
+            crate::display::short_duration(std::time::Duration::from_secs(state.archive_timeout)),
             if state.in_recovery {
                 " (in recovery)"
             } else {
@@ -552,11 +460,12 @@ pub fn summary_lines(view: &TargetView, now: SystemTime) -> Vec<String> {
     lines
 }
 
+/// A target's side as tests build it: a healthy archiver's state and a log tail with failures.
 #[cfg(test)]
-mod tests {
+pub(crate) mod fixtures {
     use super::*;
 
-    const LOG: &str = "\
+    pub const LOG: &str = "\
 2026-11-25 13:11:50.001 UTC [9012] LOG:  checkpoint starting: time
 Host key verification failed.
 2026-11-25 13:11:53.068 UTC [9012] LOG:  archive command failed with exit code 255
@@ -568,6 +477,47 @@ sh: 1: cannot create /b/foo/wal/00000001000000000000000C.gz.part: Permission den
 2026-11-25 13:13:53.068 UTC [9012] LOG:  archive command failed with exit code 2
 2026-11-25 13:13:53.069 UTC [9012] DETAIL:  The failed archive command was: x
 ";
+
+    pub fn state() -> ArchiverState {
+        ArchiverState {
+            version_num: 150010,
+            wal_level: "replica".into(),
+            archive_mode: "on".into(),
+            archive_command: "gzip -c -9 %p | ssh foo@b \"... /b/foo/wal/%f.gz\"".into(),
+            archive_timeout: 3600,
+            in_recovery: false,
+            archived_count: 10,
+            last_archived_wal: Some("00000001000000000000000A".into()),
+            last_archived_time: Some("2026-11-25T13:10:00.000000Z".into()),
+            failed_count: 0,
+            last_failed_wal: None,
+            last_failed_time: None,
+            stats_reset: None,
+            server_now: "2026-11-25T13:20:00.000000Z".into(),
+            log_file: None,
+        }
+    }
+
+    pub fn reached(state: ArchiverState) -> TargetView {
+        with_log(state, "")
+    }
+
+    pub fn with_log(state: ArchiverState, log: &str) -> TargetView {
+        TargetView::Reached(Box::new(TargetStatus {
+            address: "db".into(),
+            state,
+            log_file: "/var/log/x.log".into(),
+            failures: archive_failures(log),
+            failures_in_tail: archive_failures(log).len(),
+            log_error: None,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fixtures::{LOG, state};
+    use super::*;
 
     #[test]
     fn failures_are_found_with_their_command_output_and_diagnosis() {
@@ -619,101 +569,6 @@ sh: 1: cannot create /b/foo/wal/00000001000000000000000C.gz.part: Permission den
             "bad-transfer"
         );
         assert_eq!(code("something else"), "archive-command-failed");
-    }
-
-    fn state() -> ArchiverState {
-        ArchiverState {
-            version_num: 150010,
-            wal_level: "replica".into(),
-            archive_mode: "on".into(),
-            archive_command: "gzip -c -9 %p | ssh foo@b \"... /b/foo/wal/%f.gz\"".into(),
-            archive_timeout: 3600,
-            in_recovery: false,
-            archived_count: 10,
-            last_archived_wal: Some("00000001000000000000000A".into()),
-            last_archived_time: Some("2026-11-25T13:10:00.000000Z".into()),
-            failed_count: 0,
-            last_failed_wal: None,
-            last_failed_time: None,
-            stats_reset: None,
-            server_now: "2026-11-25T13:20:00.000000Z".into(),
-            log_file: None,
-        }
-    }
-
-    fn reached(state: ArchiverState) -> TargetView {
-        with_log(state, "")
-    }
-
-    fn with_log(state: ArchiverState, log: &str) -> TargetView {
-        TargetView::Reached(Box::new(TargetStatus {
-            address: "db".into(),
-            state,
-            log_file: "/var/log/x.log".into(),
-            failures: archive_failures(log),
-            failures_in_tail: archive_failures(log).len(),
-            log_error: None,
-        }))
-    }
-
-    fn codes(view: &TargetView) -> Vec<ProblemCode> {
-        problems(view, Path::new("/b/foo"))
-            .iter()
-            .map(|p| p.code)
-            .collect()
-    }
-
-    #[test]
-    fn a_healthy_target_has_no_problems_and_each_fault_has_its_code() {
-        assert_eq!(codes(&reached(state())), vec![]);
-        let mut failing = state();
-        failing.failed_count = 4;
-        failing.last_failed_wal = Some("00000001000000000000000B".into());
-        failing.last_failed_time = Some("2026-11-25T13:13:53.000000Z".into());
-        assert_eq!(
-            codes(&with_log(failing.clone(), LOG)),
-            vec![ProblemCode::ArchivingFailing]
-        );
-        let message = &problems(&with_log(failing.clone(), LOG), Path::new("/b/foo"))[0];
-        assert!(
-            message.message.contains("4 failures counted"),
-            "{}",
-            message.message
-        );
-        assert!(message.fix.contains("walwarden setup"), "{}", message.fix);
-        // An old failure followed by successes is not "failing".
-        failing.last_archived_time = Some("2026-11-25T13:14:00.000000Z".into());
-        failing.last_archived_wal = Some("00000001000000000000000C".into());
-        assert_eq!(codes(&with_log(failing, LOG)), vec![]);
-        // ssh's exit 255 is FATAL to the archiver and never counted: the log
-        // still shows segment 0B failing after 0A was archived.
-        let mut uncounted = state();
-        uncounted.failed_count = 0;
-        assert_eq!(codes(&reached(uncounted.clone())), vec![]);
-        assert_eq!(
-            codes(&with_log(uncounted, LOG)),
-            vec![ProblemCode::ArchivingFailing]
-        );
-        let mut verifying = state();
-        verifying.archive_timeout = 60;
-        assert_eq!(
-            codes(&reached(verifying)),
-            vec![ProblemCode::ArchiveTimeoutVerification]
-        );
-        let mut off = state();
-        off.archive_mode = "off".into();
-        assert_eq!(codes(&reached(off)), vec![ProblemCode::ArchiveOff]);
-        let mut elsewhere = state();
-        elsewhere.archive_command = "cp %p /mnt/x/%f".into();
-        assert_eq!(
-            codes(&reached(elsewhere)),
-            vec![ProblemCode::ArchiveCommandElsewhere]
-        );
-        let gone = TargetView::Unreachable {
-            address: "db".into(),
-            error: "db is unreachable: Connection refused".into(),
-        };
-        assert_eq!(codes(&gone), vec![ProblemCode::TargetUnreachable]);
     }
 
     #[test]

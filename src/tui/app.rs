@@ -7,10 +7,11 @@ use std::time::SystemTime;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use crate::archive::catalog::{Applied, Catalog, Client};
-use crate::archive::watch::{WalChange, WatchMode};
+use crate::archive::catalog::{Applied, Catalog, Client, Observation};
+use crate::archive::watch::WatchMode;
+use crate::checks::integrity::{BaseCheck, Progress, SegmentCheck};
 use crate::checks::report::ClientReport;
-use crate::checks::verify::{BaseCheck, Progress, SegmentCheck, Verification, VerifySettings};
+use crate::checks::verify::{Verification, VerifySettings};
 use crate::config::Config;
 use crate::tui::keymap::{self, Action, Scope};
 use crate::tui::wizard::{RestoreEvent, Wizard, WizardCommand};
@@ -28,8 +29,9 @@ pub enum Event {
         name: String,
         result: Result<Box<Client>, String>,
     },
-    /// File events, as many as arrived since the last frame.
-    Changes(Vec<WalChange>),
+    /// File events resolved off this thread (stat, label, header), as many
+    /// as arrived since the last frame.
+    Observed(Vec<Observation>),
     /// The watcher started (how trustworthy it is), or could not start.
     Watching(Result<WatchMode, String>),
     /// The restore engine reported something.
@@ -95,7 +97,7 @@ pub enum Command {
     /// Re-read this client and run the restore engine on it in the background.
     StartRestore {
         client: String,
-        request: Box<crate::ops::restore::steps::RestoreRequest>,
+        request: Box<crate::ops::restore::request::RestoreRequest>,
     },
     /// The engineer's answer to the engine's pending question.
     AnswerRestore(bool),
@@ -376,7 +378,7 @@ impl App {
                 self.rebuild_rows();
                 Vec::new()
             }
-            Event::Changes(changes) => self.on_changes(changes),
+            Event::Observed(observations) => self.on_observations(observations),
             Event::Drills(history) => {
                 self.drills = history;
                 Vec::new()
@@ -499,16 +501,16 @@ impl App {
         }
     }
 
-    /// Applies a batch of file events to the catalog, then recomputes derived facts once.
-    fn on_changes(&mut self, changes: Vec<WalChange>) -> Vec<Command> {
+    /// Applies a batch of observed file changes to the catalog, then recomputes derived facts once.
+    fn on_observations(&mut self, observations: Vec<Observation>) -> Vec<Command> {
         let Some(catalog) = &mut self.catalog else {
             // The first scan is still running and will see these files.
             return Vec::new();
         };
         let mut commands = Vec::new();
-        for change in &changes {
+        for observation in &observations {
             self.events_applied += 1;
-            match catalog.apply(change) {
+            match catalog.apply(observation) {
                 Applied::Nothing => {}
                 Applied::Changed { client, arrival } => {
                     let Some(arrival) = arrival else { continue };
@@ -519,7 +521,7 @@ impl App {
                     {
                         let path = catalog
                             .client(&client)
-                            .map(|c| c.path.join("wal").join(&arrival.name));
+                            .map(|c| c.wal_dir().join(&arrival.name));
                         commands.extend(path.map(|path| Command::CheckSegment {
                             path,
                             seen_at: arrival.at,
@@ -551,7 +553,7 @@ impl App {
         };
         let mut verification = Verification::new(client, self.verify_settings, self.now);
         verification.target_expected = self.config.target_for(name).is_some();
-        let base_dir = client.path.join("base");
+        let base_dir = client.base_dir();
         self.verification = Some(verification);
         self.screen = Screen::Verify;
         let mut commands = vec![Command::CheckBase(base_dir)];

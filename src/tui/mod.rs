@@ -20,8 +20,8 @@ use tokio::sync::mpsc;
 
 use crate::archive::catalog::{self, Catalog, ScanOptions};
 use crate::archive::watch::RootWatcher;
+use crate::checks::integrity::{check_base_backup, check_segment};
 use crate::checks::quick::{QuickCache, QuickInput};
-use crate::checks::verify::{check_base_backup, check_segment};
 use crate::config::Config;
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::steps::{self, Driver, StepKind};
@@ -72,7 +72,8 @@ pub fn run(root: PathBuf, config: Config, options: Options) -> Result<()> {
 /// Internal messages: the app's events plus the loop's own timers.
 enum Message {
     App(Event),
-    Change(crate::archive::watch::WalChange),
+    /// A file event, already resolved into facts by the observer thread.
+    Observed(crate::archive::catalog::Observation),
     ResyncDue,
     Terminate,
 }
@@ -97,9 +98,14 @@ async fn event_loop(
     app.default_backup_host = crate::ops::setup::this_host();
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // Watch before the first scan: a file landing in between is seen by one of them.
-    let watch_tx = tx.clone();
+    // Each file event is resolved (stat, reads) on the observer's thread: this one never touches the disk.
+    let observed_tx = tx.clone();
+    let watch_tx = catalog::spawn_observer(&root, move |_, observation| {
+        observed_tx.send(Message::Observed(observation)).is_ok()
+    })
+    .wrap_err("cannot start the file observer")?;
     let watcher = RootWatcher::start(&root, move |change| {
-        let _ = watch_tx.send(Message::Change(change));
+        let _ = watch_tx.send(change);
     });
     let watch_state = match &watcher {
         Ok(watcher) => Ok(watcher.mode.clone()),
@@ -126,8 +132,8 @@ async fn event_loop(
         let mut changes = Vec::new();
         for message in pending {
             let event = match message {
-                Message::Change(change) => {
-                    changes.push(change);
+                Message::Observed(observation) => {
+                    changes.push(observation);
                     continue;
                 }
                 Message::App(event) => event,
@@ -138,7 +144,7 @@ async fn event_loop(
                 Message::Terminate => return Ok(()),
             };
             if !changes.is_empty()
-                && jobs.run(app.update(Event::Changes(std::mem::take(&mut changes))))
+                && jobs.run(app.update(Event::Observed(std::mem::take(&mut changes))))
             {
                 return Ok(());
             }
@@ -150,7 +156,7 @@ async fn event_loop(
                 return Ok(());
             }
         }
-        if !changes.is_empty() && jobs.run(app.update(Event::Changes(changes))) {
+        if !changes.is_empty() && jobs.run(app.update(Event::Observed(changes))) {
             return Ok(());
         }
     }

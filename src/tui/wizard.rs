@@ -11,7 +11,8 @@ use crossterm::event::{KeyCode, KeyEvent};
 
 use crate::config::Config;
 use crate::ops::restore::journal::Outcome;
-use crate::ops::restore::steps::{RestoreRequest, StepKind, Summary};
+use crate::ops::restore::request::RestoreRequest;
+use crate::ops::restore::steps::{StepKind, Summary};
 
 /// What the engine reports, in order.
 #[derive(Debug)]

@@ -57,13 +57,9 @@ const PG_ENV: &[&str] = &[
     "PGLOCALEDIR",
 ];
 
-unsafe extern "C" {
-    safe fn geteuid() -> u32;
-}
-
 /// True when the test process runs as root (effective uid 0).
 pub fn is_root() -> bool {
-    geteuid() == 0
+    nix::unistd::geteuid().is_root()
 }
 
 /// The unprivileged OS user PostgreSQL runs as when the tests run as root.

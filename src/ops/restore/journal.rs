@@ -10,6 +10,8 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
+use super::error::RollbackError;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -70,7 +72,7 @@ impl Journal {
         moved_aside_to: Option<PathBuf>,
     ) -> io::Result<()> {
         let entry = Entry {
-            at: crate::serde_util::time_text_precise(SystemTime::now()),
+            at: crate::display::time_text_precise(SystemTime::now()),
             step: step.to_owned(),
             outcome,
             detail: detail.into(),
@@ -111,7 +113,7 @@ impl Journal {
 /// `<dir>.<what>-<UTC time>` beside the data directory: where old contents are
 /// moved aside, or a failed restore's files are kept.
 pub fn stamped_sibling(data_dir: &Path, what: &str) -> PathBuf {
-    let stamp = crate::serde_util::time_text(SystemTime::now()).replace([':', '-'], "");
+    let stamp = crate::display::time_text(SystemTime::now()).replace([':', '-'], "");
     let name = data_dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -123,42 +125,38 @@ pub fn stamped_sibling(data_dir: &Path, what: &str) -> PathBuf {
 /// the restore left in the data directory is moved to `<dir>.failed-<time>`
 /// (kept for inspection, never deleted), then the moved-aside entries return.
 /// Returns where the failed restore's files went.
-pub fn roll_back(data_dir: &Path) -> Result<PathBuf, String> {
+pub fn roll_back(data_dir: &Path) -> Result<PathBuf, RollbackError> {
     let journal_path = Journal::path_for(data_dir);
-    let entries = Journal::read(&journal_path)
-        .map_err(|e| format!("cannot read the journal {}: {e}", journal_path.display()))?;
-    let aside = Journal::pending_rollback(&entries).ok_or_else(|| {
-        format!(
-            "{} records no unfinished restore that moved contents aside: nothing to roll back",
-            journal_path.display()
-        )
-    })?;
+    let entries =
+        Journal::read(&journal_path).map_err(|source| RollbackError::JournalUnreadable {
+            path: journal_path.clone(),
+            source,
+        })?;
+    let aside = Journal::pending_rollback(&entries)
+        .ok_or_else(|| RollbackError::NothingToRollBack(journal_path.clone()))?;
     if !aside.is_dir() {
-        return Err(format!(
-            "the moved-aside folder {} is gone: nothing to put back",
-            aside.display()
-        ));
+        return Err(RollbackError::AsideGone(aside));
     }
     if data_dir.join("postmaster.pid").exists() {
-        return Err(format!(
-            "a server may be running on {} (postmaster.pid): stop it first",
-            data_dir.display()
-        ));
+        return Err(RollbackError::ServerRunning(data_dir.to_owned()));
     }
+    let io = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| RollbackError::Io {
+            action,
+            path,
+            source,
+        }
+    };
     let failed = stamped_sibling(data_dir, "failed");
-    std::fs::create_dir(&failed).map_err(|e| format!("cannot create {}: {e}", failed.display()))?;
-    let move_all = |from: &Path, to: &Path| -> Result<(), String> {
-        for entry in std::fs::read_dir(from)
-            .map_err(|e| format!("cannot read {}: {e}", from.display()))?
-            .flatten()
-        {
+    std::fs::create_dir(&failed).map_err(io("create", &failed))?;
+    let move_all = |from: &Path, to: &Path| -> Result<(), RollbackError> {
+        for entry in std::fs::read_dir(from).map_err(io("read", from))?.flatten() {
             let target = to.join(entry.file_name());
-            std::fs::rename(entry.path(), &target).map_err(|e| {
-                format!(
-                    "cannot move {} to {}: {e}",
-                    entry.path().display(),
-                    target.display()
-                )
+            std::fs::rename(entry.path(), &target).map_err(|source| RollbackError::Move {
+                from: entry.path(),
+                to: target.clone(),
+                source,
             })?;
         }
         Ok(())
@@ -166,12 +164,11 @@ pub fn roll_back(data_dir: &Path) -> Result<PathBuf, String> {
     if data_dir.is_dir() {
         move_all(data_dir, &failed)?;
     } else {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        std::fs::create_dir_all(data_dir).map_err(io("create", data_dir))?;
     }
     move_all(&aside, data_dir)?;
     let _ = std::fs::remove_dir(&aside);
-    let mut journal = Journal::open(data_dir, false).map_err(|e| e.to_string())?;
+    let mut journal = Journal::open(data_dir, false).map_err(RollbackError::Journal)?;
     journal
         .record(
             "rollback",
@@ -183,7 +180,7 @@ pub fn roll_back(data_dir: &Path) -> Result<PathBuf, String> {
             ),
             None,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(RollbackError::Journal)?;
     Ok(failed)
 }
 

@@ -7,32 +7,24 @@
 //! changes nothing. The CLI and the TUI wizard are two drivers of the same
 //! engine (`steps::run`). Nothing here writes under the backup root.
 //!
+//! - `request`: what the engineer asks for, with the defaults both faces use;
+//! - `steps`: the runner and the nine steps; `service` controls the local
+//!   instance, `resume` reads what an interrupted restore finished;
 //! - `unpack`: safe, two-core extraction of the tarballs;
 //! - `recovery_conf`: recovery.conf (10, 11) or recovery.signal (12+);
-//! - `journal`: the record next to the data directory.
+//! - `replay`: replay followed in the server's log, the verdict;
+//! - `journal`: the record next to the data directory, and the rollback;
+//! - `error`: why a restore stopped, typed.
 //!
 //! Running as the PostgreSQL user, the log classifier and SSH live in [`crate::pg`].
 
+pub mod error;
+mod files;
 pub mod journal;
 pub mod recovery_conf;
+pub mod replay;
+pub mod request;
+pub mod resume;
+mod service;
 pub mod steps;
 pub mod unpack;
-
-use std::path::PathBuf;
-
-use thiserror::Error;
-
-#[derive(Debug, Error)]
-pub enum RestoreError {
-    #[error("preflight refused the restore: {0}")]
-    Preflight(String),
-    #[error("{step}: {message}")]
-    Step { step: &'static str, message: String },
-    #[error("cancelled at {0}: nothing further was changed")]
-    Cancelled(&'static str),
-    #[error("journal {path}: {source}")]
-    Journal {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}

@@ -9,9 +9,8 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
 use std::time::Duration;
 
 use super::{human_bytes, short_time, sparkline, status_badge, status_style};
-use crate::checks::health::age_text;
-use crate::checks::health::short_duration;
 use crate::checks::report::ClientReport;
+use crate::display::{age_text, short_duration};
 use crate::tui::app::App;
 
 /// Columns, dropped from the right-most optional ones on narrow terminals.

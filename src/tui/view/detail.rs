@@ -10,8 +10,8 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use super::{clock_time, human_bytes, short_time, sparkline, status_badge, status_style};
 use crate::archive::catalog::Client;
-use crate::checks::health::{age_text, short_duration};
 use crate::checks::report::ClientReport;
+use crate::display::{age_text, short_duration};
 use crate::tui::app::App;
 
 /// Arrivals listed under "Live arrivals".
@@ -102,7 +102,7 @@ fn jobs(report: &ClientReport, app: &App, width: usize, out: &mut Vec<Line<'stat
             }
             (None, Some(Ok(deep))) if job.deep_from_memory => {
                 let when = deep.verified_at.map_or(String::new(), |t| {
-                    format!(", checked {}", crate::checks::health::age_text(t, app.now))
+                    format!(", checked {}", crate::display::age_text(t, app.now))
                 });
                 out.push(Line::from(format!(
                     "  verified through {}{when} (remembered from earlier deep checks; d checks what is new)",
@@ -166,7 +166,7 @@ fn target(report: &ClientReport, app: &App, width: usize, out: &mut Vec<Line<'st
     let reading = entry.is_some_and(|e| e.reading);
     match entry.and_then(|e| Some((e.view.as_ref()?, e.read_at?))) {
         Some((view, read_at)) => {
-            let age = crate::checks::health::age_text(read_at, app.now);
+            let age = crate::display::age_text(read_at, app.now);
             let note = if reading {
                 ", reading again…"
             } else {

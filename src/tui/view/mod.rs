@@ -18,7 +18,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use crate::archive::watch::WatchMode;
 use crate::checks::health::Status;
-use crate::serde_util::time_text;
+use crate::display::time_text;
 use crate::tui::app::{App, Screen};
 use crate::tui::keymap;
 
@@ -70,7 +70,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
     } else if let Some(catalog) = &app.catalog {
         format!(
             "scanned {}",
-            crate::checks::health::age_text(catalog.scanned_at, app.now)
+            crate::display::age_text(catalog.scanned_at, app.now)
         )
     } else {
         "not scanned".to_owned()

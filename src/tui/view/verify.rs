@@ -8,8 +8,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Wrap};
 
 use super::{human_bytes, short_time};
-use crate::checks::health::short_duration;
 use crate::checks::verify::{ItemState, REMINDER};
+use crate::display::short_duration;
 use crate::tui::app::App;
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {

@@ -1,0 +1,204 @@
+//! What can stop a restore, typed: a refusal before anything is touched
+//! (`PreflightRefusal`, each naming the file, folder or version at fault with the
+//! fix), a step that failed (`StepFailure`), a cancellation, or the journal.
+//! The faces print these; color-eyre adds context at the edge.
+
+use std::io;
+use std::path::PathBuf;
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::recovery_conf::{RecoveryConfError, TargetTimeError};
+use super::replay::ReplayOutcome;
+use super::unpack::UnpackError;
+use crate::display::{human_bytes, short_duration};
+use crate::pg::local::LocalError;
+
+#[derive(Debug, Error)]
+pub enum RestoreError {
+    // The refusal and the failure are the message itself, not a cause to
+    // repeat under it: no #[source] on either.
+    #[error("preflight refused the restore: {0}")]
+    Preflight(PreflightRefusal),
+    #[error("{step}: {failure}")]
+    Step {
+        step: &'static str,
+        failure: StepFailure,
+    },
+    #[error("cancelled at {0}: nothing further was changed")]
+    Cancelled(&'static str),
+    #[error("journal {path}: {source}")]
+    Journal { path: PathBuf, source: io::Error },
+}
+
+impl From<PreflightRefusal> for RestoreError {
+    fn from(refusal: PreflightRefusal) -> RestoreError {
+        RestoreError::Preflight(refusal)
+    }
+}
+
+impl From<LocalError> for RestoreError {
+    fn from(error: LocalError) -> RestoreError {
+        RestoreError::Preflight(PreflightRefusal::Local(error))
+    }
+}
+
+/// Why the preflight (or `--resume`) refused before anything was touched.
+#[derive(Debug, Error)]
+pub enum PreflightRefusal {
+    #[error("--resume: cannot read the journal {path}: {source}")]
+    JournalUnreadable { path: PathBuf, source: io::Error },
+    #[error("the journal records no unfinished restore: nothing to resume (start a new restore)")]
+    NothingToResume,
+    #[error("{client} has no complete base backup (base.tar.gz and pg_wal.tar.gz)")]
+    NoCompleteBackup { client: String },
+    #[error(
+        "the backup has a tablespace tarball ({tarball}): restoring tablespaces is not supported yet; unpack it by hand to the path in tablespace_map"
+    )]
+    Tablespace { tarball: String },
+    #[error("PG_VERSION could not be read from base.tar.gz")]
+    NoPgVersion,
+    #[error(transparent)]
+    Local(LocalError),
+    #[error(
+        "the backup is PostgreSQL {backup} but {pg_bin} is PostgreSQL {found}: a physical backup only restores onto the same major version; install PostgreSQL {backup} (--pg-bin), or restore on {backup} and move with pg_dumpall -c / psql (the tutorial's last section)"
+    )]
+    MajorMismatch {
+        backup: u32,
+        pg_bin: PathBuf,
+        found: u32,
+    },
+    #[error("walwarden runs as another user than {user}: run it with sudo")]
+    NotThatUser { user: String },
+    #[error("--data-dir {0} must be an absolute path")]
+    DataDirRelative(PathBuf),
+    #[error("{data} is inside the backup root {root}: the archive is never written to")]
+    DataDirInsideRoot { data: PathBuf, root: PathBuf },
+    #[error("{0} is not a directory")]
+    DataDirNotADirectory(PathBuf),
+    #[error(
+        "{0} is a mount point: moving its contents aside would cross file systems; point --data-dir at a folder inside it"
+    )]
+    DataDirMountPoint(PathBuf),
+    #[error(
+        "{0} is neither empty nor a PostgreSQL data directory (no PG_VERSION): refusing to clear it"
+    )]
+    DataDirForeign(PathBuf),
+    #[error(transparent)]
+    Tarball(UnpackError),
+    #[error("the tarball has an entry that would escape the data directory: {entry} ({reason})")]
+    EscapingEntry { entry: String, reason: String },
+    #[error(
+        "{} has {} free; the backup unpacks to {} (+10% margin)",
+        .folder.display(), human_bytes(*.free), human_bytes(*.needed)
+    )]
+    NoSpace {
+        folder: PathBuf,
+        free: u64,
+        needed: u64,
+    },
+    #[error(
+        "WAL needed to reach consistency is missing ({first} .. {last}): the base backup cannot be restored; take a new one"
+    )]
+    NotConsistent { first: String, last: String },
+    #[error(
+        "the WAL archive {wal_dir} is not readable by {user}: PostgreSQL would silently recover only to the end of the base backup. Fix: chmod o+rx on the folders up to it and o+r on the files, or add {user} to the client's group (chmod -R g+rX)"
+    )]
+    ArchiveUnreadable { wal_dir: PathBuf, user: String },
+}
+
+/// Why a step failed once it had started.
+#[derive(Debug, Error)]
+pub enum StepFailure {
+    /// A file-system call on `path` (`action`: "create", "delete", "chmod", "write", "sync").
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot move {from} to {to}: {source}")]
+    Move {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot give {path} to {user}: {source}")]
+    Chown {
+        path: PathBuf,
+        user: String,
+        source: io::Error,
+    },
+    #[error("cannot run {command}: {source}")]
+    CannotRun { command: String, source: io::Error },
+    #[error("{command} failed ({status}): {output}")]
+    CommandFailed {
+        command: String,
+        status: ExitStatus,
+        output: String,
+    },
+    #[error("postmaster.pid is still there after the stop")]
+    StillRunning,
+    #[error("{0}; the data directory is incomplete: restore again, or roll back from the journal")]
+    Unpack(UnpackError),
+    #[error(transparent)]
+    Sync(UnpackError),
+    #[error(transparent)]
+    TargetTime(#[from] TargetTimeError),
+    #[error(transparent)]
+    RecoveryConfig(#[from] RecoveryConfError),
+    #[error(
+        "no end of recovery within {}; the server may still be replaying: see {}",
+        short_duration(*.timeout), .log.display()
+    )]
+    ReplayTimeout { timeout: Duration, log: PathBuf },
+    #[error("{0}")]
+    Replay(Box<ReplayOutcome>),
+    #[error("the server does not answer on {socket_dir} port {port}; see {}", .log.display())]
+    NoAnswer {
+        socket_dir: String,
+        port: String,
+        log: PathBuf,
+    },
+}
+
+impl StepFailure {
+    /// A failed file-system call, as a closure for `map_err`.
+    pub fn io(action: &'static str, path: &std::path::Path) -> impl FnOnce(io::Error) -> Self {
+        let path = path.to_owned();
+        move |source| StepFailure::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
+
+/// Why a rollback could not put the old contents back.
+#[derive(Debug, Error)]
+pub enum RollbackError {
+    #[error("cannot read the journal {path}: {source}")]
+    JournalUnreadable { path: PathBuf, source: io::Error },
+    #[error("{0} records no unfinished restore that moved contents aside: nothing to roll back")]
+    NothingToRollBack(PathBuf),
+    #[error("the moved-aside folder {0} is gone: nothing to put back")]
+    AsideGone(PathBuf),
+    #[error("a server may be running on {0} (postmaster.pid): stop it first")]
+    ServerRunning(PathBuf),
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("cannot move {from} to {to}: {source}")]
+    Move {
+        from: PathBuf,
+        to: PathBuf,
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Journal(io::Error),
+}

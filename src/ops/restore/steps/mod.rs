@@ -1,0 +1,348 @@
+//! The restore's steps, run in order by `run`. Every step journals what it
+//! did; destructive ones (stopping a server, clearing the data directory)
+//! ask the driver first, and a refusal leaves everything as it was.
+//!
+//! This module holds the runner (order, timing, journal, resume) and the
+//! `Driver` a face implements; the steps themselves are in `preflight`,
+//! `remote_stop`, `prepare` (stop, clear, unpack, recovery config) and
+//! `server` (start, follow the log, report).
+
+mod preflight;
+mod prepare;
+mod remote_stop;
+mod server;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub use remote_stop::stop_old_instance;
+
+use super::error::{PreflightRefusal, RestoreError, StepFailure};
+use super::journal::{Journal, Outcome};
+use super::recovery_conf::ArchiveLayout;
+use super::replay::ReplayOutcome;
+use super::request::RestoreRequest;
+use super::resume::Resumed;
+use super::service::{ServiceControl, postmaster_alive};
+use crate::archive::catalog::Client;
+use crate::pg::local::{self, PgUser};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Preflight,
+    StopRemote,
+    StopLocal,
+    Clear,
+    Unpack,
+    RecoveryConfig,
+    Start,
+    FollowLog,
+    Report,
+}
+
+impl StepKind {
+    pub const ALL: [StepKind; 9] = [
+        StepKind::Preflight,
+        StepKind::StopRemote,
+        StepKind::StopLocal,
+        StepKind::Clear,
+        StepKind::Unpack,
+        StepKind::RecoveryConfig,
+        StepKind::Start,
+        StepKind::FollowLog,
+        StepKind::Report,
+    ];
+
+    pub fn id(self) -> &'static str {
+        match self {
+            StepKind::Preflight => "preflight",
+            StepKind::StopRemote => "stop-remote",
+            StepKind::StopLocal => "stop-local",
+            StepKind::Clear => "clear",
+            StepKind::Unpack => "unpack",
+            StepKind::RecoveryConfig => "recovery-config",
+            StepKind::Start => "start",
+            StepKind::FollowLog => "follow-log",
+            StepKind::Report => "report",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            StepKind::Preflight => "check everything before touching anything",
+            StepKind::StopRemote => "stop the old instance on the target server",
+            StepKind::StopLocal => "stop the local instance",
+            StepKind::Clear => "clear the data directory",
+            StepKind::Unpack => "unpack base.tar.gz and pg_wal.tar.gz",
+            StepKind::RecoveryConfig => "write the recovery configuration",
+            StepKind::Start => "start PostgreSQL",
+            StepKind::FollowLog => "follow the log while WAL replays",
+            StepKind::Report => "verify and report",
+        }
+    }
+}
+
+/// The face that runs the engine: asks questions and shows what happens.
+pub trait Driver {
+    /// A yes/no before a destructive action; `false` cancels safely.
+    fn confirm(&mut self, question: &str) -> bool;
+    /// The answer must equal `expected` exactly (used before deleting data).
+    fn confirm_typed(&mut self, prompt: &str, expected: &str) -> bool;
+    fn step(&mut self, step: StepKind, outcome: Outcome, detail: &str);
+    /// A command about to run (or that would run, in a dry run), as a person could type it.
+    fn command(&mut self, text: &str);
+    /// Progress or a log line within a step.
+    fn progress(&mut self, step: StepKind, text: &str);
+    /// How far a long step is (0.0 to 1.0), for a gauge; faces without one ignore it.
+    fn gauge(&mut self, _step: StepKind, _ratio: f64, _label: &str) {}
+}
+
+/// What a finished (or stopped) restore reports.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub journal: PathBuf,
+    pub moved_aside_to: Option<PathBuf>,
+    pub log: Option<PathBuf>,
+    pub replay: Option<ReplayOutcome>,
+    pub in_recovery: Option<bool>,
+    pub last_replayed_transaction: Option<String>,
+    pub step_times: Vec<(StepKind, Duration)>,
+}
+
+/// Facts the preflight established for the steps after it.
+struct Checked {
+    user: PgUser,
+    pg_bin: PathBuf,
+    major: u32,
+    base_tar: PathBuf,
+    pg_wal_tar: PathBuf,
+    layout: ArchiveLayout,
+    archive_last: Option<String>,
+    log: PathBuf,
+    service: ServiceControl,
+}
+
+pub fn run(
+    client: &Client,
+    request: &RestoreRequest,
+    driver: &mut dyn Driver,
+) -> Result<Summary, RestoreError> {
+    let journal_error = |source| RestoreError::Journal {
+        path: Journal::path_for(&request.data_dir),
+        source,
+    };
+    let resumed = if request.resume {
+        let path = Journal::path_for(&request.data_dir);
+        let entries = Journal::read(&path)
+            .map_err(|source| PreflightRefusal::JournalUnreadable { path, source })?;
+        Some(Resumed::from_journal(&entries)?)
+    } else {
+        None
+    };
+    let mut journal = Journal::open(&request.data_dir, request.dry_run).map_err(journal_error)?;
+    let mut summary = Summary {
+        journal: journal.path().to_owned(),
+        ..Summary::default()
+    };
+    let mut runner = Runner {
+        client,
+        request,
+        driver,
+        journal: &mut journal,
+        summary: &mut summary,
+        log_offset: 0,
+        resumed,
+    };
+    runner.all()?;
+    Ok(summary)
+}
+
+struct Runner<'a> {
+    client: &'a Client,
+    request: &'a RestoreRequest,
+    driver: &'a mut dyn Driver,
+    journal: &'a mut Journal,
+    summary: &'a mut Summary,
+    /// Where the server's log stood when the start ran: followed from there.
+    log_offset: u64,
+    /// With `--resume`: what the interrupted restore finished.
+    resumed: Option<Resumed>,
+}
+
+impl Runner<'_> {
+    fn all(&mut self) -> Result<(), RestoreError> {
+        let checked = self.timed(StepKind::Preflight, |r| r.preflight())?;
+        if !self.resumed_past(StepKind::StopRemote)? {
+            self.timed(StepKind::StopRemote, |r| r.stop_remote(&checked))?;
+        }
+        let own_server_running = self
+            .resumed
+            .as_ref()
+            .is_some_and(|r| r.has(StepKind::Start))
+            && postmaster_alive(&self.request.data_dir);
+        if own_server_running {
+            self.record(
+                StepKind::StopLocal,
+                Outcome::Skipped,
+                "the server running there is the one the interrupted restore started",
+                None,
+            )?;
+        } else {
+            self.timed(StepKind::StopLocal, |r| r.stop_local(&checked))?;
+        }
+        if self.resumed_past(StepKind::Unpack)? {
+            // Unpacked whole before the interruption: its files stay.
+            self.resumed_past(StepKind::Clear)?;
+        } else if self
+            .resumed
+            .as_ref()
+            .is_some_and(|r| r.has(StepKind::Clear))
+        {
+            self.timed(StepKind::Clear, |r| r.clear_interrupted_unpack(&checked))?;
+            self.timed(StepKind::Unpack, |r| r.unpack(&checked))?;
+        } else {
+            self.timed(StepKind::Clear, |r| r.clear(&checked))?;
+            self.timed(StepKind::Unpack, |r| r.unpack(&checked))?;
+        }
+        if !self.resumed_past(StepKind::RecoveryConfig)? {
+            self.timed(StepKind::RecoveryConfig, |r| r.recovery_config(&checked))?;
+        }
+        if self.resumed.is_some() && postmaster_alive(&self.request.data_dir) {
+            self.record(
+                StepKind::Start,
+                Outcome::Skipped,
+                "already running (started by the interrupted restore): following its log from the start",
+                None,
+            )?;
+        } else {
+            self.timed(StepKind::Start, |r| r.start(&checked))?;
+        }
+        self.timed(StepKind::FollowLog, |r| r.follow_log(&checked))?;
+        self.timed(StepKind::Report, |r| r.report(&checked))?;
+        Ok(())
+    }
+
+    fn timed<T>(
+        &mut self,
+        step: StepKind,
+        action: impl FnOnce(&mut Self) -> Result<T, RestoreError>,
+    ) -> Result<T, RestoreError> {
+        let started = Instant::now();
+        let result = action(self);
+        self.summary.step_times.push((step, started.elapsed()));
+        if let Err(error) = &result {
+            let outcome = if matches!(error, RestoreError::Cancelled(_)) {
+                Outcome::Skipped
+            } else {
+                Outcome::Failed
+            };
+            let _ = self
+                .journal
+                .record(step.id(), outcome.clone(), error.to_string(), None);
+            self.driver.step(step, outcome, &error.to_string());
+        }
+        result
+    }
+
+    /// With `--resume`, a step the interrupted restore finished is recorded
+    /// as skipped and not run again; true when so.
+    fn resumed_past(&mut self, step: StepKind) -> Result<bool, RestoreError> {
+        if !self.resumed.as_ref().is_some_and(|r| r.has(step)) {
+            return Ok(false);
+        }
+        self.record(
+            step,
+            Outcome::Skipped,
+            "done by the interrupted restore (journal)",
+            None,
+        )?;
+        Ok(true)
+    }
+
+    /// Asks the driver, except in a dry run, which changes nothing and so only says what it would ask.
+    fn confirm(&mut self, question: &str) -> bool {
+        if self.request.dry_run {
+            self.driver.progress(
+                StepKind::Preflight,
+                &format!("(dry run) would ask: {question}"),
+            );
+            return true;
+        }
+        self.driver.confirm(question)
+    }
+
+    fn confirm_typed(&mut self, prompt: &str, expected: &str) -> bool {
+        if self.request.dry_run {
+            self.driver.progress(
+                StepKind::Preflight,
+                &format!("(dry run) would ask: {prompt}"),
+            );
+            return true;
+        }
+        self.driver.confirm_typed(prompt, expected)
+    }
+
+    fn done(&mut self, step: StepKind, detail: &str) -> Result<(), RestoreError> {
+        let outcome = if self.request.dry_run {
+            Outcome::DryRun
+        } else {
+            Outcome::Done
+        };
+        self.record(step, outcome, detail, None)
+    }
+
+    fn record(
+        &mut self,
+        step: StepKind,
+        outcome: Outcome,
+        detail: &str,
+        moved: Option<PathBuf>,
+    ) -> Result<(), RestoreError> {
+        self.journal
+            .record(step.id(), outcome.clone(), detail, moved)
+            .map_err(|source| RestoreError::Journal {
+                path: self.journal.path().to_owned(),
+                source,
+            })?;
+        self.driver.step(step, outcome, detail);
+        Ok(())
+    }
+
+    /// Runs (or in a dry run, shows) a command; fails the step on a non-zero exit.
+    fn exec(&mut self, step: StepKind, mut command: Command) -> Result<String, RestoreError> {
+        self.driver.command(&local::display(&command));
+        if self.request.dry_run {
+            return Ok(String::new());
+        }
+        let output = command.output().map_err(|source| {
+            fail(
+                step,
+                StepFailure::CannotRun {
+                    command: local::display(&command),
+                    source,
+                },
+            )
+        })?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            return Err(fail(
+                step,
+                StepFailure::CommandFailed {
+                    command: local::display(&command),
+                    status: output.status,
+                    output: text.trim().to_owned(),
+                },
+            ));
+        }
+        Ok(text)
+    }
+}
+
+fn fail(step: StepKind, failure: StepFailure) -> RestoreError {
+    RestoreError::Step {
+        step: step.id(),
+        failure,
+    }
+}

@@ -1,0 +1,258 @@
+//! Onboarding a client on the backup server (the tutorial's "Setting up a
+//! backup server"): the client's folders, its own unprivileged user, mode 700
+//! so no client reads another's backups, its key in authorized_keys with
+//! `restrict`, and the lines the target server needs, ready to paste.
+//!
+//! [`plan`] compares what should be with what is and returns only the
+//! actions that change something, so running setup twice changes nothing the
+//! second time. [`apply`] runs a plan one action at a time; every action can
+//! say itself as the shell command it amounts to, so the engineer sees each one
+//! before it runs (and `--dry-run` shows only that).
+
+mod apply;
+mod plan;
+mod target_lines;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::archive::folder;
+
+pub use apply::{apply, copy_test};
+pub use plan::{Action, existing_archive_warning, plan, refuse_without_root};
+pub use target_lines::{ArchiveRoute, conf_quote};
+
+/// The folder mode the tutorial asks for: the client's user only.
+pub const CLIENT_MODE: u32 = 0o700;
+/// The backup root: others may pass through it to their own folder, not list it.
+pub const ROOT_MODE: u32 = 0o711;
+
+#[derive(Debug, Error)]
+pub enum SetupError {
+    #[error(
+        "{0:?} is not a usable client name: use letters, digits, '-' and '_' (it names a folder and a user)"
+    )]
+    BadClientName(String),
+    #[error(
+        "{0:?} is not a usable user name: lowercase letters, digits, '-' and '_', starting with a letter, at most 32 characters"
+    )]
+    BadUserName(String),
+    #[error(
+        "{path}: not an OpenSSH public key ({why}); give the key's .pub file, as ssh-keygen wrote it"
+    )]
+    BadPublicKey { path: String, why: String },
+    #[error("{path}: {why}")]
+    Blocked { path: String, why: String },
+    #[error("these actions need root; run walwarden setup with sudo:\n{0}")]
+    NeedsRoot(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("`{command}` failed: {detail}")]
+    Command { command: String, detail: String },
+    #[error("the copy test as {user} failed in {dir}: {detail}")]
+    CopyTest {
+        user: String,
+        dir: String,
+        detail: String,
+    },
+}
+
+pub(super) fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SetupError {
+    let what = what.into();
+    move |source| SetupError::Io { what, source }
+}
+
+/// What the engineer asked for.
+#[derive(Debug, Clone)]
+pub struct SetupRequest {
+    pub root: PathBuf,
+    pub client: String,
+    /// The client's own user; by default the client's name + `backup`, as the tutorial's `foobackup`.
+    pub user: String,
+    /// Its home (authorized_keys lives there); by default `/home/<user>`.
+    pub home: PathBuf,
+    /// The target server's public key (of its postgres user), one line.
+    pub public_key: Option<PublicKey>,
+}
+
+impl SetupRequest {
+    pub fn new(root: &Path, client: &str) -> Result<SetupRequest, SetupError> {
+        check_client_name(client)?;
+        let user = default_user(client);
+        check_user_name(&user)?;
+        Ok(SetupRequest {
+            root: root.to_owned(),
+            client: client.to_owned(),
+            home: PathBuf::from("/home").join(&user),
+            user,
+            public_key: None,
+        })
+    }
+
+    pub fn client_dir(&self) -> PathBuf {
+        self.root.join(&self.client)
+    }
+
+    pub fn base_dir(&self) -> PathBuf {
+        folder::base_dir(&self.client_dir())
+    }
+
+    pub fn wal_dir(&self) -> PathBuf {
+        folder::wal_dir(&self.client_dir())
+    }
+
+    pub fn authorized_keys(&self) -> PathBuf {
+        self.home.join(".ssh").join("authorized_keys")
+    }
+}
+
+/// `foo` → `foobackup`, lower-cased, as the tutorial names it.
+pub fn default_user(client: &str) -> String {
+    format!("{}backup", client.to_ascii_lowercase().replace('.', "-"))
+}
+
+fn check_client_name(client: &str) -> Result<(), SetupError> {
+    let ok = !client.is_empty()
+        && !client.starts_with(['.', '-'])
+        && client
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(SetupError::BadClientName(client.to_owned()))
+    }
+}
+
+/// Debian's useradd accepts more; this is the portable subset (NAME_REGEX).
+pub fn check_user_name(user: &str) -> Result<(), SetupError> {
+    let ok = (1..=32).contains(&user.len())
+        && user.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && user
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(SetupError::BadUserName(user.to_owned()))
+    }
+}
+
+/// An OpenSSH public key line: `type base64 [comment]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    pub kind: String,
+    pub blob: String,
+    pub comment: String,
+}
+
+impl PublicKey {
+    pub fn parse(text: &str, path: &str) -> Result<PublicKey, SetupError> {
+        let bad = |why: &str| SetupError::BadPublicKey {
+            path: path.to_owned(),
+            why: why.to_owned(),
+        };
+        if text.contains("PRIVATE KEY") {
+            return Err(bad(
+                "this is a private key: never copy it off the target server",
+            ));
+        }
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .ok_or_else(|| bad("the file is empty"))?;
+        let mut words = line.split_whitespace();
+        let kind = words.next().unwrap_or_default();
+        let known = kind.starts_with("ssh-")
+            || kind.starts_with("ecdsa-sha2-")
+            || kind.starts_with("sk-ssh-")
+            || kind.starts_with("sk-ecdsa-");
+        if !known {
+            return Err(bad(&format!("unknown key type {kind:?}")));
+        }
+        let blob = words.next().ok_or_else(|| bad("no key after the type"))?;
+        let base64 = blob
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+        if !base64 || blob.len() < 16 {
+            return Err(bad("the key is not base64"));
+        }
+        Ok(PublicKey {
+            kind: kind.to_owned(),
+            blob: blob.to_owned(),
+            comment: words.collect::<Vec<_>>().join(" "),
+        })
+    }
+
+    /// The authorized_keys line: `restrict` = no pty, no forwarding, no agent, no X11;
+    /// commands still run, which the archive_command needs.
+    pub fn authorized_line(&self) -> String {
+        let mut line = format!("restrict {} {}", self.kind, self.blob);
+        if !self.comment.is_empty() {
+            line.push(' ');
+            line.push_str(&self.comment);
+        }
+        line
+    }
+}
+
+pub fn lookup_uid(user: &str) -> Option<u32> {
+    lookup_ids(user).map(|(uid, _)| uid)
+}
+
+pub(super) fn lookup_ids(user: &str) -> Option<(u32, u32)> {
+    nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .map(|u| (u.uid.as_raw(), u.gid.as_raw()))
+}
+
+/// This machine's host name, the default `--backup-host`.
+pub fn this_host() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_user_follows_the_tutorial() {
+        assert_eq!(default_user("foo"), "foobackup");
+        assert_eq!(default_user("Acme.eu"), "acme-eubackup");
+        assert!(SetupRequest::new(Path::new("/r"), "../x").is_err());
+        assert!(SetupRequest::new(Path::new("/r"), "a b").is_err());
+        assert!(SetupRequest::new(Path::new("/r"), "").is_err());
+        assert!(check_user_name("9abc").is_err());
+        assert!(check_user_name("root-x").is_ok());
+    }
+
+    #[test]
+    fn public_keys_parse_and_private_keys_are_refused() {
+        let key = PublicKey::parse(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmuLDMQvFTj postgres@db1\n",
+            "k.pub",
+        )
+        .unwrap();
+        assert_eq!(
+            key.authorized_line(),
+            "restrict ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmuLDMQvFTj postgres@db1"
+        );
+        let private = PublicKey::parse("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n", "k");
+        assert!(matches!(private, Err(SetupError::BadPublicKey { .. })));
+        assert!(PublicKey::parse("", "k").is_err());
+        assert!(PublicKey::parse("hello world", "k").is_err());
+        assert!(PublicKey::parse("ssh-rsa not*base64!", "k").is_err());
+    }
+}
