@@ -78,3 +78,9 @@ mod tests {
         assert_eq!(short_duration(d(26 * 3600 + 1800)), "1d 2h");
     }
 }
+
+/// RFC 3339 in UTC to the microsecond (`2026-11-25T13:28:18.022631Z`): a
+/// transaction's time as PostgreSQL keeps it.
+pub fn rfc3339_micros(time: SystemTime) -> String {
+    humantime::format_rfc3339_micros(time).to_string()
+}

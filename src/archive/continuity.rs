@@ -176,6 +176,13 @@ impl Continuity {
     }
 }
 
+impl Continuity {
+    /// The file name a restore along this line asks for first for `segno`.
+    pub fn expected_name(&self, segno: SegmentNo) -> String {
+        expected_id(&self.restore_line, segno, self.segment_size).file_name(self.segment_size)
+    }
+}
+
 /// What the analysis is asked beyond the scan's facts.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LineRequest<'a> {

@@ -247,7 +247,11 @@ mod tests {
                 bytes[at + 32..at + 36].copy_from_slice(&(1u32 << 20).to_le_bytes());
                 bytes[at + 36..at + 40].copy_from_slice(&(page_size as u32).to_le_bytes());
             }
-            if long { LONG_HEADER_LEN } else { SHORT_HEADER_LEN }
+            if long {
+                LONG_HEADER_LEN
+            } else {
+                SHORT_HEADER_LEN
+            }
         };
         let mut pos = put_header(&mut bytes, 0, false);
         let mut prev = 0u64;
@@ -321,7 +325,9 @@ mod tests {
         // The abort before the filler is the last transaction's end.
         assert_eq!(
             last.time,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(PG_EPOCH_UNIX_SECS) + Duration::from_micros(2)
+            SystemTime::UNIX_EPOCH
+                + Duration::from_secs(PG_EPOCH_UNIX_SECS)
+                + Duration::from_micros(2)
         );
         assert!(!found.switched);
     }
@@ -344,7 +350,9 @@ mod tests {
         assert_eq!(found.records, 2);
         assert_eq!(
             found.last_transaction.unwrap().time,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(PG_EPOCH_UNIX_SECS) + Duration::from_micros(6)
+            SystemTime::UNIX_EPOCH
+                + Duration::from_secs(PG_EPOCH_UNIX_SECS)
+                + Duration::from_micros(6)
         );
     }
 

@@ -393,7 +393,10 @@ fn assess_timelines(client: &Client, problems: &mut Vec<Problem>) {
         let t = branch.timeline.0;
         let origin = match (branch.parent, branch.switch_point) {
             (Some(parent), Some(at)) => {
-                format!("timeline {t} branched off timeline {} at {at}, after the base backup began", parent.0)
+                format!(
+                    "timeline {t} branched off timeline {} at {at}, after the base backup began",
+                    parent.0
+                )
             }
             _ if branch.history_missing => format!(
                 "timeline {t} holds {} segment(s) past the base backup's start but no {t:08X}.history names its parent",

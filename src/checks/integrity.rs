@@ -133,9 +133,8 @@ impl SegmentCheck {
         // an ancestor's timeline: only the page address must match, and the
         // header's timeline may not be newer than the name's.
         let header_id = header.segment_id();
-        let matches = named.is_some_and(|id| {
-            id.segment == header_id.segment && header_id.timeline <= id.timeline
-        });
+        let matches = named
+            .is_some_and(|id| id.segment == header_id.segment && header_id.timeline <= id.timeline);
         if !matches {
             return SegmentVerdict::Misnamed {
                 header_says: header.segment_id().file_name(header.seg_size),

@@ -1,7 +1,8 @@
 //! Verdicts on the archive: the health rules and their problem codes
 //! (`health`), the report both faces show (`report`), files read to their
 //! end and judged (`integrity`), the cheap and the deep checks built on that
-//! (`quick`, `deep`), the verification window for a new
+//! (`quick`, `deep`), the recovery point a restore to the end brings back
+//! (`recovery_point`), the verification window for a new
 //! client (`verify`), the target server's side judged (`target`), and the
 //! report as Prometheus metrics (`metrics`).
 //! Checks read the archive and the target server; they change nothing.
@@ -11,6 +12,7 @@ pub mod health;
 pub mod integrity;
 pub mod metrics;
 pub mod quick;
+pub mod recovery_point;
 pub mod report;
 pub mod target;
 pub mod verify;

@@ -16,7 +16,7 @@
 //! or changed file re-judges its block only. The cache is small (a few
 //! hundred KB for a million files), outside the backup root.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::catalog::Client;
 use crate::archive::folder::SegmentFile;
-use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader};
+use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader, RawSegmentName};
 use crate::checks::deep::{Verdict, problem_for};
 use crate::checks::health::Problem;
 use crate::checks::integrity::SegmentCheck;
@@ -313,6 +313,39 @@ impl QuickCache {
         self.changed |= blocks.len() != remembered.len();
         self.clients.insert(cache_key, blocks);
         problems
+    }
+}
+
+impl QuickCache {
+    /// The segments of a client judged bad (corrupt, foreign, misnamed) by
+    /// the last [`QuickCache::check`] of it: a restore's replay stops at the
+    /// first of them on its line, so the window ends before it.
+    pub fn unusable(&self, client: &QuickInput<'_>) -> BTreeSet<RawSegmentName> {
+        let cache_key = client.path.to_string_lossy().into_owned();
+        let Some(blocks) = self.clients.get(&cache_key) else {
+            return BTreeSet::new();
+        };
+        let mut bad = BTreeSet::new();
+        for group in client.segments.chunk_by(|a, b| block_of(a) == block_of(b)) {
+            let Some(block) = blocks.get(&block_key(block_of(&group[0]))) else {
+                continue;
+            };
+            if block.all.is_some() {
+                bad.extend(
+                    group
+                        .iter()
+                        .filter(|s| !s.partial && s.size > 0)
+                        .map(|s| s.name),
+                );
+            }
+            bad.extend(
+                block
+                    .bad
+                    .iter()
+                    .filter_map(|(name, _)| RawSegmentName::parse(name.get(..24)?)),
+            );
+        }
+        bad
     }
 }
 

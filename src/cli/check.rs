@@ -67,6 +67,7 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
                         eprintln!("deep check of {}: {percent}%", client.name);
                     }
                 });
+            judge_line(&mut report, client, &deep.unusable);
             report.add_deep(&client.name, deep);
         }
         cache
@@ -79,6 +80,8 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
         );
         for client in &catalog.clients {
             report.add_problems(&client.name, cache.check_client(client));
+            let unusable = cache.unusable(&crate::checks::quick::QuickInput::borrowed(client));
+            judge_line(&mut report, client, &unusable);
         }
         cache
             .save()
@@ -109,6 +112,23 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
         (false, Format::Text) => write_text(&mut out, &report, args.verbose)?,
     }
     Ok(report.exit_code())
+}
+
+/// The window as replay would go: cut at the first segment found unusable,
+/// with the last commit it brings back.
+fn judge_line(
+    report: &mut CheckReport,
+    client: &crate::archive::catalog::Client,
+    unusable: &std::collections::BTreeSet<crate::archive::wal::RawSegmentName>,
+) {
+    let (line, point) = crate::checks::recovery_point::judge_line(
+        client,
+        crate::archive::continuity::LineRequest {
+            timeline: None,
+            unusable: Some(unusable),
+        },
+    );
+    report.set_line(&client.name, &line, point.as_ref());
 }
 
 /// Every configured target, read in parallel (one thread each: the reads

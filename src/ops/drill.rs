@@ -31,6 +31,13 @@ pub struct DrillRecord {
     pub seconds: f64,
     /// The last transaction the restored server replayed.
     pub reached: Option<String>,
+    /// The furthest segment replay reached; a drill passes only at the line's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached_segment: Option<String>,
+    /// The last commit the restored server replayed (RFC 3339, UTC, microseconds),
+    /// equal to the archive's last commit on the line when the drill passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<String>,
 }
 
 pub fn default_history_path() -> Option<PathBuf> {
@@ -55,6 +62,8 @@ impl DrillRecord {
             detail,
             seconds: 0.0,
             reached: None,
+            reached_segment: None,
+            last_commit: None,
         }
     }
 }
@@ -100,6 +109,8 @@ pub fn drill(
         detail: String::new(),
         seconds: 0.0,
         reached: None,
+        reached_segment: None,
+        last_commit: None,
     };
     // A drill proves the whole archive: a gap means replay would stop short of its end.
     if let Some(gap) = client.continuity.gaps.first() {
@@ -139,6 +150,7 @@ pub fn drill(
     let request = RestoreRequest {
         data_dir: data.clone(),
         target_time: None,
+        timeline: None,
         pg_bin: pg_bin.clone(),
         os_user: os_user.to_owned(),
         settings: vec![
@@ -161,19 +173,50 @@ pub fn drill(
     match &result {
         Ok(summary) => {
             record.reached = summary.last_replayed_transaction.clone();
-            match sanity_query(
-                os_user,
-                &socket_dir,
-                port,
-                &pg_bin_for(pg_bin.as_deref(), client),
-            ) {
-                Ok(answer) => {
-                    record.success = true;
-                    record.detail = answer;
-                }
-                Err(error) => {
-                    record.detail =
-                        format!("the restored server does not answer the sanity query: {error}")
+            record.reached_segment = summary.reached_segment.clone();
+            record.last_commit = summary.last_replayed_transaction.clone();
+            // Passing means reaching the archive's end along the line, not just answering.
+            let end = client.continuity.newest.as_deref();
+            // Segment numbers, whatever the timeline (the 16 hex digits after it).
+            let number = |name: &str| name.get(8..24).map(str::to_owned);
+            let at_end = summary
+                .reached_segment
+                .as_deref()
+                .and_then(number)
+                .is_some_and(|reached| end.and_then(number).is_some_and(|end| reached >= end));
+            let commit_matches = summary.archive_last_commit.is_none()
+                || summary.archive_last_commit == summary.last_replayed_transaction;
+            if !at_end || !commit_matches || summary.in_recovery != Some(false) {
+                record.detail = format!(
+                    "the restored server did not reach the archive's end: replay reached {} (the line ends at {}), last commit {} (the archive's is {}), {}",
+                    summary.reached_segment.as_deref().unwrap_or("nothing"),
+                    end.unwrap_or("?"),
+                    summary
+                        .last_replayed_transaction
+                        .as_deref()
+                        .unwrap_or("none"),
+                    summary.archive_last_commit.as_deref().unwrap_or("unknown"),
+                    if summary.in_recovery == Some(false) {
+                        "promoted"
+                    } else {
+                        "not promoted"
+                    }
+                );
+            } else {
+                match sanity_query(
+                    os_user,
+                    &socket_dir,
+                    port,
+                    &pg_bin_for(pg_bin.as_deref(), client),
+                ) {
+                    Ok(answer) => {
+                        record.success = true;
+                        record.detail = answer;
+                    }
+                    Err(error) => {
+                        record.detail =
+                            format!("the restored server does not answer the sanity query: {error}")
+                    }
                 }
             }
         }

@@ -71,6 +71,7 @@ impl RestoreRequestText {
         RestoreRequest {
             data_dir: PathBuf::from(self.data_dir.trim()),
             target_time: Some(self.target_time.trim().to_owned()).filter(|t| !t.is_empty()),
+            timeline: None,
             pg_bin: None,
             os_user: self.os_user.trim().to_owned(),
             settings: Vec::new(),
