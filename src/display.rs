@@ -53,6 +53,12 @@ pub fn short_duration(duration: Duration) -> String {
     }
 }
 
+/// RFC 3339 in UTC to the microsecond (`2026-11-25T13:28:18.022631Z`): a
+/// transaction's time as PostgreSQL keeps it.
+pub fn rfc3339_micros(time: SystemTime) -> String {
+    humantime::format_rfc3339_micros(time).to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

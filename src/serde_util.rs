@@ -15,6 +15,14 @@ pub fn opt_time<S: Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok,
     }
 }
 
+/// RFC 3339 to the microsecond: a transaction's time as PostgreSQL keeps it.
+pub fn opt_time_micros<S: Serializer>(time: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match time {
+        Some(t) => s.serialize_str(&crate::display::rfc3339_micros(*t)),
+        None => s.serialize_none(),
+    }
+}
+
 pub fn time<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&time_text(*time))
 }

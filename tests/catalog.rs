@@ -330,8 +330,24 @@ fn a_timeline_switch_is_not_a_gap_and_abandoned_timelines_are_not_needed() {
     }
     let catalog = tree.scan();
     let client = catalog.client("forks").unwrap();
-    assert_eq!(codes(&problems_of(&catalog, "forks", &policy())), vec![]);
+    // Timelines 2 and 3 left timeline 1 after the base backup began: stray
+    // branches beside the line, a warning each (not a gap).
+    assert_eq!(
+        codes(&problems_of(&catalog, "forks", &policy())),
+        vec![
+            (ProblemCode::TimelineBranch, Status::Warning),
+            (ProblemCode::TimelineBranch, Status::Warning)
+        ]
+    );
     let continuity = &client.continuity;
+    assert_eq!(
+        continuity
+            .branches
+            .iter()
+            .map(|b| (b.timeline.0, b.parent.map(|p| p.0)))
+            .collect::<Vec<_>>(),
+        vec![(2, Some(1)), (3, Some(1))]
+    );
     assert_eq!(continuity.target_timeline.map(|t| t.0), Some(4));
     assert_eq!(
         continuity

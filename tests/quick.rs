@@ -185,12 +185,31 @@ fn the_dashboard_shows_what_the_quick_check_found() {
     fs::write(&victim, &bytes[..bytes.len() - 3]).unwrap();
 
     let catalog = catalog::scan(&root, &ScanOptions::default()).unwrap();
-    let problems = QuickCache::load(None).check_client(&catalog.clients[0]);
+    let mut cache = QuickCache::load(None);
+    let input = walwarden::checks::quick::QuickInput::borrowed(&catalog.clients[0]);
+    let findings = walwarden::checks::quick::QuickFindings {
+        problems: cache.check(&input),
+        unusable: cache.unusable(&input),
+        recovery_point: None,
+    };
     let mut app = App::new(root.clone(), Config::default(), SystemTime::now());
     app.update(Event::Scanned(Ok(catalog)));
     assert_eq!(app.rows[0].status, Status::Ok, "before the quick check");
-    app.update(Event::QuickChecked(vec![("alpha".into(), problems)]));
+    assert_eq!(
+        app.rows[0].wal.restorable_through.as_deref(),
+        Some("000000010000000000000014")
+    );
+    app.update(Event::QuickChecked(vec![("alpha".into(), findings)]));
     assert_eq!(app.rows[0].status, Status::Critical);
+    // Replay would stop at the damaged segment: the window ends before it.
+    assert_eq!(
+        app.rows[0].wal.restorable_through.as_deref(),
+        Some("000000010000000000000011")
+    );
+    assert_eq!(
+        app.rows[0].wal.stopped_at_bad.as_deref(),
+        Some("000000010000000000000012.gz")
+    );
     assert!(
         app.rows[0]
             .problems
@@ -201,6 +220,13 @@ fn the_dashboard_shows_what_the_quick_check_found() {
         app.rows[0].problems
     );
     // A later check that finds nothing clears it.
-    app.update(Event::QuickChecked(vec![("alpha".into(), Vec::new())]));
+    app.update(Event::QuickChecked(vec![(
+        "alpha".into(),
+        walwarden::checks::quick::QuickFindings::default(),
+    )]));
     assert_eq!(app.rows[0].status, Status::Ok);
+    assert_eq!(
+        app.rows[0].wal.restorable_through.as_deref(),
+        Some("000000010000000000000014")
+    );
 }

@@ -88,6 +88,7 @@ fn settings(
         major,
         archive_dir: PathBuf::from(dir),
         layout,
+        target_timeline: if major <= 11 { "2" } else { "current" }.to_owned(),
         target_time: target.map(|t| parse_target_time(t).unwrap()),
         target_action: TargetAction::default(),
         extra: Vec::new(),
@@ -387,6 +388,7 @@ fn pg15_reads_the_generated_restore_command_and_sh_fetches_files_from_an_awkward
             major: 15,
             archive_dir: wal.clone(),
             layout,
+            target_timeline: "2".to_owned(),
             target_time: Some(target),
             target_action: TargetAction::Pause,
             extra: vec![("application_name".into(), "it's \\ restored".into())],
@@ -408,6 +410,28 @@ fn pg15_reads_the_generated_restore_command_and_sh_fetches_files_from_an_awkward
             "pause"
         );
         assert_eq!(pg15_reads(tmp.path(), append, "archive_mode"), "off");
+        assert_eq!(
+            pg15_reads(tmp.path(), append, "recovery_target_timeline"),
+            "2"
+        );
+        // Settings an earlier restore or a standby left in the base backup's
+        // postgresql.auto.conf are reset by the lines appended after them.
+        let inherited = format!(
+            "primary_conninfo = 'host=old-primary port=5432'\nprimary_slot_name = 'replica1'\n\
+             recovery_target_name = 'before_upgrade'\nrecovery_min_apply_delay = '1h'\n\
+             archive_cleanup_command = 'pg_archivecleanup /backups/wal %r'\n{append}"
+        );
+        for (name, reset) in [
+            ("primary_conninfo", ""),
+            ("primary_slot_name", ""),
+            ("recovery_target_name", ""),
+            ("recovery_min_apply_delay", "0"),
+            ("archive_cleanup_command", ""),
+            // The restore's own target comes after the resets and wins.
+            ("recovery_target_time", "2026-11-25 13:28:18.022631+00"),
+        ] {
+            assert_eq!(pg15_reads(tmp.path(), &inherited, name), reset, "{name}");
+        }
         assert_eq!(
             pg15_reads(tmp.path(), append, "application_name"),
             "it's \\ restored"

@@ -61,6 +61,7 @@ fn request(data_dir: PathBuf, target: TargetServer, dry_run: bool) -> RestoreReq
     RestoreRequest {
         data_dir,
         target_time: None,
+        timeline: None,
         pg_bin: None,
         os_user: "postgres".into(),
         settings: Vec::new(),

@@ -336,6 +336,8 @@ fn the_last_drill_shows_on_the_dashboard_and_in_the_detail() {
         detail: "1 databases, 417 relations".into(),
         seconds: 7.2,
         reached: None,
+        reached_segment: None,
+        last_commit: None,
     };
     live.app.update(Event::Drills(vec![drill]));
     let dashboard = live.screen(170, 14);

@@ -628,6 +628,7 @@ fn deep_check_progress_and_drill_confirmation() {
             "000000010000000000000011.gz: gzip stream ends early",
             "copy the segment again from the target's pg_wal",
         )],
+        ..Default::default()
     };
     fixture.app.update(Event::DeepChecked {
         client: "stark".into(),

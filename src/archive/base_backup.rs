@@ -17,7 +17,10 @@ use flate2::read::MultiGzDecoder;
 use thiserror::Error;
 
 use crate::archive::manifest::ManifestCheck;
-use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader, Lsn, RawSegmentName};
+use crate::archive::wal::{
+    HistoryEntry, LONG_HEADER_LEN, LongPageHeader, Lsn, RawSegmentName, Timeline,
+    parse_timeline_history,
+};
 
 #[derive(Debug, Error)]
 pub enum BaseBackupError {
@@ -48,6 +51,9 @@ pub struct BackupLabel {
     pub start_lsn: Lsn,
     /// The segment named in `START WAL LOCATION: ... (file X)`.
     pub start_segment: String,
+    /// `CHECKPOINT LOCATION`: recovery's timeline must hold this point.
+    #[serde(serialize_with = "crate::serde_util::opt_lsn")]
+    pub checkpoint_lsn: Option<Lsn>,
     pub start_timeline: u32,
     pub label: String,
     /// As written (`2026-11-25 13:08:37 UTC`); the zone is the server's.
@@ -85,6 +91,7 @@ impl BackupLabel {
                         label.stop_segment = Some(file);
                     }
                 }
+                "CHECKPOINT LOCATION" => label.checkpoint_lsn = Lsn::parse(value),
                 "START TIMELINE" => label.start_timeline = value.parse().unwrap_or(0),
                 "LABEL" => label.label = value.to_owned(),
                 "START TIME" => {
@@ -425,6 +432,40 @@ pub fn read_pg_wal_first_header(path: &Path) -> Result<(String, LongPageHeader),
         path: path.to_owned(),
         entry: "WAL segment",
     })
+}
+
+/// The timeline history files in pg_wal.tar.gz. pg_basebackup streams the
+/// history of the backup's own timeline (and so its ancestors') into it; a
+/// restore's PostgreSQL finds them there when the archive lacks them. Reads
+/// the whole tarball: call it only for a base on a timeline above 1.
+pub fn read_pg_wal_histories(
+    path: &Path,
+) -> Result<Vec<(Timeline, Vec<HistoryEntry>)>, BaseBackupError> {
+    let mut archive = open_tar(path)?;
+    let mut found = Vec::new();
+    for entry in archive.entries().map_err(io_err(path))? {
+        let mut entry = entry.map_err(io_err(path))?;
+        let name = entry_name(&entry);
+        let file_name = name.rsplit('/').next().unwrap_or(&name);
+        let Some(timeline) = file_name
+            .strip_suffix(".history")
+            .filter(|stem| stem.len() == 8)
+            .and_then(|stem| u32::from_str_radix(stem, 16).ok())
+        else {
+            continue;
+        };
+        let mut text = String::new();
+        // A history file is a line per ancestor: 1 MiB is far beyond any real one.
+        (&mut entry)
+            .take(1024 * 1024)
+            .read_to_string(&mut text)
+            .map_err(io_err(path))?;
+        // An unparsable copy is left out: the archive's own file, if any, is judged instead.
+        if let Ok(entries) = parse_timeline_history(&text) {
+            found.push((Timeline(timeline), entries));
+        }
+    }
+    Ok(found)
 }
 
 /// Reads the first bytes of a (possibly gzip'ed) WAL segment file.

@@ -91,6 +91,9 @@ pub struct BaseBackup {
     /// The first segment inside pg_wal.tar.gz and its header.
     pub pg_wal_first: Option<(String, LongPageHeader)>,
     pub pg_wal_error: Option<String>,
+    /// Timeline history files inside pg_wal.tar.gz (read only for a base on a timeline above 1).
+    #[serde(skip)]
+    pub pg_wal_histories: Vec<(Timeline, Vec<HistoryEntry>)>,
     /// Facts from a full pass over base.tar.gz, when computed or cached.
     pub full: Option<BaseTarFull>,
 }

@@ -36,6 +36,8 @@ pub enum WalError {
     NotLongHeader(u16),
     #[error("unknown WAL page magic {0:#06x}: not a PostgreSQL 10-18 segment")]
     UnknownMagic(u16),
+    #[error("invalid WAL page size {0}: must be a power of two from 1 KiB to 64 KiB")]
+    BadPageSize(u32),
     #[error("timeline history line {line}: {reason}")]
     BadHistory { line: usize, reason: String },
 }

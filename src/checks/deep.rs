@@ -8,7 +8,7 @@
 //! end. Verdicts are cached by client, file name, size and mtime outside
 //! the backup root (the archive is read-only to walwarden).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -76,6 +76,12 @@ pub struct DeepReport {
     /// Whether base.tar.gz matched its backup_manifest; `None` without a manifest.
     pub manifest_verified: Option<bool>,
     pub problems: Vec<Problem>,
+    /// Segments judged corrupt, foreign or misnamed: a restore's line stops at the first.
+    #[serde(skip)]
+    pub unusable: std::collections::BTreeSet<RawSegmentName>,
+    /// The recovery point read from the line they leave (set by the job that ran the check).
+    #[serde(skip)]
+    pub recovery_point: Option<crate::checks::recovery_point::RecoveryPoint>,
 }
 
 fn mtime_ns(time: SystemTime) -> u128 {
@@ -271,22 +277,39 @@ pub fn verify_client(
         verdicts[i] = Some(verdict);
     }
 
-    let mut contiguous = true;
-    let mut previous: Option<RawSegmentName> = None;
+    let mut good: HashSet<RawSegmentName> = HashSet::with_capacity(segments.len());
     for (segment, verdict) in segments.iter().zip(&verdicts) {
         let verdict = verdict.as_ref().unwrap_or(&Verdict::Good);
-        let follows = previous.is_none_or(|p| {
-            p.timeline == segment.name.timeline
-                && p.resolve(seg_size).ok().map(|id| id.segment.next())
-                    == segment.name.resolve(seg_size).ok().map(|id| id.segment)
-        });
-        contiguous &= follows && *verdict == Verdict::Good;
-        if contiguous {
-            report.verified_through = Some(segment.name.to_string());
+        if *verdict == Verdict::Good {
+            good.insert(segment.name);
+        } else {
+            report.unusable.insert(segment.name);
         }
-        previous = Some(segment.name);
         if let Some(problem) = problem_for(&segment.file_name(), verdict) {
             report.problems.push(problem);
+        }
+    }
+    // Proven along the restore line, from the base backup's start: the
+    // files a restore reads, in the order it reads them.
+    let line = &client.continuity;
+    let number = |name: Option<&str>| {
+        RawSegmentName::parse(name?.get(..24)?)?
+            .resolve(seg_size)
+            .ok()
+            .map(|id| id.segment)
+    };
+    if let (Some(start), Some(end)) = (
+        number(line.needed_from.as_deref()),
+        number(line.newest.as_deref()),
+    ) {
+        let mut segno = start;
+        while segno <= end {
+            let name = line.expected_name(segno);
+            match RawSegmentName::parse(&name) {
+                Some(raw) if good.contains(&raw) => report.verified_through = Some(name),
+                _ => break,
+            }
+            segno = segno.next();
         }
     }
     report.problems.extend(timeline_problems(client));

@@ -24,6 +24,13 @@ pub struct DrillRecord {
     pub seconds: f64,
     /// The last transaction the restored server replayed.
     pub reached: Option<String>,
+    /// The furthest segment replay reached; a drill passes only at the line's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reached_segment: Option<String>,
+    /// The last commit the restored server replayed (RFC 3339, UTC, microseconds),
+    /// equal to the archive's last commit on the line when the drill passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_commit: Option<String>,
 }
 
 pub fn default_history_path() -> Option<PathBuf> {
@@ -48,6 +55,8 @@ impl DrillRecord {
             detail,
             seconds: 0.0,
             reached: None,
+            reached_segment: None,
+            last_commit: None,
         }
     }
 }
@@ -131,6 +140,8 @@ mod tests {
             detail: String::new(),
             seconds: 1.0,
             reached: None,
+            reached_segment: None,
+            last_commit: None,
         }
     }
 

@@ -77,6 +77,11 @@ pub enum ProblemCode {
     /// says the timeline began, or a history file whose lines contradict
     /// themselves (deep check).
     TimelineMismatch,
+    /// A timeline beside the restore line, branched off after the base
+    /// backup began (a test restore or an old primary left archiving here).
+    TimelineBranch,
+    /// The newest WAL arrives on a timeline the base backup cannot reach.
+    BaseOffLine,
     /// No successful restore drill within `drill_max_age`.
     DrillStale,
     /// The target server could not be reached over SSH (`check --target`).
@@ -110,6 +115,8 @@ impl ProblemCode {
             ProblemCode::BaseCorrupt => "base_corrupt",
             ProblemCode::BaseManifestMismatch => "base_manifest_mismatch",
             ProblemCode::TimelineMismatch => "timeline_mismatch",
+            ProblemCode::TimelineBranch => "timeline_branch",
+            ProblemCode::BaseOffLine => "base_off_line",
             ProblemCode::DrillStale => "drill_stale",
             ProblemCode::TargetUnreachable => "target_unreachable",
             ProblemCode::ArchiveOff => "archive_off",
@@ -298,6 +305,15 @@ fn assess_wal(
             0 => range,
             n => format!("{range} ({n} present only as zero-byte files)"),
         };
+        // PostgreSQL reads an older timeline's file of the same number when
+        // the line's own is missing, and replays the branch the switch abandoned.
+        let range = match gap.stand_ins.as_slice() {
+            [] => range,
+            names => format!(
+                "{range} (PostgreSQL would read {} instead and replay what the timeline switch abandoned)",
+                names.join(", ")
+            ),
+        };
         let (message, fix) = if gap.before_consistency {
             (
                 format!(
@@ -319,6 +335,7 @@ fn assess_wal(
             .map(|ack| ack.note.clone());
         problems.push(problem);
     }
+    assess_timelines(client, problems);
     for timeline in &continuity.missing_histories {
         problems.push(Problem::new(
             ProblemCode::WalGap,
@@ -364,6 +381,81 @@ fn assess_wal(
             ));
         }
     }
+}
+
+/// Timelines beside the restore line, and a base the newest WAL has left behind.
+fn assess_timelines(client: &Client, problems: &mut Vec<Problem>) {
+    let continuity = &client.continuity;
+    let Some(target) = continuity.target_timeline else {
+        return;
+    };
+    for branch in &continuity.branches {
+        let t = branch.timeline.0;
+        let origin = match (branch.parent, branch.switch_point) {
+            (Some(parent), Some(at)) => {
+                format!(
+                    "timeline {t} branched off timeline {} at {at}, after the base backup began",
+                    parent.0
+                )
+            }
+            _ if branch.history_missing => format!(
+                "timeline {t} holds {} segment(s) past the base backup's start but no {t:08X}.history names its parent",
+                branch.segments
+            ),
+            _ => format!("timeline {t} does not branch off the restore line's timelines"),
+        };
+        let last = match (&branch.last, branch.last_arrival) {
+            (Some(last), Some(at)) => format!(
+                "; its newest segment {last} arrived {}",
+                humantime::format_rfc3339_seconds(at)
+            ),
+            _ => String::new(),
+        };
+        let latest = if continuity.pg_latest == Some(branch.timeline) {
+            format!(
+                "; PostgreSQL's default recovery_target_timeline = 'latest' would follow it, not timeline {}",
+                target.0
+            )
+        } else {
+            String::new()
+        };
+        problems.push(Problem::new(
+            ProblemCode::TimelineBranch,
+            Status::Warning,
+            format!(
+                "{origin}{last}, while the newest WAL continues timeline {}: walwarden's restore and drill follow timeline {} (recovery_target_timeline = '{}'){latest}",
+                target.0, target.0, target.0
+            ),
+            format!(
+                "if timeline {t} is a test restore or an old primary, turn archiving off on that server and move wal/{t:08X}.history* and wal/{t:08X}*.gz out of the backup root; if it is the real primary, restore with --timeline {t} and check its archive_command"
+            ),
+        ));
+    }
+    let off = match &continuity.production_off_line {
+        Some(crate::archive::continuity::OffLine::ForkedBeforeBase {
+            timeline,
+            parent,
+            switch_point,
+        }) => format!(
+            "the newest WAL arrives on timeline {}, which left timeline {} at {switch_point}, before this base backup began",
+            timeline.0, parent.0
+        ),
+        Some(crate::archive::continuity::OffLine::NotDescendant { timeline }) => format!(
+            "the newest WAL arrives on timeline {}, whose history does not pass through the base backup's timeline",
+            timeline.0
+        ),
+        // A missing history file is reported as such (wal_gap).
+        Some(crate::archive::continuity::OffLine::HistoryMissing { .. }) | None => return,
+    };
+    problems.push(Problem::new(
+        ProblemCode::BaseOffLine,
+        Status::Critical,
+        format!(
+            "{off}: a restore from this base cannot reach it and brings back timeline {} only",
+            target.0
+        ),
+        "take a new base backup of the server that archives the newest WAL (walwarden setup prints the pg_basebackup command)",
+    ));
 }
 
 fn assess_unexpected(client: &Client, problems: &mut Vec<Problem>) {

@@ -128,7 +128,14 @@ impl SegmentCheck {
         }
         let stem = self.name.get(..24).unwrap_or(&self.name);
         let named = RawSegmentName::parse(stem).and_then(|raw| raw.resolve(header.seg_size).ok());
-        if named != Some(header.segment_id()) {
+        // A timeline's first segment after a switch inside a segment is a copy
+        // of the parent's up to the switch point, so its first page carries
+        // an ancestor's timeline: only the page address must match, and the
+        // header's timeline may not be newer than the name's.
+        let header_id = header.segment_id();
+        let matches = named
+            .is_some_and(|id| id.segment == header_id.segment && header_id.timeline <= id.timeline);
+        if !matches {
             return SegmentVerdict::Misnamed {
                 header_says: header.segment_id().file_name(header.seg_size),
             };

@@ -13,8 +13,8 @@ use thiserror::Error;
 use crate::archive::base_cache;
 use crate::archive::catalog::{self, Catalog, CatalogError, Client, ScanOptions};
 use crate::checks::deep::{self, DeepCache, DeepReport};
-use crate::checks::health::Problem;
-use crate::checks::quick::{self, QuickCache, QuickInput};
+use crate::checks::quick::{self, QuickCache, QuickFindings, QuickInput};
+use crate::checks::recovery_point;
 
 #[derive(Debug, Error)]
 pub enum JobError {
@@ -39,9 +39,10 @@ pub fn deep_check(
     let reports = clients
         .iter()
         .map(|client| {
-            let report = deep::verify_client(client, &mut cache, now, &mut |done, total| {
+            let mut report = deep::verify_client(client, &mut cache, now, &mut |done, total| {
                 progress(&client.name, done, total)
             });
+            report.recovery_point = recovery_point::point_for(client, &report.unusable);
             (client.name.clone(), report)
         })
         .collect();
@@ -89,21 +90,34 @@ pub fn deep_from_memory(catalog: &Catalog) -> Vec<(String, DeepReport)> {
 /// What the quick check found, and whether its verdicts were remembered.
 #[derive(Debug)]
 pub struct QuickChecked {
-    pub problems: Vec<(String, Vec<Problem>)>,
+    pub findings: Vec<(String, QuickFindings)>,
     /// Failing to remember costs only a re-read next time; `check` says so.
     pub remembered: io::Result<()>,
 }
 
 /// The quick check (gzip trailer, first page) of every segment not judged
-/// before, each client's problems with the remembered ones.
+/// before: each client's problems with the remembered ones, the segments
+/// found unusable, and the recovery point of the line they leave.
 pub fn quick_check(inputs: &[QuickInput<'_>]) -> QuickChecked {
     let mut cache = QuickCache::load(quick::default_cache_path().as_deref());
-    let problems = inputs
+    let findings = inputs
         .iter()
-        .map(|input| (input.name.clone(), cache.check(input)))
+        .map(|input| {
+            let problems = cache.check(input);
+            let unusable = cache.unusable(input);
+            let recovery_point = recovery_point::point_for(&input.client, &unusable);
+            (
+                input.name().to_owned(),
+                QuickFindings {
+                    problems,
+                    unusable,
+                    recovery_point,
+                },
+            )
+        })
         .collect();
     QuickChecked {
-        problems,
+        findings,
         remembered: cache.save(),
     }
 }

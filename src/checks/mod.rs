@@ -1,7 +1,8 @@
 //! Verdicts on the archive: the health rules and their problem codes
 //! (`health`), the report both faces show (`report`), files read to their
 //! end and judged (`integrity`), the cheap and the deep checks built on that
-//! (`quick`, `deep`), the verification window for a new
+//! (`quick`, `deep`), the recovery point a restore to the end brings back
+//! (`recovery_point`), the verification window for a new
 //! client (`verify`), the target server's side judged (`target`), the record
 //! of restore drills and their staleness (`drills`), the checks as jobs both
 //! faces run (`jobs`), and the
@@ -15,6 +16,7 @@ pub mod integrity;
 pub mod jobs;
 pub mod metrics;
 pub mod quick;
+pub mod recovery_point;
 pub mod report;
 pub mod target;
 pub mod verify;

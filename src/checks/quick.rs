@@ -16,7 +16,7 @@
 //! or changed file re-judges its block only. The cache is small (a few
 //! hundred KB for a million files), outside the backup root.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::catalog::Client;
 use crate::archive::folder::SegmentFile;
-use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader};
+use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader, RawSegmentName};
 use crate::checks::deep::{Verdict, problem_for};
 use crate::checks::health::Problem;
 use crate::checks::integrity::SegmentCheck;
@@ -154,36 +154,38 @@ fn push_run(
     });
 }
 
-/// What the quick check needs of a client: owned, it outlives the catalog
-/// it came from (the dashboard hands the catalog to its loop at once).
+/// What the quick check found of a client: its problems, the segments it
+/// judged unusable (a restore's line stops at the first), and the recovery
+/// point read from the line they leave.
+#[derive(Debug, Clone, Default)]
+pub struct QuickFindings {
+    pub problems: Vec<Problem>,
+    pub unusable: BTreeSet<RawSegmentName>,
+    pub recovery_point: Option<crate::checks::recovery_point::RecoveryPoint>,
+}
+
+/// The client a quick check judges: borrowed by `check`, owned by the
+/// dashboard's background job (the catalog goes to the event loop at once).
 #[derive(Debug, Clone)]
 pub struct QuickInput<'a> {
-    pub name: String,
-    pub path: PathBuf,
-    pub seg_size: Option<u32>,
-    pub system_identifier: Option<u64>,
-    pub segments: std::borrow::Cow<'a, [SegmentFile]>,
+    pub client: std::borrow::Cow<'a, Client>,
 }
 
 impl QuickInput<'_> {
     pub fn borrowed(client: &Client) -> QuickInput<'_> {
         QuickInput {
-            name: client.name.clone(),
-            path: client.path.clone(),
-            seg_size: client.wal.segment_size,
-            system_identifier: client.base.system_identifier(),
-            segments: std::borrow::Cow::Borrowed(&client.wal.segments),
+            client: std::borrow::Cow::Borrowed(client),
         }
     }
 
     pub fn owned(client: &Client) -> QuickInput<'static> {
         QuickInput {
-            name: client.name.clone(),
-            path: client.path.clone(),
-            seg_size: client.wal.segment_size,
-            system_identifier: client.base.system_identifier(),
-            segments: std::borrow::Cow::Owned(client.wal.segments.clone()),
+            client: std::borrow::Cow::Owned(client.clone()),
         }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.client.name
     }
 }
 
@@ -223,14 +225,15 @@ impl QuickCache {
 
     /// [`QuickCache::check_client`] on what the check needs of a client.
     pub fn check(&mut self, client: &QuickInput<'_>) -> Vec<Problem> {
-        let Some(seg_size) = client.seg_size else {
+        let client = &*client.client;
+        let Some(seg_size) = client.wal.segment_size else {
             return Vec::new();
         };
-        let expected_sysid = client.system_identifier;
+        let expected_sysid = client.base.system_identifier();
         let wal_dir = crate::archive::folder::wal_dir(&client.path);
         // Zero-byte files are reported as missing by the ordinary rules; partial ones are not segments yet.
         let eligible = |s: &&SegmentFile| !s.partial && s.size > 0;
-        let segments: &[SegmentFile] = &client.segments;
+        let segments: &[SegmentFile] = &client.wal.segments;
         // Keyed by the client's folder: two roots may both have a client1.
         let cache_key = client.path.to_string_lossy().into_owned();
         let remembered = self.clients.remove(&cache_key).unwrap_or_default();
@@ -313,6 +316,44 @@ impl QuickCache {
         self.changed |= blocks.len() != remembered.len();
         self.clients.insert(cache_key, blocks);
         problems
+    }
+}
+
+impl QuickCache {
+    /// The segments of a client judged bad (corrupt, foreign, misnamed) by
+    /// the last [`QuickCache::check`] of it: a restore's replay stops at the
+    /// first of them on its line, so the window ends before it.
+    pub fn unusable(&self, client: &QuickInput<'_>) -> BTreeSet<RawSegmentName> {
+        let client = &*client.client;
+        let cache_key = client.path.to_string_lossy().into_owned();
+        let Some(blocks) = self.clients.get(&cache_key) else {
+            return BTreeSet::new();
+        };
+        let mut bad = BTreeSet::new();
+        for group in client
+            .wal
+            .segments
+            .chunk_by(|a, b| block_of(a) == block_of(b))
+        {
+            let Some(block) = blocks.get(&block_key(block_of(&group[0]))) else {
+                continue;
+            };
+            if block.all.is_some() {
+                bad.extend(
+                    group
+                        .iter()
+                        .filter(|s| !s.partial && s.size > 0)
+                        .map(|s| s.name),
+                );
+            }
+            bad.extend(
+                block
+                    .bad
+                    .iter()
+                    .filter_map(|(name, _)| RawSegmentName::parse(name.get(..24)?)),
+            );
+        }
+        bad
     }
 }
 

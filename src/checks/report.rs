@@ -11,9 +11,10 @@ use serde::Serialize;
 
 use crate::archive::base_backup::BackupLabel;
 use crate::archive::catalog::{Catalog, Client};
-use crate::archive::continuity::{Gap, TimelineSummary};
+use crate::archive::continuity::{Branch, Continuity, Gap, TimelineSpan, TimelineSummary};
 use crate::archive::folder::BaseFile;
 use crate::checks::health::{self, Problem, Status};
+use crate::checks::recovery_point::RecoveryPoint;
 use crate::config::Config;
 
 #[derive(Debug, Clone, Serialize)]
@@ -52,8 +53,8 @@ pub struct ClientReport {
 /// background check or file.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClientFacts<'a> {
-    /// The quick check's problems (gzip trailers and first pages of new segments).
-    pub quick: Option<&'a [Problem]>,
+    /// What the quick check found (gzip trailers and first pages of new segments).
+    pub quick: Option<&'a crate::checks::quick::QuickFindings>,
     /// What a deep check proved, run now or remembered.
     pub deep: Option<&'a crate::checks::deep::DeepReport>,
     /// What the client's target server showed.
@@ -73,10 +74,11 @@ impl ClientReport {
         facts: ClientFacts<'_>,
     ) -> ClientReport {
         let mut report = ClientReport::build(client, config, now);
-        if let Some(problems) = facts.quick {
-            report.problems.extend(problems.iter().cloned());
+        if let Some(quick) = facts.quick {
+            report.problems.extend(quick.problems.iter().cloned());
             report.status = health::status_of(&report.problems);
         }
+        report.judge_line(client, &facts);
         if let Some(deep) = facts.deep {
             report.add_deep(deep.clone());
         }
@@ -85,6 +87,39 @@ impl ClientReport {
         }
         report.add_drills(facts.drills, config.policy_for(&client.name), now);
         report
+    }
+
+    /// The window as replay would go: cut at the first segment the quick or
+    /// deep check found unusable (re-judged only then: the scan's analysis
+    /// holds otherwise), with the last commit read from the line when it was
+    /// read from this very window (a newer arrival makes it unknown until
+    /// the next check).
+    fn judge_line(&mut self, client: &Client, facts: &ClientFacts<'_>) {
+        let mut unusable = std::collections::BTreeSet::new();
+        let mut points = Vec::new();
+        if let Some(quick) = facts.quick {
+            unusable.extend(quick.unusable.iter().copied());
+            points.extend(quick.recovery_point.as_ref());
+        }
+        if let Some(deep) = facts.deep {
+            unusable.extend(deep.unusable.iter().copied());
+            points.extend(deep.recovery_point.as_ref());
+        }
+        let rejudged = (!unusable.is_empty()).then(|| {
+            crate::archive::continuity::analyse_with(
+                &client.base,
+                &client.wal,
+                crate::archive::continuity::LineRequest {
+                    timeline: None,
+                    unusable: Some(&unusable),
+                },
+            )
+        });
+        let line = rejudged.as_ref().unwrap_or(&client.continuity);
+        let point = points
+            .into_iter()
+            .find(|p| line.restorable_through.as_deref() == Some(p.through.as_str()));
+        self.set_line(line, point);
     }
 
     /// Adds the client's last successful drill, and `drill_stale` where its
@@ -159,6 +194,50 @@ pub struct WalReport {
     pub consistent_at: Option<String>,
     pub restorable_through: Option<String>,
     pub gaps: Vec<Gap>,
+    /// The base backup's timeline, where the restore line starts.
+    pub base_timeline: Option<u32>,
+    /// The timeline a restore follows to its end (the production line).
+    pub target_timeline: Option<u32>,
+    pub restore_line: Vec<TimelineSpan>,
+    /// Timelines beside the line that left it after the base backup began.
+    pub branches: Vec<Branch>,
+    /// Whether the restorable run reaches the newest segment on the line.
+    pub reaches_end: bool,
+    /// The first segment on the line judged corrupt, foreign or misnamed (the window ends before it).
+    pub stopped_at_bad: Option<String>,
+    /// The last commit (or abort) on the line up to `restorable_through`: the
+    /// point a restore to the end brings back. RFC 3339 to the microsecond.
+    #[serde(serialize_with = "crate::serde_util::opt_time_micros")]
+    pub last_commit: Option<SystemTime>,
+}
+
+impl WalReport {
+    /// The window and line facts of `line` (the scan's analysis, or one
+    /// re-judged with segments found unusable).
+    fn set_line(&mut self, line: &Continuity) {
+        self.timelines = line.timelines.clone();
+        self.needed_from = line.needed_from.clone();
+        self.consistent_at = line.consistent_at.clone();
+        self.restorable_through = line.restorable_through.clone();
+        self.gaps = line.gaps.clone();
+        self.base_timeline = line.base_timeline.map(|t| t.0);
+        self.target_timeline = line.target_timeline.map(|t| t.0);
+        self.restore_line = line.restore_line.clone();
+        self.branches = line.branches.clone();
+        self.reaches_end = line.reaches_newest;
+        self.stopped_at_bad = line.stopped_at_bad.clone();
+    }
+}
+
+impl ClientReport {
+    /// The window cut where replay would stop at a segment already judged
+    /// bad, and the recovery point read from the line (`last_commit`): what
+    /// `check` claims a restore brings back, and what the restore's preflight uses.
+    pub fn set_line(&mut self, line: &Continuity, recovery_point: Option<&RecoveryPoint>) {
+        self.wal.set_line(line);
+        self.restorable_to = line.restorable_to;
+        self.wal.last_commit = recovery_point.map(|p| p.transaction.time);
+    }
 }
 
 impl CheckReport {
@@ -204,7 +283,7 @@ impl ClientReport {
         let continuity = &client.continuity;
         let segments: Vec<_> = wal.segments.iter().filter(|s| !s.partial).collect();
         let last_arrival = wal.last_arrival();
-        ClientReport {
+        let mut report = ClientReport {
             name: client.name.clone(),
             status: health::status_of(&problems),
             base: BaseReport {
@@ -238,6 +317,13 @@ impl ClientReport {
                 consistent_at: continuity.consistent_at.clone(),
                 restorable_through: continuity.restorable_through.clone(),
                 gaps: continuity.gaps.clone(),
+                base_timeline: None,
+                target_timeline: None,
+                restore_line: Vec::new(),
+                branches: Vec::new(),
+                reaches_end: false,
+                stopped_at_bad: None,
+                last_commit: None,
             },
             restorable_to: continuity.restorable_to,
             restorable_from: continuity.restorable_from,
@@ -245,6 +331,8 @@ impl ClientReport {
             deep: None,
             last_drill: None,
             target: None,
-        }
+        };
+        report.wal.set_line(continuity);
+        report
     }
 }

@@ -77,7 +77,7 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
         checked
             .remembered
             .wrap_err("cannot remember the quick-check results")?;
-        quick.extend(checked.problems);
+        quick.extend(checked.findings);
     }
     let targets: HashMap<String, TargetView> = if args.target {
         read_targets(&catalog, config)?.into_iter().collect()
@@ -88,7 +88,7 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
         .map(|history| crate::checks::drills::load_history(&history))
         .unwrap_or_default();
     let report = CheckReport::assemble(&catalog, config, now, |name| ClientFacts {
-        quick: quick.get(name).map(Vec::as_slice),
+        quick: quick.get(name),
         deep: deep.get(name),
         target: targets.get(name),
         drills: &drills,

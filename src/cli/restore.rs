@@ -41,6 +41,10 @@ pub struct RestoreArgs {
     /// Stop replay at this time (point-in-time recovery), e.g. "2026-11-25 13:28:18+00"
     #[arg(long, value_name = "TIME")]
     pub target_time: Option<String>,
+    /// Follow this timeline to its end instead of the production line (the one
+    /// the newest WAL continues), e.g. to bring back a branch on purpose
+    #[arg(long, value_name = "N")]
+    pub timeline: Option<u32>,
     /// PostgreSQL binaries to restore with (default /usr/lib/postgresql/<major>/bin)
     #[arg(long, value_name = "DIR")]
     pub pg_bin: Option<PathBuf>,
@@ -62,7 +66,7 @@ pub struct RestoreArgs {
     /// The client name, typed in advance, for --purge without a terminal
     #[arg(long, value_name = "CLIENT")]
     pub confirm_purge: Option<String>,
-    /// Go past a preflight check that refused (archive-readable), knowing the restore will likely stop early
+    /// Go past a preflight check that refused (archive-readable, wal-line, host-settings, unsafe-settings), knowing what it warned of
     #[arg(long, value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(crate::ops::restore::request::FORCEABLE_CHECKS))]
     pub force: Vec<String>,
     /// Starts the local instance (shell; {data} {log} {major} {pg_bin}); default: pg_ctlcluster for a Debian cluster on the data dir, else pg_ctl
@@ -198,6 +202,7 @@ fn data_dir(args: &RestoreArgs, config: &Config) -> Result<PathBuf> {
 pub fn request_for(args: &RestoreArgs, config: &Config, data_dir: PathBuf) -> RestoreRequest {
     let mut request = RestoreRequest::new(config, &args.client, data_dir);
     request.target_time = args.target_time.clone();
+    request.timeline = args.timeline;
     request.pg_bin = args.pg_bin.clone();
     request.os_user = args.os_user.clone();
     request.settings = args.settings.clone();

@@ -104,6 +104,8 @@ pub fn drill(
         detail: String::new(),
         seconds: 0.0,
         reached: None,
+        reached_segment: None,
+        last_commit: None,
     };
     // A drill proves the whole archive: a gap means replay would stop short of its end.
     if let Some(gap) = client.continuity.gaps.first() {
@@ -157,19 +159,50 @@ pub fn drill(
     match &result {
         Ok(summary) => {
             record.reached = summary.last_replayed_transaction.clone();
-            match sanity_query(
-                os_user,
-                &socket_dir,
-                port,
-                &pg_bin_for(pg_bin.as_deref(), client),
-            ) {
-                Ok(answer) => {
-                    record.success = true;
-                    record.detail = answer;
-                }
-                Err(error) => {
-                    record.detail =
-                        format!("the restored server does not answer the sanity query: {error}")
+            record.reached_segment = summary.reached_segment.clone();
+            record.last_commit = summary.last_replayed_transaction.clone();
+            // Passing means reaching the archive's end along the line, not just answering.
+            let end = client.continuity.newest.as_deref();
+            // Segment numbers, whatever the timeline (the 16 hex digits after it).
+            let number = |name: &str| name.get(8..24).map(str::to_owned);
+            let at_end = summary
+                .reached_segment
+                .as_deref()
+                .and_then(number)
+                .is_some_and(|reached| end.and_then(number).is_some_and(|end| reached >= end));
+            let commit_matches = summary.archive_last_commit.is_none()
+                || summary.archive_last_commit == summary.last_replayed_transaction;
+            if !at_end || !commit_matches || summary.in_recovery != Some(false) {
+                record.detail = format!(
+                    "the restored server did not reach the archive's end: replay reached {} (the line ends at {}), last commit {} (the archive's is {}), {}",
+                    summary.reached_segment.as_deref().unwrap_or("nothing"),
+                    end.unwrap_or("?"),
+                    summary
+                        .last_replayed_transaction
+                        .as_deref()
+                        .unwrap_or("none"),
+                    summary.archive_last_commit.as_deref().unwrap_or("unknown"),
+                    if summary.in_recovery == Some(false) {
+                        "promoted"
+                    } else {
+                        "not promoted"
+                    }
+                );
+            } else {
+                match sanity_query(
+                    os_user,
+                    &socket_dir,
+                    port,
+                    &pg_bin_for(pg_bin.as_deref(), client),
+                ) {
+                    Ok(answer) => {
+                        record.success = true;
+                        record.detail = answer;
+                    }
+                    Err(error) => {
+                        record.detail =
+                            format!("the restored server does not answer the sanity query: {error}")
+                    }
                 }
             }
         }

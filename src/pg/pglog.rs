@@ -59,6 +59,12 @@ pub mod codes {
     pub const STOPPED: &str = "stopped-during-recovery";
     pub const EARLY_STOP: &str = "early-stop";
     pub const BAD_ARCHIVE_END: &str = "bad-archive-end";
+    pub const SOCKET_DIR_MISSING: &str = "socket-dir-missing";
+    pub const PORT_IN_USE: &str = "port-in-use";
+    pub const LIBRARY_MISSING: &str = "library-missing";
+    pub const CONFIG_FILE_MISSING: &str = "config-file-missing";
+    pub const STANDBY_MODE: &str = "standby-mode";
+    pub const UNREQUESTED_PAUSE: &str = "unrequested-pause";
 }
 
 pub(crate) fn diagnosis(
@@ -81,6 +87,10 @@ pub enum LineKind {
     /// `starting archive recovery` / `starting point-in-time recovery to ...`:
     /// recovery.signal (or recovery.conf) was seen and restore_command is used.
     ArchiveRecoveryStarting,
+    /// `entering standby mode`: standby.signal (or standby_mode) is in force.
+    /// A restore never asks for it: the server would replay the archive, then
+    /// wait for a primary for ever instead of opening.
+    StandbyMode,
     /// `restored log file "<segment>" from archive`.
     Progress {
         restored_segment: String,
@@ -299,11 +309,11 @@ fn classify_server(severity: Severity, m: &str) -> LineKind {
     if m.starts_with("starting PostgreSQL ") {
         return LineKind::ServerStarting;
     }
-    if m == "starting archive recovery"
-        || m.starts_with("starting point-in-time recovery to ")
-        || m == "entering standby mode"
-    {
+    if m == "starting archive recovery" || m.starts_with("starting point-in-time recovery to ") {
         return LineKind::ArchiveRecoveryStarting;
+    }
+    if m == "entering standby mode" {
+        return LineKind::StandbyMode;
     }
     if m.starts_with("invalid record length at ")
         || m.starts_with("invalid magic number ")
@@ -463,6 +473,62 @@ fn classify_server(severity: Severity, m: &str) -> LineKind {
             RESTORED_SERVER_ARCHIVING,
             "the restored server runs archive_command into the client's archive".into(),
             "set archive_mode = off in DATA/postgresql.auto.conf (walwarden does) until fresh backups are set up",
+        );
+    }
+    // Settings that came with the base backup and do not fit this host: the
+    // postmaster stops before recovery begins.
+    if m.starts_with("could not create lock file ")
+        && m.contains(".s.PGSQL.")
+        && m.contains("No such file or directory")
+    {
+        let folder = quoted(m)
+            .and_then(|path| path.rsplit_once('/'))
+            .map_or("?", |(dir, _)| dir);
+        return fail(
+            SOCKET_DIR_MISSING,
+            format!(
+                "the socket folder {folder} (unix_socket_directories from the base backup's postgresql.conf) does not exist on this host"
+            ),
+            "restore again with --set unix_socket_directories=FOLDER, a folder that exists and the PostgreSQL user can write (e.g. /var/run/postgresql)",
+        );
+    }
+    if m.starts_with("could not create any TCP/IP sockets")
+        || (m.starts_with("could not bind ") && m.contains("Address already in use"))
+        || (m.starts_with("lock file ") && m.contains(".s.PGSQL.") && m.contains("already exists"))
+    {
+        return fail(
+            PORT_IN_USE,
+            format!("the port is taken by another server: {m}"),
+            "restore again with --set port=N (a free port), or stop the server that holds it",
+        );
+    }
+    if m.starts_with("could not access file ") && m.contains("No such file or directory")
+        || m.starts_with("could not load library ")
+    {
+        return fail(
+            LIBRARY_MISSING,
+            format!("a library the base backup's settings load is not installed here: {m}"),
+            "install the same extension packages as on the source server (shared_preload_libraries), or restore again with --set shared_preload_libraries=... without it",
+        );
+    }
+    if (m.starts_with("could not load server certificate file ")
+        || m.starts_with("could not load private key file ")
+        || m.starts_with("could not load root certificate file ")
+        || m.starts_with("could not open configuration file ")
+        || (m.starts_with("could not open file ") && m.contains("pg_hba")))
+        && matches!(severity, Severity::Fatal | Severity::Panic)
+    {
+        return fail(
+            CONFIG_FILE_MISSING,
+            format!("a file the base backup's settings name is missing here: {m}"),
+            "restore again with a --set for that setting (e.g. --set ssl=off, --set hba_file=...), or copy the file from the source server",
+        );
+    }
+    if m.starts_with("could not connect to the primary server") {
+        return fail(
+            STANDBY_MODE,
+            "the restored server runs as a standby and keeps retrying its old primary (standby.signal and primary_conninfo came with the base backup)".into(),
+            "stop it, delete DATA/standby.signal, keep DATA/recovery.signal, set primary_conninfo = '' and start again (walwarden's restore does this)",
         );
     }
     if m.starts_with("startup process (PID ")

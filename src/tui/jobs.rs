@@ -309,7 +309,7 @@ fn scan_root(root: &Path, options: &ScanOptions, job: &Job) {
     job.done();
     if !quick.is_empty() {
         // Failing to remember costs only a re-read next time.
-        job.send(Event::QuickChecked(jobs::quick_check(&quick).problems));
+        job.send(Event::QuickChecked(jobs::quick_check(&quick).findings));
     }
 }
 
@@ -328,7 +328,7 @@ fn scan_one_client(root: &Path, name: &str, options: &ScanOptions, job: &Job) {
     });
     job.done();
     if let Some(inputs) = quick {
-        job.send(Event::QuickChecked(jobs::quick_check(&inputs).problems));
+        job.send(Event::QuickChecked(jobs::quick_check(&inputs).findings));
     }
 }
 

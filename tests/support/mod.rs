@@ -4,6 +4,9 @@
 //!   [`make_real_backup`] (a PostgreSQL 15 base backup + gzip WAL archive, made
 //!   exactly like the tutorial's setup) and [`initdb_segment`] (a fresh
 //!   cluster's first WAL segment for majors 14..=18).
+//! - [`corpus`]: archives of the shapes real fleets produce (failover, PITR,
+//!   test branch, ...), built by real PostgreSQL with `tests/corpus/build.sh`
+//!   and cached per test run, with their facts; plain restores of them.
 //! - [`check`]: `walwarden check --json` on a root, and its first client's problems.
 //! - [`sshd`]: a throwaway OpenSSH server on loopback with its own keys and
 //!   known_hosts files ([`sshd::TestSshd`]).
@@ -13,6 +16,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod check;
+pub mod corpus;
 pub mod pg;
 pub mod sshd;
 

@@ -344,9 +344,14 @@ fn scan_base(
         .file(BaseFileKind::PgWalTar)
         .filter(|f| f.fact.size > 0)
     {
-        match base_backup::read_pg_wal_first_header(&dir.join(&tar.fact.name)) {
+        let path = dir.join(&tar.fact.name);
+        match base_backup::read_pg_wal_first_header(&path) {
             Ok(first) => base.pg_wal_first = Some(first),
             Err(e) => base.pg_wal_error = Some(e.to_string()),
+        }
+        if base.label().is_some_and(|l| l.start_timeline > 1) {
+            // The error, if any, was reported above from the same file.
+            base.pg_wal_histories = base_backup::read_pg_wal_histories(&path).unwrap_or_default();
         }
     }
     base

@@ -104,9 +104,84 @@ pub enum PreflightRefusal {
     )]
     NotConsistent { first: String, last: String },
     #[error(
-        "the WAL archive {wal_dir} is not readable by {user}: PostgreSQL would silently recover only to the end of the base backup. Fix: chmod o+rx on the folders up to it and o+r on the files, or add {user} to the client's group (chmod -R g+rX)"
+        "the WAL archive {wal_dir} is not readable by {user}: PostgreSQL would silently recover only to the end of the base backup. Fix, keeping clients apart: give the client's folder to a group only {user} is in (chgrp -R {user} on the client folder, chmod -R g+rX, and chmod g+s on base/ and wal/ so new files keep that group); never o+r, which opens it to every other client's user"
     )]
     ArchiveUnreadable { wal_dir: PathBuf, user: String },
+    #[error("{0}")]
+    Line(LineRefusal),
+    #[error(transparent)]
+    TargetTime(TargetTimeError),
+    #[error(
+        "--target-time {target} is before the base backup is consistent ({consistent}): PostgreSQL would refuse (requested recovery stop point is before consistent recovery point); choose a time inside the window {consistent} .. {end}"
+    )]
+    TargetBeforeWindow {
+        target: String,
+        consistent: String,
+        end: String,
+    },
+    #[error(
+        "the base backup's settings do not fit this host, so PostgreSQL would not start:\n{}\nrestore again with {}, or --force host-settings",
+        .found.iter().map(|m| format!("  - {} = '{}' ({}): {}", m.key, m.value, m.from, m.why)).collect::<Vec<_>>().join("\n"),
+        proposals(.found)
+    )]
+    HostSettings {
+        found: Vec<super::host_settings::HostMismatch>,
+    },
+    #[error(
+        "--set {key}=... would replace a setting the restore writes for its safety ({why}); add --force unsafe-settings if that is what you want"
+    )]
+    GuardedSetting { key: String, why: &'static str },
+}
+
+/// The `--set` arguments that fix what was found.
+fn proposals(found: &[super::host_settings::HostMismatch]) -> String {
+    let mut seen = Vec::new();
+    for (key, value) in found.iter().filter_map(|m| m.proposal.as_ref()) {
+        let arg = if value.is_empty() || value.contains(char::is_whitespace) {
+            format!("--set '{key}={value}'")
+        } else {
+            format!("--set {key}={value}")
+        };
+        if !seen.contains(&arg) {
+            seen.push(arg);
+        }
+    }
+    if seen.is_empty() {
+        "the settings fixed".to_owned()
+    } else {
+        seen.join(" ")
+    }
+}
+
+/// Why the line of WAL a restore would follow cannot be followed to where it was asked to go.
+#[derive(Debug, Error)]
+pub enum LineRefusal {
+    #[error(
+        "--timeline {timeline}: {why}; the base backup is on timeline {base}, and a restore can only follow timelines that left it after the backup began"
+    )]
+    TimelineOffLine {
+        timeline: u32,
+        base: u32,
+        why: String,
+    },
+    #[error(
+        "the newest WAL arrives on timeline {production}, which this base backup (timeline {base}) cannot reach: {why}. Take a new base backup of the server that archives it, or restore timeline {base} on purpose with --timeline {base}"
+    )]
+    ProductionOffLine {
+        production: u32,
+        base: u32,
+        why: String,
+    },
+    #[error(
+        "the line of WAL stops at {segment}: {why}; a restore to the end would replay only through {through} of {newest}. Restore to a --target-time before it ({before}), find the segment, or --force wal-line to restore what there is"
+    )]
+    Broken {
+        segment: String,
+        why: String,
+        through: String,
+        newest: String,
+        before: String,
+    },
 }
 
 /// Why a step failed once it had started.
@@ -156,6 +231,15 @@ pub enum StepFailure {
     ReplayTimeout { timeout: Duration, log: PathBuf },
     #[error("{0}")]
     Replay(Box<ReplayOutcome>),
+    #[error(
+        "the server is still in recovery though the restore went to the end: it was not promoted (a standby or a pause); see {}",
+        .log.display()
+    )]
+    NotPromoted { log: PathBuf },
+    #[error(
+        "the restored server's last replayed transaction is at {found}, but the archive's last commit on the line is at {expected}: replay followed another history or stopped early"
+    )]
+    WrongEnd { expected: String, found: String },
     #[error("the server does not answer on {socket_dir} port {port}; see {}", .log.display())]
     NoAnswer {
         socket_dir: String,

@@ -12,6 +12,7 @@
 //!   journal says was finished; `service` controls the local instance;
 //! - `unpack`: safe, two-core extraction of the tarballs;
 //! - `recovery_conf`: recovery.conf (10, 11) or recovery.signal (12+);
+//! - `host_settings`: the base backup's settings that cannot work on this host, with their fix;
 //! - `replay`: replay followed in the server's log, the verdict;
 //! - `journal`: the record next to the data directory, and the rollback;
 //! - `error`: why a restore stopped, typed.
@@ -20,6 +21,7 @@
 
 pub mod error;
 mod files;
+pub mod host_settings;
 pub mod journal;
 pub mod recovery_conf;
 pub mod replay;

@@ -69,6 +69,11 @@ pub struct RecoverySettings {
     /// The client's `wal/` folder, absolute: restore_command runs in the data directory.
     pub archive_dir: PathBuf,
     pub layout: ArchiveLayout,
+    /// `recovery_target_timeline`, written for every major: `current` (the
+    /// base's own timeline), or the number of the line's timeline. PostgreSQL
+    /// 12+ would otherwise follow `latest` (a stray branch included) and 10/11
+    /// would stay on the base's timeline (never following a failover).
+    pub target_timeline: String,
     /// Point-in-time target; `None` replays the whole archive.
     pub target_time: Option<TargetTime>,
     /// Written only with a target.
@@ -164,6 +169,33 @@ const RECOVERY_CONF_PARAMS: &[&str] = &[
     "recovery_min_apply_delay",
 ];
 
+/// Settings a base backup may carry from its source that would stop,
+/// delay or redirect this recovery, reset (PostgreSQL 12+, where they live
+/// in the configuration files that come with the backup): an earlier
+/// restore's recovery target (a pause at its first commit), a standby's
+/// connection to its primary, a delayed standby's apply delay, and commands
+/// meant for that server's own archive.
+const INHERITED_RESETS: &[(&str, &str)] = &[
+    ("recovery_target", ""),
+    ("recovery_target_lsn", ""),
+    ("recovery_target_name", ""),
+    ("recovery_target_time", ""),
+    ("recovery_target_xid", ""),
+    ("recovery_target_inclusive", "on"),
+    ("recovery_target_action", "pause"),
+    ("primary_conninfo", ""),
+    ("primary_slot_name", ""),
+    ("recovery_min_apply_delay", "0"),
+    ("recovery_end_command", ""),
+    ("archive_cleanup_command", ""),
+];
+
+const INHERITED_RESETS_COMMENT: &str = "\
+# Reset: settings the base backup may carry from an earlier restore or a standby
+# (a recovery target, primary_conninfo, an apply delay, cleanup commands) would
+# stop, delay or redirect this recovery.
+";
+
 const ARCHIVING_OFF_COMMENT: &str = "\
 # Archiving is off in the restored instance: its postgresql.conf comes from the
 # base backup and would archive into the client's archive, where the old server
@@ -187,10 +219,16 @@ pub fn recovery_files(settings: &RecoverySettings) -> Result<RecoveryFiles, Reco
     }
     let overridden = |key: &str| seen.contains(&key);
 
-    let mut recovery: Vec<(String, String)> = vec![(
-        "restore_command".into(),
-        restore_command(&settings.archive_dir, settings.layout),
-    )];
+    let mut recovery: Vec<(String, String)> = vec![
+        (
+            "restore_command".into(),
+            restore_command(&settings.archive_dir, settings.layout),
+        ),
+        (
+            "recovery_target_timeline".into(),
+            settings.target_timeline.clone(),
+        ),
+    ];
     if let Some(target) = settings.target_time {
         recovery.push(("recovery_target_time".into(), target.to_string()));
         recovery.push((
@@ -245,6 +283,13 @@ pub fn recovery_files(settings: &RecoverySettings) -> Result<RecoveryFiles, Reco
             "\n# Added by walwarden for a restore (PostgreSQL {major}): with recovery.signal in the\n\
              # data directory, PostgreSQL replays the client's WAL archive.\n"
         );
+        // The resets come first: the recovery lines after them win where both name a key.
+        append.push_str(INHERITED_RESETS_COMMENT);
+        for (key, value) in INHERITED_RESETS {
+            if !overridden(key) {
+                append.push_str(&conf_line(key, value));
+            }
+        }
         for (key, value) in &recovery {
             append.push_str(&conf_line(key, value));
         }

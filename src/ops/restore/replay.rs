@@ -179,6 +179,16 @@ impl ReplayTracker {
         match &kind {
             LineKind::ServerStarting => *self = ReplayTracker::new(self.seg_size),
             LineKind::ArchiveRecoveryStarting => self.archive_recovery = true,
+            LineKind::StandbyMode => {
+                self.archive_recovery = true;
+                self.fatal.get_or_insert_with(|| {
+                    diagnosis(
+                        codes::STANDBY_MODE,
+                        "the restored server entered standby mode: it would replay the archive, then wait for a primary for ever instead of opening",
+                        "stop it, delete DATA/standby.signal (and on 10/11 standby_mode in recovery.conf), keep recovery.signal, and start it again; walwarden's restore removes standby.signal that comes with a base backup",
+                    )
+                });
+            }
             LineKind::Progress { restored_segment } => {
                 self.last_restored = Some(restored_segment.clone());
                 self.restored_segments += 1;
@@ -293,10 +303,32 @@ impl ReplayTracker {
                 diagnosis: fatal.clone(),
                 cause,
             }
-        } else if self.paused {
+        } else if self.paused && target.is_some() {
             Verdict::PausedAtTarget
+        } else if self.paused {
+            Verdict::Failed {
+                diagnosis: diagnosis(
+                    UNREQUESTED_PAUSE,
+                    format!(
+                        "recovery paused, read-only, though no target was asked for{}: a recovery target came with the base backup (an earlier restore's postgresql.auto.conf)",
+                        self.stopping
+                            .as_deref()
+                            .map(|s| format!(" ({s})"))
+                            .unwrap_or_default()
+                    ),
+                    "remove the recovery_target* lines from DATA/postgresql.auto.conf (and any --set of them) and restore again; walwarden resets inherited targets unless a --set names one",
+                ),
+                cause: None,
+            }
         } else if !(self.ready || self.complete) {
-            if self.shut_down {
+            if let (true, Some(fatal)) = (self.shut_down, &self.pending_fatal) {
+                // The postmaster itself gave up (a socket folder, a port, a
+                // library): its FATAL is the cause, not "stopped".
+                Verdict::Failed {
+                    diagnosis: fatal.clone(),
+                    cause: None,
+                }
+            } else if self.shut_down {
                 Verdict::Failed {
                     diagnosis: diagnosis(
                         STOPPED,

@@ -19,6 +19,8 @@ pub const DEFAULT_OS_USER: &str = "postgres";
 pub struct RestoreRequest {
     pub data_dir: PathBuf,
     pub target_time: Option<String>,
+    /// Follow this timeline instead of the production line (`--timeline N`).
+    pub timeline: Option<u32>,
     pub pg_bin: Option<PathBuf>,
     pub os_user: String,
     /// `--set KEY=VALUE`: settings for the restored instance.
@@ -39,8 +41,39 @@ pub struct RestoreRequest {
     pub resume: bool,
 }
 
-/// The preflight checks `--force` may go past.
-pub const FORCEABLE_CHECKS: &[&str] = &["archive-readable"];
+/// The preflight checks `--force` may go past: the archive readable by the
+/// PostgreSQL user, a line of WAL that stops short of its end (a gap or a
+/// segment known to be bad), settings of the base backup that do not fit
+/// this host, and `--set` values that turn off the restore's safety.
+pub const FORCEABLE_CHECKS: &[&str] = &[
+    "archive-readable",
+    "wal-line",
+    "host-settings",
+    "unsafe-settings",
+];
+
+/// Settings a restore writes itself for safety or correctness: a `--set` of
+/// one of them needs `--force unsafe-settings`. Archiving would write the
+/// restored server's new timeline into the live archive; a restore_command
+/// or recovery target of the engineer's would replace the line walwarden
+/// judged; a primary_conninfo makes the server a standby of another.
+pub const GUARDED_SETTINGS: &[&str] = &[
+    "archive_mode",
+    "archive_command",
+    "archive_library",
+    "restore_command",
+    "recovery_target",
+    "recovery_target_lsn",
+    "recovery_target_name",
+    "recovery_target_time",
+    "recovery_target_xid",
+    "recovery_target_timeline",
+    "recovery_target_action",
+    "primary_conninfo",
+    "primary_slot_name",
+    "recovery_end_command",
+    "archive_cleanup_command",
+];
 
 impl RestoreRequest {
     /// A restore of `client` into `data_dir` with the defaults both faces
@@ -51,6 +84,7 @@ impl RestoreRequest {
         RestoreRequest {
             data_dir,
             target_time: None,
+            timeline: None,
             pg_bin: None,
             os_user: DEFAULT_OS_USER.to_owned(),
             settings: Vec::new(),

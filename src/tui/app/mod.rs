@@ -27,7 +27,6 @@ use crate::archive::catalog::{Catalog, Client, Observation};
 use crate::archive::watch::WatchMode;
 use crate::checks::deep::DeepReport;
 use crate::checks::drills::DrillRecord;
-use crate::checks::health::Problem;
 use crate::checks::integrity::{BaseCheck, Progress, SegmentCheck};
 use crate::checks::report::ClientReport;
 use crate::checks::verify::{Verification, VerifySettings};
@@ -65,7 +64,7 @@ pub enum Event {
     Drills(Vec<DrillRecord>),
     /// The quick check of segments (gzip trailer, first page) after a scan:
     /// each client's problems, replacing what an earlier check said of it.
-    QuickChecked(Vec<(String, Vec<Problem>)>),
+    QuickChecked(Vec<(String, crate::checks::quick::QuickFindings)>),
     BaseCheckProgress(Progress),
     BaseChecked(BaseCheck),
     SegmentChecked {
@@ -221,7 +220,7 @@ pub struct App {
     /// What each client's target server showed, when it was read.
     pub targets: BTreeMap<String, TargetEntry>,
     /// What the quick check of segments found, by client.
-    pub quick_problems: HashMap<String, Vec<Problem>>,
+    pub quick_findings: HashMap<String, crate::checks::quick::QuickFindings>,
 }
 
 impl App {
@@ -256,7 +255,7 @@ impl App {
             confirm: None,
             drills: Vec::new(),
             targets: BTreeMap::new(),
-            quick_problems: HashMap::new(),
+            quick_findings: HashMap::new(),
         }
     }
 
@@ -342,7 +341,7 @@ impl App {
                 Vec::new()
             }
             Event::QuickChecked(results) => {
-                self.quick_problems.extend(results);
+                self.quick_findings.extend(results);
                 self.rebuild_rows();
                 Vec::new()
             }

@@ -38,7 +38,7 @@ impl App {
     /// Everything learnt about `client` beyond its folder.
     fn facts(&self, client: &str) -> ClientFacts<'_> {
         ClientFacts {
-            quick: self.quick_problems.get(client).map(Vec::as_slice),
+            quick: self.quick_findings.get(client),
             deep: self
                 .jobs
                 .get(client)

@@ -7,6 +7,7 @@
 //! `remote_stop`, `prepare` (stop, clear, unpack, recovery config) and
 //! `server` (start, follow the log, report).
 
+mod line;
 mod preflight;
 mod prepare;
 mod remote_stop;
@@ -107,7 +108,12 @@ pub struct Summary {
     pub log: Option<PathBuf>,
     pub replay: Option<ReplayOutcome>,
     pub in_recovery: Option<bool>,
+    /// RFC 3339 in UTC, to the microsecond.
     pub last_replayed_transaction: Option<String>,
+    /// The furthest segment replay reached.
+    pub reached_segment: Option<String>,
+    /// The last commit the line holds (RFC 3339, UTC, microseconds), when known.
+    pub archive_last_commit: Option<String>,
     pub step_times: Vec<(StepKind, Duration)>,
 }
 
@@ -122,6 +128,12 @@ struct Checked {
     archive_last: Option<String>,
     log: PathBuf,
     service: ServiceControl,
+    /// The line of WAL followed, judged as `check` judges it.
+    line: crate::archive::continuity::Continuity,
+    /// The recovery target given to PostgreSQL (`None`: to the end).
+    target: Option<super::recovery_conf::TargetTime>,
+    /// The last commit or abort the line holds: where a restore to the end arrives.
+    recovery_point: Option<crate::checks::recovery_point::RecoveryPoint>,
 }
 
 pub fn run(

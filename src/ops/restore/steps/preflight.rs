@@ -7,12 +7,15 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::line::LinePlan;
 use super::{Checked, Runner, StepKind};
 use crate::archive::folder::BaseFileKind;
 use crate::ops::restore::error::{PreflightRefusal, RestoreError};
 use crate::ops::restore::files::existing_ancestor;
+use crate::ops::restore::host_settings::{self, Host};
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::recovery_conf::ArchiveLayout;
+use crate::ops::restore::request::GUARDED_SETTINGS;
 use crate::ops::restore::service::resolve_service;
 use crate::ops::restore::unpack;
 use crate::pg::local::{self, PgUser};
@@ -60,6 +63,17 @@ impl Runner<'_> {
                 found: major,
             });
         }
+        if !request.forced.iter().any(|f| f == "unsafe-settings")
+            && let Some((key, _)) = request
+                .settings
+                .iter()
+                .find(|(key, _)| GUARDED_SETTINGS.contains(&key.as_str()))
+        {
+            return refuse(PreflightRefusal::GuardedSetting {
+                key: key.clone(),
+                why: guarded_why(key),
+            });
+        }
         let user = PgUser::lookup(&request.os_user)?;
         if !user.can_act_as() {
             return refuse(PreflightRefusal::NotThatUser { user: user.name });
@@ -93,6 +107,12 @@ impl Runner<'_> {
                 last: gap.last.clone(),
             });
         }
+        let LinePlan {
+            line,
+            target,
+            recovery_point,
+        } = self.plan_line()?;
+        self.check_host_settings(&plan.config_files, &pg_bin)?;
         let wal_dir = client.wal_dir();
         if let Err(refused) = self.check_archive_readable(&user, &wal_dir) {
             if !request.forced.iter().any(|f| f == "archive-readable") {
@@ -117,25 +137,34 @@ impl Runner<'_> {
             (false, true) => ArchiveLayout::Plain,
             _ => ArchiveLayout::Compressed,
         };
-        let window = match (
-            client.continuity.restorable_from,
-            client.continuity.restorable_to,
-        ) {
-            (Some(from), Some(to)) => format!(
+        let window = match (line.restorable_from, &recovery_point, line.restorable_to) {
+            (Some(from), Some(point), _) => format!(
+                "restorable from {} to {} (the last commit)",
+                crate::display::time_text(from),
+                crate::display::time_text_precise(point.transaction.time)
+            ),
+            (Some(from), None, Some(to)) => format!(
                 "restorable from {} to {}",
                 crate::display::time_text(from),
                 crate::display::time_text(to)
             ),
             _ => "restorable window unknown".into(),
         };
-        let gaps = match client.continuity.gaps.len() {
-            0 => String::new(),
-            n => format!("; {n} gap(s) after consistency: replay stops at the first"),
+        let timeline = match (line.target_timeline, line.base_timeline) {
+            (Some(t), Some(b)) if t != b => {
+                format!("; follows timeline {} to timeline {}", b.0, t.0)
+            }
+            (Some(t), _) => format!("; timeline {}", t.0),
+            _ => String::new(),
         };
+        let target_text = target.map_or_else(
+            || format!("to the end ({})", line.newest.as_deref().unwrap_or("?")),
+            |t| format!("to {t}"),
+        );
         self.done(
             StepKind::Preflight,
             &format!(
-                "PostgreSQL {major} backup, {} to unpack, {window}{gaps}",
+                "PostgreSQL {major} backup, {} to unpack, {window}{timeline}; restoring {target_text}",
                 crate::display::human_bytes(needed)
             ),
         )?;
@@ -148,10 +177,49 @@ impl Runner<'_> {
             base_tar: base_dir.join(&base_tar.fact.name),
             pg_wal_tar: base_dir.join(&pg_wal_tar.fact.name),
             layout,
-            archive_last: client.continuity.restorable_through.clone(),
+            archive_last: line.restorable_through.clone(),
             log,
             service,
+            line,
+            target,
+            recovery_point,
         })
+    }
+
+    /// The base backup's settings that cannot work here, unless the
+    /// engineer's `--set` already answers them (or `--force host-settings`).
+    fn check_host_settings(
+        &mut self,
+        config_files: &std::collections::BTreeMap<String, String>,
+        pg_bin: &Path,
+    ) -> Result<(), RestoreError> {
+        let host = LocalHost {
+            pg_bin: pg_bin.to_owned(),
+            data_dir: self.request.data_dir.clone(),
+        };
+        let found = host_settings::mismatches(
+            config_files,
+            &self.request.settings,
+            &self.request.data_dir,
+            &host,
+        );
+        if found.is_empty() {
+            return Ok(());
+        }
+        let refusal = PreflightRefusal::HostSettings { found };
+        if !self.request.forced.iter().any(|f| f == "host-settings") {
+            return Err(refusal.into());
+        }
+        self.driver.progress(
+            StepKind::Preflight,
+            &format!("FORCED past (--force host-settings): {refusal}"),
+        );
+        self.journal
+            .record("forced", Outcome::Skipped, refusal.to_string(), None)
+            .map_err(|source| RestoreError::Journal {
+                path: self.journal.path().to_owned(),
+                source,
+            })
     }
 
     /// Refuses a data directory that is neither empty nor a PostgreSQL one,
@@ -236,5 +304,76 @@ impl Runner<'_> {
                 user: user.name.clone(),
             },
         ))
+    }
+}
+
+fn guarded_why(key: &str) -> &'static str {
+    match key {
+        "archive_mode" | "archive_command" | "archive_library" => {
+            "archiving stays off so the restored server never writes its new timeline into the live archive; turn it on after the restore with the step the report names"
+        }
+        "restore_command" => "walwarden's restore_command reads the line it judged",
+        "primary_conninfo" | "primary_slot_name" => {
+            "it would make the restored server a standby of another server"
+        }
+        "recovery_end_command" | "archive_cleanup_command" => {
+            "a command of the source server's could act on the archive"
+        }
+        _ => {
+            "the recovery target and timeline come from --target-time and --timeline, checked against the archive"
+        }
+    }
+}
+
+/// The restore host as the settings check sees it.
+struct LocalHost {
+    pg_bin: std::path::PathBuf,
+    data_dir: std::path::PathBuf,
+}
+
+impl Host for LocalHost {
+    fn exists(&self, path: &Path) -> bool {
+        // A path inside the data directory comes with the backup.
+        path.starts_with(&self.data_dir) || fs::symlink_metadata(path).is_ok()
+    }
+
+    fn port_taken(&self, port: u16, socket_dirs: &[std::path::PathBuf]) -> bool {
+        // The server on this data directory is stopped by the restore itself.
+        let ours = fs::read_to_string(self.data_dir.join("postmaster.pid"))
+            .ok()
+            .and_then(|pid| pid.lines().nth(3)?.trim().parse::<u16>().ok())
+            == Some(port);
+        if ours {
+            return false;
+        }
+        let socket = format!(".s.PGSQL.{port}");
+        socket_dirs.iter().any(|d| d.join(&socket).exists())
+            || std::net::TcpStream::connect_timeout(
+                &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+                std::time::Duration::from_millis(300),
+            )
+            .is_ok()
+    }
+
+    fn free_port(&self) -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_or(5433, |a| a.port())
+    }
+
+    fn pkglibdir(&self) -> Option<std::path::PathBuf> {
+        let prefix = self.pg_bin.parent()?;
+        [prefix.join("lib").join("postgresql"), prefix.join("lib")]
+            .into_iter()
+            .find(|dir| dir.join("plpgsql.so").exists())
+    }
+
+    fn socket_folder(&self) -> std::path::PathBuf {
+        let standard = std::path::PathBuf::from("/var/run/postgresql");
+        if standard.is_dir() {
+            standard
+        } else {
+            std::path::PathBuf::from("/tmp")
+        }
     }
 }

@@ -283,18 +283,15 @@ impl Runner<'_> {
     }
 
     pub(super) fn recovery_config(&mut self, checked: &Checked) -> Result<(), RestoreError> {
-        let target_time = match &self.request.target_time {
-            Some(text) => Some(
-                recovery_conf::parse_target_time(text)
-                    .map_err(|e| fail(StepKind::RecoveryConfig, e.into()))?,
-            ),
-            None => None,
-        };
         let settings = RecoverySettings {
             major: checked.major,
             archive_dir: self.client.wal_dir(),
             layout: checked.layout,
-            target_time,
+            target_timeline: checked
+                .line
+                .recovery_target_timeline()
+                .unwrap_or_else(|| "current".to_owned()),
+            target_time: checked.target,
             target_action: TargetAction::Pause,
             extra: self.request.settings.clone(),
         };
@@ -346,6 +343,45 @@ impl Runner<'_> {
                 .map_err(|e| fail(StepKind::RecoveryConfig, e))?;
             }
         }
+        // What the base backup brings that would keep the server from being
+        // promoted: standby.signal (it wins over recovery.signal and waits for
+        // a primary for ever) and, from 12 on, a recovery.conf (a FATAL).
+        let mut removed = Vec::new();
+        let mut leftovers = vec!["standby.signal"];
+        if checked.major >= 12 {
+            leftovers.push("recovery.conf");
+        }
+        for name in leftovers {
+            let path = data.join(name);
+            if !path.exists() {
+                continue;
+            }
+            self.driver.command(&format!(
+                "rm {} (it came with the base backup)",
+                path.display()
+            ));
+            if !self.request.dry_run {
+                fs::remove_file(&path).map_err(|source| {
+                    fail(
+                        StepKind::RecoveryConfig,
+                        StepFailure::Io {
+                            action: "delete",
+                            path: path.clone(),
+                            source,
+                        },
+                    )
+                })?;
+            }
+            removed.push(name);
+        }
+        let removed = if removed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} from the base backup removed (the server would stay a standby or refuse to start)",
+                removed.join(" and ")
+            )
+        };
         let kind = if checked.major >= 12 {
             "recovery.signal + postgresql.auto.conf"
         } else {
@@ -366,7 +402,10 @@ impl Runner<'_> {
         };
         self.done(
             StepKind::RecoveryConfig,
-            &format!("{kind} {verb}; archiving is off in the restored instance{supplied}"),
+            &format!(
+                "{kind} {verb} (recovery_target_timeline = '{}'); inherited recovery targets and standby settings reset{removed}; archiving is off in the restored instance{supplied}",
+                settings.target_timeline
+            ),
         )
     }
 }

@@ -8,9 +8,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::{Checked, Runner, StepKind, fail};
-use crate::archive::catalog::Client;
+use crate::archive::continuity::Continuity;
 use crate::ops::restore::error::{RestoreError, StepFailure};
-use crate::ops::restore::recovery_conf::{self, TargetTime};
+use crate::ops::restore::recovery_conf::TargetTime;
 use crate::ops::restore::replay::ReplayTracker;
 use crate::ops::restore::service::{ServiceControl, shell};
 
@@ -55,12 +55,8 @@ impl Runner<'_> {
                 &format!("would follow {}", checked.log.display()),
             );
         }
-        let mut tracker = ReplayTracker::new(self.client.continuity.segment_size);
-        let target: Option<TargetTime> = self
-            .request
-            .target_time
-            .as_deref()
-            .and_then(|t| recovery_conf::parse_target_time(t).ok());
+        let mut tracker = ReplayTracker::new(checked.line.segment_size);
+        let target: Option<TargetTime> = checked.target;
         let deadline = Instant::now() + self.request.replay_timeout;
         let mut offset = self.log_offset;
         let mut partial = String::new();
@@ -82,7 +78,7 @@ impl Runner<'_> {
                     if let (Some(done), Some(ratio)) = (
                         tracker.last_restored(),
                         replay_ratio(
-                            self.client,
+                            &checked.line,
                             tracker.last_restored(),
                             checked.archive_last.as_deref(),
                         ),
@@ -143,7 +139,10 @@ impl Runner<'_> {
                 "postgres",
                 "-c",
             ])
-            .arg("select pg_is_in_recovery(), coalesce(pg_last_xact_replay_timestamp()::text, '')");
+            .arg(
+                "select pg_is_in_recovery(), coalesce(to_char(pg_last_xact_replay_timestamp() \
+                 at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), '')",
+            );
         let mut answer = String::new();
         for _ in 0..50 {
             if let Ok(text) = self.exec(StepKind::Report, command_clone(&command)) {
@@ -166,30 +165,83 @@ impl Runner<'_> {
                 },
             ));
         }
+        self.summary.reached_segment = self
+            .summary
+            .replay
+            .as_ref()
+            .and_then(|r| r.last_segment.clone());
+        self.summary.archive_last_commit = checked
+            .recovery_point
+            .as_ref()
+            .map(|p| crate::display::rfc3339_micros(p.transaction.time));
+        let to_the_end = checked.target.is_none();
+        if to_the_end && self.summary.in_recovery == Some(true) {
+            return Err(fail(
+                StepKind::Report,
+                StepFailure::NotPromoted {
+                    log: checked.log.clone(),
+                },
+            ));
+        }
+        // Replay to the end must bring back the line's last commit: anything
+        // else is another history (an older timeline's file read in place of
+        // the line's own) or a stop before the end.
+        let forced_short = self.request.forced.iter().any(|f| f == "wal-line");
+        if to_the_end
+            && !forced_short
+            && let Some(expected) = &self.summary.archive_last_commit
+            && self.summary.last_replayed_transaction.as_ref() != Some(expected)
+        {
+            return Err(fail(
+                StepKind::Report,
+                StepFailure::WrongEnd {
+                    expected: expected.clone(),
+                    found: self
+                        .summary
+                        .last_replayed_transaction
+                        .clone()
+                        .unwrap_or_else(|| "none".into()),
+                },
+            ));
+        }
         let recovery = if self.summary.in_recovery == Some(true) {
-            "still in recovery (paused at the target?)"
+            "paused at the target, read-only: check the data, then `select pg_wal_replay_resume()` to promote"
         } else {
-            "out of recovery, accepting writes"
+            "promoted, accepting writes"
         };
         let last = self
             .summary
             .last_replayed_transaction
             .clone()
             .unwrap_or_else(|| "unknown".into());
-        self.done(StepKind::Report, &format!("server answers: {recovery}; last replayed transaction at {last}. Set up fresh backups for this server."))
+        let matches = if to_the_end && self.summary.archive_last_commit.is_some() {
+            " (the archive's last commit on the line)"
+        } else {
+            ""
+        };
+        self.done(
+            StepKind::Report,
+            &format!(
+                "server answers: {recovery}; last replayed transaction at {last}{matches}. \
+                 Archiving is off: once this server is the one to back up, run \
+                 `ALTER SYSTEM RESET archive_mode;` in psql and restart it (it then archives into \
+                 {} on a new timeline), or set up its backups with `walwarden setup`.",
+                self.client.wal_dir().display()
+            ),
+        )
     }
 }
 
 /// How far replay is from the base backup's start to the archive's last segment.
-fn replay_ratio(client: &Client, restored: Option<&str>, last: Option<&str>) -> Option<f64> {
-    let seg_size = client.continuity.segment_size;
+fn replay_ratio(line: &Continuity, restored: Option<&str>, last: Option<&str>) -> Option<f64> {
+    let seg_size = line.segment_size;
     let number = |name: &str| {
         crate::archive::wal::RawSegmentName::parse(name.get(..24)?)?
             .resolve(seg_size)
             .ok()
             .map(|id| id.segment.0)
     };
-    let start = number(client.continuity.needed_from.as_deref()?)?;
+    let start = number(line.needed_from.as_deref()?)?;
     let (done, end) = (number(restored?)?, number(last?)?);
     Some(
         ((done.saturating_sub(start)) as f64 / (end.saturating_sub(start)).max(1) as f64)

@@ -31,6 +31,18 @@ pub struct TarballPlan {
     pub refused: Vec<RefusedEntry>,
     /// How many entries are refused (`refused` lists at most 100).
     pub refused_count: u64,
+    /// The configuration files the restored server will read
+    /// (postgresql.conf, postgresql.auto.conf, `*.conf` one folder deep),
+    /// by their path in the tarball: the preflight judges their settings.
+    pub config_files: std::collections::BTreeMap<String, String>,
+}
+
+/// Small enough for any real configuration file; a larger one is not read.
+const CONFIG_FILE_MAX: u64 = 1024 * 1024;
+
+/// Whether an entry is a configuration file the server reads at start.
+fn is_config_file(path: &str) -> bool {
+    path.ends_with(".conf") && path.matches('/').count() <= 1 && !path.starts_with("pg_")
 }
 
 impl TarballPlan {
@@ -118,6 +130,15 @@ pub fn scan_tarball(path: &Path) -> Result<TarballPlan, UnpackError> {
             match checked.map(|c| c.action) {
                 None => return Ok(()),
                 Some(Action::File) => {
+                    let name = header.name();
+                    let name = name.strip_prefix("./").unwrap_or(&name);
+                    if is_config_file(name) && entry.size() <= CONFIG_FILE_MAX {
+                        let mut text = String::new();
+                        // Not UTF-8: not a configuration file PostgreSQL accepts either.
+                        if std::io::Read::read_to_string(entry, &mut text).is_ok() {
+                            plan.config_files.insert(name.to_owned(), text);
+                        }
+                    }
                     plan.files += 1;
                     plan.unpacked_bytes += entry.size();
                     plan.disk_bytes += entry.size().div_ceil(4096) * 4096;

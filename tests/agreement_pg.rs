@@ -1,0 +1,412 @@
+//! The rule of issue 10, for every archive shape real fleets produce (the
+//! corpus of tests/corpus/, built by real PostgreSQL): what `walwarden
+//! check` says of a client (its status, the timeline a restore follows, how
+//! far it gets, the last commit it brings back) agrees with what `walwarden
+//! restore` to the end and `walwarden drill` do, and with what PostgreSQL
+//! itself does: the restored server is promoted and accepts writes, and its
+//! rows, batch by batch, and its last replayed commit are the production
+//! line's (tests/corpus_pg.rs proves those facts with a hand-made correct
+//! restore). Where PostgreSQL cannot get there, `check` says so first (a
+//! critical problem naming the segment) and the restore and the drill
+//! refuse before touching anything. Fails, not skips, without PostgreSQL.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use support::corpus::{Archive, Restored, Settled, Shape, corpus};
+
+/// Ages do not matter here: a cached corpus may be hours old.
+const CONFIG: &str = "[defaults]\narchive_timeout = \"3650d\"\n";
+
+struct Home(tempfile::TempDir);
+
+impl Home {
+    fn new() -> Home {
+        let home = Home(tempfile::tempdir().expect("temp home"));
+        std::fs::write(home.config(), CONFIG).expect("write config");
+        home
+    }
+    fn config(&self) -> PathBuf {
+        self.0.path().join("config.toml")
+    }
+}
+
+fn walwarden(args: &[&str], home: &Home) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_walwarden"))
+        .args(args)
+        .arg("--config")
+        .arg(home.config())
+        .env("HOME", home.0.path())
+        .env("XDG_CACHE_HOME", home.0.path().join("cache"))
+        .env_remove("WALWARDEN_ROOT")
+        .env_remove("WALWARDEN_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run walwarden")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// `2026-11-25 22:05:09.197931+00` (the facts' form, PostgreSQL's log's) as RFC 3339.
+fn rfc3339(pg: &str) -> String {
+    let stamp = pg.strip_suffix("+00").unwrap_or(pg).replacen(' ', "T", 1);
+    // PostgreSQL drops trailing zeros of the fraction; RFC 3339 here keeps six digits.
+    let (whole, fraction) = stamp.split_once('.').unwrap_or((&stamp, ""));
+    format!("{whole}.{fraction:0<6}Z")
+}
+
+/// What `check --json` says of the archive's one client.
+struct Verdict {
+    status: String,
+    /// (code, severity, message) of every problem.
+    problems: Vec<(String, String, String)>,
+    target_timeline: Option<u64>,
+    restorable_through: Option<String>,
+    reaches_end: bool,
+    last_commit: Option<String>,
+}
+
+impl Verdict {
+    fn codes(&self) -> Vec<(&str, &str)> {
+        self.problems
+            .iter()
+            .map(|(c, s, _)| (c.as_str(), s.as_str()))
+            .collect()
+    }
+}
+
+fn check(archive: &Archive, home: &Home) -> Verdict {
+    let root = archive.root.to_str().expect("UTF-8 root");
+    let out = walwarden(&["check", "--root", root, "--json"], home);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("check --json is not JSON ({e}):\n{}", text(&out)));
+    let client = &doc["clients"][0];
+    let wal = &client["wal"];
+    Verdict {
+        status: client["status"].as_str().unwrap_or("?").to_owned(),
+        problems: client["problems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|p| {
+                (
+                    p["code"].as_str().unwrap_or("?").to_owned(),
+                    p["severity"].as_str().unwrap_or("?").to_owned(),
+                    p["message"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect(),
+        target_timeline: wal["target_timeline"].as_u64(),
+        restorable_through: wal["restorable_through"].as_str().map(str::to_owned),
+        reaches_end: wal["reaches_end"].as_bool().unwrap_or(false),
+        last_commit: wal["last_commit"].as_str().map(str::to_owned),
+    }
+}
+
+/// `walwarden restore` of the archive into a fresh data directory, on a
+/// port and socket of its own, answering yes to every step.
+fn restore(archive: &Archive, home: &Home, extra: &[&str]) -> (Output, Restored) {
+    let bin = support::require_pg_bin(archive.shape.major());
+    let tmp = support::pg_tempdir("walwarden-agreement-");
+    let data_dir = tmp.path().join("data");
+    let socket_dir = tmp.path().to_path_buf();
+    let port = support::pick_port();
+    let port_text = port.to_string();
+    let user = support::pg_user();
+    let (root, data, bin_text) = (
+        archive.root.to_str().expect("UTF-8"),
+        data_dir.to_str().expect("UTF-8"),
+        bin.to_str().expect("UTF-8"),
+    );
+    let socket_setting = format!("unix_socket_directories={}", socket_dir.display());
+    let port_setting = format!("port={port_text}");
+    let mut args = vec![
+        "restore",
+        &archive.client,
+        "--root",
+        root,
+        "--data-dir",
+        data,
+        "--pg-bin",
+        bin_text,
+        "--os-user",
+        &user,
+        "--yes",
+        "--replay-timeout",
+        "5m",
+        "--set",
+        &port_setting,
+        "--set",
+        "listen_addresses=",
+    ];
+    if !extra.contains(&"--no-socket") {
+        args.extend(["--set", &socket_setting]);
+    }
+    args.extend(extra.iter().filter(|a| **a != "--no-socket"));
+    let out = walwarden(&args, home);
+    let restored = Restored {
+        log_file: data_dir.join("log").join("walwarden-restore.log"),
+        tmp,
+        bin,
+        data_dir,
+        socket_dir,
+        port,
+        settled: Settled::Promoted,
+    };
+    (out, restored)
+}
+
+/// The restored server is out of recovery, accepts a write, and holds
+/// exactly the production line's rows up to its last commit.
+fn assert_restored_like_postgresql(archive: &Archive, out: &Output, restored: &Restored) {
+    let facts = &archive.facts;
+    let shape = archive.shape;
+    assert!(
+        out.status.success(),
+        "{shape:?}: the restore failed\n{}\n--- server log\n{}",
+        text(out),
+        restored.log()
+    );
+    assert_eq!(
+        restored.psql("select pg_is_in_recovery()"),
+        "f",
+        "{shape:?}: the restored server must be promoted\n{}",
+        restored.log()
+    );
+    restored.psql("create table walwarden_writes_here (id int); drop table walwarden_writes_here");
+    let rows: BTreeMap<String, u64> = restored.rows();
+    assert_eq!(
+        rows,
+        facts.expected_rows,
+        "{shape:?}: rows of the restored server vs the production line's\n{}",
+        text(out)
+    );
+    let last = restored.psql(
+        "select to_char(pg_last_xact_replay_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    assert_eq!(
+        last,
+        rfc3339(&facts.expected_last_commit),
+        "{shape:?}: last replayed commit"
+    );
+    assert!(
+        restored.system_identifier() == facts.system_identifier,
+        "{shape:?}: another database system came back"
+    );
+}
+
+/// `walwarden drill --json`: (exit code, the drill record).
+fn drill(archive: &Archive, home: &Home) -> (i32, serde_json::Value, Output) {
+    let bin = support::require_pg_bin(archive.shape.major());
+    let scratch = support::pg_tempdir("walwarden-agreement-drill-");
+    let user = support::pg_user();
+    let out = walwarden(
+        &[
+            "drill",
+            &archive.client,
+            "--root",
+            archive.root.to_str().expect("UTF-8"),
+            "--scratch",
+            scratch.path().to_str().expect("UTF-8"),
+            "--os-user",
+            &user,
+            "--pg-bin",
+            bin.to_str().expect("UTF-8"),
+            "--json",
+        ],
+        home,
+    );
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("drill --json is not JSON ({e}):\n{}", text(&out)));
+    (out.status.code().unwrap_or(-1), record, out)
+}
+
+/// The whole rule for an archive a restore can bring back to its end.
+fn agrees_when_restorable(shape: Shape, expected_status: &str, expected_codes: &[(&str, &str)]) {
+    let archive = corpus(shape);
+    let facts = &archive.facts;
+    let home = Home::new();
+    let verdict = check(&archive, &home);
+    assert_eq!(
+        verdict.status, expected_status,
+        "{shape:?}: check's status; problems {:#?}",
+        verdict.problems
+    );
+    assert_eq!(
+        verdict.codes(),
+        expected_codes,
+        "{shape:?}: check's problems"
+    );
+    assert_eq!(
+        verdict.target_timeline,
+        Some(u64::from(facts.production_timeline)),
+        "{shape:?}: the line check follows"
+    );
+    assert_eq!(
+        verdict.restorable_through.as_deref(),
+        Some(facts.production_last_segment.as_str()),
+        "{shape:?}: how far check says a restore gets"
+    );
+    assert!(
+        verdict.reaches_end,
+        "{shape:?}: the window reaches the line's end"
+    );
+    assert_eq!(
+        verdict.last_commit.as_deref(),
+        Some(rfc3339(&facts.expected_last_commit).as_str()),
+        "{shape:?}: the last commit check says a restore brings back"
+    );
+
+    let (out, restored) = restore(&archive, &home, &[]);
+    assert_restored_like_postgresql(&archive, &out, &restored);
+    drop(restored);
+
+    let (code, record, out) = drill(&archive, &home);
+    assert_eq!(code, 0, "{shape:?}: the drill must pass\n{}", text(&out));
+    assert_eq!(record["success"], true, "{shape:?}: {record:#}");
+    assert_eq!(
+        record["reached_segment"].as_str(),
+        Some(facts.production_last_segment.as_str()),
+        "{shape:?}: the drill proves the line's end: {record:#}"
+    );
+    assert_eq!(
+        record["last_commit"].as_str(),
+        Some(rfc3339(&facts.expected_last_commit).as_str()),
+        "{shape:?}: {record:#}"
+    );
+}
+
+#[test]
+fn straight_archive() {
+    agrees_when_restorable(Shape::Straight, "ok", &[]);
+}
+
+#[test]
+fn failover_with_a_switch_inside_a_segment() {
+    // TL2's first segment carries timeline 1 in its first page header: not misnamed.
+    agrees_when_restorable(Shape::Failover, "ok", &[]);
+}
+
+#[test]
+fn point_in_time_restore_that_became_production() {
+    agrees_when_restorable(Shape::Pitr, "ok", &[]);
+}
+
+#[test]
+fn abandoned_test_branch_beside_production() {
+    agrees_when_restorable(
+        Shape::TestBranch,
+        "warning",
+        &[("timeline_branch", "warning")],
+    );
+}
+
+#[test]
+fn base_with_inherited_recovery_target_and_pause() {
+    agrees_when_restorable(Shape::InheritedTargets, "ok", &[]);
+}
+
+#[test]
+fn base_taken_with_pg_basebackup_r() {
+    agrees_when_restorable(Shape::StandbyBase, "ok", &[]);
+}
+
+#[test]
+fn base_taken_from_a_standby() {
+    agrees_when_restorable(Shape::StandbyBaseFromStandby, "ok", &[]);
+}
+
+#[test]
+fn base_whose_settings_name_another_host() {
+    // With the restore's own port and socket (as the tests always give) it restores.
+    agrees_when_restorable(Shape::ForeignSettings, "ok", &[]);
+}
+
+#[test]
+fn new_base_on_the_promoted_timeline() {
+    agrees_when_restorable(Shape::NewBaseOnTl2, "ok", &[]);
+}
+
+#[test]
+fn new_base_whose_history_is_only_in_pg_wal_tar() {
+    agrees_when_restorable(Shape::NewBaseOnTl2NoHistory, "ok", &[]);
+}
+
+#[test]
+fn one_mib_segments_with_a_timeline_switch() {
+    agrees_when_restorable(Shape::SmallSegments, "ok", &[]);
+}
+
+#[test]
+fn failover_made_by_postgresql_17() {
+    agrees_when_restorable(Shape::PromotedPg17, "ok", &[]);
+}
+
+/// Files below `dir`, for proving a refused restore touched nothing.
+fn listing(dir: &Path) -> Vec<String> {
+    let out = Command::new("find")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("find");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+#[test]
+fn missing_switch_segment_is_critical_and_restore_and_drill_refuse() {
+    let archive = corpus(Shape::PitrMissingSwitch);
+    let missing = archive
+        .facts
+        .oddity
+        .missing_switch_segment
+        .clone()
+        .expect("the shape names its missing segment");
+    let home = Home::new();
+    let verdict = check(&archive, &home);
+    assert_eq!(verdict.status, "critical", "{:#?}", verdict.problems);
+    let gap = verdict
+        .problems
+        .iter()
+        .find(|(code, _, message)| code == "wal_gap" && message.contains(&missing))
+        .unwrap_or_else(|| panic!("no wal_gap names {missing}: {:#?}", verdict.problems));
+    // The message says why the parent's file of that number is no stand-in.
+    let parent_file = format!("00000001{}", &missing[8..]);
+    assert!(gap.2.contains(&parent_file), "{}", gap.2);
+    assert!(!verdict.reaches_end);
+
+    // The restore refuses in preflight, naming the segment, and touches nothing.
+    let (out, restored) = restore(&archive, &home, &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains(&missing), "{said}");
+    // Only the journal, which records the refusal, is written; no data directory.
+    assert!(
+        !restored.data_dir.exists(),
+        "a refused restore created {:#?}",
+        listing(restored.tmp.path())
+    );
+
+    let (code, record, out) = drill(&archive, &home);
+    assert_eq!(code, 1, "{}", text(&out));
+    assert_eq!(record["success"], false);
+    assert!(
+        record["detail"].as_str().unwrap_or("").contains(&missing),
+        "{record:#}"
+    );
+}
