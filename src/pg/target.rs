@@ -366,7 +366,17 @@ pub fn diagnose(message: &str, output: &[String]) -> FailureDiagnosis {
             "a program in archive_command is missing on one side",
             "install it (gzip, ssh, sync) or fix its path in archive_command",
         )
-    } else if has("unexpected end of file") || has("not in gzip format") || has("crc error") {
+    } else if has("is already archived with other content") {
+        diagnosis(
+            "archive-conflict",
+            "a file of that name is already in the archive with other content: another server (a restored copy, an old primary) archives into this client's folder, or this server's timeline collides with it",
+            "find the server whose archive_command writes into this folder and stop its archiving; never delete the archived file to make room",
+        )
+    } else if has("arrived incomplete")
+        || has("unexpected end of file")
+        || has("not in gzip format")
+        || has("crc error")
+    {
         diagnosis(
             "bad-transfer",
             "the segment arrived damaged (gzip -t failed on the backup server)",
@@ -567,6 +577,20 @@ mod tests {
         assert_eq!(
             code("gzip: /b/foo/wal/x.gz.part: unexpected end of file"),
             "bad-transfer"
+        );
+        assert_eq!(
+            code(
+                "walwarden: /b/foo/wal/000000010000000000000007.gz is already archived with other content: not overwritten"
+            ),
+            "archive-conflict"
+        );
+        assert_eq!(
+            code("walwarden: 000000010000000000000007.gz arrived incomplete"),
+            "bad-transfer"
+        );
+        assert_eq!(
+            code("Connection timed out during banner exchange"),
+            "backup-host-unreachable"
         );
         assert_eq!(code("something else"), "archive-command-failed");
     }

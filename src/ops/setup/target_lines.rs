@@ -72,35 +72,76 @@ impl ArchiveRoute {
         format!("{}@{}", self.user, self.backup_host)
     }
 
-    /// The archive_command value (before postgresql.conf quoting): the
-    /// tutorial's sequence, `test ! -f`, `.part`, (gzip -t), sync, rename, with
-    /// paths quoted for the backup server's shell and `%` doubled except `%p`/`%f`.
+    /// The archive_command value (before postgresql.conf quoting), the
+    /// tutorial's sequence made safe to retry: the file arrives under a
+    /// unique `.part` name and is checked (`gzip -t`, or its byte count for a
+    /// plain copy); a name already archived with identical content is
+    /// success (PostgreSQL retries a segment whose exit status was lost, and
+    /// `test ! -f` would fail it for ever), with other content it is refused
+    /// with a message that reaches PostgreSQL's log; otherwise it is synced,
+    /// linked into place (a link never replaces a file) and its folder
+    /// synced. ssh gives up on a server that stops answering instead of
+    /// hanging the archiver. Paths are quoted for the backup server's shell
+    /// and `%` doubled except in `%p`/`%f`; the folder is named once, to stay
+    /// short (PostgreSQL 15 and older cut the expanded command at 1023 bytes).
     pub fn archive_command(&self) -> String {
         let wal = escape_percent(&shell_quote(&self.wal_dir.to_string_lossy()));
-        let (suffix, producer) = if self.compress {
-            (".gz", "gzip -c -9 %p")
+        let (suffix, producer, complete, same, size) = if self.compress {
+            (
+                ".gz",
+                "gzip -c -9 -n %p",
+                r#"gzip -t "$t""#,
+                r#"test "$(gzip -dc "$t" | cksum)" = "$(gzip -dc "$f" | cksum)""#,
+                None,
+            )
         } else {
-            ("", "cat %p")
+            (
+                "",
+                "cat %p",
+                r#"test "$(wc -c < "$t")" -eq "$n""#,
+                r#"cmp -s "$t" "$f""#,
+                // The size as the target sees it, sent ahead of the script.
+                Some(r#""n=$(wc -c < %p);""#),
+            )
         };
-        let target = format!("{wal}/%f{suffix}");
-        let part = format!("{target}.part");
-        let mut remote = format!("set -e; test ! -f {target}; cat > {part}; ");
-        if self.compress {
-            remote.push_str(&format!("gzip -t {part}; "));
-        }
-        remote.push_str(&format!("sync {part}; mv {part} {target}"));
-        let mut words = vec!["ssh".to_owned(), "-o".into(), "BatchMode=yes".into()];
+        let remote = format!(
+            "w={wal}; f=$w/%f{suffix}; t=$f.$$.part; \
+             if ! {{ cat > \"$t\" && {complete}; }}; then rm -f \"$t\"; \
+             echo \"walwarden: %f{suffix} arrived incomplete\" >&2; exit 1; fi; \
+             if test -e \"$f\"; then if {same}; then rm -f \"$t\"; exit 0; fi; rm -f \"$t\"; \
+             echo \"walwarden: $f is already archived with other content: not overwritten\" >&2; exit 1; fi; \
+             sync \"$t\" && ln \"$t\" \"$f\" && rm -f \"$t\" && sync \"$w\""
+        );
+        let mut words: Vec<String> = [
+            "ssh",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+            "-o",
+            "ServerAliveInterval=15",
+            "-o",
+            "ServerAliveCountMax=3",
+        ]
+        .iter()
+        .map(|w| (*w).to_owned())
+        .collect();
         words.extend(self.ssh_words("-p").into_iter().map(|w| escape_percent(&w)));
         words.push(escape_percent(&self.destination()));
-        // The remote command is one word for the target's shell: double quotes
-        // when that is safe (as the tutorial writes it), else single quotes.
-        let remote_word = if remote.contains(['"', '$', '`', '\\']) {
-            format!("'{}'", remote.replace('\'', "'\\''"))
-        } else {
-            format!("\"{remote}\"")
-        };
-        words.push(remote_word);
+        words.extend(size.map(str::to_owned));
+        // One word for the target's shell: `$` and quotes are the backup server's.
+        words.push(format!("'{}'", remote.replace('\'', "'\\''")));
         format!("{producer} | {}", words.join(" "))
+    }
+
+    /// How long the command gets once PostgreSQL fills in `%p` and `%f`
+    /// (`%%` becomes `%`): PostgreSQL 15 and older cut it at 1023 bytes.
+    pub fn expanded_archive_command_len(&self) -> usize {
+        self.archive_command()
+            .replace("%%", "%")
+            .replace("%p", "pg_wal/000000010000000000000001")
+            .replace("%f", "000000010000000000000001")
+            .len()
     }
 
     /// The postgresql.conf lines for the target server.
@@ -174,9 +215,10 @@ fn escape_percent(text: &str) -> String {
     text.replace('%', "%%")
 }
 
-/// A postgresql.conf string value: single quotes, doubled inside.
+/// A postgresql.conf string value: `'` doubled and `\` doubled (the
+/// configuration parser reads backslash escapes).
 pub fn conf_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
+    crate::ops::restore::recovery_conf::conf_string(value)
 }
 
 #[cfg(test)]
@@ -190,62 +232,162 @@ mod tests {
         ArchiveRoute::for_request(&request, "backup1")
     }
 
-    #[test]
-    fn compressed_archive_command_is_the_tutorials_sequence() {
-        assert_eq!(
-            route().archive_command(),
-            "gzip -c -9 %p | ssh -o BatchMode=yes foobackup@backup1 \"set -e; \
-             test ! -f /var/lib/postgresql/backups/foo/wal/%f.gz; \
-             cat > /var/lib/postgresql/backups/foo/wal/%f.gz.part; \
-             gzip -t /var/lib/postgresql/backups/foo/wal/%f.gz.part; \
-             sync /var/lib/postgresql/backups/foo/wal/%f.gz.part; \
-             mv /var/lib/postgresql/backups/foo/wal/%f.gz.part /var/lib/postgresql/backups/foo/wal/%f.gz\""
-        );
+    /// Runs `route`'s archive_command for a file with `content`, as
+    /// PostgreSQL would on the target, with ssh replaced by a local `sh -c`
+    /// of the words it would send: (exit code, stderr).
+    fn archive(route: &ArchiveRoute, scratch: &Path, content: &[u8]) -> (i32, String) {
+        let pg_wal = scratch.join("pg_wal");
+        std::fs::create_dir_all(&pg_wal).unwrap();
+        std::fs::write(pg_wal.join("000000010000000000000007"), content).unwrap();
+        let fake_ssh = scratch.join("fake-ssh");
+        std::fs::write(&fake_ssh, "#!/bin/sh\nexec sh -c \"$*\"\n").unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(&fake_ssh)
+            .status()
+            .unwrap();
+        let command = route.archive_command();
+        let destination = route.destination();
+        let (before, after) = command.split_once(&format!(" {destination}")).unwrap();
+        let (producer, _ssh) = before.split_once(" | ").unwrap();
+        let local = format!("{producer} | {}{after}", fake_ssh.display())
+            .replace("%%", "\u{0}")
+            .replace("%p", "pg_wal/000000010000000000000007")
+            .replace("%f", "000000010000000000000007")
+            .replace('\u{0}', "%");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&local)
+            .current_dir(scratch)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
     }
 
     #[test]
-    fn plain_archive_command_has_no_gzip() {
+    fn a_retry_of_an_identical_file_succeeds_and_other_content_is_refused() {
+        for compress in [true, false] {
+            let scratch = tempfile::tempdir().unwrap();
+            let wal = scratch.path().join("it's a \\ 100% wal");
+            std::fs::create_dir(&wal).unwrap();
+            let mut route = route();
+            route.wal_dir = wal.clone();
+            route.compress = compress;
+            let name = if compress {
+                "000000010000000000000007.gz"
+            } else {
+                "000000010000000000000007"
+            };
+            let segment = vec![7u8; 64 * 1024];
+            assert_eq!(
+                archive(&route, scratch.path(), &segment),
+                (0, String::new())
+            );
+            assert_eq!(listing(&wal), vec![name], "compress {compress}");
+            let stored = std::fs::read(wal.join(name)).unwrap();
+            // The exit status was lost: PostgreSQL sends the same file again.
+            assert_eq!(
+                archive(&route, scratch.path(), &segment),
+                (0, String::new())
+            );
+            // Another server's segment of that name: refused, loudly, nothing replaced.
+            let (code, stderr) = archive(&route, scratch.path(), &[8u8; 64 * 1024]);
+            assert_eq!(code, 1, "compress {compress}");
+            assert!(
+                stderr.contains("already archived with other content"),
+                "{stderr}"
+            );
+            assert_eq!(std::fs::read(wal.join(name)).unwrap(), stored);
+            assert_eq!(listing(&wal), vec![name], "no .part left behind");
+        }
+    }
+
+    #[test]
+    fn an_incomplete_transfer_is_refused_and_leaves_nothing() {
+        let scratch = tempfile::tempdir().unwrap();
+        let wal = scratch.path().join("wal");
+        std::fs::create_dir(&wal).unwrap();
         let mut route = route();
+        route.wal_dir = wal.clone();
         route.compress = false;
+        // What arrives is cut short of what the target counted.
         let command = route.archive_command();
-        assert!(command.starts_with("cat %p | ssh"), "{command}");
-        assert!(!command.contains("gzip"), "{command}");
-        assert!(command.contains("mv /var/lib/postgresql/backups/foo/wal/%f.part /var/lib/postgresql/backups/foo/wal/%f\""));
+        let cut = command.replacen("cat %p |", "head -c 100 %p |", 1);
+        assert_ne!(cut, command);
+        let pg_wal = scratch.path().join("pg_wal");
+        std::fs::create_dir_all(&pg_wal).unwrap();
+        std::fs::write(pg_wal.join("000000010000000000000007"), [1u8; 4096]).unwrap();
+        let (before, after) = cut
+            .split_once(&format!(" {}", route.destination()))
+            .unwrap();
+        let (producer, _) = before.split_once(" | ").unwrap();
+        let local = format!("{producer} | sh -c \"$(printf '%s ' {after})\"")
+            .replace("%p", "pg_wal/000000010000000000000007")
+            .replace("%f", "000000010000000000000007");
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&local)
+            .current_dir(scratch.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("arrived incomplete"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(listing(&wal).is_empty(), "{:?}", listing(&wal));
+    }
+
+    #[test]
+    fn ssh_gives_up_on_a_silent_server_and_the_command_stays_short() {
+        let route = route();
+        let command = route.archive_command();
+        for option in [
+            "-o BatchMode=yes",
+            "-o ConnectTimeout=10",
+            "-o ServerAliveInterval=15",
+            "-o ServerAliveCountMax=3",
+        ] {
+            assert!(command.contains(option), "{option}: {command}");
+        }
+        assert!(
+            route.expanded_archive_command_len() < 1023,
+            "{}",
+            route.expanded_archive_command_len()
+        );
     }
 
     #[test]
     fn awkward_paths_are_quoted_for_both_shells_and_postgresql() {
         let mut route = route();
-        route.wal_dir = PathBuf::from("/srv/it's 100%/wal");
+        route.wal_dir = PathBuf::from("/srv/it's 100% \\ x/wal");
         route.ssh_port = Some(2222);
         let command = route.archive_command();
-        // The remote word is single-quoted (it holds a quote); `%` is doubled for PostgreSQL.
         assert!(command.contains("-p 2222"), "{command}");
         assert!(command.contains("100%%"), "{command}");
         assert!(!command.contains("100%/"), "{command}");
-        // Undo PostgreSQL's %% and check the sh words round-trip through a real shell.
-        let shell_text = command
-            .replace("%%", "\u{0}")
-            .replace("%f", "SEG")
-            .replace("%p", "pg_wal/SEG")
-            .replace('\u{0}', "%");
-        let remote = shell_text.split_once("backup1 ").unwrap().1;
-        let out = Command::new("sh")
-            .args(["-c", &format!("printf '%s' {remote}")])
-            .output()
-            .unwrap();
-        let remote_script = String::from_utf8(out.stdout).unwrap();
-        assert!(
-            remote_script.contains("test ! -f '/srv/it'\\''s 100%/wal'/SEG.gz;"),
-            "{remote_script}"
-        );
-        // postgresql.conf: single quotes doubled, and nothing else changed.
+        // postgresql.conf: quotes and backslashes doubled, nothing else changed.
         let conf = route.conf_lines();
         let value = conf
             .lines()
             .find_map(|l| l.strip_prefix("archive_command = "))
             .unwrap();
-        let unquoted = value[1..value.len() - 1].replace("''", "'");
+        let unquoted = value[1..value.len() - 1]
+            .replace("''", "'")
+            .replace("\\\\", "\\");
         assert_eq!(unquoted, command);
     }
 
@@ -256,7 +398,7 @@ mod tests {
             "wal_level = replica",
             "archive_mode = on",
             "archive_timeout = 3600",
-            "archive_command = 'gzip -c -9 %p | ssh",
+            "archive_command = 'gzip -c -9 -n %p | ssh",
         ] {
             assert!(conf.contains(needle), "{needle} missing:\n{conf}");
         }
