@@ -391,7 +391,8 @@ fn a_failed_restore_rolls_back_and_a_truncated_tarball_is_refused_up_front() {
         bin: PathBuf::from(PG15),
     };
 
-    // A target after the archive's end: PostgreSQL 13+ stops with "recovery ended before configured recovery target was reached".
+    // A target long after the archive's end (a mistyped year) is refused
+    // with the window shown, before anything is touched.
     let out = restore(
         &root,
         &data,
@@ -403,12 +404,22 @@ fn a_failed_restore_rolls_back_and_a_truncated_tarball_is_refused_up_front() {
         target.path(),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "refused: {stderr}");
     assert!(
-        stderr.contains("recovery ended before configured recovery target was reached")
-            || stderr.contains("target-not-reached"),
-        "diagnosed:\n{stderr}"
+        stderr.contains("after the archive's last WAL") && stderr.contains("inside the window"),
+        "{stderr}"
     );
+    assert!(data.join("precious").exists(), "nothing was touched");
+
+    // A restore that fails after the clear (its start command fails) is rolled back.
+    let out = restore(
+        &root,
+        &data,
+        &own_server(port, target.path(), &["--yes", "--start-command", "false"]),
+        target.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "did not complete: {stderr}");
     assert!(
         !data.join("precious").exists(),
         "the old contents were moved aside"

@@ -56,6 +56,10 @@ pub fn run(root: PathBuf, config: Config, options: Options) -> Result<()> {
         .wrap_err("cannot start the event loop")?;
     let mut terminal = ratatui::init();
     let result = runtime.block_on(event_loop(&mut terminal, root, config, options));
+    // The whole terminal back at once (the cursor too) before waiting for
+    // background jobs to wind down, so the shell never sees a hidden cursor.
+    let _ = terminal.show_cursor();
+    drop(terminal);
     ratatui::restore();
     runtime.shutdown_timeout(Duration::from_millis(200));
     result

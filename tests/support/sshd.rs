@@ -159,6 +159,24 @@ impl TestSshd {
         target
     }
 
+    /// Stops the server answering, as a hung backup server does: the
+    /// listener and every connection it forked get SIGSTOP (the kernel still
+    /// accepts TCP connections; no SSH banner comes).
+    pub fn freeze(&self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGSTOP);
+        for pid in children_of(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGSTOP);
+        }
+    }
+
+    /// Undoes [`TestSshd::freeze`].
+    pub fn thaw(&self) {
+        for pid in children_of(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
+        }
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGCONT);
+    }
+
     /// The server's log so far (shown when a test fails).
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
@@ -167,6 +185,8 @@ impl TestSshd {
 
 impl Drop for TestSshd {
     fn drop(&mut self) {
+        // A frozen server ignores SIGTERM until it runs again.
+        self.thaw();
         // Connection handlers are forked children in their own sessions: stop them by pid too.
         for pid in children_of(self.child.id()) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);

@@ -120,6 +120,15 @@ pub enum PreflightRefusal {
         end: String,
     },
     #[error(
+        "--target-time {target} is after the archive's last WAL (the last segment arrived {last_arrival}; its last commit is at {last_commit}): there is nothing to replay up to it. Choose a time inside the window {consistent} .. {last_commit}, or leave --target-time out to restore everything"
+    )]
+    TargetAfterWindow {
+        target: String,
+        consistent: String,
+        last_commit: String,
+        last_arrival: String,
+    },
+    #[error(
         "the base backup's settings do not fit this host, so PostgreSQL would not start:\n{}\nrestore again with {}, or --force host-settings",
         .found.iter().map(|m| format!("  - {} = '{}' ({}): {}", m.key, m.value, m.from, m.why)).collect::<Vec<_>>().join("\n"),
         proposals(.found)

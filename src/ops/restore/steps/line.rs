@@ -117,9 +117,25 @@ impl Runner<'_> {
                     }
                     .into());
                 }
-                // At or past the last commit, a target is the end: PostgreSQL
-                // 13+ would stop with "recovery ended before configured
-                // recovery target was reached".
+                // Past the last arrival there is no WAL at all: a mistyped
+                // year, or "now" for "everything". Refused with the window.
+                if let Some(last_arrival) = line.restorable_to.map(unix_micros)
+                    && target.unix_micros() > last_arrival
+                {
+                    return Err(PreflightRefusal::TargetAfterWindow {
+                        target: target.to_string(),
+                        consistent: line
+                            .restorable_from
+                            .map(unix_micros)
+                            .map_or_else(|| "?".to_owned(), text_of),
+                        last_commit: window_end.map_or_else(|| "?".to_owned(), text_of),
+                        last_arrival: text_of(last_arrival),
+                    }
+                    .into());
+                }
+                // Between the last commit and the last arrival, a target is
+                // the end: PostgreSQL 13+ would stop with "recovery ended
+                // before configured recovery target was reached".
                 if line.reaches_newest && window_end.is_some_and(|end| target.unix_micros() >= end)
                 {
                     self.driver.progress(
