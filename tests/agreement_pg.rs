@@ -410,3 +410,68 @@ fn missing_switch_segment_is_critical_and_restore_and_drill_refuse() {
         "{record:#}"
     );
 }
+
+#[test]
+fn settings_that_cannot_work_here_are_refused_first_then_diagnosed_as_themselves() {
+    let archive = corpus(Shape::ForeignSettings);
+    let folder = archive
+        .facts
+        .oddity
+        .foreign_socket_dir
+        .clone()
+        .expect("the shape names its socket folder");
+    let home = Home::new();
+    // Without the restore's own socket folder: refused before anything is
+    // touched, with the --set that fixes it.
+    let (out, restored) = restore(&archive, &home, &["--no-socket"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains(&folder), "{said}");
+    assert!(said.contains("--set unix_socket_directories="), "{said}");
+    assert!(
+        !restored.data_dir.exists(),
+        "refused before anything was touched"
+    );
+    drop(restored);
+    // Forced past: PostgreSQL stops at once, and the restore names why.
+    let (out, restored) = restore(
+        &archive,
+        &home,
+        &["--no-socket", "--force", "host-settings"],
+    );
+    let said = text(&out);
+    assert_ne!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("[socket-dir-missing]"), "{said}");
+    assert!(
+        !said.contains("stopped before recovery finished"),
+        "the FATAL is the diagnosis, not a generic stop: {said}"
+    );
+    drop(restored);
+}
+
+#[test]
+fn a_branch_is_restored_only_on_purpose_and_a_timeline_off_the_line_is_refused() {
+    let archive = corpus(Shape::TestBranch);
+    let branch = archive
+        .facts
+        .oddity
+        .branch_timeline
+        .expect("the shape names its branch");
+    let home = Home::new();
+    let branch_arg = branch.to_string();
+    let (out, restored) = restore(&archive, &home, &["--timeline", &branch_arg]);
+    assert!(out.status.success(), "{}\n{}", text(&out), restored.log());
+    assert_eq!(restored.psql("select pg_is_in_recovery()"), "f");
+    assert_eq!(
+        restored.rows(),
+        archive.timeline(branch).rows,
+        "the branch's rows, as asked"
+    );
+    drop(restored);
+    // A timeline the archive does not have: refused, nothing touched.
+    let (out, restored) = restore(&archive, &home, &["--timeline", "7"]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{said}");
+    assert!(said.contains("--timeline 7"), "{said}");
+    assert!(!restored.data_dir.exists());
+}

@@ -319,12 +319,21 @@ fn assess_wal(
                 format!(
                     "{range}, before the base backup is consistent: the backup cannot be restored"
                 ),
-                "take a new base backup now; the current one is unusable without these segments",
+                "take a new base backup now; the current one is unusable without these segments"
+                    .to_owned(),
+            )
+        } else if !gap.stand_ins.is_empty() {
+            (
+                format!("{range}: a restore stops before {them}"),
+                format!(
+                    "copy {} from the pg_wal of the server that switched to its timeline (gzip it as archive_command does); never put the older timeline's file in its place: it holds the branch the switch abandoned",
+                    gap.first
+                ),
             )
         } else {
             (
                 format!("{range}: a restore stops before {them}"),
-                "find the segments on the target server (pg_wal) and copy them in, or take a new base backup so the gap is no longer needed",
+                "find the segments on the target server (pg_wal) and copy them in, or take a new base backup so the gap is no longer needed".to_owned(),
             )
         };
         let mut problem = Problem::new(ProblemCode::WalGap, Status::Critical, message, fix);
@@ -423,8 +432,8 @@ fn assess_timelines(client: &Client, problems: &mut Vec<Problem>) {
             ProblemCode::TimelineBranch,
             Status::Warning,
             format!(
-                "{origin}{last}, while the newest WAL continues timeline {}: walwarden's restore and drill follow timeline {} (recovery_target_timeline = '{}'){latest}",
-                target.0, target.0, target.0
+                "{origin}{last}, while the newest WAL continues timeline {}: walwarden's restore and drill follow timeline {} explicitly{latest}",
+                target.0, target.0
             ),
             format!(
                 "if timeline {t} is a test restore or an old primary, turn archiving off on that server and move wal/{t:08X}.history* and wal/{t:08X}*.gz out of the backup root; if it is the real primary, restore with --timeline {t} and check its archive_command"

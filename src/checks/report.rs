@@ -230,6 +230,37 @@ impl WalReport {
 }
 
 impl ClientReport {
+    /// How far a restore gets, in words: "restorable to latest (last commit
+    /// 2026-11-25 20:13:05.123456Z, timeline 2)" when the window reaches the
+    /// line's end (a restore to the end needs no target), else the time the
+    /// window ends at and why; "not restorable" without a window.
+    pub fn restorable_text(&self) -> String {
+        let Some(to) = self.restorable_to else {
+            return "not restorable".to_owned();
+        };
+        let timeline = self
+            .wal
+            .target_timeline
+            .filter(|t| *t > 1 || self.wal.restore_line.len() > 1)
+            .map(|t| format!(", timeline {t}"))
+            .unwrap_or_default();
+        let commit = self.wal.last_commit.map_or_else(
+            || format!("last segment arrived {}", crate::display::time_text(to)),
+            |c| format!("last commit {}", crate::display::rfc3339_micros(c)),
+        );
+        if self.wal.reaches_end {
+            format!("restorable to latest ({commit}{timeline})")
+        } else {
+            let stop = self
+                .wal
+                .stopped_at_bad
+                .clone()
+                .or_else(|| self.wal.gaps.first().map(|g| g.first.clone()))
+                .unwrap_or_else(|| "?".to_owned());
+            format!("restorable only to {commit} (replay stops at {stop}{timeline})")
+        }
+    }
+
     /// The window cut where replay would stop at a segment already judged
     /// bad, and the recovery point read from the line (`last_commit`): what
     /// `check` claims a restore brings back, and what the restore's preflight uses.

@@ -16,7 +16,7 @@ use crate::checks::jobs;
 use crate::checks::quick::QuickInput;
 use crate::checks::report::{CheckReport, ClientFacts, ClientReport};
 use crate::config::Config;
-use crate::display::{age_text, time_text};
+use crate::display::age_text;
 use crate::pg::target::TargetView;
 
 #[derive(Debug, Args)]
@@ -187,11 +187,7 @@ fn client_line(client: &ClientReport, width: usize, now: SystemTime) -> String {
         .wal
         .last_arrival
         .map_or("never".to_owned(), |t| age_text(t, now));
-    let restorable = client
-        .restorable_to
-        .map_or("not restorable".to_owned(), |t| {
-            format!("restorable to {}", time_text(t))
-        });
+    let restorable = client.restorable_text();
     let counted: Vec<&str> = client
         .problems
         .iter()
