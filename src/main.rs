@@ -31,6 +31,14 @@ fn run() -> Result<i32> {
     if let Some(Command::Migrate(args)) = &cli.command {
         return walwarden::cli::migrate::run(args);
     }
+    // Run by sshd for a client's key: one line on stderr, never a report.
+    if let Some(Command::Receive(args)) = &cli.command {
+        return Ok(walwarden::cli::receive::run(
+            args,
+            cli.root.as_deref(),
+            cli.config.as_deref(),
+        ));
+    }
     let config =
         Config::discover(cli.config.as_deref()).wrap_err("cannot load the configuration")?;
     let root = config.root(cli.root.as_deref());
@@ -40,7 +48,7 @@ fn run() -> Result<i32> {
         Some(Command::Restore(args)) => walwarden::cli::restore::run(args, &root, &config),
         Some(Command::Drill(args)) => walwarden::cli::drill::run(args, &root),
         Some(Command::Setup(args)) => walwarden::cli::setup::run(args, &root),
-        Some(Command::Demo(_)) | Some(Command::Migrate(_)) => Ok(0),
+        Some(Command::Demo(_)) | Some(Command::Migrate(_)) | Some(Command::Receive(_)) => Ok(0),
         None => walwarden::tui::run(root, config, walwarden::tui::Options::default()).map(|_| 0),
     }
 }

@@ -5,6 +5,7 @@ pub mod check;
 pub mod demo;
 pub mod drill;
 pub mod migrate;
+pub mod receive;
 pub mod restore;
 pub mod setup;
 pub mod verify;
@@ -49,4 +50,6 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Move a cluster to another major version: pg_dumpall -c, psql, every load error listed, both ends compared
     Migrate(migrate::MigrateArgs),
+    /// The forced command of a client's key: accept WAL and base backups from stdin, nothing else (reads SSH_ORIGINAL_COMMAND)
+    Receive(receive::ReceiveArgs),
 }
