@@ -199,26 +199,32 @@ pub fn finish_base(
     let own = folder.own()?;
     let staging = open_or_make_dir(own.as_fd(), STAGING)
         .map_err(|e| ReceiveError::io(format!("{OWN_DIR}/{STAGING}"))(errno_io(e)))?;
+    // A retry after a lost exit status, when this ID was made current already:
+    // answered before any lock file is made, so a retry changes nothing.
+    let already = || -> Result<Done, ReceiveError> {
+        if folder.state().current_base.as_deref() == Some(id.as_str()) {
+            return Ok(Done {
+                outcome: Outcome::Duplicate,
+                bytes: None,
+                say: Some(format!(
+                    "finish-base {}: already the current base backup",
+                    id.as_str()
+                )),
+                log: true,
+            });
+        }
+        Err(ReceiveError::NoSuchBase {
+            id: id.as_str().to_owned(),
+        })
+    };
+    if !land::exists(staging.as_fd(), id.as_str()) {
+        return already();
+    }
     let id_lock = lock_id(staging.as_fd(), id, FlockArg::LockExclusiveNonblock)?;
     let staged = match open_dir(staging.as_fd(), id.as_str()) {
         Ok(staged) => staged,
-        Err(Errno::ENOENT) => {
-            // A retry after a lost exit status: this ID was made current already.
-            if folder.state().current_base.as_deref() == Some(id.as_str()) {
-                return Ok(Done {
-                    outcome: Outcome::Duplicate,
-                    bytes: None,
-                    say: Some(format!(
-                        "finish-base {}: already the current base backup",
-                        id.as_str()
-                    )),
-                    log: true,
-                });
-            }
-            return Err(ReceiveError::NoSuchBase {
-                id: id.as_str().to_owned(),
-            });
-        }
+        // Finished by another connection while this one waited for the lock.
+        Err(Errno::ENOENT) => return already(),
         Err(e) => {
             return Err(ReceiveError::io(format!(
                 "{OWN_DIR}/{STAGING}/{}",

@@ -268,12 +268,14 @@ pub fn receive(
     Ok(received)
 }
 
-/// Raw bytes allowed for `content` bytes of content: deflate's stored
-/// blocks add 5 bytes per 64 KiB, and the gzip header may hold a file name.
+/// Raw bytes allowed for `content` bytes of content: incompressible data
+/// can grow by 1/8 under a compressor that keeps to fixed Huffman codes
+/// (9 bits for some bytes; zlib-ng's and zlib-rs's fastest level does),
+/// and the gzip header may hold a file name.
 fn raw_bound(content: u64, compressed: bool) -> u64 {
     if compressed {
         content
-            .saturating_add(content / 512)
+            .saturating_add(content / 8)
             .saturating_add(64 * 1024)
     } else {
         content

@@ -13,7 +13,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -102,6 +102,10 @@ impl UsageBook {
 
     /// Bytes the client's folder holds now.
     pub fn used(&self) -> io::Result<u64> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(self.client_dir.join(OWN_DIR))?;
         let wal = self.client_dir.join("wal");
         let wal_meta = fs::metadata(&wal)?;
         let remembered: Usage = crate::store::read_json_or_default(Some(&self.path()));
