@@ -44,6 +44,9 @@ pub const MANIFEST_CAP: u64 = 256 << 20;
 pub const COPY_TEST_CAP: u64 = 1 << 20;
 /// How often (bytes written) the free space is read again.
 const SPACE_CHECK_EVERY: u64 = 64 << 20;
+/// Writeback of the part file starts every this many bytes, while the rest
+/// still arrives, so the fsync at the end waits for little.
+const WRITEBACK_EVERY: u64 = 1 << 20;
 
 /// What the content of an upload must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +105,27 @@ struct Raw<'a> {
     shared: &'a Shared,
     space: SpaceRule,
     next_space_check: u64,
+    /// Bytes of the part file whose writeback has been started.
+    written_back: u64,
+}
+
+/// Starts (does not wait for) the writeback of `len` bytes at `offset`.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: an fd we own for the call's duration and plain integers; the
+    // call reads no memory of ours. Failure only means the final fsync
+    // does all the work, so its result is ignored.
+    unsafe {
+        nix::libc::sync_file_range(
+            file.as_raw_fd(),
+            offset,
+            len,
+            nix::libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
 }
 
 impl Read for Raw<'_> {
@@ -150,6 +174,10 @@ impl Read for Raw<'_> {
                     .shared
                     .stop(ReceiveError::io("writing the upload's .part file")(e)));
             }
+            if raw - self.written_back >= WRITEBACK_EVERY {
+                start_writeback(sink, self.written_back, raw - self.written_back);
+                self.written_back = raw;
+            }
         }
         Ok(n)
     }
@@ -184,6 +212,7 @@ pub fn receive(
         shared: &shared,
         space,
         next_space_check: 0,
+        written_back: 0,
     };
     let mut reader: Box<dyn Read + '_> = if compressed {
         Box::new(flate2::bufread::MultiGzDecoder::new(
