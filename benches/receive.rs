@@ -21,10 +21,15 @@
 //! verification), and check --deep's marginal cost per segment over the
 //! sample. CPU is user + system of waited-for children (/proc/self/stat).
 //!
+//! Storing alone is measured too: `dd conv=fsync`, one process that copies
+//! stdin to a new file and fsyncs it, what the receiver does minus the
+//! verification.
+//!
 //! Run with `cargo bench --bench receive` as root or as a user sshd lets in
 //! (see benches/README.md). Environment: `WALWARDEN_BENCH_DIR` (default
 //! /tmp/walwarden-bench-receive; never under /var/lib/postgresql),
-//! `WALWARDEN_BENCH_SEGMENTS` (1000), `WALWARDEN_BENCH_CPU_SAMPLE` (100).
+//! `WALWARDEN_BENCH_SEGMENTS` (1000), `WALWARDEN_BENCH_CPU_SAMPLE` (100),
+//! `WALWARDEN_BENCH_ONLY=cpu` (skip the ssh runs).
 //! Not a test: nothing asserts on time.
 
 mod common;
@@ -100,6 +105,10 @@ fn main() {
         segments.len() as f64 * SEG_SIZE as f64 / bytes as f64
     );
     println!("load average before: {}", loadavg());
+    if std::env::var("WALWARDEN_BENCH_ONLY").is_ok_and(|v| v == "cpu") {
+        cpu(&dir, &segments[..sample]);
+        return;
+    }
 
     // Fresh destinations for each run; the sources are reused.
     let run = dir.join("run");
@@ -281,6 +290,25 @@ fn cpu(dir: &Path, sample: &[PathBuf]) {
     let (_, after) = cpu_times();
     let receiver_ms = (after - before) * 1000.0 / sample.len() as f64;
 
+    // Storing alone: copy stdin to a new file and fsync it, one process.
+    let stored = scratch.join("dd");
+    fs::create_dir_all(&stored).expect("create the dd folder");
+    let (_, before) = cpu_times();
+    for path in sample {
+        let status = Command::new("dd")
+            .arg(format!(
+                "of={}",
+                stored.join(path.file_name().expect("a name")).display()
+            ))
+            .args(["bs=256K", "conv=fsync", "status=none"])
+            .stdin(File::open(path).expect("open a segment"))
+            .status()
+            .expect("run dd");
+        assert!(status.success(), "dd failed");
+    }
+    let (_, after) = cpu_times();
+    let dd_ms = (after - before) * 1000.0 / sample.len() as f64;
+
     // check --deep over one segment, a fresh cache each time (the whole process).
     let one = scratch.join("one");
     fs::create_dir_all(one.join("bench/wal")).expect("create the one-segment root");
@@ -308,6 +336,11 @@ fn cpu(dir: &Path, sample: &[PathBuf]) {
     println!("\nCPU (user + system), {} segments:", sample.len());
     println!("| what | CPU |\n|---|---:|");
     println!("| walwarden receive, one segment (whole process) | {receiver_ms:.1} ms |");
+    println!("| dd conv=fsync, one segment (storing alone) | {dd_ms:.1} ms |");
+    println!(
+        "| receiver minus storing: the verification | {:.1} ms |",
+        receiver_ms - dd_ms
+    );
     println!(
         "| walwarden check --deep, a root of one segment (whole process) | {deep_one_ms:.1} ms |"
     );
@@ -316,9 +349,10 @@ fn cpu(dir: &Path, sample: &[PathBuf]) {
         sample.len()
     );
     println!(
-        "ratio receiver / check --deep on one = {:.2}; receiver / deep per segment = {:.2} (goal <= 1)",
+        "ratio receiver / check --deep on one = {:.2}; receiver / deep per segment = {:.2}; verification / check --deep on one = {:.2} (goal <= 1)",
         receiver_ms / deep_one_ms,
-        receiver_ms / deep_each_ms
+        receiver_ms / deep_each_ms,
+        (receiver_ms - dd_ms) / deep_one_ms
     );
     let _ = fs::remove_dir_all(&scratch);
 }

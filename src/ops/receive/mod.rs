@@ -75,7 +75,7 @@ impl Done {
 /// What happened to one command, for the face to print.
 #[derive(Debug)]
 pub struct Receipt {
-    /// The command word, or the refused text.
+    /// The command word; empty for a command outside the grammar (its message names it).
     pub command: String,
     pub subject: Option<String>,
     pub result: Result<Done, ReceiveError>,
