@@ -494,11 +494,18 @@ fn postgresql_archives_through_the_receiver_and_its_key_can_do_nothing_else() {
     sender.kill().unwrap();
     let _ = sender.wait();
     drop(pipe);
+    // The receiver notices the end of its stdin, removes the part, then logs.
+    let logged = || {
+        walwarden::ops::receive::refusals(&root.join(&client))
+            .iter()
+            .any(|r| r.code_text == "corrupt_upload")
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
-    while part.exists() {
+    while part.exists() || !logged() {
         assert!(
             Instant::now() < deadline,
-            "the cut upload's part file stayed"
+            "the cut upload's part file stayed ({}) or was not logged",
+            part.exists()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
