@@ -58,12 +58,35 @@ fn a_segment_lands_once_and_an_identical_resend_is_accepted() {
     assert_eq!(snapshot(&root.client_dir()), before);
     let refusals = root.refusals();
     assert_eq!(refusals.len(), 1, "{refusals:?}");
-    assert_eq!(refusals[0].code, Some(RefusalCode::RejectedOverwrite));
+    assert_eq!(refusals[0].code_text, "rejected_overwrite");
     assert_eq!(refusals[0].name.as_deref(), Some(file.as_str()));
     assert!(refusals[0].reason.contains("other content"), "{refusals:?}");
     // Identical re-sends are in the log too, as duplicates, not refusals.
     let log = fs::read_to_string(root.client_dir().join(".walwarden/receive.log")).unwrap();
     assert_eq!(log.matches("\"duplicate\"").count(), 3, "{log}");
+    // The dashboard and `check` see the refusal, naming the file; the
+    // receiver's own folder is no stray file.
+    let catalog = walwarden::archive::catalog::scan_client(
+        &root.root,
+        "shop",
+        &walwarden::archive::catalog::ScanOptions::default(),
+    )
+    .unwrap();
+    assert!(catalog.stray.is_empty(), "{:?}", catalog.stray);
+    let problems = walwarden::checks::health::assess(
+        &catalog,
+        &walwarden::config::ClientPolicy::default(),
+        std::time::SystemTime::now(),
+    );
+    let overwrite = problems
+        .iter()
+        .find(|p| p.code.as_str() == "rejected_overwrite")
+        .unwrap_or_else(|| panic!("{problems:#?}"));
+    assert_eq!(
+        overwrite.severity,
+        walwarden::checks::health::Status::Critical
+    );
+    assert!(overwrite.message.contains(&file), "{}", overwrite.message);
 }
 
 #[test]
@@ -350,7 +373,7 @@ fn a_quota_refuses_the_upload_that_would_pass_it() {
     );
     // An identical re-send of a stored segment still answers 0 at the quota.
     assert_accepted(&root.put_wal(&uploads[1].0, &uploads[1].1));
-    assert_eq!(root.refusals()[0].code, Some(RefusalCode::QuotaExceeded));
+    assert_eq!(root.refusals()[0].code_text, "quota_exceeded");
     // A bad quota in the config refuses everything with a clear message.
     fs::write(&root.config, "[clients.shop]\nquota = \"lots\"\n").unwrap();
     let out = root.put_wal(&uploads[3].0, &uploads[3].1);

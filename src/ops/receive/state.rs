@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::ops::receive::error::ReceiveError;
 
 /// The receiver's folder inside each client folder.
-pub const OWN_DIR: &str = ".walwarden";
+pub use crate::archive::receiver_log::OWN_DIR;
 pub const STATE_FILE: &str = "state.json";
 
 /// What the receiver remembers about a client between uploads.
