@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use walwarden::demo::Cluster;
-use walwarden::ops::receive::lines::{ForcedCommand, authorized_keys_line};
 use walwarden::ops::setup::PublicKey;
+use walwarden::ops::setup::receiver_lines::{ForcedCommand, authorized_keys_line};
 
 const WALWARDEN: &str = env!("CARGO_BIN_EXE_walwarden");
 const SEG_SIZE: u32 = 16 << 20;

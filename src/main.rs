@@ -82,7 +82,9 @@ fn run(cli: &Cli) -> Result<i32> {
         Some(Command::Verify(args)) => walwarden::cli::verify::run(args, &root, &config),
         Some(Command::Restore(args)) => walwarden::cli::restore::run(args, &root, &config),
         Some(Command::Drill(args)) => walwarden::cli::drill::run(args, &root),
-        Some(Command::Setup(args)) => walwarden::cli::setup::run(args, &root),
+        Some(Command::Setup(args)) => {
+            walwarden::cli::setup::run(args, &root, cli.config.as_deref())
+        }
         Some(
             Command::Demo(_)
             | Command::Migrate(_)

@@ -1,8 +1,8 @@
 //! The receiver behind a real sshd, as a client's key reaches it: real OS
 //! users made by `walwarden setup` (removed afterwards), a throwaway sshd on
 //! loopback reading each user's own authorized_keys with StrictModes, the
-//! forced-command line from `lines::authorized_keys_line`, and a real
-//! PostgreSQL 15 whose archive_command is `lines::archive_command_setting`.
+//! forced-command line from `receiver_lines::authorized_keys_line`, and a real
+//! PostgreSQL 15 whose archive_command is `receiver_lines::archive_command_setting`.
 //! Then, with that same key, everything else a compromised client would try.
 //! Runs as root (CI does); fails, never skips, without sshd or PostgreSQL.
 
@@ -23,7 +23,7 @@ use support::pg::{
 };
 use support::sshd::{SshdOptions, TestSshd, keygen};
 use walwarden::archive::watch::{RootWatcher, WalChange};
-use walwarden::ops::receive::lines::{
+use walwarden::ops::setup::receiver_lines::{
     ForcedCommand, archive_command_setting, authorized_keys_line, base_upload_commands,
 };
 use walwarden::ops::setup::{ArchiveRoute, PublicKey, SetupRequest};

@@ -226,9 +226,7 @@ fn assess_refusals(client: &Client, now: SystemTime, problems: &mut Vec<Problem>
         let Some(newest) = of_kind.iter().max_by_key(|r| r.time) else {
             continue;
         };
-        let foreign = of_kind
-            .iter()
-            .any(|r| r.code_text.starts_with("foreign"));
+        let foreign = of_kind.iter().any(|r| r.code_text.starts_with("foreign"));
         let severity = match code {
             ProblemCode::UploadRefused if !foreign => Status::Warning,
             _ => Status::Critical,

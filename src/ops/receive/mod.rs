@@ -27,7 +27,6 @@ pub mod grammar;
 pub mod intake;
 pub mod journal;
 pub mod land;
-pub mod lines;
 pub mod put_wal;
 pub mod quota;
 pub mod state;

@@ -7,6 +7,20 @@ use std::path::PathBuf;
 
 use super::SetupRequest;
 use crate::pg::local::shell_quote;
+
+/// What ssh on the target is told for every command to the backup server:
+/// never prompt, give up on a dead network within 10 s, and notice a
+/// connection that died mid-upload within 45 s (PostgreSQL then retries).
+pub const SSH_OPTIONS: [&str; 8] = [
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "ServerAliveInterval=15",
+    "-o",
+    "ServerAliveCountMax=3",
+];
 use crate::pg::target::{PRODUCTION_ARCHIVE_TIMEOUT, VERIFICATION_ARCHIVE_TIMEOUT};
 
 /// How the target server reaches the backup server.
@@ -25,6 +39,9 @@ pub struct ArchiveRoute {
     pub wal_dir: PathBuf,
     pub compress: bool,
     pub archive_timeout: u64,
+    /// The key's forced command is the receiver (the default): the target
+    /// sends `put-wal` and `put-base`; else the tutorial's shell commands.
+    pub via_receiver: bool,
 }
 
 impl ArchiveRoute {
@@ -40,6 +57,7 @@ impl ArchiveRoute {
             wal_dir: request.wal_dir(),
             compress: true,
             archive_timeout: PRODUCTION_ARCHIVE_TIMEOUT,
+            via_receiver: matches!(request.access, super::KeyAccess::Receiver(_)),
         }
     }
 
@@ -68,6 +86,21 @@ impl ArchiveRoute {
         words
     }
 
+    /// `ssh` with the options every command to the backup server gets (no
+    /// prompt; give up on a dead network within 10 s and on a connection
+    /// that died mid-upload within 45 s), the route's own options and the
+    /// destination; with `percent`, `%` doubled for archive_command.
+    pub(super) fn ssh_prefix(&self, percent: bool) -> Vec<String> {
+        let esc = |word: String| if percent { escape_percent(&word) } else { word };
+        let mut words: Vec<String> = std::iter::once("ssh")
+            .chain(SSH_OPTIONS)
+            .map(str::to_owned)
+            .collect();
+        words.extend(self.ssh_words("-p").into_iter().map(esc));
+        words.push(esc(shell_quote(&self.destination())));
+        words
+    }
+
     fn destination(&self) -> String {
         format!("{}@{}", self.user, self.backup_host)
     }
@@ -85,6 +118,15 @@ impl ArchiveRoute {
     /// and `%` doubled except in `%p`/`%f`; the folder is named once, to stay
     /// short (PostgreSQL 15 and older cut the expanded command at 1023 bytes).
     pub fn archive_command(&self) -> String {
+        if self.via_receiver {
+            return super::receiver_lines::archive_command(self);
+        }
+        self.shell_archive_command()
+    }
+
+    /// The archive_command for the tutorial's plain shell access (see
+    /// [`ArchiveRoute::archive_command`]).
+    fn shell_archive_command(&self) -> String {
         let wal = escape_percent(&shell_quote(&self.wal_dir.to_string_lossy()));
         let (suffix, producer, complete, same, size) = if self.compress {
             (
@@ -112,22 +154,7 @@ impl ArchiveRoute {
              echo \"walwarden: $f is already archived with other content: not overwritten\" >&2; exit 1; fi; \
              sync \"$t\" && ln \"$t\" \"$f\" && rm -f \"$t\" && sync \"$w\""
         );
-        let mut words: Vec<String> = [
-            "ssh",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "ServerAliveInterval=15",
-            "-o",
-            "ServerAliveCountMax=3",
-        ]
-        .iter()
-        .map(|w| (*w).to_owned())
-        .collect();
-        words.extend(self.ssh_words("-p").into_iter().map(|w| escape_percent(&w)));
-        words.push(escape_percent(&self.destination()));
+        let mut words = self.ssh_prefix(true);
         words.extend(size.map(str::to_owned));
         // One word for the target's shell: `$` and quotes are the backup server's.
         words.push(format!("'{}'", remote.replace('\'', "'\\''")));
@@ -155,6 +182,17 @@ impl ArchiveRoute {
             crate::display::short_duration(std::time::Duration::from_secs(self.archive_timeout)),
             conf_quote(&self.archive_command())
         )
+    }
+
+    /// The base backup on the target and its way here: through the
+    /// receiver (uploaded, verified, made current in one rename), or the
+    /// tutorial's scp into base/.
+    pub fn base_commands(&self, scratch: &str) -> Vec<String> {
+        if self.via_receiver {
+            super::receiver_lines::base_upload_commands(self, scratch)
+        } else {
+            vec![self.basebackup_command(scratch), self.copy_command(scratch)]
+        }
     }
 
     /// pg_basebackup on the target server into an empty scratch folder.
@@ -190,21 +228,30 @@ impl ArchiveRoute {
     pub fn target_instructions(&self, client: &str, scratch: &str) -> String {
         format!(
             "On the target server of {client}:\n\
-             \n1. As postgres, once: `ssh {user}@{host}` and accept the host key after checking its fingerprint \
-             (the archive_command runs with BatchMode and never answers the prompt).\n\
+             \n1. As postgres, once: `ssh {user}@{host}{probe}` and accept the host key after checking its fingerprint \
+             (the archive_command runs with BatchMode and never answers the prompt){probe_says}.\n\
              \n2. postgresql.conf (archive_mode needs a restart):\n\n{conf}\
-             \n3. The base backup, then its copy here:\n\n    {base}\n    {copy}\n\
+             \n3. The base backup, then its copy here:\n\n{base}\
              \n4. For the 3-5 minute verification, set archive_timeout = {verify} and reload, run \
              `walwarden verify {client}` here, then set it back to {timeout} and reload.",
             user = self.user,
             host = self.backup_host,
+            probe = if self.via_receiver { " copy-test" } else { "" },
+            probe_says = if self.via_receiver {
+                "; it answers `copy-test ok`: the key reaches the receiver, which can write, sync and rename in this client's folders"
+            } else {
+                ""
+            },
             conf = self
                 .conf_lines()
                 .lines()
                 .map(|l| format!("    {l}\n"))
                 .collect::<String>(),
-            base = self.basebackup_command(scratch),
-            copy = self.copy_command(scratch),
+            base = self
+                .base_commands(scratch)
+                .iter()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>(),
             verify = VERIFICATION_ARCHIVE_TIMEOUT,
             timeout = self.archive_timeout,
         )
@@ -227,8 +274,12 @@ mod tests {
     use std::path::Path;
     use std::process::Command;
 
+    /// The tutorial's shell access (`setup --shell-access`): the commands
+    /// tested here; the receiver's are in `receiver_lines`.
     fn route() -> ArchiveRoute {
-        let request = SetupRequest::new(Path::new("/var/lib/postgresql/backups"), "foo").unwrap();
+        let mut request =
+            SetupRequest::new(Path::new("/var/lib/postgresql/backups"), "foo").unwrap();
+        request.access = super::super::KeyAccess::Shell;
         ArchiveRoute::for_request(&request, "backup1")
     }
 

@@ -15,22 +15,10 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::ops::setup::{ArchiveRoute, PublicKey};
+use super::{ArchiveRoute, PublicKey};
 use crate::pg::local::shell_quote;
 
-/// What ssh on the target is told: never prompt, give up on a dead network
-/// within 10 s, and notice a connection that died mid-upload within 45 s
-/// (PostgreSQL then retries; the receiver's part file is taken over).
-pub const SSH_OPTIONS: [&str; 8] = [
-    "-o",
-    "BatchMode=yes",
-    "-o",
-    "ConnectTimeout=10",
-    "-o",
-    "ServerAliveInterval=15",
-    "-o",
-    "ServerAliveCountMax=3",
-];
+pub use super::target_lines::SSH_OPTIONS;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LineError {
@@ -138,51 +126,12 @@ fn split_options_aware(line: &str) -> Vec<String> {
     words
 }
 
-fn escape_percent(text: &str) -> String {
-    text.replace('%', "%%")
-}
-
-/// A postgresql.conf string: single quotes, `'` and `\` doubled.
-pub fn conf_quote(value: &str) -> String {
-    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-/// `ssh OPTIONS user@host`, each word quoted for the target's shell (and,
-/// with `percent`, `%` doubled for archive_command).
-fn ssh_words(route: &ArchiveRoute, percent: bool) -> Vec<String> {
-    let esc = |word: String| if percent { escape_percent(&word) } else { word };
-    let mut words = vec!["ssh".to_owned()];
-    words.extend(SSH_OPTIONS.iter().map(|w| (*w).to_owned()));
-    if let Some(config) = &route.ssh_config {
-        words.push("-F".to_owned());
-        words.push(esc(shell_quote(&config.to_string_lossy())));
-    }
-    if let Some(port) = route.ssh_port {
-        words.push("-p".to_owned());
-        words.push(port.to_string());
-    }
-    if let Some(identity) = &route.identity {
-        words.push("-i".to_owned());
-        words.push(esc(shell_quote(&identity.to_string_lossy())));
-    }
-    if let Some(known_hosts) = &route.known_hosts {
-        words.push("-o".to_owned());
-        words.push(esc(shell_quote(&format!(
-            "UserKnownHostsFile={}",
-            known_hosts.display()
-        ))));
-    }
-    words.push(esc(shell_quote(&format!(
-        "{}@{}",
-        route.user, route.backup_host
-    ))));
-    words
-}
+pub use super::conf_quote;
 
 /// The archive_command value (before postgresql.conf quoting): the
 /// segment (gzip'ed unless `route.compress` is off) piped to the receiver.
 pub fn archive_command(route: &ArchiveRoute) -> String {
-    let ssh = ssh_words(route, true).join(" ");
+    let ssh = route.ssh_prefix(true).join(" ");
     if route.compress {
         format!("gzip -c %p | {ssh} 'put-wal %f.gz'")
     } else {
@@ -200,7 +149,7 @@ pub fn archive_command_setting(route: &ArchiveRoute) -> String {
 /// then one subshell that sends each file with `put-base` under an ID made
 /// of the time, and `finish-base` (which verifies it and makes it current).
 pub fn base_upload_commands(route: &ArchiveRoute, scratch: &str) -> Vec<String> {
-    let ssh = ssh_words(route, false).join(" ");
+    let ssh = route.ssh_prefix(false).join(" ");
     vec![
         route.basebackup_command(scratch),
         format!(
