@@ -2,7 +2,7 @@
 //! users made by `walwarden setup` (removed afterwards), a throwaway sshd on
 //! loopback reading each user's own authorized_keys with StrictModes, the
 //! forced-command line from `receiver_lines::authorized_keys_line`, and a real
-//! PostgreSQL 15 whose archive_command is `receiver_lines::archive_command_setting`.
+//! PostgreSQL 15 whose archive_command is `ArchiveRoute::archive_command_setting` (through the receiver).
 //! Then, with that same key, everything else a compromised client would try.
 //! Runs as root (CI does); fails, never skips, without sshd or PostgreSQL.
 
@@ -23,9 +23,7 @@ use support::pg::{
 };
 use support::sshd::{SshdOptions, TestSshd, keygen};
 use walwarden::archive::watch::{RootWatcher, WalChange};
-use walwarden::ops::setup::receiver_lines::{
-    ForcedCommand, archive_command_setting, authorized_keys_line, base_upload_commands,
-};
+use walwarden::ops::setup::receiver_lines::{ForcedCommand, authorized_keys_line};
 use walwarden::ops::setup::{ArchiveRoute, PublicKey, SetupRequest};
 
 /// An OS user made by setup: its processes (sshd sessions) stopped by pid,
@@ -240,7 +238,7 @@ fn postgresql_archives_through_the_receiver_and_its_key_can_do_nothing_else() {
     let cluster = PgCluster::initdb(15, &bin, pg_side.path(), &[]);
     cluster.append_conf(&format!(
         "wal_level = replica\narchive_mode = on\narchive_timeout = 60\n{}\n",
-        archive_command_setting(&route)
+        route.archive_command_setting()
     ));
     let server = cluster.start();
     let wal_dir = root.join(&client).join("wal");
@@ -278,7 +276,7 @@ fn postgresql_archives_through_the_receiver_and_its_key_can_do_nothing_else() {
             .arg(&scratch),
     );
     assert!(out.status.success(), "pg_basebackup: {}", text(&out));
-    let upload = &base_upload_commands(&route, scratch.to_str().unwrap())[1];
+    let upload = &route.base_commands(scratch.to_str().unwrap())[1];
     let out = run_as_pg_user(Command::new("sh").arg("-c").arg(upload));
     assert!(out.status.success(), "{upload}\n{}", text(&out));
     let said = String::from_utf8_lossy(&out.stdout);

@@ -1,24 +1,18 @@
-//! The lines that go with the receiver, for `setup` to write and print:
-//! the client key's `authorized_keys` line with the forced command, the
-//! target server's `archive_command` (ssh with connect and keep-alive
-//! timeouts, quoted for postgresql.conf) and its base backup upload.
-//! Pure: text in, text out.
+//! The client key's `authorized_keys` line with the receiver as its forced
+//! command, for `setup` to write (the target server's side of the receiver,
+//! its archive_command and base upload, is in `target_lines`). Pure: text
+//! in, text out.
 //!
-//! Three quoting layers meet here. The forced command is run by the client
+//! Two quoting layers meet here. The forced command is run by the client
 //! user's shell, so each word is shell-quoted; authorized_keys keeps it
-//! between double quotes, where sshd reads `\"` as a quote. The
-//! archive_command is a postgresql.conf string: PostgreSQL replaces `%p`,
-//! `%f` and `%%`, so a `%` of a path is doubled, and the whole value sits
-//! between single quotes where `'` is doubled and a backslash escapes.
+//! between double quotes, where sshd reads `\"` as a quote.
 
 use std::path::PathBuf;
 
 use thiserror::Error;
 
-use super::{ArchiveRoute, PublicKey};
+use super::PublicKey;
 use crate::pg::local::shell_quote;
-
-pub use super::target_lines::SSH_OPTIONS;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum LineError {
@@ -126,46 +120,9 @@ fn split_options_aware(line: &str) -> Vec<String> {
     words
 }
 
-pub use super::conf_quote;
-
-/// The archive_command value (before postgresql.conf quoting): the
-/// segment (gzip'ed unless `route.compress` is off) piped to the receiver.
-pub fn archive_command(route: &ArchiveRoute) -> String {
-    let ssh = route.ssh_prefix(true).join(" ");
-    if route.compress {
-        format!("gzip -c %p | {ssh} 'put-wal %f.gz'")
-    } else {
-        format!("{ssh} 'put-wal %f' < %p")
-    }
-}
-
-/// `archive_command = '…'`, ready for postgresql.conf.
-pub fn archive_command_setting(route: &ArchiveRoute) -> String {
-    format!("archive_command = {}", conf_quote(&archive_command(route)))
-}
-
-/// The target's base backup, then its upload and finish, for a person to
-/// paste on the target server as postgres: pg_basebackup into `scratch`,
-/// then one subshell that sends each file with `put-base` under an ID made
-/// of the time, and `finish-base` (which verifies it and makes it current).
-pub fn base_upload_commands(route: &ArchiveRoute, scratch: &str) -> Vec<String> {
-    let ssh = route.ssh_prefix(false).join(" ");
-    vec![
-        route.basebackup_command(scratch),
-        format!(
-            "(set -e; cd {}; id=$(date -u +%Y%m%dT%H%M%SZ); \
-             for f in base.tar.gz pg_wal.tar.gz backup_manifest; do \
-             if [ -f \"$f\" ]; then {ssh} \"put-base $id $f\" < \"$f\"; fi; done; \
-             {ssh} \"finish-base $id\")",
-            shell_quote(scratch)
-        ),
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     fn key() -> PublicKey {
         PublicKey::parse(
@@ -173,13 +130,6 @@ mod tests {
             "k.pub",
         )
         .unwrap()
-    }
-
-    fn route() -> ArchiveRoute {
-        let request =
-            crate::ops::setup::SetupRequest::new(Path::new("/var/lib/postgresql/backups"), "shop")
-                .unwrap();
-        ArchiveRoute::for_request(&request, "backup1")
     }
 
     #[test]
@@ -214,49 +164,5 @@ mod tests {
             ..forced
         };
         assert!(authorized_keys_line(&key(), &broken).is_err());
-    }
-
-    #[test]
-    fn the_archive_command_sends_to_the_receiver_with_timeouts() {
-        let mut route = route();
-        assert_eq!(
-            archive_command(&route),
-            "gzip -c %p | ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 shopbackup@backup1 'put-wal %f.gz'"
-        );
-        assert_eq!(
-            archive_command_setting(&route),
-            "archive_command = 'gzip -c %p | ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 shopbackup@backup1 ''put-wal %f.gz'''"
-        );
-        route.compress = false;
-        route.ssh_port = Some(2222);
-        route.identity = Some("/var/lib/postgresql/.ssh/100%_key".into());
-        route.known_hosts = Some("/etc/walwarden/known hosts".into());
-        assert_eq!(
-            archive_command(&route),
-            "ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 -p 2222 -i /var/lib/postgresql/.ssh/100%%_key -o 'UserKnownHostsFile=/etc/walwarden/known hosts' shopbackup@backup1 'put-wal %f' < %p"
-        );
-        assert_eq!(conf_quote("a'b\\c"), "'a''b\\\\c'");
-    }
-
-    #[test]
-    fn the_base_upload_puts_each_file_then_finishes() {
-        let lines = base_upload_commands(&route(), "/tmp/backup now");
-        assert_eq!(lines.len(), 2);
-        assert!(
-            lines[0].starts_with("pg_basebackup --pgdata='/tmp/backup now' --format=tar --gzip"),
-            "{}",
-            lines[0]
-        );
-        assert!(lines[1].contains("cd '/tmp/backup now';"), "{}", lines[1]);
-        assert!(
-            lines[1].contains("\"put-base $id $f\" < \"$f\""),
-            "{}",
-            lines[1]
-        );
-        assert!(
-            lines[1].ends_with("shopbackup@backup1 \"finish-base $id\")"),
-            "{}",
-            lines[1]
-        );
     }
 }

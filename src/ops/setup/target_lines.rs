@@ -119,7 +119,7 @@ impl ArchiveRoute {
     /// short (PostgreSQL 15 and older cut the expanded command at 1023 bytes).
     pub fn archive_command(&self) -> String {
         if self.via_receiver {
-            return super::receiver_lines::archive_command(self);
+            return self.receiver_archive_command();
         }
         self.shell_archive_command()
     }
@@ -161,6 +161,42 @@ impl ArchiveRoute {
         format!("{producer} | {}", words.join(" "))
     }
 
+    /// The archive_command for the receiver: the segment (gzip'ed unless
+    /// `compress` is off) piped to `put-wal`; the receiver checks it, stores
+    /// it without ever replacing a name, and answers an identical re-send with 0.
+    fn receiver_archive_command(&self) -> String {
+        let ssh = self.ssh_prefix(true).join(" ");
+        if self.compress {
+            format!("gzip -c %p | {ssh} 'put-wal %f.gz'")
+        } else {
+            format!("{ssh} 'put-wal %f' < %p")
+        }
+    }
+
+    /// `archive_command = '…'`, ready for postgresql.conf.
+    pub fn archive_command_setting(&self) -> String {
+        format!("archive_command = {}", conf_quote(&self.archive_command()))
+    }
+
+    /// The target's base backup, then its upload and finish through the
+    /// receiver, for a person to paste on the target server as postgres:
+    /// pg_basebackup into `scratch`, then one subshell that sends each file
+    /// with `put-base` under an ID made of the time, and `finish-base`
+    /// (which verifies it and makes it current).
+    fn receiver_base_commands(&self, scratch: &str) -> Vec<String> {
+        let ssh = self.ssh_prefix(false).join(" ");
+        vec![
+            self.basebackup_command(scratch),
+            format!(
+                "(set -e; cd {}; id=$(date -u +%Y%m%dT%H%M%SZ); \
+                 for f in base.tar.gz pg_wal.tar.gz backup_manifest; do \
+                 if [ -f \"$f\" ]; then {ssh} \"put-base $id $f\" < \"$f\"; fi; done; \
+                 {ssh} \"finish-base $id\")",
+                shell_quote(scratch)
+            ),
+        ]
+    }
+
     /// How long the command gets once PostgreSQL fills in `%p` and `%f`
     /// (`%%` becomes `%`): PostgreSQL 15 and older cut it at 1023 bytes.
     pub fn expanded_archive_command_len(&self) -> usize {
@@ -189,7 +225,7 @@ impl ArchiveRoute {
     /// tutorial's scp into base/.
     pub fn base_commands(&self, scratch: &str) -> Vec<String> {
         if self.via_receiver {
-            super::receiver_lines::base_upload_commands(self, scratch)
+            self.receiver_base_commands(scratch)
         } else {
             vec![self.basebackup_command(scratch), self.copy_command(scratch)]
         }
@@ -440,6 +476,55 @@ mod tests {
             .replace("''", "'")
             .replace("\\\\", "\\");
         assert_eq!(unquoted, command);
+    }
+
+    fn receiver_route() -> ArchiveRoute {
+        let request = SetupRequest::new(Path::new("/var/lib/postgresql/backups"), "shop").unwrap();
+        ArchiveRoute::for_request(&request, "backup1")
+    }
+
+    #[test]
+    fn the_archive_command_sends_to_the_receiver_with_timeouts() {
+        let mut route = receiver_route();
+        assert_eq!(
+            route.archive_command(),
+            "gzip -c %p | ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 shopbackup@backup1 'put-wal %f.gz'"
+        );
+        assert_eq!(
+            route.archive_command_setting(),
+            "archive_command = 'gzip -c %p | ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 shopbackup@backup1 ''put-wal %f.gz'''"
+        );
+        route.compress = false;
+        route.ssh_port = Some(2222);
+        route.identity = Some("/var/lib/postgresql/.ssh/100%_key".into());
+        route.known_hosts = Some("/etc/walwarden/known hosts".into());
+        assert_eq!(
+            route.archive_command(),
+            "ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 -p 2222 -i /var/lib/postgresql/.ssh/100%%_key -o 'UserKnownHostsFile=/etc/walwarden/known hosts' shopbackup@backup1 'put-wal %f' < %p"
+        );
+        assert_eq!(conf_quote("a'b\\c"), "'a''b\\\\c'");
+    }
+
+    #[test]
+    fn the_base_upload_puts_each_file_then_finishes() {
+        let lines = receiver_route().base_commands("/tmp/backup now");
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with("pg_basebackup --pgdata='/tmp/backup now' --format=tar --gzip"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].contains("cd '/tmp/backup now';"), "{}", lines[1]);
+        assert!(
+            lines[1].contains("\"put-base $id $f\" < \"$f\""),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[1].ends_with("shopbackup@backup1 \"finish-base $id\")"),
+            "{}",
+            lines[1]
+        );
     }
 
     #[test]
