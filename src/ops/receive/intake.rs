@@ -14,10 +14,9 @@
 //!
 //! Segments are judged by the checks' own rules ([`SegmentCheck::verdict`]):
 //! the page magic of PostgreSQL 10 to 18, the segment size, the system
-//! identifier, and the page address of the name. One rule is relaxed: the
-//! first segment of a timeline that began inside a segment carries its
-//! parent's timeline in its header, so a header timeline lower than the
-//! name's is accepted when the page address matches.
+//! identifier, and the page address of the name (a header timeline lower
+//! than the name's is an ancestor's: the first segment of a timeline that
+//! began inside a segment is a copy of its parent's).
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
@@ -25,9 +24,7 @@ use std::io::{self, BufReader, Read, Write};
 
 use sha2::Digest;
 
-use crate::archive::wal::{
-    LONG_HEADER_LEN, LongPageHeader, MAX_SEG_SIZE, RawSegmentName, SegmentId, Timeline,
-};
+use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader, MAX_SEG_SIZE, RawSegmentName};
 use crate::checks::integrity::{SegmentCheck, SegmentVerdict};
 use crate::ops::receive::error::ReceiveError;
 use crate::ops::receive::state::ClusterFacts;
@@ -312,7 +309,7 @@ fn raw_bound(content: u64, compressed: bool) -> u64 {
 }
 
 /// Judges a segment's first page header against its name and the client,
-/// with the checks' verdict (see the module doc for the one relaxed rule).
+/// with the checks' verdict.
 pub fn judge_header(
     name: RawSegmentName,
     head: &[u8],
@@ -335,30 +332,8 @@ pub fn judge_header(
             found: system_identifier,
             expected,
         }),
-        SegmentVerdict::Misnamed { header_says } => {
-            if switch_segment(name, &header) {
-                Ok(header)
-            } else {
-                Err(ReceiveError::Misnamed { header_says })
-            }
-        }
+        SegmentVerdict::Misnamed { header_says } => Err(ReceiveError::Misnamed { header_says }),
     }
-}
-
-/// The first segment of a timeline that began mid-segment: its page address
-/// is the name's, its header's timeline an ancestor's (lower).
-fn switch_segment(name: RawSegmentName, header: &LongPageHeader) -> bool {
-    let Ok(named) = name.resolve(header.seg_size) else {
-        return false;
-    };
-    let in_header = header.segment_id();
-    in_header.segment == named.segment
-        && in_header.timeline >= Timeline(1)
-        && in_header.timeline < named.timeline
-        && SegmentId {
-            timeline: named.timeline,
-            ..in_header
-        } == named
 }
 
 #[cfg(test)]
