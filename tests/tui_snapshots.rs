@@ -570,9 +570,8 @@ fn new_client_screen_form_then_plan() {
         "{review}"
     );
     assert!(
-        review.contains(
-            "archive_command = 'gzip -c -9 %p | ssh -o BatchMode=yes acmebackup@backup1.example.net"
-        ),
+        review.contains("archive_command = 'gzip -c %p | ssh -o BatchMode=yes -o ConnectTimeout=10")
+            && review.contains("''put-wal %f.gz'''"),
         "{review}"
     );
     insta::assert_snapshot!("new_client_review_120x50", review);
