@@ -117,30 +117,35 @@ impl RootWatcher {
     }
 }
 
-/// Where under the root a path lies.
-enum Place<'a> {
-    ClientFolder(&'a str),
-    WalFile(&'a str, &'a str),
-    OtherInClient(&'a str),
+/// Where under the root a path lies; names escaped as the catalog keeps
+/// them (`display::escape_name`), so no name is left out or mistaken.
+enum Place {
+    ClientFolder(String),
+    WalFile(String, String),
+    OtherInClient(String),
     Elsewhere,
 }
 
-fn place<'a>(root: &Path, path: &'a Path) -> Place<'a> {
+fn place(root: &Path, path: &Path) -> Place {
     let Ok(relative) = path.strip_prefix(root) else {
         return Place::Elsewhere;
     };
-    let parts: Vec<&str> = relative
+    let parts: Vec<&std::ffi::OsStr> = relative
         .components()
         .map(|c| match c {
-            Component::Normal(p) => p.to_str(),
+            Component::Normal(p) => Some(p),
             _ => None,
         })
         .collect::<Option<Vec<_>>>()
         .unwrap_or_default();
+    let hidden = |name: &std::ffi::OsStr| name.as_encoded_bytes().first() == Some(&b'.');
+    let name = |part: &std::ffi::OsStr| crate::display::escape_name(part);
     match parts.as_slice() {
-        [client] if !client.starts_with('.') => Place::ClientFolder(client),
-        [client, "wal", name] => Place::WalFile(client, name),
-        [client, ..] if !client.starts_with('.') => Place::OtherInClient(client),
+        [client] if !hidden(client) => Place::ClientFolder(name(client)),
+        [client, wal, file] if !hidden(client) && *wal == "wal" => {
+            Place::WalFile(name(client), name(file))
+        }
+        [client, ..] if !hidden(client) => Place::OtherInClient(name(client)),
         _ => Place::Elsewhere,
     }
 }
@@ -169,19 +174,15 @@ pub fn translate(
     let mut changes = Vec::new();
     for path in &event.paths {
         let change = match (place(root, path), event.kind) {
-            (Place::WalFile(client, name), kind) => wal_change(client, name, kind, seen_at),
+            (Place::WalFile(client, name), kind) => wal_change(&client, &name, kind, seen_at),
             (
                 Place::ClientFolder(client),
                 EventKind::Create(_)
                 | EventKind::Remove(_)
                 | EventKind::Modify(ModifyKind::Name(_)),
-            ) => Some(WalChange::ClientChanged {
-                client: client.to_owned(),
-            }),
+            ) => Some(WalChange::ClientChanged { client }),
             (Place::OtherInClient(client), kind) if is_structural(kind) => {
-                Some(WalChange::ClientChanged {
-                    client: client.to_owned(),
-                })
+                Some(WalChange::ClientChanged { client })
             }
             _ => None,
         };

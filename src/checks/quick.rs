@@ -17,7 +17,6 @@
 //! hundred KB for a million files), outside the backup root.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -27,10 +26,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::catalog::Client;
 use crate::archive::folder::SegmentFile;
+use crate::archive::safe_open;
 use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader, RawSegmentName};
 use crate::checks::deep::{Verdict, problem_for};
 use crate::checks::health::Problem;
-use crate::checks::integrity::SegmentCheck;
+use crate::checks::integrity::{ReadFailure, SegmentCheck};
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("quick-verify.json"))
@@ -48,13 +48,13 @@ const HEAD_COMPRESSED: u64 = 16 * 1024;
 pub fn check_segment_quickly(path: &Path, seg_size: u32) -> SegmentCheck {
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(crate::display::escape_name)
         .unwrap_or_default();
     let mut head = Vec::with_capacity(HEAD_UNPACKED);
     let mut size = 0;
     let stream = (|| -> io::Result<()> {
-        let file = File::open(path)?;
-        size = file.metadata()?.len();
+        let (file, file_size) = safe_open::open_regular(path)?;
+        size = file_size;
         if !name.ends_with(".gz") {
             file.take(LONG_HEADER_LEN as u64).read_to_end(&mut head)?;
             if size != seg_size as u64 {
@@ -98,7 +98,7 @@ pub fn check_segment_quickly(path: &Path, seg_size: u32) -> SegmentCheck {
     SegmentCheck {
         name,
         size,
-        stream_error: stream.err().map(|e| e.to_string()),
+        stream_error: stream.err().map(|e| ReadFailure::of(&e)),
         header,
     }
 }
@@ -273,8 +273,15 @@ impl QuickCache {
                     if all.is_some() {
                         bad.clear();
                     }
+                    // What could not be read is judged again next time: a
+                    // chmod changes no size or mtime the fingerprint sees.
+                    let about_access = bad
+                        .iter()
+                        .map(|(_, v)| v)
+                        .chain(&all)
+                        .any(Verdict::is_about_access);
                     Block {
-                        fingerprint,
+                        fingerprint: if about_access { 0 } else { fingerprint },
                         bad,
                         all,
                     }

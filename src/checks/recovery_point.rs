@@ -5,16 +5,14 @@
 //! recovery target past that commit makes PostgreSQL 13+ refuse with
 //! `recovery ended before configured recovery target was reached`.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
-
-use flate2::read::MultiGzDecoder;
 
 use crate::archive::catalog::Client;
 use crate::archive::continuity::{self, Continuity, LineRequest};
 use crate::archive::folder::WalArchive;
 use crate::archive::records::{TransactionEnd, scan_segment};
+use crate::archive::safe_open::SegmentReader;
 use crate::archive::wal::{RawSegmentName, SegmentNo};
 
 /// How many segments back from the run's end are read to find a
@@ -110,16 +108,11 @@ fn find(wal: &WalArchive, name: &str) -> Option<String> {
         .map(|s| s.file_name())
 }
 
+/// A segment's bytes: a regular file only, never more than one segment.
 fn read_segment(path: &Path, seg_size: u32) -> Option<Vec<u8>> {
-    let file = File::open(path).ok()?;
+    let mut reader = SegmentReader::open(path, Some(seg_size)).ok()?;
     let mut bytes = Vec::with_capacity(seg_size as usize);
-    let limit = u64::from(seg_size);
-    let read = if path.extension().is_some_and(|e| e == "gz") {
-        MultiGzDecoder::new(file)
-            .take(limit)
-            .read_to_end(&mut bytes)
-    } else {
-        file.take(limit).read_to_end(&mut bytes)
-    };
-    read.ok().map(|_| bytes)
+    reader.read_to_end(&mut bytes).ok()?;
+    bytes.truncate(seg_size as usize);
+    Some(bytes)
 }

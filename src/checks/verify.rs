@@ -324,6 +324,11 @@ impl Verification {
             SegmentVerdict::Misnamed { header_says } => {
                 Some(format!("misnamed: its header says it is {header_says}"))
             }
+            SegmentVerdict::NotRegular { kind } => Some(format!(
+                "a {}, not a regular file: never opened",
+                kind.as_str()
+            )),
+            SegmentVerdict::Unreadable { reason, .. } => Some(format!("cannot be read: {reason}")),
         }
     }
 
