@@ -50,6 +50,18 @@ fn install_hooks(styled: bool) {
 }
 
 fn run(cli: &Cli) -> Result<i32> {
+    let config = Config::discover(cli.config.as_deref());
+    // The archive is untouchable: every path written below (the log, caches,
+    // a textfile, a dump, a data directory, a scratch folder) is checked
+    // against this root. Made absolute first: a relative one would mean
+    // another folder to a server started elsewhere.
+    let root = config.as_ref().map_or_else(
+        |_| Config::default().root(cli.root.as_deref()),
+        |c| c.root(cli.root.as_deref()),
+    );
+    let root = std::path::absolute(&root)
+        .wrap_err_with(|| format!("cannot make the root {} absolute", root.display()))?;
+    walwarden::store::guard::protect(&root);
     if let Some(path) = &cli.log_file {
         init_log(path)?;
     }
@@ -61,14 +73,13 @@ fn run(cli: &Cli) -> Result<i32> {
         Some(Command::Man(args)) => return walwarden::cli::docs::man(args),
         _ => {}
     }
-    let config = Config::discover(cli.config.as_deref()).map_err(|error| {
+    let config = config.map_err(|error| {
         Failure::new(format!("cannot load the configuration: {error}")).hint(
             "fix or remove the file it names; every setting is explained in \
                  assets/config.example.toml (the package installs it, commented out, as \
                  /etc/walwarden/config.toml)",
         )
     })?;
-    let root = config.root(cli.root.as_deref());
     match &cli.command {
         Some(Command::Check(args)) => walwarden::cli::check::run(args, &root, &config),
         Some(Command::Verify(args)) => walwarden::cli::verify::run(args, &root, &config),
@@ -86,6 +97,10 @@ fn run(cli: &Cli) -> Result<i32> {
 }
 
 fn init_log(path: &std::path::Path) -> Result<()> {
+    walwarden::store::guard::check_write(path, "--log-file").map_err(|refused| {
+        Failure::new(refused.to_string())
+            .hint("write the debug log outside the backup root, e.g. --log-file /tmp/walwarden.log")
+    })?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

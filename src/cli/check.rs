@@ -48,6 +48,15 @@ pub struct CheckArgs {
 
 /// Runs the check and returns the exit code.
 pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
+    // Refused before anything is read: the textfile may never land in the archive.
+    if let Some(path) = &args.textfile {
+        crate::store::guard::check_write(path, "--textfile").map_err(|refused| {
+            super::failure::Failure::new(refused.to_string()).hint(
+                "write the metrics where node_exporter reads them, outside the backup root \
+                 (Debian: /var/lib/prometheus/node-exporter/walwarden.prom)",
+            )
+        })?;
+    }
     let options = ScanOptions {
         cache: crate::archive::base_cache::default_cache_path(),
         compute_full_facts: args.full,

@@ -307,7 +307,7 @@ fn preflight_hint(why: &str) -> (String, String) {
     if let Some((what, fix)) = why.split_once(". Fix: ") {
         return (what.to_owned(), fix.to_owned());
     }
-    let hint = if why.contains("inside the backup root") {
+    let hint = if why.contains("the backup root") {
         "restore into the local PostgreSQL's data directory (e.g. /var/lib/postgresql/15/main), which must be outside the backup root; nothing was changed"
     } else {
         "preflight changes nothing: fix what it names and run the same command again (--dry-run shows every step first)"
@@ -322,13 +322,13 @@ mod tests {
     #[test]
     fn a_refusal_with_a_fix_is_split_into_error_and_hint() {
         let (what, hint) = preflight_hint(
-            "the WAL archive /r/c/wal is not readable by postgres: PostgreSQL would stop early. Fix: chmod o+rx",
+            "the WAL archive /r/c/wal is not readable by postgres: PostgreSQL would stop early. Fix: chmod -R g+rX through a group",
         );
         assert_eq!(
             what,
             "the WAL archive /r/c/wal is not readable by postgres: PostgreSQL would stop early"
         );
-        assert_eq!(hint, "chmod o+rx");
+        assert_eq!(hint, "chmod -R g+rX through a group");
         let (what, hint) =
             preflight_hint("/r/x is inside the backup root /r: the archive is never written to");
         assert!(what.ends_with("never written to"));

@@ -72,10 +72,9 @@ pub enum PreflightRefusal {
     },
     #[error("walwarden runs as another user than {user}: run it with sudo")]
     NotThatUser { user: String },
-    #[error("--data-dir {0} must be an absolute path")]
-    DataDirRelative(PathBuf),
-    #[error("{data} is inside the backup root {root}: the archive is never written to")]
-    DataDirInsideRoot { data: PathBuf, root: PathBuf },
+    /// A path the restore would write, move or delete touches the archive.
+    #[error(transparent)]
+    Archive(crate::store::guard::GuardError),
     #[error("{0} is not a directory")]
     DataDirNotADirectory(PathBuf),
     #[error(
@@ -294,4 +293,6 @@ pub enum RollbackError {
     },
     #[error("{0}")]
     Journal(io::Error),
+    #[error(transparent)]
+    Archive(crate::store::guard::GuardError),
 }
