@@ -65,6 +65,11 @@ pub fn escape_name(name: &OsStr) -> String {
     escape_bytes(name.as_bytes(), true)
 }
 
+/// A name that came as text (a tar entry, a manifest path), escaped the same way.
+pub fn escape_str(name: &str) -> String {
+    escape_name(OsStr::new(name))
+}
+
 /// A path shown in a message, escaped like a name.
 pub fn escape_path(path: &Path) -> String {
     escape_name(path.as_os_str())

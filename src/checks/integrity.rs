@@ -390,7 +390,7 @@ pub fn check_segment(path: &Path) -> SegmentCheck {
 pub fn check_segment_sized(path: &Path, seg_size: Option<u32>) -> SegmentCheck {
     let name = path
         .file_name()
-        .map(|n| crate::display::escape_name(n))
+        .map(crate::display::escape_name)
         .unwrap_or_default();
     let mut size = 0;
     let mut head = Vec::with_capacity(LONG_HEADER_LEN);

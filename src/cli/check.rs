@@ -75,7 +75,10 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
             let percent = done * 100 / total.max(1);
             if !args.json && percent >= said.1 + 25 {
                 said.1 = percent;
-                eprintln!("deep check of {client}: {percent}%");
+                eprintln!(
+                    "deep check of {}: {percent}%",
+                    crate::display::escape_text(client)
+                );
             }
         })?;
         deep.extend(reports);
@@ -146,16 +149,24 @@ pub enum Format {
     Prometheus,
 }
 
+/// The report for people. Names and messages quote what the archive holds:
+/// everything is escaped once, as written (`display::escape_text`).
 pub fn write_text(
     out: &mut impl Write,
     report: &CheckReport,
     verbose: bool,
 ) -> std::io::Result<()> {
+    let mut text = Vec::new();
+    report_text(&mut text, report, verbose)?;
+    out.write_all(crate::display::escape_text(&String::from_utf8_lossy(&text)).as_bytes())
+}
+
+fn report_text(out: &mut Vec<u8>, report: &CheckReport, verbose: bool) -> std::io::Result<()> {
     if report.clients.is_empty() {
         writeln!(
             out,
             "UNKNOWN  no client folders under {}",
-            report.root.display()
+            crate::display::escape_path(&report.root)
         )?;
         return Ok(());
     }

@@ -50,7 +50,11 @@ impl Driver for Quiet {
     }
     fn step(&mut self, step: StepKind, outcome: Outcome, detail: &str) {
         if !self.json {
-            eprintln!("{} — {outcome:?}: {detail}", step.title());
+            eprintln!(
+                "{} — {outcome:?}: {}",
+                step.title(),
+                crate::display::escape_text(detail)
+            );
         }
     }
     fn command(&mut self, _text: &str) {}
@@ -103,7 +107,9 @@ pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
         let verdict = if record.success { "PASS" } else { "FAIL" };
         println!(
             "drill of {}: {verdict} in {:.1} s: {}",
-            record.client, record.seconds, record.detail
+            record.client,
+            record.seconds,
+            crate::display::escape_text(&record.detail)
         );
         if let Some(reached) = &record.reached {
             println!("restored to the transaction of {reached}");

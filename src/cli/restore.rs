@@ -11,7 +11,7 @@ use color_eyre::eyre::Result;
 
 use crate::archive::catalog::{self, ScanOptions};
 use crate::config::Config;
-use crate::display::short_duration;
+use crate::display::{escape_path, escape_text, short_duration};
 use crate::ops::restore::error::RestoreError;
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::request::RestoreRequest;
@@ -98,7 +98,7 @@ impl LineDriver {
         if !self.interactive {
             return None;
         }
-        eprint!("{question} ");
+        eprint!("{} ", escape_text(question));
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer).ok()?;
@@ -109,13 +109,16 @@ impl LineDriver {
 impl Driver for LineDriver {
     fn confirm(&mut self, question: &str) -> bool {
         if self.yes {
-            eprintln!("{question} yes (--yes)");
+            eprintln!("{} yes (--yes)", escape_text(question));
             return true;
         }
         match self.ask(&format!("{question} [y/N]")) {
             Some(answer) => matches!(answer.as_str(), "y" | "Y" | "yes"),
             None => {
-                eprintln!("{question} no: not a terminal; pass --yes to confirm");
+                eprintln!(
+                    "{} no: not a terminal; pass --yes to confirm",
+                    escape_text(question)
+                );
                 false
             }
         }
@@ -142,18 +145,19 @@ impl Driver for LineDriver {
             Outcome::DryRun => "dry run",
         };
         eprintln!(
-            "[{index}/{}] {} — {mark}: {detail}",
+            "[{index}/{}] {} — {mark}: {}",
             StepKind::ALL.len(),
-            step.title()
+            step.title(),
+            escape_text(detail)
         );
     }
 
     fn command(&mut self, text: &str) {
-        eprintln!("    $ {text}");
+        eprintln!("    $ {}", escape_text(text));
     }
 
     fn progress(&mut self, _step: StepKind, text: &str) {
-        eprintln!("    {text}");
+        eprintln!("    {}", escape_text(text));
     }
 }
 
@@ -259,7 +263,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
             println!(
                 "restore of {} into {}: {}",
                 client.name,
-                data_dir.display(),
+                escape_path(&data_dir),
                 if args.dry_run {
                     "dry run complete, nothing changed"
                 } else {
@@ -267,13 +271,13 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
                 }
             );
             if let Some(aside) = &summary.moved_aside_to {
-                println!("old contents moved to {}", aside.display());
+                println!("old contents moved to {}", escape_path(aside));
             }
             if let Some(last) = &summary.last_replayed_transaction {
                 println!("last replayed transaction: {last}");
             }
             println!("steps: {}", times.join(", "));
-            println!("journal: {}", summary.journal.display());
+            println!("journal: {}", escape_path(&summary.journal));
             Ok(0)
         }
         Err(RestoreError::Preflight(why)) => {

@@ -85,7 +85,7 @@ impl Runner<'_> {
             .map_err(PreflightRefusal::Tarball)?;
         if let Some(bad) = plan.refused.first().or(wal_plan.refused.first()) {
             return refuse(PreflightRefusal::EscapingEntry {
-                entry: bad.entry.clone(),
+                entry: crate::display::escape_str(&bad.entry),
                 reason: bad.reason.to_string(),
             });
         }
