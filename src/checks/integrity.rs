@@ -267,7 +267,9 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
         // A manifest beside the tarballs is checked while base.tar.gz streams past.
         let beside = base_dir.join("backup_manifest");
         let mut manifest_check = None;
-        let read_beside = is_base && std::fs::symlink_metadata(&beside).is_ok();
+        // Only a regular file is a manifest (a fifo there is reported by the scan).
+        let read_beside =
+            is_base && std::fs::symlink_metadata(&beside).is_ok_and(|m| m.file_type().is_file());
         if read_beside {
             let bytes = safe_open::read_capped(&beside, MANIFEST_LIMIT, "backup_manifest");
             let mut outcome = ManifestOutcome {
@@ -281,9 +283,18 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
                     manifest_check = Some(ManifestCheck::new(&manifest));
                 }
                 Ok(Err(e)) => outcome.mismatches.push(e.to_string()),
-                Err(e) => outcome
-                    .mismatches
-                    .push(format!("backup_manifest cannot be read: {e}")),
+                Err(e) => match ReadFailure::of(&e) {
+                    // Not read is not damaged: the base's state is unknown.
+                    ReadFailure::Damaged(_) => outcome
+                        .mismatches
+                        .push(format!("backup_manifest cannot be read: {e}")),
+                    failure => {
+                        check
+                            .failures
+                            .push(format!("backup_manifest cannot be read: {e}"));
+                        check.access.get_or_insert(failure);
+                    }
+                },
             }
             check.manifest = Some(Box::new(outcome));
         }
@@ -420,18 +431,21 @@ pub fn check_segment_sized(path: &Path, seg_size: Option<u32>) -> SegmentCheck {
     let header = LongPageHeader::parse(&head).map_err(|e| e.to_string());
     let stream_error = match stream {
         Err(e) => Some(ReadFailure::of(&e)),
-        Ok(unpacked) => match &header {
-            Ok(h) if unpacked > h.seg_size as u64 => Some(ReadFailure::Damaged(format!(
-                "it inflates past {} bytes, a segment has {}: stopped there",
-                unpacked - 1,
-                h.seg_size
-            ))),
-            Ok(h) if unpacked != h.seg_size as u64 => Some(ReadFailure::Damaged(format!(
-                "{unpacked} bytes unpacked, a segment has {}",
-                h.seg_size
-            ))),
-            _ => None,
-        },
+        Ok(unpacked) => {
+            // The archive's size when known: a bomb is one whatever its first page says.
+            let expected = seg_size
+                .or_else(|| header.as_ref().ok().map(|h| h.seg_size))
+                .map(u64::from);
+            match expected {
+                Some(limit) if unpacked > limit => Some(ReadFailure::Damaged(format!(
+                    "it inflates past {limit} bytes, a segment's size: stopped there"
+                ))),
+                Some(limit) if unpacked != limit && header.is_ok() => Some(ReadFailure::Damaged(
+                    format!("{unpacked} bytes unpacked, a segment has {limit}"),
+                )),
+                _ => None,
+            }
+        }
     };
     SegmentCheck {
         name,

@@ -226,7 +226,9 @@ pub fn request_for(args: &RestoreArgs, config: &Config, data_dir: PathBuf) -> Re
 }
 
 pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
+    // Absolute from the start: the journal, the messages and the server agree on it.
     let data_dir = data_dir(args, config)?;
+    let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
     if args.rollback {
         return match crate::ops::restore::journal::roll_back(&data_dir) {
             Ok(failed) => {

@@ -151,6 +151,14 @@ pub fn run(
             reason: source.to_string(),
         })
     })?;
+    for path in [request.pg_bin.as_mut(), request.local.log.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(absolute) = std::path::absolute(&*path) {
+            *path = absolute;
+        }
+    }
     guard_paths(client, &request)?;
     let journal_path = Journal::path_for(&request.data_dir);
     let journal_error = |source| RestoreError::Journal {
