@@ -75,18 +75,37 @@ impl JournaledRequest {
         }
     }
 
-    /// `request` with what was journaled in place of what it asks now.
-    pub fn apply_to(&self, request: &mut super::request::RestoreRequest) {
-        request.target_time = self.target_time.clone();
-        request.timeline = self.timeline;
-        request.pg_bin = self.pg_bin.clone();
-        request.os_user = self.os_user.clone();
-        request.settings = self.settings.clone();
-        request.forced = self.forced.clone();
-        request.replay_timeout = std::time::Duration::from_secs(self.replay_timeout_secs);
-        request.local.start = self.start_command.clone();
-        request.local.stop = self.stop_command.clone();
-        request.local.log = self.server_log.clone();
+    /// Fills `request` from what was journaled: whatever the resuming
+    /// command line leaves at its default comes from the interrupted
+    /// attempt; what it gives wins (a fixed `--start-command`, one more
+    /// `--set`, which replaces the journaled one of its key).
+    pub fn fill(&self, request: &mut super::request::RestoreRequest) {
+        use super::request::{DEFAULT_OS_USER, DEFAULT_REPLAY_TIMEOUT};
+        let mut settings = self.settings.clone();
+        for (key, value) in request.settings.drain(..) {
+            match settings.iter_mut().find(|(k, _)| *k == key) {
+                Some(known) => known.1 = value,
+                None => settings.push((key, value)),
+            }
+        }
+        request.settings = settings;
+        request.target_time = request.target_time.take().or(self.target_time.clone());
+        request.timeline = request.timeline.or(self.timeline);
+        request.pg_bin = request.pg_bin.take().or(self.pg_bin.clone());
+        if request.os_user == DEFAULT_OS_USER {
+            request.os_user = self.os_user.clone();
+        }
+        for forced in &self.forced {
+            if !request.forced.contains(forced) {
+                request.forced.push(forced.clone());
+            }
+        }
+        if request.replay_timeout == DEFAULT_REPLAY_TIMEOUT {
+            request.replay_timeout = std::time::Duration::from_secs(self.replay_timeout_secs);
+        }
+        request.local.start = request.local.start.take().or(self.start_command.clone());
+        request.local.stop = request.local.stop.take().or(self.stop_command.clone());
+        request.local.log = request.local.log.take().or(self.server_log.clone());
     }
 }
 
@@ -273,6 +292,53 @@ pub fn roll_back(data_dir: &Path) -> Result<PathBuf, RollbackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_request_takes_the_journaled_settings_unless_given_again() {
+        use crate::ops::restore::request::RestoreRequest;
+        let config = crate::config::Config::default();
+        let mut asked = RestoreRequest::new(&config, "acme", "/d".into());
+        asked.settings = vec![
+            ("port".into(), "5439".into()),
+            ("unix_socket_directories".into(), "/tmp/s".into()),
+        ];
+        asked.target_time = Some("2026-11-25 13:00:00+00".into());
+        asked.timeline = Some(2);
+        asked.pg_bin = Some("/opt/pg15/bin".into());
+        asked.os_user = "pg".into();
+        asked.forced = vec!["wal-line".into()];
+        asked.local.start = Some("start it".into());
+        let journaled = JournaledRequest::of(&asked);
+        let line = serde_json::to_string(&Entry {
+            at: String::new(),
+            step: "request".into(),
+            outcome: Outcome::Started,
+            detail: String::new(),
+            moved_aside_to: None,
+            request: Some(journaled.clone()),
+        })
+        .unwrap();
+        let read: Entry = serde_json::from_str(&line).unwrap();
+        let mut resumed = RestoreRequest::new(&config, "acme", "/d".into());
+        read.request.unwrap().fill(&mut resumed);
+        assert_eq!(
+            resumed, asked,
+            "--resume alone continues with everything asked"
+        );
+        let mut fixed = RestoreRequest::new(&config, "acme", "/d".into());
+        fixed.settings = vec![("port".into(), "5440".into())];
+        fixed.local.start = Some("start it properly".into());
+        journaled.fill(&mut fixed);
+        assert_eq!(
+            fixed.settings,
+            vec![
+                ("port".to_owned(), "5440".to_owned()),
+                ("unix_socket_directories".to_owned(), "/tmp/s".to_owned())
+            ]
+        );
+        assert_eq!(fixed.local.start.as_deref(), Some("start it properly"));
+        assert_eq!(fixed.os_user, "pg");
+    }
 
     #[test]
     fn records_lines_and_finds_what_to_roll_back() {

@@ -172,7 +172,7 @@ pub fn run(
         let resumed = Resumed::from_journal(&entries)?;
         // The interrupted attempt's settings, not today's defaults.
         if let Some(asked) = &resumed.request {
-            asked.apply_to(&mut request);
+            asked.fill(&mut request);
             driver.progress(
                 StepKind::Preflight,
                 &format!(
