@@ -991,3 +991,32 @@ fn a_deleted_client_leaves_the_dashboard_even_after_a_stale_scan() {
     let catalog = scan().unwrap();
     assert!(catalog.client("gone").is_none());
 }
+
+/// A new problem code (here `permission_denied`) is documented where
+/// scripts and people look it up: the JSON schema and the README's table.
+#[test]
+fn every_problem_code_is_in_the_schema_and_the_readme() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let health = fs::read_to_string(dir.join("src/checks/health.rs")).unwrap();
+    let schema = fs::read_to_string(dir.join("assets/check-schema.json")).unwrap();
+    let readme = fs::read_to_string(dir.join("README.md")).unwrap();
+    let codes: Vec<&str> = health
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("ProblemCode::"))
+        .filter_map(|l| l.split_once(" => \"")?.1.strip_suffix("\","))
+        .collect();
+    assert!(
+        codes.len() > 20 && codes.contains(&"permission_denied"),
+        "{codes:?}"
+    );
+    for code in codes {
+        assert!(
+            schema.contains(&format!("\"{code}\"")),
+            "{code} not in the schema"
+        );
+        assert!(
+            readme.contains(&format!("| `{code}` |")),
+            "{code} not in the README"
+        );
+    }
+}
