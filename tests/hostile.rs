@@ -640,6 +640,22 @@ fn names_are_printed_escaped_kept_unique_in_metrics_and_addressable() {
         assert_eq!(names, vec![shown]);
         assert_eq!(doc["clients"][0]["status"], "ok", "{doc:#}");
     }
+    // Addressed by a restore too, which refuses what PostgreSQL could not name.
+    let data = tmp.path().join("data");
+    fs::create_dir(&data).unwrap();
+    let out = run(walwarden(&home)
+        .args(["restore", "bad\\xff", "--dry-run", "--root"])
+        .arg(&root)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--pg-bin")
+        .arg(fake_pg_bin(tmp.path())));
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(
+        stderr_line(&out, "error: ").contains("bad\\xff/wal is not UTF-8"),
+        "{}",
+        show(&out)
+    );
 }
 
 /// Rewrites a gzip'ed tarball with one more entry whose raw name is `name`.

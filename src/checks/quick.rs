@@ -234,8 +234,9 @@ impl QuickCache {
         // Zero-byte files are reported as missing by the ordinary rules; partial ones are not segments yet.
         let eligible = |s: &&SegmentFile| !s.partial && s.size > 0;
         let segments: &[SegmentFile] = &client.wal.segments;
-        // Keyed by the client's folder: two roots may both have a client1.
-        let cache_key = client.path.to_string_lossy().into_owned();
+        // Keyed by the client's folder: two roots may both have a client1
+        // (escaped, not lossy: names that differ only in non-UTF-8 bytes differ here too).
+        let cache_key = crate::display::escape_path(&client.path);
         let remembered = self.clients.remove(&cache_key).unwrap_or_default();
         let mut blocks = HashMap::new();
         let mut runs: Vec<Run> = Vec::new();
@@ -332,7 +333,7 @@ impl QuickCache {
     /// first of them on its line, so the window ends before it.
     pub fn unusable(&self, client: &QuickInput<'_>) -> BTreeSet<RawSegmentName> {
         let client = &*client.client;
-        let cache_key = client.path.to_string_lossy().into_owned();
+        let cache_key = crate::display::escape_path(&client.path);
         let Some(blocks) = self.clients.get(&cache_key) else {
             return BTreeSet::new();
         };

@@ -58,6 +58,10 @@ pub enum PreflightRefusal {
         "the backup has a tablespace tarball ({tarball}): restoring tablespaces is not supported yet; unpack it by hand to the path in tablespace_map"
     )]
     Tablespace { tarball: String },
+    #[error(
+        "the archive's path {path} is not UTF-8: PostgreSQL's restore_command could not name it; rename the client's folder (and its archive_command) to restore it"
+    )]
+    PathNotUtf8 { path: String },
     #[error("PG_VERSION could not be read from base.tar.gz")]
     NoPgVersion,
     #[error(transparent)]

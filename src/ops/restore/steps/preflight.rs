@@ -44,6 +44,13 @@ impl Runner<'_> {
                 tarball: ts.fact.name.clone(),
             });
         }
+        // restore_command and the recovery settings are text PostgreSQL reads:
+        // a path that is not UTF-8 cannot be written into them faithfully.
+        if client.wal_dir().to_str().is_none() {
+            return refuse(PreflightRefusal::PathNotUtf8 {
+                path: crate::display::escape_path(&client.wal_dir()),
+            });
+        }
         let Some(backup_version) = client
             .base
             .pg_version()
