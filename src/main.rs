@@ -26,7 +26,11 @@ fn main() {
     let code = match run(&cli) {
         Ok(code) => code,
         Err(report) => {
-            tracing::error!("{}", failure::strip_ansi(&format!("{report:?}")));
+            // The log is read in a terminal too: names in the report stay data.
+            tracing::error!(
+                "{}",
+                walwarden::display::escape_text(&failure::strip_ansi(&format!("{report:?}")))
+            );
             let (text, code) = failure::render(&report, default_code, styled);
             eprintln!("{text}");
             code
@@ -44,7 +48,10 @@ fn install_hooks(styled: bool) {
     let _ = eyre_hook.install();
     std::panic::set_hook(Box::new(move |info| {
         let report = panic_hook.panic_report(info).to_string();
-        tracing::error!("panic: {}", failure::strip_ansi(&report));
+        tracing::error!(
+            "panic: {}",
+            walwarden::display::escape_text(&failure::strip_ansi(&report))
+        );
         eprintln!("{report}");
     }));
 }

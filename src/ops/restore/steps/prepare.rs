@@ -291,7 +291,9 @@ impl Runner<'_> {
     pub(super) fn recovery_config(&mut self, checked: &Checked) -> Result<(), RestoreError> {
         let settings = RecoverySettings {
             major: checked.major,
-            archive_dir: self.client.wal_dir(),
+            // Absolute whatever the root was given as: the server runs elsewhere.
+            archive_dir: std::path::absolute(self.client.wal_dir())
+                .unwrap_or_else(|_| self.client.wal_dir()),
             layout: checked.layout,
             target_timeline: checked
                 .line
