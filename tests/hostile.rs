@@ -1036,3 +1036,36 @@ fn every_problem_code_is_in_the_schema_and_the_readme() {
         );
     }
 }
+
+/// The watcher followed links (notify's default): a client's `ln -s / wal/x`
+/// had the dashboard walk and watch the whole file system.
+#[test]
+fn the_watcher_never_follows_a_link_out_of_the_root() {
+    use walwarden::archive::watch::{RootWatcher, WalChange};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("backups");
+    let acme = client(&root, named("acme"), 0x12);
+    let outside = tmp.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, acme.join("wal/out")).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<WalChange>();
+    let tx = std::sync::Mutex::new(tx);
+    let _watcher = RootWatcher::start(&root, move |change| {
+        let _ = tx.lock().unwrap().send(change);
+    })
+    .unwrap();
+    fs::write(outside.join("behind-the-link"), b"x").unwrap();
+    let behind: Vec<WalChange> =
+        std::iter::from_fn(|| rx.recv_timeout(Duration::from_secs(2)).ok()).collect();
+    assert!(
+        behind.is_empty(),
+        "a change behind the link was watched: {behind:?}"
+    );
+    // A change inside the root is seen: the watcher works.
+    fs::write(acme.join("base/marker"), b"x").unwrap();
+    let seen = rx.recv_timeout(Duration::from_secs(10));
+    assert!(
+        matches!(&seen, Ok(WalChange::ClientChanged { client }) if client == "acme"),
+        "{seen:?}"
+    );
+}

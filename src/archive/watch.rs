@@ -5,7 +5,8 @@
 //! renamed to its final name, or a final name whose writer closed it), a
 //! lost event (inotify overflow) asks for a resync, and when the native
 //! watcher cannot start the poll watcher takes over and `WatchMode` says so.
-//! The watcher never reads or writes files; it only names what changed.
+//! The watcher never reads or writes files, nor follows links; it only
+//! names what changed.
 
 use std::collections::VecDeque;
 use std::path::{Component, Path, PathBuf};
@@ -86,7 +87,10 @@ impl RootWatcher {
             path: root.to_owned(),
             source,
         };
-        match notify::recommended_watcher(handler)
+        // Links are never followed: a client's `ln -s / wal/x` would have
+        // the watcher walk (and watch) the whole file system.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        match notify::RecommendedWatcher::new(handler, config)
             .and_then(|mut w| w.watch(root, RecursiveMode::Recursive).map(|_| w))
         {
             Ok(watcher) => Ok(RootWatcher {
@@ -101,7 +105,9 @@ impl RootWatcher {
                         sink(change);
                     }
                 };
-                let config = notify::Config::default().with_poll_interval(POLL_INTERVAL);
+                let config = notify::Config::default()
+                    .with_poll_interval(POLL_INTERVAL)
+                    .with_follow_symlinks(false);
                 let mut watcher = notify::PollWatcher::new(handler, config).map_err(watch_error)?;
                 watcher
                     .watch(root, RecursiveMode::Recursive)
