@@ -1069,3 +1069,30 @@ fn the_watcher_never_follows_a_link_out_of_the_root() {
         "{seen:?}"
     );
 }
+
+/// `verify --min-segments 0 --window 1s` showed a FAIL: no segment was asked
+/// for, and none came.
+#[test]
+fn verify_asking_no_segment_passes_a_quiet_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("backups");
+    client(&root, named("acme"), 0x12);
+    let out = run(walwarden(&tmp.path().join("home"))
+        .args([
+            "verify",
+            "acme",
+            "--min-segments",
+            "0",
+            "--window",
+            "1s",
+            "--root",
+        ])
+        .arg(&root));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        stdout.starts_with("walwarden verify acme: PASS"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
