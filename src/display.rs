@@ -1,7 +1,122 @@
 //! How quantities read for people, shared by the CLI, the TUI and the engine's
-//! messages: byte sizes, durations, ages and times (UTC, RFC 3339).
+//! messages: byte sizes, durations, ages and times (UTC, RFC 3339), and names
+//! as data.
+//!
+//! Names come from whoever writes into the archive (a client's own user
+//! controls its folder, a tarball's headers, a manifest), so they are shown
+//! escaped, never as terminal commands: [`escape_name`] turns any file name
+//! (any bytes, not only UTF-8) into printable text that [`unescape_name`]
+//! turns back into the same bytes. That escaped form is how walwarden names
+//! a client or a file everywhere (reports, metrics labels, the command line,
+//! logs), so two distinct names never print alike. [`escape_text`] is the
+//! same rule for whole messages at the edges, lines kept.
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
+
+/// Characters shown as the `\xNN` escapes of their UTF-8 bytes: control
+/// characters (C0, DEL, C1: ESC starts every terminal sequence) and the
+/// invisible ones that reorder or hide text (bidirectional overrides and
+/// isolates, marks), which would make one name read as another.
+fn must_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{feff}'
+        )
+}
+
+fn push_byte_escape(out: &mut String, byte: u8) {
+    use std::fmt::Write;
+    let _ = write!(out, "\\x{byte:02x}");
+}
+
+/// Escapes `bytes`: printable characters as they are, control and invisible
+/// characters and bytes that are not UTF-8 as `\xNN`. A name (`as_name`)
+/// also has its backslashes doubled and its newlines and tabs escaped, so it
+/// reads back unambiguously; a message keeps its lines and backslashes.
+fn escape_bytes(bytes: &[u8], as_name: bool) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' && as_name {
+                out.push_str("\\\\");
+            } else if must_escape(c) && (as_name || !matches!(c, '\n' | '\t')) {
+                let mut buf = [0u8; 4];
+                for byte in c.encode_utf8(&mut buf).bytes() {
+                    push_byte_escape(&mut out, byte);
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        for byte in chunk.invalid() {
+            push_byte_escape(&mut out, *byte);
+        }
+    }
+    out
+}
+
+/// A file or client name as walwarden shows and addresses it: printable,
+/// one line, and lossless ([`unescape_name`] gives the same bytes back).
+pub fn escape_name(name: &OsStr) -> String {
+    escape_bytes(name.as_bytes(), true)
+}
+
+/// A name that came as text (a tar entry, a manifest path), escaped the same way.
+pub fn escape_str(name: &str) -> String {
+    escape_name(OsStr::new(name))
+}
+
+/// A path shown in a message, escaped like a name.
+pub fn escape_path(path: &Path) -> String {
+    escape_name(path.as_os_str())
+}
+
+/// The bytes an escaped name stands for: `\\` is a backslash and `\xNN` a
+/// byte; anything else is taken as it is (a plain name is itself).
+pub fn unescape_name(text: &str) -> OsString {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes.get(i + 1) == Some(&b'\\') {
+                out.push(b'\\');
+                i += 2;
+                continue;
+            }
+            let hex = bytes
+                .get(i + 2..i + 4)
+                .filter(|_| bytes.get(i + 1) == Some(&b'x'))
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(byte) = hex {
+                out.push(byte);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    OsString::from_vec(out)
+}
+
+/// A message (which may quote names from the archive, a tarball or a
+/// server) made safe for a terminal or a log: control and invisible
+/// characters escaped as `\xNN`, newlines and tabs kept.
+pub fn escape_text(text: &str) -> String {
+    if !text
+        .chars()
+        .any(|c| must_escape(c) && !matches!(c, '\n' | '\t'))
+    {
+        return text.to_owned();
+    }
+    escape_bytes(text.as_bytes(), false)
+}
 
 /// Decimal units, as `ls -lh --si` and du's `--si`: 12.3 MB.
 pub fn human_bytes(bytes: u64) -> String {
@@ -68,6 +183,34 @@ mod tests {
         assert_eq!(human_bytes(999), "999 B");
         assert_eq!(human_bytes(62_945_847), "62.9 MB");
         assert_eq!(human_bytes(1_129_233_408), "1.1 GB");
+    }
+
+    #[test]
+    fn names_are_escaped_losslessly_and_messages_keep_their_lines() {
+        let raw = OsStr::from_bytes(b"evil\x1b[31m\\x\xff\xc2\x85\xe2\x80\xaeok \xc3\xa9");
+        let shown = escape_name(raw);
+        assert_eq!(
+            shown,
+            "evil\\x1b[31m\\\\x\\xff\\xc2\\x85\\xe2\\x80\\xaeok \u{e9}"
+        );
+        assert!(!shown.chars().any(char::is_control));
+        assert_eq!(unescape_name(&shown), raw);
+        assert_eq!(unescape_name("acme"), OsStr::new("acme"));
+        assert_eq!(
+            escape_text("line one\n\tline \x1b]0;title\x07 two \\ kept"),
+            "line one\n\tline \\x1b]0;title\\x07 two \\ kept"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_name_round_trips_and_prints_without_controls(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)
+        ) {
+            let shown = escape_name(OsStr::from_bytes(&bytes));
+            proptest::prop_assert!(!shown.chars().any(must_escape));
+            proptest::prop_assert_eq!(unescape_name(&shown).into_vec(), bytes);
+        }
     }
 
     #[test]

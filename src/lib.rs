@@ -9,7 +9,9 @@
 //!   `manifest`), one client folder's files (`folder`), the catalog of a
 //!   root (`catalog`: model, scan, live apply of observed file events) and
 //!   its cache of expensive facts (`base_cache`), the restore's line of
-//!   timelines and gaps (`continuity`), file events and cadence (`watch`);
+//!   timelines and gaps (`continuity`), file events and cadence (`watch`),
+//!   the one way a file of the archive is opened: regular files only, never
+//!   blocking, reads bounded (`safe_open`);
 //! - [`config`]: settings, per-client policy, the target server, the local
 //!   service; [`demo`]: a synthetic backup root for newcomers and tests;
 //! - [`pg`]: talking to PostgreSQL and SSH: running as the PostgreSQL user
@@ -25,8 +27,10 @@
 //!   engine (`restore`), restore drills (`drill`), onboarding (`setup`),
 //!   moving to another major version (`migrate`);
 //! - below them all: [`display`] (sizes, durations and times as people read
-//!   them), [`store`] (walwarden's own files, written atomically under a
-//!   lock), [`pool`] (the one worker pool), `serde_util`.
+//!   them, names escaped as data), [`store`] (walwarden's own files, written
+//!   atomically under a lock, and `store::guard`, the one check every write
+//!   goes through so nothing lands in the archive), [`pool`] (the one worker
+//!   pool), `serde_util`.
 //!
 //! The faces call the same core functions: [`cli`] (one module per
 //! subcommand) and [`tui`] (the dashboard: a pure `App::update`, one key

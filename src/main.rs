@@ -26,7 +26,11 @@ fn main() {
     let code = match run(&cli) {
         Ok(code) => code,
         Err(report) => {
-            tracing::error!("{}", failure::strip_ansi(&format!("{report:?}")));
+            // The log is read in a terminal too: names in the report stay data.
+            tracing::error!(
+                "{}",
+                walwarden::display::escape_text(&failure::strip_ansi(&format!("{report:?}")))
+            );
             let (text, code) = failure::render(&report, default_code, styled);
             eprintln!("{text}");
             code
@@ -44,12 +48,37 @@ fn install_hooks(styled: bool) {
     let _ = eyre_hook.install();
     std::panic::set_hook(Box::new(move |info| {
         let report = panic_hook.panic_report(info).to_string();
-        tracing::error!("panic: {}", failure::strip_ansi(&report));
+        tracing::error!(
+            "panic: {}",
+            walwarden::display::escape_text(&failure::strip_ansi(&report))
+        );
         eprintln!("{report}");
     }));
 }
 
 fn run(cli: &Cli) -> Result<i32> {
+    // Run by sshd for a client's key: one line on stderr, never a report. It
+    // writes inside the root by design (append-only, its own checks), so it
+    // comes before the guard that keeps every other writer out of it.
+    if let Some(Command::Receive(args)) = &cli.command {
+        return Ok(walwarden::cli::receive::run(
+            args,
+            cli.root.as_deref(),
+            cli.config.as_deref(),
+        ));
+    }
+    let config = Config::discover(cli.config.as_deref());
+    // The archive is untouchable: every path written below (the log, caches,
+    // a textfile, a dump, a data directory, a scratch folder) is checked
+    // against this root. Made absolute first: a relative one would mean
+    // another folder to a server started elsewhere.
+    let root = config.as_ref().map_or_else(
+        |_| Config::default().root(cli.root.as_deref()),
+        |c| c.root(cli.root.as_deref()),
+    );
+    let root = std::path::absolute(&root)
+        .wrap_err_with(|| format!("cannot make the root {} absolute", root.display()))?;
+    walwarden::store::guard::protect(&root);
     if let Some(path) = &cli.log_file {
         init_log(path)?;
     }
@@ -61,22 +90,13 @@ fn run(cli: &Cli) -> Result<i32> {
         Some(Command::Man(args)) => return walwarden::cli::docs::man(args),
         _ => {}
     }
-    // Run by sshd for a client's key: one line on stderr, never a report.
-    if let Some(Command::Receive(args)) = &cli.command {
-        return Ok(walwarden::cli::receive::run(
-            args,
-            cli.root.as_deref(),
-            cli.config.as_deref(),
-        ));
-    }
-    let config = Config::discover(cli.config.as_deref()).map_err(|error| {
+    let config = config.map_err(|error| {
         Failure::new(format!("cannot load the configuration: {error}")).hint(
             "fix or remove the file it names; every setting is explained in \
                  assets/config.example.toml (the package installs it, commented out, as \
                  /etc/walwarden/config.toml)",
         )
     })?;
-    let root = config.root(cli.root.as_deref());
     match &cli.command {
         Some(Command::Check(args)) => walwarden::cli::check::run(args, &root, &config),
         Some(Command::Verify(args)) => walwarden::cli::verify::run(args, &root, &config),
@@ -100,6 +120,10 @@ fn run(cli: &Cli) -> Result<i32> {
 }
 
 fn init_log(path: &std::path::Path) -> Result<()> {
+    walwarden::store::guard::check_write(path, "--log-file").map_err(|refused| {
+        Failure::new(refused.to_string())
+            .hint("write the debug log outside the backup root, e.g. --log-file /tmp/walwarden.log")
+    })?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -547,7 +547,7 @@ fn segment_size_comes_from_the_header() {
 }
 
 #[test]
-fn odd_names_and_links_never_panic_and_links_stay_inside_the_root() {
+fn odd_names_are_escaped_losslessly_and_links_are_never_followed() {
     use std::os::unix::ffi::OsStrExt;
     let tree = Tree::new();
     let c = cluster();
@@ -562,23 +562,38 @@ fn odd_names_and_links_never_panic_and_links_stay_inside_the_root() {
     let outside = tree._tmp.path().join("outside.gz");
     fs::write(&outside, b"secret").unwrap();
     std::os::unix::fs::symlink(&outside, dir.join("wal/00000001000000000000000A.gz")).unwrap();
-    // A client folder that is a symlink to another client inside the root is followed.
+    // A client folder that is a link is reported, never followed, even to a client inside the root.
     std::os::unix::fs::symlink(&dir, tree.root.join("alias")).unwrap();
     let catalog = tree.scan();
     let problems = problems_of(&catalog, "odd", &policy());
-    assert!(problems.iter().any(|p| p.code == ProblemCode::UnexpectedFile && p.message.contains("bad\u{fffd}name")), "{problems:?}");
+    assert!(
+        problems.iter().any(
+            |p| p.code == ProblemCode::UnexpectedFile && p.message.contains("wal/bad\\xffname")
+        ),
+        "{problems:?}"
+    );
     let unreadable = problems
         .iter()
         .find(|p| p.code == ProblemCode::Unreadable)
-        .expect("outside link reported");
+        .expect("the link is reported");
     assert!(
-        unreadable.message.contains("outside the backup root"),
+        unreadable.message.contains("never followed")
+            && unreadable.message.contains(&outside.display().to_string()),
         "{}",
         unreadable.message
     );
     assert_eq!(unreadable.severity, Status::Unknown);
-    assert!(catalog.client("alias").is_some());
-    // The zero-byte segment is no segment: 0A (the outside link) .. 1F are missing, 20 is empty.
+    let alias = catalog
+        .client("alias")
+        .expect("the link is a client of its own");
+    assert!(alias.wal.segments.is_empty() && alias.base.files.is_empty());
+    let alias_problems = problems_of(&catalog, "alias", &policy());
+    assert_eq!(
+        codes(&alias_problems),
+        vec![(ProblemCode::Unreadable, Status::Unknown)],
+        "{alias_problems:?}"
+    );
+    // The zero-byte segment is no segment: 0A (the link) .. 1F are missing, 20 is empty.
     let gap = problems
         .iter()
         .find(|p| p.code == ProblemCode::WalGap)

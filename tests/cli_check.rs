@@ -270,14 +270,14 @@ fn an_unreadable_folder_is_unknown_on_that_client_only() {
     let problems = clients[1]["problems"].as_array().unwrap();
     let unreadable = problems
         .iter()
-        .find(|p| p["code"] == "unreadable")
-        .expect("unreadable problem");
+        .find(|p| p["code"] == "permission_denied")
+        .expect("a permission problem, with its own code");
     assert_eq!(unreadable["severity"], "unknown");
     assert!(
         unreadable["message"]
             .as_str()
             .unwrap()
-            .contains("Permission denied")
+            .contains("permission denied")
     );
 }
 

@@ -447,14 +447,23 @@ fn deep_check_finds_the_manifests_wal_range() {
     assert_eq!(report.problems[0].code.as_str(), "base_manifest_mismatch");
     assert!(
         report.problems[0].message.contains(
-            "segment 000000010000000000000023 of the manifest's WAL range 0/20000028..0/24000100"
-        ) && report.problems[0]
-            .message
-            .contains("000000010000000000000024"),
+            "2 segments (the first 000000010000000000000023) of the manifest's WAL range 0/20000028..0/24000100 on timeline 1 are neither"
+        ),
         "{}",
         report.problems[0].message
     );
     assert_eq!(report.manifest_verified, Some(false));
+
+    // A range of 2^40 segments is counted, not walked nor cut to "… and 1 more".
+    write_manifest("FFFFFFFF/FFFFFFFF", None);
+    let report = deep();
+    assert_eq!(report.problems.len(), 1, "{:#?}", report.problems);
+    let message = &report.problems[0].message;
+    assert!(
+        message.contains("1099511627741 segments (the first 000000010000000000000023)")
+            && !message.contains("more"),
+        "{message}"
+    );
 
     // Version 2 (PostgreSQL 17+) names the system: it must be pg_control's.
     write_manifest("0/22000100", Some(7_600_000_000_000_000_001));

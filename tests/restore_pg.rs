@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -630,10 +631,12 @@ fn a_debian_layout_backup_restores_with_the_configured_start_command() {
 /// A restore that stops at its start (here a start command that fails, as a
 /// wrong port or a crash would) is resumed from its journal: the unpacked files
 /// and the recovery configuration are kept (not unpacked or appended twice),
-/// the old contents stay where they were moved aside, and the server comes up
-/// with the data.
+/// the old contents stay where they were moved aside (keeping the original's
+/// owner and mode: it was created 755 root:root), and the server comes up
+/// with the data. `--resume` alone goes on with the settings the journal kept:
+/// it forgot `--set port=` and asked /var/run/postgresql:5432 instead.
 #[test]
-fn an_interrupted_restore_resumes_from_its_journal() {
+fn an_interrupted_restore_resumes_from_its_journal_with_the_same_settings() {
     let bin = support::require_pg_bin(15);
     let backup = support::make_real_backup("client1");
     let source = backup.cluster.start();
@@ -641,6 +644,17 @@ fn an_interrupted_restore_resumes_from_its_journal() {
     source.stop();
     let target = support::pg_tempdir("walwarden-restore-resume-");
     let data = old_data_dir(target.path());
+    // The old data directory as PostgreSQL keeps it: 700, its user's.
+    let pg_user = nix::unistd::User::from_name(&support::pg_user())
+        .unwrap()
+        .expect("the PostgreSQL test user");
+    std::os::unix::fs::chown(
+        &data,
+        Some(pg_user.uid.as_raw()),
+        Some(pg_user.gid.as_raw()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
     let socket_dir = target.path().to_owned();
     let port = support::pick_port();
     let restored = Restored {
@@ -649,10 +663,17 @@ fn an_interrupted_restore_resumes_from_its_journal() {
     };
     let root = backup.root.to_str().unwrap().to_owned();
     let settings = own_server(port, &socket_dir, &["--yes", "--replay-timeout", "3m"]);
+    // A start that fails once (a crash, a port taken at that moment), then works.
+    let once = target.path().join("start-refused-once");
     let mut failing = settings.clone();
     failing.extend([
         "--start-command".into(),
-        "echo 'start refused' >&2; exit 3".into(),
+        format!(
+            "if [ -e {once} ]; then runuser -u {user} -- {{pg_bin}}/pg_ctl -D {{data}} -l {{log}} -W start; \
+             else touch {once}; echo 'start refused' >&2; exit 3; fi",
+            once = once.display(),
+            user = support::pg_user()
+        ),
     ]);
     let out = restore(&root, &data, &failing, target.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -665,9 +686,15 @@ fn an_interrupted_restore_resumes_from_its_journal() {
         .filter(|p| p.to_string_lossy().contains("main.aside-"))
         .collect();
     assert_eq!(asides.len(), 1, "{asides:?}");
+    let aside = std::fs::metadata(&asides[0]).unwrap();
+    assert_eq!(
+        (aside.uid(), aside.gid(), aside.mode() & 0o777),
+        (pg_user.uid.as_raw(), pg_user.gid.as_raw(), 0o700),
+        "the aside folder keeps the original's owner and mode"
+    );
 
-    let mut resuming = settings.clone();
-    resuming.push("--resume".into());
+    // Only --resume (and --yes): the port and socket come from the journal.
+    let resuming = ["--yes", "--resume"];
     let out = restore(&root, &data, &resuming, target.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "resume failed:\n{stderr}");

@@ -570,7 +570,8 @@ fn new_client_screen_form_then_plan() {
         "{review}"
     );
     assert!(
-        review.contains("archive_command = 'gzip -c %p | ssh -o BatchMode=yes -o ConnectTimeout=10")
+        review
+            .contains("archive_command = 'gzip -c %p | ssh -o BatchMode=yes -o ConnectTimeout=10")
             && review.contains("''put-wal %f.gz'''"),
         "{review}"
     );

@@ -8,7 +8,6 @@
 //! system identifier from it costs a full decompression and is cached by the
 //! caller (see `cache.rs`); the cheap identifier comes from the WAL header.
 
-use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -17,6 +16,7 @@ use flate2::read::MultiGzDecoder;
 use thiserror::Error;
 
 use crate::archive::manifest::ManifestCheck;
+use crate::archive::safe_open;
 use crate::archive::wal::{
     HistoryEntry, LONG_HEADER_LEN, LongPageHeader, Lsn, RawSegmentName, Timeline,
     parse_timeline_history,
@@ -145,9 +145,14 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> BaseBackupError + '_ {
     }
 }
 
-/// Opens a tarball, gzip'ed when its name ends in `.gz`.
-fn open_tar(path: &Path) -> Result<tar::Archive<Box<dyn Read>>, BaseBackupError> {
-    let file = File::open(path).map_err(io_err(path))?;
+/// Opens a tarball (a regular file only), gzip'ed when its name ends in
+/// `.gz`; `max_unpacked` bounds what may be inflated from it, for the
+/// readers that only want its first entries.
+fn open_tar(
+    path: &Path,
+    max_unpacked: Option<u64>,
+) -> Result<tar::Archive<Box<dyn Read>>, BaseBackupError> {
+    let (file, _) = safe_open::open_regular(path).map_err(io_err(path))?;
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(MultiGzDecoder::new(BufReader::with_capacity(
             64 * 1024,
@@ -156,8 +161,17 @@ fn open_tar(path: &Path) -> Result<tar::Archive<Box<dyn Read>>, BaseBackupError>
     } else {
         Box::new(BufReader::new(file))
     };
+    let reader: Box<dyn Read> = match max_unpacked {
+        Some(limit) => Box::new(reader.take(limit)),
+        None => reader,
+    };
     Ok(tar::Archive::new(reader))
 }
+
+/// How much of a tarball the readers of its first entries inflate at most:
+/// the label and PG_VERSION (or the first WAL segment) come long before, and
+/// a gzip bomb costs a second, not the scan its liveness.
+const HEAD_UNPACKED_LIMIT: u64 = 1 << 30;
 
 fn entry_name(entry: &tar::Entry<'_, Box<dyn Read>>) -> String {
     let path = entry
@@ -173,7 +187,7 @@ fn entry_name(entry: &tar::Entry<'_, Box<dyn Read>>) -> String {
 const HEAD_ENTRY_LIMIT: usize = 64;
 
 pub fn read_base_head(path: &Path) -> Result<BaseTarHead, BaseBackupError> {
-    let mut archive = open_tar(path)?;
+    let mut archive = open_tar(path, Some(HEAD_UNPACKED_LIMIT))?;
     let mut label = None;
     let mut pg_version = None;
     for (index, entry) in archive.entries().map_err(io_err(path))?.enumerate() {
@@ -302,8 +316,7 @@ pub fn read_tarball_checked(
     mut options: PassOptions<'_>,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<TarballPass, BaseBackupError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let total = file.metadata().map_err(io_err(path))?.len();
+    let (file, total) = safe_open::open_regular(path).map_err(io_err(path))?;
     let count = std::rc::Rc::new(std::cell::Cell::new(0u64));
     let counting = Counting {
         inner: BufReader::with_capacity(256 * 1024, file),
@@ -410,7 +423,7 @@ pub fn read_tarball_checked(
 /// The long page header of the first WAL segment in pg_wal.tar.gz: its
 /// xlp_sysid is the cluster's system identifier, read from a few KB.
 pub fn read_pg_wal_first_header(path: &Path) -> Result<(String, LongPageHeader), BaseBackupError> {
-    let mut archive = open_tar(path)?;
+    let mut archive = open_tar(path, Some(HEAD_UNPACKED_LIMIT))?;
     for entry in archive.entries().map_err(io_err(path))? {
         let mut entry = entry.map_err(io_err(path))?;
         let name = entry_name(&entry);
@@ -441,7 +454,7 @@ pub fn read_pg_wal_first_header(path: &Path) -> Result<(String, LongPageHeader),
 pub fn read_pg_wal_histories(
     path: &Path,
 ) -> Result<Vec<(Timeline, Vec<HistoryEntry>)>, BaseBackupError> {
-    let mut archive = open_tar(path)?;
+    let mut archive = open_tar(path, None)?;
     let mut found = Vec::new();
     for entry in archive.entries().map_err(io_err(path))? {
         let mut entry = entry.map_err(io_err(path))?;
@@ -468,14 +481,18 @@ pub fn read_pg_wal_histories(
     Ok(found)
 }
 
-/// Reads the first bytes of a (possibly gzip'ed) WAL segment file.
+/// Reads the first bytes of a (possibly gzip'ed) WAL segment file: a
+/// regular file only, and no more of it than its first page needs.
 pub fn read_segment_header(path: &Path) -> Result<LongPageHeader, BaseBackupError> {
-    let file = File::open(path).map_err(io_err(path))?;
+    let (file, _) = safe_open::open_regular(path).map_err(io_err(path))?;
+    // The first page inflates from its first 16 KiB; a gzip header with a
+    // stored name may add a few more: 64 KiB of input is plenty.
+    let input = BufReader::new(file.take(64 * 1024));
     let mut head = [0u8; LONG_HEADER_LEN];
     let len = if path.extension().is_some_and(|e| e == "gz") {
-        read_up_to(&mut MultiGzDecoder::new(file), &mut head)
+        read_up_to(&mut flate2::bufread::MultiGzDecoder::new(input), &mut head)
     } else {
-        read_up_to(&mut { file }, &mut head)
+        read_up_to(&mut { input }, &mut head)
     }
     .map_err(io_err(path))?;
     LongPageHeader::parse(&head[..len]).map_err(|source| BaseBackupError::BadWalHeader {
@@ -484,20 +501,15 @@ pub fn read_segment_header(path: &Path) -> Result<LongPageHeader, BaseBackupErro
     })
 }
 
-/// Reads a whole small (possibly gzip'ed) text file such as a `.backup` or `.history` file.
+/// The most a `.history` or `.backup` file is read: a history file is a
+/// line per ancestor timeline and a backup history file a dozen lines, so
+/// 1 MiB is far beyond any real one.
+pub const SMALL_TEXT_LIMIT: u64 = 1 << 20;
+
+/// Reads a whole small (possibly gzip'ed) text file such as a `.backup` or
+/// `.history` file; a larger one is refused, not cut.
 pub fn read_small_text(path: &Path) -> Result<String, BaseBackupError> {
-    let file = File::open(path).map_err(io_err(path))?;
-    let mut text = String::new();
-    let limit = 1024 * 1024;
-    if path.extension().is_some_and(|e| e == "gz") {
-        MultiGzDecoder::new(file)
-            .take(limit)
-            .read_to_string(&mut text)
-    } else {
-        file.take(limit).read_to_string(&mut text)
-    }
-    .map_err(io_err(path))?;
-    Ok(text)
+    safe_open::read_text_capped(path, SMALL_TEXT_LIMIT, "history file").map_err(io_err(path))
 }
 
 fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {

@@ -55,7 +55,9 @@ impl BaseFactsCache {
         fact: &FileFact,
         compute: bool,
     ) -> Option<BaseTarFull> {
-        let key = tarball.to_string_lossy().into_owned();
+        // Escaped, not lossy: two clients whose names differ only in bytes that
+        // are not UTF-8 must not share a key.
+        let key = crate::display::escape_path(tarball);
         let wanted = (fact.size, mtime_ns(fact.mtime));
         if let Ok(entries) = self.entries.lock()
             && let Some(entry) = entries.get(&key).filter(|e| (e.size, e.mtime_ns) == wanted)

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::archive::base_backup::{BackupLabel, BaseTarFull, BaseTarHead};
+use crate::archive::safe_open::{self, FileKind};
 use crate::archive::wal::{
     self, HistoryEntry, LongPageHeader, RawSegmentName, Timeline, WalFileKind,
 };
@@ -37,6 +38,46 @@ pub struct FileFact {
 pub struct Unreadable {
     pub path: PathBuf,
     pub error: String,
+    pub kind: UnreadableKind,
+}
+
+/// Why something was not read: each has its own problem code and fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnreadableKind {
+    /// Reading was refused (EACCES, EPERM): its state is unknown.
+    PermissionDenied,
+    /// A symlink: links are never followed.
+    Link,
+    /// A fifo, a socket or a device: never opened.
+    NotRegular(FileKind),
+    /// Gone between its listing and its stat (removed or renamed meanwhile).
+    Gone,
+    /// Any other error of the system.
+    Other,
+}
+
+impl Unreadable {
+    /// An error of a file call on `path`, sorted by what it means.
+    pub fn from_io(path: &Path, error: &std::io::Error) -> Unreadable {
+        let kind = if let Some(refused) = safe_open::not_regular(error) {
+            match refused.kind {
+                FileKind::Symlink => UnreadableKind::Link,
+                kind => UnreadableKind::NotRegular(kind),
+            }
+        } else if safe_open::is_permission_denied(error) {
+            UnreadableKind::PermissionDenied
+        } else if error.kind() == std::io::ErrorKind::NotFound {
+            UnreadableKind::Gone
+        } else {
+            UnreadableKind::Other
+        };
+        Unreadable {
+            path: path.to_owned(),
+            error: error.to_string(),
+            kind,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -84,6 +125,9 @@ pub struct BaseFile {
 pub struct BaseBackup {
     /// Whether `base/` exists at all.
     pub present: bool,
+    /// True when it (or the client folder) exists but could not be listed:
+    /// nothing below is known, and nothing is claimed missing.
+    pub unreadable: bool,
     pub files: Vec<BaseFile>,
     /// backup_label and PG_VERSION from the head of base.tar.gz.
     pub head: Option<BaseTarHead>,

@@ -17,6 +17,7 @@ use sha2::Digest;
 use thiserror::Error;
 
 use crate::archive::wal::Lsn;
+use crate::display::escape_str;
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ManifestError {
@@ -336,16 +337,30 @@ impl ManifestCheck {
             .filter(|f| !ignored(&f.path) && !f.path.starts_with("pg_tblspc/"))
             .cloned()
             .collect();
-        let index = files
-            .iter()
-            .enumerate()
-            .map(|(i, f)| (f.path.clone(), i))
-            .collect();
+        // A path listed twice is said as such (pg_verifybackup refuses it as
+        // a "duplicate path name"), not as a file missing from the tarball.
+        let mut index = HashMap::new();
+        let mut seen = vec![false; files.len()];
+        let mut mismatches = Vec::new();
+        let mut reported = std::collections::HashSet::new();
+        for (i, file) in files.iter().enumerate() {
+            if index.contains_key(&file.path) {
+                seen[i] = true;
+                if reported.insert(file.path.clone()) {
+                    mismatches.push(format!(
+                        "{} is listed more than once in backup_manifest (a duplicated path)",
+                        escape_str(&file.path)
+                    ));
+                }
+                continue;
+            }
+            index.insert(file.path.clone(), i);
+        }
         ManifestCheck {
-            seen: vec![false; files.len()],
+            seen,
             files,
             index,
-            mismatches: Vec::new(),
+            mismatches,
         }
     }
 
@@ -362,7 +377,8 @@ impl ManifestCheck {
             }
             None => {
                 self.mismatches.push(format!(
-                    "{path} is in the tarball but not in backup_manifest"
+                    "{} is in the tarball but not in backup_manifest",
+                    escape_str(path)
                 ));
                 None
             }
@@ -377,7 +393,8 @@ impl ManifestCheck {
         if size != file.size {
             self.mismatches.push(format!(
                 "{} has {size} bytes, backup_manifest says {}",
-                file.path, file.size
+                escape_str(&file.path),
+                file.size
             ));
             return;
         }
@@ -388,7 +405,7 @@ impl ManifestCheck {
         if actual != file.checksum {
             self.mismatches.push(format!(
                 "{}: {:?} checksum {} does not match backup_manifest's {}",
-                file.path,
+                escape_str(&file.path),
                 file.algorithm,
                 hex_encode(&actual),
                 hex_encode(&file.checksum)
@@ -414,7 +431,7 @@ impl ManifestCheck {
             if !seen {
                 self.mismatches.push(format!(
                     "{} is in backup_manifest but not in the tarball",
-                    file.path
+                    escape_str(&file.path)
                 ));
             }
         }
@@ -506,6 +523,26 @@ mod tests {
         assert!(found[1].starts_with("global/1262 has 3 bytes"));
         assert!(found[2].starts_with("global/pg_control is in the tarball but not"));
         assert!(found[3].starts_with("base/1/1259 is in backup_manifest but not"));
+    }
+
+    #[test]
+    fn a_duplicated_manifest_path_is_reported_as_such_not_as_missing() {
+        let files = [FILE, FILE].join(",\n");
+        let parsed = BackupManifest::parse(&manifest(&files)).unwrap();
+        let mut check = ManifestCheck::new(&parsed);
+        let (i, mut digest) = check.begin("PG_VERSION").unwrap();
+        digest.update(b"15\n");
+        check.end(i, 3, digest);
+        let found = check.finish();
+        assert!(
+            found.iter().any(|m| m
+                == "PG_VERSION is listed more than once in backup_manifest (a duplicated path)"),
+            "{found:#?}"
+        );
+        assert!(
+            !found.iter().any(|m| m.contains("not in the tarball")),
+            "{found:#?}"
+        );
     }
 
     #[test]

@@ -6,7 +6,6 @@
 //! Reading is bounded (two files of at most 5 MiB) and damaged or unknown
 //! lines are skipped: the client's user writes this folder.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 use std::time::SystemTime;
@@ -125,9 +124,11 @@ pub fn refusal_of(entry: LogEntry) -> Option<Refusal> {
     })
 }
 
-/// Reads at most `limit` bytes of a small file of the receiver's.
+/// Reads at most `limit` bytes of a file of the receiver's: a regular file
+/// only, never blocking (the client's user writes this folder).
 fn read_small(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    let (file, _) = crate::archive::safe_open::open_regular(path)?;
     let mut bytes = Vec::new();
-    File::open(path)?.take(limit).read_to_end(&mut bytes)?;
+    file.take(limit).read_to_end(&mut bytes)?;
     Ok(bytes)
 }

@@ -5,7 +5,8 @@
 //! renamed to its final name, or a final name whose writer closed it), a
 //! lost event (inotify overflow) asks for a resync, and when the native
 //! watcher cannot start the poll watcher takes over and `WatchMode` says so.
-//! The watcher never reads or writes files; it only names what changed.
+//! The watcher never reads or writes files, nor follows links; it only
+//! names what changed.
 
 use std::collections::VecDeque;
 use std::path::{Component, Path, PathBuf};
@@ -86,7 +87,10 @@ impl RootWatcher {
             path: root.to_owned(),
             source,
         };
-        match notify::recommended_watcher(handler)
+        // Links are never followed: a client's `ln -s / wal/x` would have
+        // the watcher walk (and watch) the whole file system.
+        let config = notify::Config::default().with_follow_symlinks(false);
+        match notify::RecommendedWatcher::new(handler, config)
             .and_then(|mut w| w.watch(root, RecursiveMode::Recursive).map(|_| w))
         {
             Ok(watcher) => Ok(RootWatcher {
@@ -101,7 +105,9 @@ impl RootWatcher {
                         sink(change);
                     }
                 };
-                let config = notify::Config::default().with_poll_interval(POLL_INTERVAL);
+                let config = notify::Config::default()
+                    .with_poll_interval(POLL_INTERVAL)
+                    .with_follow_symlinks(false);
                 let mut watcher = notify::PollWatcher::new(handler, config).map_err(watch_error)?;
                 watcher
                     .watch(root, RecursiveMode::Recursive)
@@ -117,38 +123,47 @@ impl RootWatcher {
     }
 }
 
-/// Where under the root a path lies.
-enum Place<'a> {
-    ClientFolder(&'a str),
-    WalFile(&'a str, &'a str),
-    OtherInClient(&'a str),
+/// Where under the root a path lies; names escaped as the catalog keeps
+/// them (`display::escape_name`), so no name is left out or mistaken.
+enum Place {
+    ClientFolder(String),
+    WalFile(String, String),
+    OtherInClient(String),
     Elsewhere,
 }
 
-fn place<'a>(root: &Path, path: &'a Path) -> Place<'a> {
+fn place(root: &Path, path: &Path) -> Place {
     let Ok(relative) = path.strip_prefix(root) else {
         return Place::Elsewhere;
     };
-    let parts: Vec<&str> = relative
+    let parts: Vec<&std::ffi::OsStr> = relative
         .components()
         .map(|c| match c {
-            Component::Normal(p) => p.to_str(),
+            Component::Normal(p) => Some(p),
             _ => None,
         })
         .collect::<Option<Vec<_>>>()
         .unwrap_or_default();
+    let hidden = |name: &std::ffi::OsStr| name.as_encoded_bytes().first() == Some(&b'.');
+    let name = |part: &std::ffi::OsStr| crate::display::escape_name(part);
     match parts.as_slice() {
-        [client] if !client.starts_with('.') => Place::ClientFolder(client),
-        [client, "wal", name] => Place::WalFile(client, name),
+        [client] if !hidden(client) => Place::ClientFolder(name(client)),
+        [client, wal, file] if !hidden(client) && *wal == "wal" => {
+            Place::WalFile(name(client), name(file))
+        }
         // The receiver's own folder: only its log says something new (a
         // refusal); its state and quota files change with every upload.
-        [client, crate::archive::receiver_log::OWN_DIR, name]
-            if name.starts_with(crate::archive::receiver_log::LOG_FILE) =>
+        [client, own, file]
+            if !hidden(client)
+                && *own == crate::archive::receiver_log::OWN_DIR
+                && file
+                    .as_encoded_bytes()
+                    .starts_with(crate::archive::receiver_log::LOG_FILE.as_bytes()) =>
         {
-            Place::OtherInClient(client)
+            Place::OtherInClient(name(client))
         }
-        [_, crate::archive::receiver_log::OWN_DIR, ..] => Place::Elsewhere,
-        [client, ..] if !client.starts_with('.') => Place::OtherInClient(client),
+        [_, own, ..] if *own == crate::archive::receiver_log::OWN_DIR => Place::Elsewhere,
+        [client, ..] if !hidden(client) => Place::OtherInClient(name(client)),
         _ => Place::Elsewhere,
     }
 }
@@ -177,19 +192,15 @@ pub fn translate(
     let mut changes = Vec::new();
     for path in &event.paths {
         let change = match (place(root, path), event.kind) {
-            (Place::WalFile(client, name), kind) => wal_change(client, name, kind, seen_at),
+            (Place::WalFile(client, name), kind) => wal_change(&client, &name, kind, seen_at),
             (
                 Place::ClientFolder(client),
                 EventKind::Create(_)
                 | EventKind::Remove(_)
                 | EventKind::Modify(ModifyKind::Name(_)),
-            ) => Some(WalChange::ClientChanged {
-                client: client.to_owned(),
-            }),
+            ) => Some(WalChange::ClientChanged { client }),
             (Place::OtherInClient(client), kind) if is_structural(kind) => {
-                Some(WalChange::ClientChanged {
-                    client: client.to_owned(),
-                })
+                Some(WalChange::ClientChanged { client })
             }
             _ => None,
         };

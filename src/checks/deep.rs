@@ -18,7 +18,7 @@ use crate::archive::catalog::Client;
 use crate::archive::folder::BaseFileKind;
 use crate::archive::wal::{Lsn, RawSegmentName, SegmentId, SegmentNo, Timeline};
 use crate::checks::health::{Problem, ProblemCode, Status};
-use crate::checks::integrity::{BaseCheck, check_base_backup, check_segment};
+use crate::checks::integrity::{BaseCheck, ReadFailure, check_base_backup, check_segment_sized};
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("deep-verify.json"))
@@ -174,6 +174,25 @@ pub fn verify_client(
         (base_check, results)
     });
 
+    let base_check = match base_check {
+        Some(check) if check.access.is_some() => {
+            // Not read, so neither proven nor damaged; judged again next time.
+            if let Some(problem) = check.access.as_ref().and_then(|failure| {
+                let verdict = match failure {
+                    ReadFailure::NotRegular(kind) => Verdict::NotRegular { kind: *kind },
+                    other => Verdict::Unreadable {
+                        reason: check.failures.join("; "),
+                        denied: matches!(other, ReadFailure::Denied(_)),
+                    },
+                };
+                access_problem("base/ (its tarballs)", &verdict)
+            }) {
+                report.problems.push(problem);
+            }
+            None
+        }
+        other => other,
+    };
     if let Some(check) = base_check {
         report.files_checked += tarballs.len() as u64;
         let verdict = match check.failures.first() {
@@ -264,6 +283,11 @@ pub fn verify_client(
         let i = unknown[index];
         let segment = segments[i];
         report.files_checked += 1;
+        // What could not be read is judged again next time (a chmod changes no mtime).
+        if verdict.is_about_access() {
+            verdicts[i] = Some(verdict);
+            continue;
+        }
         cache.entries.insert(
             keys[i].clone(),
             Remembered {
@@ -380,7 +404,7 @@ fn check_in_parallel(
     let finished = crate::pool::run(
         paths,
         crate::pool::cores(),
-        |path| check_segment(path).verdict(expected_sysid, Some(seg_size)),
+        |path| check_segment_sized(path, Some(seg_size)).verdict(expected_sysid, Some(seg_size)),
         |index, verdict| {
             progress(index);
             results.push((index, verdict));
@@ -472,6 +496,9 @@ const MANIFEST_LINES_SHOWN: usize = 5;
 
 /// The segments of the manifest's WAL ranges found neither in pg_wal.tar.gz
 /// nor in the archive: without them the backup never becomes consistent.
+/// One line per range, with the true count: a range is never walked
+/// segment by segment (a hostile manifest may name 2^40 of them), only the
+/// segments present are.
 fn missing_wal(client: &Client, check: &crate::checks::integrity::BaseCheck) -> Vec<String> {
     let Some(outcome) = &check.manifest else {
         return Vec::new();
@@ -479,29 +506,56 @@ fn missing_wal(client: &Client, check: &crate::checks::integrity::BaseCheck) -> 
     let seg_size = client.continuity.segment_size;
     let mut missing = Vec::new();
     for range in &outcome.wal_ranges {
+        let timeline = Timeline(range.timeline);
         let first = range.start.segment(seg_size);
         let last = Lsn(range.end.0.saturating_sub(1).max(range.start.0)).segment(seg_size);
-        for number in first.0..=last.0 {
-            let id = SegmentId {
-                timeline: Timeline(range.timeline),
-                segment: SegmentNo(number),
-            };
-            let name = id.file_name(seg_size);
-            let in_tarball = check.pg_wal_segments.contains(&name);
-            let archived = client
-                .wal
-                .segments
-                .iter()
-                .any(|s| !s.partial && s.name.resolve(seg_size).ok() == Some(id));
-            if !in_tarball && !archived {
-                missing.push(format!(
-                    "segment {name} of the manifest's WAL range {}..{} on timeline {} is neither in pg_wal.tar.gz nor in the archive",
-                    range.start, range.end, range.timeline
-                ));
-            }
-            if missing.len() > MANIFEST_LINES_SHOWN {
-                return missing;
-            }
+        let in_range =
+            |id: SegmentId| id.timeline == timeline && first <= id.segment && id.segment <= last;
+        let tarball = check.pg_wal_segments.iter().filter_map(|name| {
+            RawSegmentName::parse(name.get(..24)?)?
+                .resolve(seg_size)
+                .ok()
+        });
+        let archived = client
+            .wal
+            .segments
+            .iter()
+            .filter(|s| !s.partial)
+            .filter_map(|s| s.name.resolve(seg_size).ok());
+        let present: std::collections::BTreeSet<SegmentNo> = tarball
+            .chain(archived)
+            .filter(|id| in_range(*id))
+            .map(|id| id.segment)
+            .collect();
+        let total = last.0 - first.0 + 1;
+        let absent = total - present.len() as u64;
+        if absent == 0 {
+            continue;
+        }
+        // The first absent one: at most present.len() + 1 steps from the start.
+        let mut number = first;
+        while present.contains(&number) {
+            number = number.next();
+        }
+        let name = SegmentId {
+            timeline,
+            segment: number,
+        }
+        .file_name(seg_size);
+        let what = if absent == 1 {
+            format!("segment {name}")
+        } else {
+            format!("{absent} segments (the first {name})")
+        };
+        missing.push(format!(
+            "{what} of the manifest's WAL range {}..{} on timeline {} {} neither in pg_wal.tar.gz nor in the archive",
+            range.start,
+            range.end,
+            range.timeline,
+            if absent == 1 { "is" } else { "are" }
+        ));
+        if missing.len() > MANIFEST_LINES_SHOWN {
+            return missing;
         }
     }
     missing
@@ -509,6 +563,42 @@ fn missing_wal(client: &Client, check: &crate::checks::integrity::BaseCheck) -> 
 
 fn secs(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A file that was not read, as a problem: never damage. `shown` names it
+/// under the client's folder (`wal/NAME`, `base/base.tar.gz`).
+fn access_problem(shown: &str, verdict: &Verdict) -> Option<Problem> {
+    match verdict {
+        Verdict::NotRegular { kind } => Some(Problem::new(
+            ProblemCode::UnexpectedFile,
+            Status::Warning,
+            format!(
+                "{shown} is a {}, not a regular file: never opened, and a restore cannot read it",
+                kind.as_str()
+            ),
+            "remove it and put the real file in its place (a segment from the target server's pg_wal, a new base backup): only regular files belong in the archive",
+        )),
+        Verdict::Unreadable { reason, denied } => {
+            let (code, fix) = if *denied {
+                (
+                    ProblemCode::PermissionDenied,
+                    crate::checks::health::PERMISSION_FIX,
+                )
+            } else {
+                (
+                    ProblemCode::Unreadable,
+                    "an error of the system, not of the file: check the disk and the file system (dmesg), then check again",
+                )
+            };
+            Some(Problem::new(
+                code,
+                Status::Unknown,
+                format!("cannot read {shown}: {reason}; its content is unknown"),
+                fix,
+            ))
+        }
+        _ => None,
+    }
 }
 
 pub(crate) fn problem_for(name: &str, verdict: &Verdict) -> Option<Problem> {
@@ -534,6 +624,9 @@ pub(crate) fn problem_for(name: &str, verdict: &Verdict) -> Option<Problem> {
             format!("wal/{name} holds segment {header_says} according to its header"),
             "a renamed or mis-copied file: move it out of the archive; the real segment is missing",
         ),
+        Verdict::NotRegular { .. } | Verdict::Unreadable { .. } => {
+            return access_problem(&format!("wal/{name}"), verdict);
+        }
     };
     Some(Problem::new(code, Status::Critical, message, fix))
 }

@@ -61,7 +61,12 @@ pub enum ProblemCode {
     WalStale,
     StrayPartial,
     UnexpectedFile,
+    /// Something could not be read or would not be followed (a link, an I/O
+    /// error): nothing is known of it.
     Unreadable,
+    /// Reading was refused for want of permission: nothing is known of it,
+    /// which is not damage.
+    PermissionDenied,
     /// A WAL file that is not a valid stream of one segment (deep check).
     CorruptSegment,
     /// A segment of another database system (deep check).
@@ -115,6 +120,7 @@ impl ProblemCode {
             ProblemCode::StrayPartial => "stray_partial",
             ProblemCode::UnexpectedFile => "unexpected_file",
             ProblemCode::Unreadable => "unreadable",
+            ProblemCode::PermissionDenied => "permission_denied",
             ProblemCode::CorruptSegment => "corrupt_segment",
             ProblemCode::ForeignSegment => "foreign_segment",
             ProblemCode::MisnamedSegment => "misnamed_segment",
@@ -265,26 +271,59 @@ fn assess_refusals(client: &Client, now: SystemTime, problems: &mut Vec<Problem>
     }
 }
 
+/// What to do when walwarden may not read a client's files. Clients stay
+/// apart: access goes through a group, never to every user (`o+r`), and the
+/// client's own user keeps owning its folder (never `chown` it away).
+pub const PERMISSION_FIX: &str = "run walwarden as root (its packaged units do), or give the user that runs it read access through a group only that user is in: chgrp -R GROUP on the client's folder, chmod -R g+rX, and chmod g+s on base/ and wal/ so new files keep the group; never o+r or o+rx, which opens one client's WAL to every other client's user, and never chown the folder away from the client's own user, which archive_command writes as";
+
 fn assess_unreadable(client: &Client, problems: &mut Vec<Problem>) {
+    use crate::archive::folder::UnreadableKind;
     for item in &client.unreadable {
-        let fix = if item.error.contains("ermission denied") {
-            "run walwarden as root or as the client's backup user; the folder should be owned by that user, mode 700"
-        } else if item.error.contains("outside the backup root") {
-            "replace the symlink by the folder or file itself; walwarden never follows links out of the root"
-        } else {
-            "check the file system and the folder's owner and mode"
+        let path = crate::display::escape_path(&item.path);
+        let (code, severity, message, fix) = match item.kind {
+            UnreadableKind::PermissionDenied => (
+                ProblemCode::PermissionDenied,
+                Status::Unknown,
+                format!("cannot read {path}: permission denied; its state is unknown"),
+                PERMISSION_FIX,
+            ),
+            UnreadableKind::Link => (
+                ProblemCode::Unreadable,
+                Status::Unknown,
+                format!(
+                    "{path} is a symlink ({}): links are never followed",
+                    item.error
+                ),
+                "replace the link by the folder or file itself; a client's folder, base/, wal/ and every file in them must be real, under the backup root",
+            ),
+            UnreadableKind::NotRegular(kind) => (
+                ProblemCode::UnexpectedFile,
+                Status::Warning,
+                format!(
+                    "{path} is a {}, not a regular file: never opened",
+                    kind.as_str()
+                ),
+                "remove it: only regular files belong in a client's folder (a named pipe or a device there would block or trick whoever reads it)",
+            ),
+            // Removed while it was listed: nothing to report.
+            UnreadableKind::Gone => continue,
+            UnreadableKind::Other => (
+                ProblemCode::Unreadable,
+                Status::Unknown,
+                format!("cannot read {path}: {}", item.error),
+                "check the file system (dmesg, the disk) and the folder's owner and mode, then check again",
+            ),
         };
-        problems.push(Problem::new(
-            ProblemCode::Unreadable,
-            Status::Unknown,
-            format!("cannot read {}: {}", item.path.display(), item.error),
-            fix,
-        ));
+        problems.push(Problem::new(code, severity, message, fix));
     }
 }
 
 fn assess_base(client: &Client, problems: &mut Vec<Problem>) {
     let base = &client.base;
+    if base.unreadable {
+        // Reported as unreadable or permission_denied: "missing" would be a guess.
+        return;
+    }
     let take_backup = "take a new base backup: pg_basebackup --format=tar --gzip --checkpoint=fast -D base/ on the target server, then copy base.tar.gz and pg_wal.tar.gz here";
     let tarballs =
         base.file(BaseFileKind::BaseTar).is_some() || base.file(BaseFileKind::PgWalTar).is_some();

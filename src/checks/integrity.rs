@@ -5,14 +5,14 @@
 //! the deep check and the quick check all judge with these, so a file is
 //! good or bad the same way everywhere.
 
-use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use crate::archive::base_backup::{self, BackupLabel, PassOptions};
 use crate::archive::manifest::{BackupManifest, ManifestCheck, WalRange};
+use crate::archive::safe_open::{self, FileKind, SegmentReader};
 use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader, RawSegmentName};
 
 /// Bytes read so far of the bytes to read, for a progress bar.
@@ -33,6 +33,11 @@ pub struct BaseCheck {
     pub bytes: u64,
     /// Empty when everything is fine.
     pub failures: Vec<String>,
+    /// Set when a failure was one of access (a permission refused, a fifo or
+    /// a link in place of a tarball, an error of the system): the tarballs'
+    /// content is then unknown, not damaged.
+    #[serde(skip)]
+    pub access: Option<ReadFailure>,
     /// What the backup_manifest said, when there is one.
     pub manifest: Option<Box<ManifestOutcome>>,
     /// Segment file names inside pg_wal.tar.gz.
@@ -64,13 +69,62 @@ pub struct ManifestOutcome {
     pub system_identifier: Option<u64>,
 }
 
+/// Why a file could not be read to its end: its bytes are wrong (damage),
+/// or it could not be read at all, which says nothing about its content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadFailure {
+    /// A broken stream, a wrong length, a file too large to be what it is named.
+    Damaged(String),
+    /// Not a regular file (a fifo, a device, a link): never opened.
+    NotRegular(FileKind),
+    /// The permission to read it was refused.
+    Denied(String),
+    /// Any other error of the system (the disk, the file system).
+    Io(String),
+}
+
+impl ReadFailure {
+    /// Sorts an error of a read: the system's own errors are not damage.
+    pub fn of(error: &io::Error) -> ReadFailure {
+        if let Some(refused) = safe_open::not_regular(error) {
+            return ReadFailure::NotRegular(refused.kind);
+        }
+        if safe_open::is_permission_denied(error) {
+            return ReadFailure::Denied(error.to_string());
+        }
+        if error.raw_os_error().is_some() {
+            return ReadFailure::Io(error.to_string());
+        }
+        ReadFailure::Damaged(error.to_string())
+    }
+}
+
+impl std::fmt::Display for ReadFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReadFailure::Damaged(reason)
+            | ReadFailure::Denied(reason)
+            | ReadFailure::Io(reason) => f.write_str(reason),
+            ReadFailure::NotRegular(kind) => {
+                write!(f, "a {}, not a regular file: never opened", kind.as_str())
+            }
+        }
+    }
+}
+
+impl Serialize for ReadFailure {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// What reading one new segment end to end found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SegmentCheck {
     pub name: String,
     pub size: u64,
     /// `None` when the file is readable and (if compressed) a valid gzip stream to its end.
-    pub stream_error: Option<String>,
+    pub stream_error: Option<ReadFailure>,
     #[serde(skip)]
     pub header: Result<LongPageHeader, String>,
 }
@@ -91,6 +145,27 @@ pub enum SegmentVerdict {
     Misnamed {
         header_says: String,
     },
+    /// Not a regular file (a fifo, a device, a link): never opened.
+    NotRegular {
+        kind: FileKind,
+    },
+    /// It could not be read (`denied`: for want of permission): nothing is
+    /// known of its content, which is not damage. Never remembered.
+    Unreadable {
+        reason: String,
+        denied: bool,
+    },
+}
+
+impl SegmentVerdict {
+    /// A verdict on what the reader could do rather than on the file's
+    /// bytes: true for these, which are judged again at every check.
+    pub fn is_about_access(&self) -> bool {
+        matches!(
+            self,
+            SegmentVerdict::NotRegular { .. } | SegmentVerdict::Unreadable { .. }
+        )
+    }
 }
 
 impl SegmentCheck {
@@ -99,10 +174,28 @@ impl SegmentCheck {
     /// foreign (the root cause, so it comes before the name); a header naming
     /// another segment is misnamed. `None` skips that comparison.
     pub fn verdict(&self, expected_sysid: Option<u64>, seg_size: Option<u32>) -> SegmentVerdict {
-        if let Some(error) = &self.stream_error {
-            return SegmentVerdict::Corrupt {
-                reason: format!("not a valid stream: {error}"),
-            };
+        match &self.stream_error {
+            Some(ReadFailure::Damaged(error)) => {
+                return SegmentVerdict::Corrupt {
+                    reason: format!("not a valid stream: {error}"),
+                };
+            }
+            Some(ReadFailure::NotRegular(kind)) => {
+                return SegmentVerdict::NotRegular { kind: *kind };
+            }
+            Some(ReadFailure::Denied(reason)) => {
+                return SegmentVerdict::Unreadable {
+                    reason: reason.clone(),
+                    denied: true,
+                };
+            }
+            Some(ReadFailure::Io(reason)) => {
+                return SegmentVerdict::Unreadable {
+                    reason: reason.clone(),
+                    denied: false,
+                };
+            }
+            None => {}
         }
         let header = match &self.header {
             Ok(header) => header,
@@ -152,7 +245,12 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
         ("base.tar.gz", ["base.tar.gz", "base.tar"]),
         ("pg_wal.tar.gz", ["pg_wal.tar.gz", "pg_wal.tar"]),
     ] {
-        let Some(path) = names.iter().map(|n| base_dir.join(n)).find(|p| p.is_file()) else {
+        // Whatever lies there is tried (and refused when it is no regular file).
+        let Some(path) = names
+            .iter()
+            .map(|n| base_dir.join(n))
+            .find(|p| std::fs::symlink_metadata(p).is_ok())
+        else {
             check
                 .failures
                 .push(format!("{label} is missing from {}", base_dir.display()));
@@ -169,18 +267,34 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
         // A manifest beside the tarballs is checked while base.tar.gz streams past.
         let beside = base_dir.join("backup_manifest");
         let mut manifest_check = None;
-        if is_base && let Ok(bytes) = std::fs::read(&beside) {
+        // Only a regular file is a manifest (a fifo there is reported by the scan).
+        let read_beside =
+            is_base && std::fs::symlink_metadata(&beside).is_ok_and(|m| m.file_type().is_file());
+        if read_beside {
+            let bytes = safe_open::read_capped(&beside, MANIFEST_LIMIT, "backup_manifest");
             let mut outcome = ManifestOutcome {
                 found_in: "base/backup_manifest".into(),
                 ..ManifestOutcome::default()
             };
-            match BackupManifest::parse(&bytes) {
-                Ok(manifest) => {
+            match bytes.map(|bytes| BackupManifest::parse(&bytes)) {
+                Ok(Ok(manifest)) => {
                     outcome.wal_ranges = manifest.wal_ranges.clone();
                     outcome.system_identifier = manifest.system_identifier;
                     manifest_check = Some(ManifestCheck::new(&manifest));
                 }
-                Err(e) => outcome.mismatches.push(e.to_string()),
+                Ok(Err(e)) => outcome.mismatches.push(e.to_string()),
+                Err(e) => match ReadFailure::of(&e) {
+                    // Not read is not damaged: the base's state is unknown.
+                    ReadFailure::Damaged(_) => outcome
+                        .mismatches
+                        .push(format!("backup_manifest cannot be read: {e}")),
+                    failure => {
+                        check
+                            .failures
+                            .push(format!("backup_manifest cannot be read: {e}"));
+                        check.access.get_or_insert(failure);
+                    }
+                },
             }
             check.manifest = Some(Box::new(outcome));
         }
@@ -223,7 +337,15 @@ pub fn check_base_backup(base_dir: &Path, progress: &mut dyn FnMut(Progress)) ->
                         .push(format!("{} holds no global/pg_control", path.display()));
                 }
             }
-            Err(e) => check.failures.push(e.to_string()),
+            Err(e) => {
+                if let base_backup::BaseBackupError::Io { source, .. } = &e {
+                    let failure = ReadFailure::of(source);
+                    if !matches!(failure, ReadFailure::Damaged(_)) {
+                        check.access.get_or_insert(failure);
+                    }
+                }
+                check.failures.push(e.to_string())
+            }
         }
     }
     check
@@ -263,21 +385,29 @@ fn embedded_manifest(bytes: &[u8], files: &[(String, u64, u32)]) -> ManifestOutc
     outcome
 }
 
-/// Reads a segment to its end (validating gzip when compressed) and parses its header.
+/// The largest backup_manifest read from beside the tarballs (see
+/// `base_backup`'s limit for one inside them): room for seven million files.
+const MANIFEST_LIMIT: u64 = 1 << 30;
+
+/// Reads a segment to its end (validating gzip when compressed) and parses
+/// its header; never more than the largest segment PostgreSQL allows.
 pub fn check_segment(path: &Path) -> SegmentCheck {
+    check_segment_sized(path, None)
+}
+
+/// Reads a segment of `seg_size` bytes to its end: a regular file only, at
+/// most `seg_size + 1` bytes inflated (a gzip bomb is corrupt past that),
+/// a file larger than any such segment judged from its size alone.
+pub fn check_segment_sized(path: &Path, seg_size: Option<u32>) -> SegmentCheck {
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(crate::display::escape_name)
         .unwrap_or_default();
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let mut size = 0;
     let mut head = Vec::with_capacity(LONG_HEADER_LEN);
     let stream = (|| -> io::Result<u64> {
-        let file = BufReader::with_capacity(READ_CHUNK, File::open(path)?);
-        let mut reader: Box<dyn Read> = if name.ends_with(".gz") {
-            Box::new(flate2::bufread::MultiGzDecoder::new(file))
-        } else {
-            Box::new(file)
-        };
+        let mut reader = SegmentReader::open(path, seg_size)?;
+        size = reader.size;
         let mut buf = vec![0u8; READ_CHUNK];
         let mut unpacked = 0u64;
         loop {
@@ -295,16 +425,27 @@ pub fn check_segment(path: &Path) -> SegmentCheck {
         }
         Ok(unpacked)
     })();
+    if size == 0 {
+        size = std::fs::symlink_metadata(path).map_or(0, |m| m.len());
+    }
     let header = LongPageHeader::parse(&head).map_err(|e| e.to_string());
     let stream_error = match stream {
-        Err(e) => Some(e.to_string()),
-        Ok(unpacked) => match &header {
-            Ok(h) if unpacked != h.seg_size as u64 => Some(format!(
-                "{unpacked} bytes unpacked, a segment has {}",
-                h.seg_size
-            )),
-            _ => None,
-        },
+        Err(e) => Some(ReadFailure::of(&e)),
+        Ok(unpacked) => {
+            // The archive's size when known: a bomb is one whatever its first page says.
+            let expected = seg_size
+                .or_else(|| header.as_ref().ok().map(|h| h.seg_size))
+                .map(u64::from);
+            match expected {
+                Some(limit) if unpacked > limit => Some(ReadFailure::Damaged(format!(
+                    "it inflates past {limit} bytes, a segment's size: stopped there"
+                ))),
+                Some(limit) if unpacked != limit && header.is_ok() => Some(ReadFailure::Damaged(
+                    format!("{unpacked} bytes unpacked, a segment has {limit}"),
+                )),
+                _ => None,
+            }
+        }
     };
     SegmentCheck {
         name,

@@ -17,7 +17,6 @@
 //! hundred KB for a million files), outside the backup root.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -27,10 +26,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::catalog::Client;
 use crate::archive::folder::SegmentFile;
+use crate::archive::safe_open;
 use crate::archive::wal::{LONG_HEADER_LEN, LongPageHeader, RawSegmentName};
 use crate::checks::deep::{Verdict, problem_for};
 use crate::checks::health::Problem;
-use crate::checks::integrity::SegmentCheck;
+use crate::checks::integrity::{ReadFailure, SegmentCheck};
 
 pub fn default_cache_path() -> Option<PathBuf> {
     dirs::cache_dir().map(|d| d.join("walwarden").join("quick-verify.json"))
@@ -48,20 +48,21 @@ const HEAD_COMPRESSED: u64 = 16 * 1024;
 pub fn check_segment_quickly(path: &Path, seg_size: u32) -> SegmentCheck {
     let name = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(crate::display::escape_name)
         .unwrap_or_default();
     let mut head = Vec::with_capacity(HEAD_UNPACKED);
     let mut size = 0;
     let stream = (|| -> io::Result<()> {
-        let file = File::open(path)?;
-        size = file.metadata()?.len();
+        let (file, file_size) = safe_open::open_regular(path)?;
+        size = file_size;
         if !name.ends_with(".gz") {
-            file.take(LONG_HEADER_LEN as u64).read_to_end(&mut head)?;
+            // Judged from its size first: a 20 GB sparse file is not read at all.
             if size != seg_size as u64 {
                 return Err(io::Error::other(format!(
                     "{size} bytes, a segment has {seg_size}"
                 )));
             }
+            file.take(LONG_HEADER_LEN as u64).read_to_end(&mut head)?;
             return Ok(());
         }
         // 10-byte header, at least 2 bytes of deflate, 8-byte trailer.
@@ -98,7 +99,7 @@ pub fn check_segment_quickly(path: &Path, seg_size: u32) -> SegmentCheck {
     SegmentCheck {
         name,
         size,
-        stream_error: stream.err().map(|e| e.to_string()),
+        stream_error: stream.err().map(|e| ReadFailure::of(&e)),
         header,
     }
 }
@@ -234,8 +235,9 @@ impl QuickCache {
         // Zero-byte files are reported as missing by the ordinary rules; partial ones are not segments yet.
         let eligible = |s: &&SegmentFile| !s.partial && s.size > 0;
         let segments: &[SegmentFile] = &client.wal.segments;
-        // Keyed by the client's folder: two roots may both have a client1.
-        let cache_key = client.path.to_string_lossy().into_owned();
+        // Keyed by the client's folder: two roots may both have a client1
+        // (escaped, not lossy: names that differ only in non-UTF-8 bytes differ here too).
+        let cache_key = crate::display::escape_path(&client.path);
         let remembered = self.clients.remove(&cache_key).unwrap_or_default();
         let mut blocks = HashMap::new();
         let mut runs: Vec<Run> = Vec::new();
@@ -273,8 +275,15 @@ impl QuickCache {
                     if all.is_some() {
                         bad.clear();
                     }
+                    // What could not be read is judged again next time: a
+                    // chmod changes no size or mtime the fingerprint sees.
+                    let about_access = bad
+                        .iter()
+                        .map(|(_, v)| v)
+                        .chain(&all)
+                        .any(Verdict::is_about_access);
                     Block {
-                        fingerprint,
+                        fingerprint: if about_access { 0 } else { fingerprint },
                         bad,
                         all,
                     }
@@ -325,7 +334,7 @@ impl QuickCache {
     /// first of them on its line, so the window ends before it.
     pub fn unusable(&self, client: &QuickInput<'_>) -> BTreeSet<RawSegmentName> {
         let client = &*client.client;
-        let cache_key = client.path.to_string_lossy().into_owned();
+        let cache_key = crate::display::escape_path(&client.path);
         let Some(blocks) = self.clients.get(&cache_key) else {
             return BTreeSet::new();
         };

@@ -11,18 +11,17 @@
 //! read twice, a new arrival reads one segment.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
-use flate2::read::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 
 use crate::archive::catalog::Client;
 use crate::archive::continuity::{self, Continuity, LineRequest};
 use crate::archive::folder::WalArchive;
 use crate::archive::records::{TransactionEnd, scan_segment};
+use crate::archive::safe_open::SegmentReader;
 use crate::archive::wal::Lsn;
 use crate::archive::wal::{RawSegmentName, SegmentNo};
 
@@ -104,18 +103,13 @@ fn find(wal: &WalArchive, name: &str) -> Option<String> {
         .map(|s| s.file_name())
 }
 
+/// A segment's bytes: a regular file only, never more than one segment.
 fn read_segment(path: &Path, seg_size: u32) -> Option<Vec<u8>> {
-    let file = File::open(path).ok()?;
+    let mut reader = SegmentReader::open(path, Some(seg_size)).ok()?;
     let mut bytes = Vec::with_capacity(seg_size as usize);
-    let limit = u64::from(seg_size);
-    let read = if path.extension().is_some_and(|e| e == "gz") {
-        MultiGzDecoder::new(file)
-            .take(limit)
-            .read_to_end(&mut bytes)
-    } else {
-        file.take(limit).read_to_end(&mut bytes)
-    };
-    read.ok().map(|_| bytes)
+    reader.read_to_end(&mut bytes).ok()?;
+    bytes.truncate(seg_size as usize);
+    Some(bytes)
 }
 
 pub fn default_cache_path() -> Option<PathBuf> {

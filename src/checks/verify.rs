@@ -324,6 +324,11 @@ impl Verification {
             SegmentVerdict::Misnamed { header_says } => {
                 Some(format!("misnamed: its header says it is {header_says}"))
             }
+            SegmentVerdict::NotRegular { kind } => Some(format!(
+                "a {}, not a regular file: never opened",
+                kind.as_str()
+            )),
+            SegmentVerdict::Unreadable { reason, .. } => Some(format!("cannot be read: {reason}")),
         }
     }
 
@@ -450,7 +455,9 @@ impl Verification {
             };
         }
         let longest = worst.map_or(open, |(i, _)| i.max(open));
-        let state = if over && !self.arrivals.is_empty() {
+        // No segment asked for (--min-segments 0): a quiet window within the limit passes.
+        let none_needed = self.settings.min_segments == 0;
+        let state = if over && (!self.arrivals.is_empty() || none_needed) {
             ItemState::Pass
         } else if over {
             ItemState::Fail
@@ -479,13 +486,17 @@ impl Verification {
             };
         }
         let n = self.arrivals.len();
+        let none_needed = self.settings.min_segments == 0;
         let state = match (n, over) {
+            (0, true) if none_needed => ItemState::Pass,
             (0, true) => ItemState::Fail,
             (0, false) => ItemState::Pending,
             (_, true) => ItemState::Pass,
             (_, false) => ItemState::Running,
         };
-        let detail = if n == 0 {
+        let detail = if n == 0 && none_needed {
+            "no new segment, none required (--min-segments 0)".into()
+        } else if n == 0 {
             "no new segment yet".into()
         } else {
             format!("{n} of {n} valid")

@@ -48,6 +48,15 @@ pub struct CheckArgs {
 
 /// Runs the check and returns the exit code.
 pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
+    // Refused before anything is read: the textfile may never land in the archive.
+    if let Some(path) = &args.textfile {
+        crate::store::guard::check_write(path, "--textfile").map_err(|refused| {
+            super::failure::Failure::new(refused.to_string()).hint(
+                "write the metrics where node_exporter reads them, outside the backup root \
+                 (Debian: /var/lib/prometheus/node-exporter/walwarden.prom)",
+            )
+        })?;
+    }
     let options = ScanOptions {
         cache: crate::archive::base_cache::default_cache_path(),
         compute_full_facts: args.full,
@@ -66,7 +75,10 @@ pub fn run(args: &CheckArgs, root: &Path, config: &Config) -> Result<i32> {
             let percent = done * 100 / total.max(1);
             if !args.json && percent >= said.1 + 25 {
                 said.1 = percent;
-                eprintln!("deep check of {client}: {percent}%");
+                eprintln!(
+                    "deep check of {}: {percent}%",
+                    crate::display::escape_text(client)
+                );
             }
         })?;
         deep.extend(reports);
@@ -137,16 +149,24 @@ pub enum Format {
     Prometheus,
 }
 
+/// The report for people. Names and messages quote what the archive holds:
+/// everything is escaped once, as written (`display::escape_text`).
 pub fn write_text(
     out: &mut impl Write,
     report: &CheckReport,
     verbose: bool,
 ) -> std::io::Result<()> {
+    let mut text = Vec::new();
+    report_text(&mut text, report, verbose)?;
+    out.write_all(crate::display::escape_text(&String::from_utf8_lossy(&text)).as_bytes())
+}
+
+fn report_text(out: &mut Vec<u8>, report: &CheckReport, verbose: bool) -> std::io::Result<()> {
     if report.clients.is_empty() {
         writeln!(
             out,
             "UNKNOWN  no client folders under {}",
-            report.root.display()
+            crate::display::escape_path(&report.root)
         )?;
         return Ok(());
     }

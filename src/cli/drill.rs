@@ -50,7 +50,11 @@ impl Driver for Quiet {
     }
     fn step(&mut self, step: StepKind, outcome: Outcome, detail: &str) {
         if !self.json {
-            eprintln!("{} — {outcome:?}: {detail}", step.title());
+            eprintln!(
+                "{} — {outcome:?}: {}",
+                step.title(),
+                crate::display::escape_text(detail)
+            );
         }
     }
     fn command(&mut self, _text: &str) {}
@@ -62,8 +66,23 @@ pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
         Some(name) => name.clone(),
         None => pick_next(root)?,
     };
+    // Refused before anything is made or drilled: the archive is untouchable.
+    let scratch = crate::store::guard::check_write(&args.scratch, "--scratch")
+        .and_then(|_| {
+            std::path::absolute(&args.scratch).map_err(|e| {
+                crate::store::guard::GuardError::Unresolvable {
+                    what: "--scratch".into(),
+                    path: args.scratch.clone(),
+                    reason: e.to_string(),
+                }
+            })
+        })
+        .map_err(|refused| {
+            Failure::new(format!("drill refused: {refused}"))
+                .hint("pass --scratch DIR outside the backup root (the default /var/tmp is)")
+        })?;
     let request = DrillRequest {
-        scratch: args.scratch.clone(),
+        scratch,
         os_user: args.os_user.clone(),
         pg_bin: args.pg_bin.clone(),
     };
@@ -88,7 +107,9 @@ pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
         let verdict = if record.success { "PASS" } else { "FAIL" };
         println!(
             "drill of {}: {verdict} in {:.1} s: {}",
-            record.client, record.seconds, record.detail
+            record.client,
+            record.seconds,
+            crate::display::escape_text(&record.detail)
         );
         if let Some(reached) = &record.reached {
             println!("restored to the transaction of {reached}");

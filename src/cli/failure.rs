@@ -94,9 +94,12 @@ pub fn render(report: &Report, default_code: i32, styled: bool) -> (String, i32)
     } else {
         ("error:", "hint:")
     };
-    let mut text = format!("{error_label} {}", parts.join(": "));
+    // Messages quote names from the archive, tarballs and servers: data,
+    // never terminal commands (the labels' own colour is added after).
+    let escape = crate::display::escape_text;
+    let mut text = format!("{error_label} {}", escape(&parts.join(": ")));
     if let Some(hint) = failure.and_then(Failure::hint_text) {
-        text.push_str(&format!("\n{hint_label} {hint}"));
+        text.push_str(&format!("\n{hint_label} {}", escape(hint)));
     }
     let code = failure.and_then(Failure::exit_code).unwrap_or(default_code);
     (text, code)
@@ -163,6 +166,17 @@ mod tests {
         let (coloured, _) = render(&report, 3, true);
         assert!(coloured.contains("\x1b[1;31merror:"), "{coloured:?}");
         assert_eq!(strip_ansi(&coloured), plain);
+    }
+
+    #[test]
+    fn a_name_in_a_message_cannot_drive_the_terminal() {
+        let report = Report::new(
+            Failure::new("no client named evil\x1b]0;owned\x07\x1b[2J").hint("see \x1b[31mthis"),
+        );
+        let (text, _) = render(&report, 3, false);
+        assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+        assert!(text.contains("evil\\x1b]0;owned\\x07\\x1b[2J"), "{text}");
+        assert!(text.contains("hint: see \\x1b[31mthis"), "{text}");
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl StderrProgress {
     }
 
     fn show(&mut self, text: &str) {
+        let text = crate::display::escape_text(text);
         if self.terminal {
             eprint!("\r\x1b[2K{text}");
             let _ = std::io::stderr().flush();
@@ -175,7 +176,10 @@ fn confirm_replace(args: &MigrateArgs, preflight: &Preflight) -> bool {
     }
     eprintln!("The load drops and re-creates these destination databases, which hold data now:");
     for (db, tables, rows) in &preflight.replaced {
-        eprintln!("  {db}: {tables} table(s), {rows} row(s)");
+        eprintln!(
+            "  {}: {tables} table(s), {rows} row(s)",
+            crate::display::escape_text(db)
+        );
     }
     if !std::io::stdin().is_terminal() {
         eprintln!("not a terminal: pass --yes to replace them");
@@ -247,8 +251,18 @@ pub fn run(args: &MigrateArgs) -> Result<i32> {
     Ok(if problems.is_empty() { 0 } else { 1 })
 }
 
+/// The report for people; names from the servers (databases, roles,
+/// tables, the load log's lines) are data, escaped when printed.
 fn print_report(m: &Migration, problems: &[String], args: &MigrateArgs) {
-    println!(
+    let mut out = String::new();
+    report_text(&mut out, m, problems, args);
+    print!("{}", crate::display::escape_text(&out));
+}
+
+fn report_text(out: &mut String, m: &Migration, problems: &[String], args: &MigrateArgs) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        out,
         "dump: {} ({} of SQL, {} gzip'ed) in {:.1} s",
         m.dump.file.display(),
         human_bytes(m.dump.sql_bytes),
@@ -256,10 +270,11 @@ fn print_report(m: &Migration, problems: &[String], args: &MigrateArgs) {
         m.dump.seconds
     );
     if !m.dump.messages.is_empty() {
-        println!("pg_dumpall said: {}", m.dump.messages);
+        let _ = writeln!(out, "pg_dumpall said: {}", m.dump.messages);
     }
     let log = &m.load.log;
-    println!(
+    let _ = writeln!(
+        out,
         "load: psql exit {} in {:.1} s; full output ({} lines) in {}",
         m.load
             .psql_exit
@@ -269,35 +284,38 @@ fn print_report(m: &Migration, problems: &[String], args: &MigrateArgs) {
         m.load.log_file.display()
     );
     let unexpected = log.unexpected_count();
-    println!(
+    let _ = writeln!(
+        out,
         "{} ERROR(s) in the load log: {unexpected} to look at, {} expected; {} warning(s)",
         log.errors.len(),
         log.errors.len() - unexpected,
         log.warnings
     );
     for error in log.unexpected() {
-        print_error("  ", error);
+        print_error(out, "  ", error);
     }
     for error in log.errors.iter().filter(|e| e.expected.is_some()) {
-        print_error("  expected: ", error);
+        print_error(out, "  expected: ", error);
         if let Some(why) = &error.expected {
-            println!("      ({why})");
+            let _ = writeln!(out, "      ({why})");
         }
     }
     let v = &m.verification;
-    println!(
+    let _ = writeln!(
+        out,
         "compared: {} database(s), {} role(s), {} table(s), {} row(s) on the source",
         v.databases, v.roles, v.tables, v.rows
     );
     for db in &v.missing_databases {
-        println!("  database {db} is missing on the destination");
+        let _ = writeln!(out, "  database {db} is missing on the destination");
     }
     for role in &v.missing_roles {
-        println!("  role {role} is missing on the destination");
+        let _ = writeln!(out, "  role {role} is missing on the destination");
     }
     for d in &v.differences {
         let count = |c: Option<u64>| c.map_or("no table".to_owned(), |n| format!("{n} rows"));
-        println!(
+        let _ = writeln!(
+            out,
             "  {}: {}.{}: source {}, destination {}",
             d.database,
             d.schema,
@@ -307,29 +325,34 @@ fn print_report(m: &Migration, problems: &[String], args: &MigrateArgs) {
         );
     }
     if !v.extra_databases.is_empty() || !v.extra_roles.is_empty() {
-        println!(
+        let _ = writeln!(
+            out,
             "  only on the destination (there before, left alone): databases [{}], roles [{}]",
             v.extra_databases.join(", "),
             v.extra_roles.join(", ")
         );
     }
     if v.equal() {
-        println!("  equal on both sides");
+        let _ = writeln!(out, "  equal on both sides");
     }
     if problems.is_empty() {
         if unexpected > 0 {
-            println!("migration DONE, with {unexpected} error(s) accepted (--accept-errors)");
+            let _ = writeln!(
+                out,
+                "migration DONE, with {unexpected} error(s) accepted (--accept-errors)"
+            );
         } else {
-            println!("migration DONE");
+            let _ = writeln!(out, "migration DONE");
         }
     } else {
-        println!("migration NOT DONE:");
+        let _ = writeln!(out, "migration NOT DONE:");
         for problem in problems {
-            println!("  - {problem}");
+            let _ = writeln!(out, "  - {problem}");
         }
     }
     let client = args.client.as_deref().unwrap_or("CLIENT");
-    println!(
+    let _ = writeln!(
+        out,
         "Reminder: the new server has no backups yet, and the old ones cannot restore onto it \
          (another major version). On the backup server, run `walwarden setup {client} --key \
          <the new server's postgres public key>` and put the lines it prints on the new server \
@@ -340,13 +363,14 @@ fn print_report(m: &Migration, problems: &[String], args: &MigrateArgs) {
     );
 }
 
-fn print_error(prefix: &str, error: &migrate::loadlog::LoadError) {
+fn print_error(out: &mut String, prefix: &str, error: &migrate::loadlog::LoadError) {
+    use std::fmt::Write as _;
     let place = match error.script_line {
         Some(n) => format!("log line {}, dump line {n}", error.log_line),
         None => format!("log line {}", error.log_line),
     };
-    println!("{prefix}{place}: {}", error.text());
+    let _ = writeln!(out, "{prefix}{place}: {}", error.text());
     for line in &error.detail {
-        println!("      {line}");
+        let _ = writeln!(out, "      {line}");
     }
 }

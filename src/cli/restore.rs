@@ -11,7 +11,7 @@ use color_eyre::eyre::Result;
 
 use crate::archive::catalog::{self, ScanOptions};
 use crate::config::Config;
-use crate::display::short_duration;
+use crate::display::{escape_path, escape_text, short_duration};
 use crate::ops::restore::error::RestoreError;
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::request::RestoreRequest;
@@ -98,7 +98,7 @@ impl LineDriver {
         if !self.interactive {
             return None;
         }
-        eprint!("{question} ");
+        eprint!("{} ", escape_text(question));
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer).ok()?;
@@ -109,13 +109,16 @@ impl LineDriver {
 impl Driver for LineDriver {
     fn confirm(&mut self, question: &str) -> bool {
         if self.yes {
-            eprintln!("{question} yes (--yes)");
+            eprintln!("{} yes (--yes)", escape_text(question));
             return true;
         }
         match self.ask(&format!("{question} [y/N]")) {
             Some(answer) => matches!(answer.as_str(), "y" | "Y" | "yes"),
             None => {
-                eprintln!("{question} no: not a terminal; pass --yes to confirm");
+                eprintln!(
+                    "{} no: not a terminal; pass --yes to confirm",
+                    escape_text(question)
+                );
                 false
             }
         }
@@ -142,18 +145,19 @@ impl Driver for LineDriver {
             Outcome::DryRun => "dry run",
         };
         eprintln!(
-            "[{index}/{}] {} — {mark}: {detail}",
+            "[{index}/{}] {} — {mark}: {}",
             StepKind::ALL.len(),
-            step.title()
+            step.title(),
+            escape_text(detail)
         );
     }
 
     fn command(&mut self, text: &str) {
-        eprintln!("    $ {text}");
+        eprintln!("    $ {}", escape_text(text));
     }
 
     fn progress(&mut self, _step: StepKind, text: &str) {
-        eprintln!("    {text}");
+        eprintln!("    {}", escape_text(text));
     }
 }
 
@@ -222,7 +226,9 @@ pub fn request_for(args: &RestoreArgs, config: &Config, data_dir: PathBuf) -> Re
 }
 
 pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
+    // Absolute from the start: the journal, the messages and the server agree on it.
     let data_dir = data_dir(args, config)?;
+    let data_dir = std::path::absolute(&data_dir).unwrap_or(data_dir);
     if args.rollback {
         return match crate::ops::restore::journal::roll_back(&data_dir) {
             Ok(failed) => {
@@ -259,7 +265,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
             println!(
                 "restore of {} into {}: {}",
                 client.name,
-                data_dir.display(),
+                escape_path(&data_dir),
                 if args.dry_run {
                     "dry run complete, nothing changed"
                 } else {
@@ -267,13 +273,13 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
                 }
             );
             if let Some(aside) = &summary.moved_aside_to {
-                println!("old contents moved to {}", aside.display());
+                println!("old contents moved to {}", escape_path(aside));
             }
             if let Some(last) = &summary.last_replayed_transaction {
                 println!("last replayed transaction: {last}");
             }
             println!("steps: {}", times.join(", "));
-            println!("journal: {}", summary.journal.display());
+            println!("journal: {}", escape_path(&summary.journal));
             Ok(0)
         }
         Err(RestoreError::Preflight(why)) => {
@@ -307,7 +313,7 @@ fn preflight_hint(why: &str) -> (String, String) {
     if let Some((what, fix)) = why.split_once(". Fix: ") {
         return (what.to_owned(), fix.to_owned());
     }
-    let hint = if why.contains("inside the backup root") {
+    let hint = if why.contains("the backup root") {
         "restore into the local PostgreSQL's data directory (e.g. /var/lib/postgresql/15/main), which must be outside the backup root; nothing was changed"
     } else {
         "preflight changes nothing: fix what it names and run the same command again (--dry-run shows every step first)"
@@ -322,13 +328,13 @@ mod tests {
     #[test]
     fn a_refusal_with_a_fix_is_split_into_error_and_hint() {
         let (what, hint) = preflight_hint(
-            "the WAL archive /r/c/wal is not readable by postgres: PostgreSQL would stop early. Fix: chmod o+rx",
+            "the WAL archive /r/c/wal is not readable by postgres: PostgreSQL would stop early. Fix: chmod -R g+rX through a group",
         );
         assert_eq!(
             what,
             "the WAL archive /r/c/wal is not readable by postgres: PostgreSQL would stop early"
         );
-        assert_eq!(hint, "chmod o+rx");
+        assert_eq!(hint, "chmod -R g+rX through a group");
         let (what, hint) =
             preflight_hint("/r/x is inside the backup root /r: the archive is never written to");
         assert!(what.ends_with("never written to"));

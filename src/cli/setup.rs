@@ -16,7 +16,7 @@ pub struct SetupArgs {
     /// The client's own OS user on this server (default: CLIENT + "backup", as the tutorial's foobackup)
     #[arg(long)]
     pub user: Option<String>,
-    /// That user's home, where its authorized_keys lives (default /home/USER)
+    /// That user's home, where its authorized_keys lives (default: its passwd home when the user exists, else /home/USER)
     #[arg(long, value_name = "DIR")]
     pub home: Option<PathBuf>,
     /// The target server's public key (its postgres user's ~/.ssh/id_*.pub)
@@ -73,9 +73,7 @@ pub fn run(args: &SetupArgs, root: &Path, config: Option<&Path>) -> Result<i32> 
         setup::KeyAccess::receiver(setup::this_binary(), root, &args.client, config)
     };
     if let Some(user) = &args.user {
-        setup::check_user_name(user)?;
-        request.user = user.clone();
-        request.home = PathBuf::from("/home").join(user);
+        request.set_user(user)?;
     }
     if let Some(home) = &args.home {
         request.home = home.clone();

@@ -221,7 +221,7 @@ async fn verify(
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report.to_text());
+        print!("{}", crate::display::escape_text(&report.to_text()));
     }
     Ok(if report.passed { 0 } else { 1 })
 }
@@ -270,6 +270,6 @@ async fn await_target(
 
 fn say(args: &VerifyArgs, line: &str) {
     if !args.json {
-        eprintln!("{line}");
+        eprintln!("{}", crate::display::escape_text(line));
     }
 }

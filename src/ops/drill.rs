@@ -122,9 +122,30 @@ pub fn drill(
         );
         return record;
     }
+    // Checked before anything is made there: a scratch folder inside the
+    // archive (or holding it) is refused, not created and removed again.
+    if let Some(root) = client.path.parent() {
+        crate::store::guard::protect(root);
+    }
+    let scratch_parent = match crate::store::guard::check_write(scratch_parent, "--scratch") {
+        Ok(_) => match std::path::absolute(scratch_parent) {
+            Ok(path) => path,
+            Err(e) => {
+                record.detail = format!(
+                    "--scratch {}: {e}",
+                    crate::display::escape_path(scratch_parent)
+                );
+                return record;
+            }
+        },
+        Err(refused) => {
+            record.detail = refused.to_string();
+            return record;
+        }
+    };
     let scratch = match tempfile::Builder::new()
         .prefix("walwarden-drill-")
-        .tempdir_in(scratch_parent)
+        .tempdir_in(&scratch_parent)
     {
         Ok(dir) => dir,
         Err(e) => {

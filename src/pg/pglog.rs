@@ -583,8 +583,10 @@ fn classify_tool(tool: &str, message: &str, line: &str) -> LineKind {
         return LineKind::Failure(diagnosis(
             ARCHIVE_PERMISSION,
             format!("postgres cannot read the WAL archive: {tool}: {message}"),
-            "give the archive to the PostgreSQL OS user (chown -R postgres:postgres WAL_DIR; \
-             chmod 700 WAL_DIR; chmod 600 WAL_DIR/*) and restore again",
+            "let the PostgreSQL OS user read this client's folder through a group only it is in, \
+             keeping clients apart: chgrp -R GROUP on the client folder, chmod -R g+rX, chmod g+s \
+             on base/ and wal/ (new files keep the group); never o+r, and never chown the folder \
+             away from the client's own user (archive_command writes as it); then restore again",
         ));
     }
     if line.contains("No space left on device") {

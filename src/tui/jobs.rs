@@ -22,8 +22,10 @@ use super::onboarding::SetupText;
 use super::wizard::RestoreEvent;
 use crate::archive::catalog::{self, ScanOptions};
 use crate::checks::integrity::{check_base_backup, check_segment};
+// What the engine says quotes names from the archive: data, shown escaped.
 use crate::checks::jobs;
 use crate::checks::quick::QuickInput;
+use crate::display::escape_text;
 use crate::ops::drill::{self, DrillRequest};
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::steps::{self, Driver, StepKind};
@@ -341,7 +343,7 @@ struct WizardDriver<'a> {
 
 impl Driver for WizardDriver<'_> {
     fn confirm(&mut self, question: &str) -> bool {
-        (self.send)(RestoreEvent::Ask(question.to_owned()));
+        (self.send)(RestoreEvent::Ask(escape_text(question)));
         // A closed screen (the app quit) is a no: nothing destructive without an answer.
         self.answers.recv().unwrap_or(false)
     }
@@ -352,15 +354,15 @@ impl Driver for WizardDriver<'_> {
     }
 
     fn step(&mut self, step: StepKind, outcome: Outcome, detail: &str) {
-        (self.send)(RestoreEvent::Step(step, outcome, detail.to_owned()));
+        (self.send)(RestoreEvent::Step(step, outcome, escape_text(detail)));
     }
 
     fn command(&mut self, text: &str) {
-        (self.send)(RestoreEvent::Command(text.to_owned()));
+        (self.send)(RestoreEvent::Command(escape_text(text)));
     }
 
     fn progress(&mut self, step: StepKind, text: &str) {
-        (self.send)(RestoreEvent::Progress(step, text.to_owned()));
+        (self.send)(RestoreEvent::Progress(step, escape_text(text)));
     }
 
     fn gauge(&mut self, step: StepKind, ratio: f64, label: &str) {
@@ -392,13 +394,17 @@ impl Driver for DrillLines<'_> {
         false
     }
     fn step(&mut self, step: StepKind, outcome: Outcome, detail: &str) {
-        self.say(format!("{} — {outcome:?}: {detail}", step.title()));
+        self.say(format!(
+            "{} — {outcome:?}: {}",
+            step.title(),
+            escape_text(detail)
+        ));
     }
     fn command(&mut self, text: &str) {
-        self.say(format!("$ {text}"));
+        self.say(format!("$ {}", escape_text(text)));
     }
     fn progress(&mut self, _step: StepKind, text: &str) {
-        self.say(text.to_owned());
+        self.say(escape_text(text));
     }
 }
 

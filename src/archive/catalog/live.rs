@@ -113,10 +113,12 @@ impl Observer {
                 seen_at,
             } => (client, name, *seen_at),
         };
-        let path = folder::wal_dir(&self.root.join(client)).join(name);
+        // Names are escaped as the catalog keeps them; the disk has the bytes.
+        let path = folder::wal_dir(&self.root.join(crate::display::unescape_name(client)))
+            .join(crate::display::unescape_name(name));
         let meta = match fs::symlink_metadata(&path) {
             Ok(meta) if meta.is_file() => meta,
-            // A link or folder: the scan's rules decide about those.
+            // A link, a folder, a fifo or a device: the scan's rules decide about those.
             Ok(_) => return Observation::RescanClient(client.clone()),
             Err(_) => {
                 return Observation::Vanished {

@@ -5,26 +5,31 @@
 //! them, and only the few files whose content matters opened (the head of
 //! base.tar.gz, the first WAL header, `.backup` and `.history` files).
 //! Clients are scanned on the worker pool, one per core. The archive is
-//! read-only to walwarden: nothing here writes under the root. Symlinks are
-//! followed only when they stay inside the root.
+//! read-only to walwarden: nothing here writes under the root. Links are
+//! never followed (a client folder, base/, wal/ or a file that is one is
+//! reported, with where it points); fifos, sockets and devices are reported
+//! from their directory entry, never opened. Names are kept escaped
+//! (`display::escape_name`): lossless, printable, unique.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use thiserror::Error;
 
-use super::live::read_text;
 use super::model::{Catalog, Client};
 use crate::archive::base_backup;
 use crate::archive::base_cache::BaseFactsCache;
 use crate::archive::folder::{
-    self, BaseBackup, BaseFile, BaseFileKind, FileFact, Unreadable, WalArchive,
+    self, BaseBackup, BaseFile, BaseFileKind, FileFact, Unreadable, UnreadableKind, WalArchive,
 };
 use crate::archive::receiver_log;
+use crate::archive::safe_open::FileKind;
 use crate::archive::wal::WalFileKind;
+use crate::display;
 use crate::pool;
 
 #[derive(Debug, Error)]
@@ -55,37 +60,43 @@ pub struct ScanOptions {
 /// Scans the whole root. Clients are scanned in parallel, one thread per core.
 pub fn scan(root: &Path, options: &ScanOptions) -> Result<Catalog, CatalogError> {
     let scanned_at = SystemTime::now();
-    let guard = RootGuard::new(root)?;
-    let mut names = list_clients(root)?;
+    check_root(root)?;
+    let mut entries = list_clients(root)?;
     if !options.only.is_empty() {
         for wanted in &options.only {
-            if !names.iter().any(|(n, _)| n == wanted) {
+            let raw = display::unescape_name(wanted);
+            if !entries.iter().any(|e| e.raw == raw) {
                 return Err(CatalogError::NoSuchClient {
                     name: wanted.clone(),
                     root: root.to_owned(),
                 });
             }
         }
-        names.retain(|(n, _)| options.only.contains(n));
+        let wanted: Vec<OsString> = options
+            .only
+            .iter()
+            .map(|n| display::unescape_name(n))
+            .collect();
+        entries.retain(|e| wanted.contains(&e.raw));
     }
     let cache = BaseFactsCache::load(options.cache.as_deref());
-    let mut clients: Vec<(usize, Client)> = Vec::with_capacity(names.len());
+    let mut clients: Vec<(usize, Client)> = Vec::with_capacity(entries.len());
     pool::run(
-        &names,
+        &entries,
         pool::cores(),
-        |(name, path)| scan_client_at(&guard, name, path, &cache, options),
+        |entry| scan_entry(entry, &cache, options),
         |index, client| clients.push((index, client)),
     )
     .map_err(|panic| CatalogError::ScanFailed {
-        client: names
+        client: entries
             .get(panic.index)
-            .map_or_else(String::new, |(n, _)| n.clone()),
+            .map_or_else(String::new, |e| e.name.clone()),
         message: panic.message,
     })?;
     clients.sort_by_key(|(index, _)| *index);
     cache.save_if_changed();
     tracing::info!(
-        root = %root.display(),
+        root = %display::escape_path(root),
         clients = clients.len(),
         segments = clients.iter().map(|(_, c)| c.wal.segments.len()).sum::<usize>(),
         elapsed = ?scanned_at.elapsed().unwrap_or_default(),
@@ -93,116 +104,162 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<Catalog, CatalogError>
     );
     Ok(Catalog {
         root: root.to_owned(),
-        clients: clients.into_iter().map(|(_, c)| c).collect(),
+        // A folder removed while the scan ran is no client: it would stay on
+        // the dashboard until the next rescan.
+        clients: clients
+            .into_iter()
+            .map(|(_, c)| c)
+            .filter(|c| !vanished(c))
+            .collect(),
         scanned_at,
     })
 }
 
-/// Re-reads one client folder (after a change, or on request).
+/// Re-reads one client folder (after a change, or on request); `name` is
+/// its escaped name (see `display::escape_name`), as reports show it.
 pub fn scan_client(root: &Path, name: &str, options: &ScanOptions) -> Result<Client, CatalogError> {
-    let guard = RootGuard::new(root)?;
-    let path = root.join(name);
-    if fs::symlink_metadata(&path).is_err() {
-        return Err(CatalogError::NoSuchClient {
-            name: name.to_owned(),
-            root: root.to_owned(),
-        });
+    check_root(root)?;
+    let raw = display::unescape_name(name);
+    let path = root.join(&raw);
+    let no_such = || CatalogError::NoSuchClient {
+        name: name.to_owned(),
+        root: root.to_owned(),
+    };
+    let kind = match fs::symlink_metadata(&path) {
+        Ok(meta) => FileKind::of(&meta.file_type()),
+        Err(_) => return Err(no_such()),
+    };
+    if !matches!(kind, FileKind::Directory | FileKind::Symlink) || is_hidden(&raw) {
+        return Err(no_such());
     }
+    let entry = ClientEntry {
+        name: display::escape_name(&raw),
+        raw,
+        path,
+        link: kind == FileKind::Symlink,
+    };
     let cache = BaseFactsCache::load(options.cache.as_deref());
-    let client = scan_client_at(&guard, name, &path, &cache, options);
+    let client = scan_entry(&entry, &cache, options);
     cache.save_if_changed();
+    if vanished(&client) {
+        return Err(no_such());
+    }
     Ok(client)
 }
 
-/// Knows the canonical root, to refuse symlinks that lead out of it.
-struct RootGuard {
-    canonical: PathBuf,
-}
-
-impl RootGuard {
-    fn new(root: &Path) -> Result<RootGuard, CatalogError> {
-        match fs::metadata(root) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(CatalogError::RootMissing(root.to_owned()));
-            }
-            Err(source) => {
-                return Err(CatalogError::RootUnreadable {
-                    path: root.to_owned(),
-                    source,
-                });
-            }
-            Ok(meta) if !meta.is_dir() => {
-                return Err(CatalogError::RootNotADirectory(root.to_owned()));
-            }
-            Ok(_) => {}
+/// The root must be a readable directory (given by the engineer, it may be a link).
+fn check_root(root: &Path) -> Result<(), CatalogError> {
+    match fs::metadata(root) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(CatalogError::RootMissing(root.to_owned()))
         }
-        let canonical = fs::canonicalize(root).map_err(|source| CatalogError::RootUnreadable {
+        Err(source) => Err(CatalogError::RootUnreadable {
             path: root.to_owned(),
             source,
-        })?;
-        Ok(RootGuard { canonical })
-    }
-
-    /// Metadata of `path`, following a symlink only when its target stays inside the root.
-    fn metadata(&self, path: &Path, entry_type: fs::FileType) -> Result<fs::Metadata, String> {
-        if entry_type.is_symlink() {
-            let target = fs::canonicalize(path).map_err(|e| format!("broken symlink: {e}"))?;
-            if !target.starts_with(&self.canonical) {
-                return Err(format!(
-                    "symlink to {} leads outside the backup root; not followed",
-                    target.display()
-                ));
-            }
-        }
-        fs::metadata(path).map_err(|e| e.to_string())
+        }),
+        Ok(meta) if !meta.is_dir() => Err(CatalogError::RootNotADirectory(root.to_owned())),
+        Ok(_) => Ok(()),
     }
 }
 
-/// Client folders: every directory (or in-root symlink to one) directly under the root.
-fn list_clients(root: &Path) -> Result<Vec<(String, PathBuf)>, CatalogError> {
+/// A folder (or a link) directly under the root: a client.
+#[derive(Debug, Clone)]
+struct ClientEntry {
+    /// Escaped for display and addressing (`display::escape_name`).
+    name: String,
+    /// The name's bytes on disk.
+    raw: OsString,
+    path: PathBuf,
+    /// A symlink: reported, never followed.
+    link: bool,
+}
+
+fn is_hidden(name: &OsStr) -> bool {
+    name.as_bytes().first() == Some(&b'.')
+}
+
+/// Client folders: every directory directly under the root, and every link
+/// there too (reported as a client that is not followed, so no folder
+/// goes unaccounted for).
+fn list_clients(root: &Path) -> Result<Vec<ClientEntry>, CatalogError> {
     let entries = fs::read_dir(root).map_err(|source| CatalogError::RootUnreadable {
         path: root.to_owned(),
         source,
     })?;
     let mut clients = Vec::new();
     for entry in entries.flatten() {
-        let path = entry.path();
-        let is_dir = match entry.file_type() {
-            Ok(t) if t.is_dir() => true,
-            Ok(t) if t.is_symlink() => fs::metadata(&path).is_ok_and(|m| m.is_dir()),
-            _ => false,
-        };
-        if is_dir && !entry.file_name().to_string_lossy().starts_with('.') {
-            clients.push((display_name(&entry.file_name()), path));
+        let raw = entry.file_name();
+        if is_hidden(&raw) {
+            continue;
         }
+        let kind = entry.file_type().map(|t| FileKind::of(&t));
+        let link = match kind {
+            Ok(FileKind::Directory) => false,
+            Ok(FileKind::Symlink) => true,
+            _ => continue,
+        };
+        clients.push(ClientEntry {
+            name: display::escape_name(&raw),
+            path: entry.path(),
+            raw,
+            link,
+        });
     }
-    clients.sort();
+    clients.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(clients)
 }
 
-fn display_name(name: &OsStr) -> String {
-    name.to_string_lossy().into_owned()
+/// Whether a client's folder was gone by the time it was listed.
+fn vanished(client: &Client) -> bool {
+    client
+        .unreadable
+        .iter()
+        .any(|u| u.path == client.path && u.kind == UnreadableKind::Gone)
 }
 
-/// One directory entry after its stat: a file, a directory, or something unreadable.
+/// An entry's name as the catalog keeps it: the string itself when it is
+/// plain (the hot path: a million segment names), escaped otherwise.
+fn entry_name(raw: OsString) -> String {
+    match raw.into_string() {
+        Ok(name)
+            if !name
+                .bytes()
+                .any(|b| b < 0x20 || b == 0x7f || b == b'\\' || b >= 0x80) =>
+        {
+            name
+        }
+        Ok(name) => display::escape_name(OsStr::new(&name)),
+        Err(raw) => display::escape_name(&raw),
+    }
+}
+
+/// A link, as the problem names it: where it points (and whether that is
+/// outside the root); it is never followed.
+fn link_unreadable(path: &Path) -> Unreadable {
+    let target = fs::read_link(path)
+        .map(|t| display::escape_path(&t))
+        .unwrap_or_else(|e| format!("unreadable: {e}"));
+    Unreadable {
+        path: path.to_owned(),
+        error: format!("to {target}"),
+        kind: UnreadableKind::Link,
+    }
+}
+
+/// One directory entry after its stat: a file or a folder; anything else
+/// (links, fifos, sockets, devices, errors) lands in `unreadable`.
 enum Listed {
     File(FileFact),
     Dir(String),
 }
 
-/// Lists a directory with one stat per entry; problems land in `unreadable`.
-fn list_dir(
-    guard: &RootGuard,
-    dir: &Path,
-    unreadable: &mut Vec<Unreadable>,
-) -> Option<Vec<Listed>> {
+/// Lists a directory with one stat per regular file; links and special
+/// files are reported, never followed nor opened.
+fn list_dir(dir: &Path, unreadable: &mut Vec<Unreadable>) -> Option<Vec<Listed>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => {
-            unreadable.push(Unreadable {
-                path: dir.to_owned(),
-                error: e.to_string(),
-            });
+            unreadable.push(Unreadable::from_io(dir, &e));
             return None;
         }
     };
@@ -211,87 +268,65 @@ fn list_dir(
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                unreadable.push(Unreadable {
-                    path: dir.to_owned(),
-                    error: e.to_string(),
-                });
+                unreadable.push(Unreadable::from_io(dir, &e));
                 continue;
             }
         };
-        // One allocation per entry: the OsString becomes the String, and the
-        // full path is built only for symlinks and errors (hot loop: 1M files).
-        let name = match entry.file_name().into_string() {
-            Ok(name) => name,
-            Err(os_name) => {
-                // Not UTF-8: surely not a WAL file; keep it visible under a lossy name.
-                listed.push(Listed::File(FileFact {
-                    name: display_name(&os_name),
-                    size: 0,
-                    mtime: SystemTime::UNIX_EPOCH,
-                }));
-                continue;
-            }
-        };
-        let entry_type = match entry.file_type() {
-            Ok(t) => t,
+        let kind = match entry.file_type() {
+            Ok(t) => FileKind::of(&t),
             Err(e) => {
-                unreadable.push(Unreadable {
-                    path: entry.path(),
-                    error: e.to_string(),
-                });
+                unreadable.push(Unreadable::from_io(&entry.path(), &e));
                 continue;
             }
         };
-        if entry_type.is_dir() {
-            listed.push(Listed::Dir(name));
-            continue;
-        }
-        let meta = if entry_type.is_symlink() {
-            guard.metadata(&entry.path(), entry_type)
-        } else {
-            entry.metadata().map_err(|e| e.to_string())
-        };
-        match meta {
-            Ok(meta) if meta.is_dir() => listed.push(Listed::Dir(name)),
-            Ok(meta) => listed.push(Listed::File(FileFact {
-                name,
-                size: meta.len(),
-                mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            })),
-            Err(error) => unreadable.push(Unreadable {
+        match kind {
+            FileKind::Directory => listed.push(Listed::Dir(entry_name(entry.file_name()))),
+            FileKind::Regular => match entry.metadata() {
+                Ok(meta) => listed.push(Listed::File(FileFact {
+                    name: entry_name(entry.file_name()),
+                    size: meta.len(),
+                    mtime: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                })),
+                Err(e) => unreadable.push(Unreadable::from_io(&entry.path(), &e)),
+            },
+            FileKind::Symlink => unreadable.push(link_unreadable(&entry.path())),
+            kind => unreadable.push(Unreadable {
                 path: entry.path(),
-                error,
+                error: format!("a {}", kind.as_str()),
+                kind: UnreadableKind::NotRegular(kind),
             }),
         }
     }
     Some(listed)
 }
 
-fn scan_client_at(
-    guard: &RootGuard,
-    name: &str,
-    path: &Path,
-    cache: &BaseFactsCache,
-    options: &ScanOptions,
-) -> Client {
+fn scan_entry(entry: &ClientEntry, cache: &BaseFactsCache, options: &ScanOptions) -> Client {
     let mut unreadable = Vec::new();
     let mut stray = Vec::new();
     let mut base = BaseBackup::default();
     let mut wal = WalArchive::default();
     let mut refusals = Vec::new();
-    for listed in list_dir(guard, path, &mut unreadable).unwrap_or_default() {
+    let path = &entry.path;
+    let listed = if entry.link {
+        unreadable.push(link_unreadable(path));
+        None
+    } else {
+        list_dir(path, &mut unreadable)
+    };
+    let Some(listed) = listed else {
+        // Nothing of the folder is known: no claim of a missing base or WAL.
+        base.unreadable = true;
+        wal.unreadable = true;
+        return Client::from_folder(&entry.name, path, base, wal, stray, unreadable);
+    };
+    let before = unreadable.len();
+    for listed in listed {
         match listed {
             Listed::Dir(dir) if dir == "base" => {
-                base = scan_base(
-                    guard,
-                    &folder::base_dir(path),
-                    cache,
-                    options,
-                    &mut unreadable,
-                )
+                base = scan_base(&folder::base_dir(path), cache, options, &mut unreadable)
             }
             Listed::Dir(dir) if dir == "wal" => {
-                wal = scan_wal(guard, &folder::wal_dir(path), &mut unreadable)
+                wal = scan_wal(&folder::wal_dir(path), &mut unreadable)
             }
             // The receiver's own folder (state, staging, its log): not a stray.
             Listed::Dir(dir) if dir == receiver_log::OWN_DIR => {
@@ -305,13 +340,21 @@ fn scan_client_at(
             Listed::File(fact) => stray.push(fact),
         }
     }
-    let mut client = Client::from_folder(name, path, base, wal, stray, unreadable);
+    // A base/ or wal/ that is a link or no folder at all is unknown, not missing.
+    for item in &unreadable[before..] {
+        if item.path == folder::base_dir(path) {
+            base.unreadable = true;
+        }
+        if item.path == folder::wal_dir(path) {
+            wal.unreadable = true;
+        }
+    }
+    let mut client = Client::from_folder(&entry.name, path, base, wal, stray, unreadable);
     client.refusals = refusals;
     client
 }
 
 fn scan_base(
-    guard: &RootGuard,
     dir: &Path,
     cache: &BaseFactsCache,
     options: &ScanOptions,
@@ -321,7 +364,11 @@ fn scan_base(
         present: true,
         ..BaseBackup::default()
     };
-    for listed in list_dir(guard, dir, unreadable).unwrap_or_default() {
+    let Some(listed) = list_dir(dir, unreadable) else {
+        base.unreadable = true;
+        return base;
+    };
+    for listed in listed {
         let fact = match listed {
             Listed::File(fact) => fact,
             Listed::Dir(name) => FileFact {
@@ -344,7 +391,10 @@ fn scan_base(
         let path = dir.join(&tar.fact.name);
         match base_backup::read_base_head(&path) {
             Ok(head) => base.head = Some(head),
-            Err(e) => base.head_error = Some(e.to_string()),
+            Err(e) => match access_error(&e) {
+                Some(source) => unreadable.push(Unreadable::from_io(&path, source)),
+                None => base.head_error = Some(e.to_string()),
+            },
         }
         base.full = cache.get_or_compute(&path, &tar.fact, options.compute_full_facts);
     }
@@ -355,7 +405,10 @@ fn scan_base(
         let path = dir.join(&tar.fact.name);
         match base_backup::read_pg_wal_first_header(&path) {
             Ok(first) => base.pg_wal_first = Some(first),
-            Err(e) => base.pg_wal_error = Some(e.to_string()),
+            Err(e) => match access_error(&e) {
+                Some(source) => unreadable.push(Unreadable::from_io(&path, source)),
+                None => base.pg_wal_error = Some(e.to_string()),
+            },
         }
         if base.label().is_some_and(|l| l.start_timeline > 1) {
             // The error, if any, was reported above from the same file.
@@ -365,12 +418,12 @@ fn scan_base(
     base
 }
 
-fn scan_wal(guard: &RootGuard, dir: &Path, unreadable: &mut Vec<Unreadable>) -> WalArchive {
+fn scan_wal(dir: &Path, unreadable: &mut Vec<Unreadable>) -> WalArchive {
     let mut wal = WalArchive {
         present: true,
         ..WalArchive::default()
     };
-    let Some(listed) = list_dir(guard, dir, unreadable) else {
+    let Some(listed) = list_dir(dir, unreadable) else {
         wal.unreadable = true;
         return wal;
     };
@@ -378,7 +431,15 @@ fn scan_wal(guard: &RootGuard, dir: &Path, unreadable: &mut Vec<Unreadable>) -> 
     for listed in listed {
         match listed {
             Listed::File(fact) => {
-                let text = needs_text(&fact.name).then(|| read_text(&dir.join(&fact.name)));
+                let text = needs_text(&fact.name).then(|| {
+                    let path = dir.join(&fact.name);
+                    base_backup::read_small_text(&path).map_err(|e| {
+                        if let Some(source) = access_error(&e) {
+                            unreadable.push(Unreadable::from_io(&path, source));
+                        }
+                        e.to_string()
+                    })
+                });
                 wal.add_file(fact, text)
             }
             Listed::Dir(name) => wal.others.push(FileFact {
@@ -405,6 +466,21 @@ fn scan_wal(guard: &RootGuard, dir: &Path, unreadable: &mut Vec<Unreadable>) -> 
     wal.histories.sort_by_key(|h| h.timeline);
     read_segment_size(dir, &mut wal);
     wal
+}
+
+/// The error of a read that failed for want of access (a permission, a
+/// file that is no regular one, the system), not for what the file holds:
+/// reported as such, never as a damaged backup.
+fn access_error(error: &base_backup::BaseBackupError) -> Option<&io::Error> {
+    match error {
+        base_backup::BaseBackupError::Io { source, .. }
+            if source.raw_os_error().is_some()
+                || crate::archive::safe_open::not_regular(source).is_some() =>
+        {
+            Some(source)
+        }
+        _ => None,
+    }
 }
 
 /// Whether a wal/ file's content matters to the catalog (labels, timeline histories).

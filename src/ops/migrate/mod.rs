@@ -169,6 +169,7 @@ pub struct Preflight {
 /// Both ends checked, nothing changed. Refuses a downgrade, two ends that
 /// are one cluster, a pg_dumpall older than the source, and an existing dump file.
 pub fn preflight(plan: &MigratePlan) -> Result<Preflight, MigrateError> {
+    guard_paths(plan)?;
     if plan.dump_file.exists() {
         return Err(MigrateError::Refused(format!(
             "{} exists already: walwarden never overwrites a dump (choose another --dump)",
@@ -327,11 +328,25 @@ pub struct DumpStats {
     pub messages: String,
 }
 
+/// The dump and its load log are walwarden's files: never inside the
+/// backup root, nor the root itself or a folder holding it.
+fn guard_paths(plan: &MigratePlan) -> Result<(), MigrateError> {
+    for (path, what) in [
+        (plan.dump_file.clone(), "--dump"),
+        (plan.load_log(), "the load log"),
+    ] {
+        crate::store::guard::check_write(&path, what)
+            .map_err(|refused| MigrateError::Refused(refused.to_string()))?;
+    }
+    Ok(())
+}
+
 /// Runs `pg_dumpall -c --if-exists` on the source into a new gzip file.
 /// `--if-exists` keeps the DROPs quiet on a destination that lacks the objects.
 /// On any failure the partial file is removed.
 pub fn dump(plan: &MigratePlan, progress: &mut dyn Progress) -> Result<DumpStats, MigrateError> {
     let path = &plan.dump_file;
+    guard_paths(plan)?;
     // 0600: the dump holds every row and the roles' password hashes.
     let file = OpenOptions::new()
         .write(true)
@@ -479,6 +494,7 @@ pub fn load(
 ) -> Result<LoadOutcome, MigrateError> {
     let dump_path = &plan.dump_file;
     let log_path = plan.load_log();
+    guard_paths(plan)?;
     let dump = File::open(dump_path).map_err(io_error(dump_path))?;
     let total = dump.metadata().map_err(io_error(dump_path))?.len();
     let log = OpenOptions::new()

@@ -333,6 +333,12 @@ pub fn judge_header(
             expected,
         }),
         SegmentVerdict::Misnamed { header_says } => Err(ReceiveError::Misnamed { header_says }),
+        // The bytes came from the sender, not from a file: neither can happen.
+        SegmentVerdict::NotRegular { kind } => Err(ReceiveError::corrupt(format!(
+            "not a regular file ({})",
+            kind.as_str()
+        ))),
+        SegmentVerdict::Unreadable { reason, .. } => Err(ReceiveError::corrupt(reason)),
     }
 }
 

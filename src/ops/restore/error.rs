@@ -58,6 +58,10 @@ pub enum PreflightRefusal {
         "the backup has a tablespace tarball ({tarball}): restoring tablespaces is not supported yet; unpack it by hand to the path in tablespace_map"
     )]
     Tablespace { tarball: String },
+    #[error(
+        "the archive's path {path} is not UTF-8: PostgreSQL's restore_command could not name it; rename the client's folder (and its archive_command) to restore it"
+    )]
+    PathNotUtf8 { path: String },
     #[error("PG_VERSION could not be read from base.tar.gz")]
     NoPgVersion,
     #[error(transparent)]
@@ -72,10 +76,9 @@ pub enum PreflightRefusal {
     },
     #[error("walwarden runs as another user than {user}: run it with sudo")]
     NotThatUser { user: String },
-    #[error("--data-dir {0} must be an absolute path")]
-    DataDirRelative(PathBuf),
-    #[error("{data} is inside the backup root {root}: the archive is never written to")]
-    DataDirInsideRoot { data: PathBuf, root: PathBuf },
+    /// A path the restore would write, move or delete touches the archive.
+    #[error(transparent)]
+    Archive(crate::store::guard::GuardError),
     #[error("{0} is not a directory")]
     DataDirNotADirectory(PathBuf),
     #[error(
@@ -294,4 +297,6 @@ pub enum RollbackError {
     },
     #[error("{0}")]
     Journal(io::Error),
+    #[error(transparent)]
+    Archive(crate::store::guard::GuardError),
 }

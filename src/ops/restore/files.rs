@@ -31,6 +31,21 @@ pub(super) fn prepare_dir(dir: &Path, user: &PgUser) -> Result<(), StepFailure> 
     chown(dir, user)
 }
 
+/// Gives `copy` the owner, group and mode of `original`: a folder made to
+/// hold another's contents must not open them to more users than before.
+pub(super) fn keep_owner_and_mode(original: &Path, copy: &Path) -> Result<(), StepFailure> {
+    let meta = fs::metadata(original).map_err(StepFailure::io("read", original))?;
+    std::os::unix::fs::chown(copy, Some(meta.uid()), Some(meta.gid())).map_err(|source| {
+        StepFailure::Chown {
+            path: copy.to_owned(),
+            user: meta.uid().to_string(),
+            source,
+        }
+    })?;
+    fs::set_permissions(copy, fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .map_err(StepFailure::io("chmod", copy))
+}
+
 pub(super) fn chown(path: &Path, user: &PgUser) -> Result<(), StepFailure> {
     if fs::metadata(path).is_ok_and(|m| m.uid() == user.uid) {
         return Ok(());

@@ -1,7 +1,10 @@
 //! The restore journal: one JSON line per event, in a file next to the data
 //! directory (never inside it: the data directory is what gets cleared).
-//! It records what was done, when, and how to undo it, so an interrupted
-//! restore can be resumed or rolled back, and a finished one leaves a record.
+//! It records what was asked (the first line of an attempt: every setting
+//! the run needs, so `--resume` goes on with the same ones), what was done,
+//! when, and how to undo it, so an interrupted restore can be resumed or
+//! rolled back, and a finished one leaves a record. Every path it writes,
+//! moves or deletes is checked by the archive's guard first.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -32,6 +35,78 @@ pub struct Entry {
     /// Where the old data directory's contents were moved, for a rollback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved_aside_to: Option<PathBuf>,
+    /// What was asked, on the attempt's first line: `--resume` goes on with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<JournaledRequest>,
+}
+
+/// Everything of a restore request the steps after an interruption need,
+/// as the journal keeps it: `--resume` takes these, not the defaults (a
+/// forgotten `--set port=` would ask another server whether replay ended).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournaledRequest {
+    pub target_time: Option<String>,
+    pub timeline: Option<u32>,
+    pub pg_bin: Option<PathBuf>,
+    pub os_user: String,
+    /// The `--set` settings: port, socket folder and the rest.
+    pub settings: Vec<(String, String)>,
+    /// The preflight checks gone past.
+    pub forced: Vec<String>,
+    pub replay_timeout_secs: u64,
+    pub start_command: Option<String>,
+    pub stop_command: Option<String>,
+    pub server_log: Option<PathBuf>,
+}
+
+impl JournaledRequest {
+    pub fn of(request: &super::request::RestoreRequest) -> JournaledRequest {
+        JournaledRequest {
+            target_time: request.target_time.clone(),
+            timeline: request.timeline,
+            pg_bin: request.pg_bin.clone(),
+            os_user: request.os_user.clone(),
+            settings: request.settings.clone(),
+            forced: request.forced.clone(),
+            replay_timeout_secs: request.replay_timeout.as_secs(),
+            start_command: request.local.start.clone(),
+            stop_command: request.local.stop.clone(),
+            server_log: request.local.log.clone(),
+        }
+    }
+
+    /// Fills `request` from what was journaled: whatever the resuming
+    /// command line leaves at its default comes from the interrupted
+    /// attempt; what it gives wins (a fixed `--start-command`, one more
+    /// `--set`, which replaces the journaled one of its key).
+    pub fn fill(&self, request: &mut super::request::RestoreRequest) {
+        use super::request::{DEFAULT_OS_USER, DEFAULT_REPLAY_TIMEOUT};
+        let mut settings = self.settings.clone();
+        for (key, value) in request.settings.drain(..) {
+            match settings.iter_mut().find(|(k, _)| *k == key) {
+                Some(known) => known.1 = value,
+                None => settings.push((key, value)),
+            }
+        }
+        request.settings = settings;
+        request.target_time = request.target_time.take().or(self.target_time.clone());
+        request.timeline = request.timeline.or(self.timeline);
+        request.pg_bin = request.pg_bin.take().or(self.pg_bin.clone());
+        if request.os_user == DEFAULT_OS_USER {
+            request.os_user = self.os_user.clone();
+        }
+        for forced in &self.forced {
+            if !request.forced.contains(forced) {
+                request.forced.push(forced.clone());
+            }
+        }
+        if request.replay_timeout == DEFAULT_REPLAY_TIMEOUT {
+            request.replay_timeout = std::time::Duration::from_secs(self.replay_timeout_secs);
+        }
+        request.local.start = request.local.start.take().or(self.start_command.clone());
+        request.local.stop = request.local.stop.take().or(self.stop_command.clone());
+        request.local.log = request.local.log.take().or(self.server_log.clone());
+    }
 }
 
 pub struct Journal {
@@ -50,8 +125,10 @@ impl Journal {
     }
 
     /// Opens (appending) the journal; a dry run keeps it in memory only.
+    /// Refused (as a permission) when it would lie inside the backup root.
     pub fn open(data_dir: &Path, dry_run: bool) -> io::Result<Journal> {
         let path = Journal::path_for(data_dir);
+        crate::store::guard::check_write(&path, "the restore journal")?;
         let file = if dry_run {
             None
         } else {
@@ -71,13 +148,29 @@ impl Journal {
         detail: impl Into<String>,
         moved_aside_to: Option<PathBuf>,
     ) -> io::Result<()> {
-        let entry = Entry {
+        self.write(Entry {
             at: crate::display::time_text_precise(SystemTime::now()),
             step: step.to_owned(),
             outcome,
             detail: detail.into(),
             moved_aside_to,
-        };
+            request: None,
+        })
+    }
+
+    /// The attempt's first line: what was asked, for `--resume`.
+    pub fn record_request(&mut self, request: &JournaledRequest) -> io::Result<()> {
+        self.write(Entry {
+            at: crate::display::time_text_precise(SystemTime::now()),
+            step: "request".to_owned(),
+            outcome: Outcome::Started,
+            detail: "the restore as asked (--resume goes on with these settings)".to_owned(),
+            moved_aside_to: None,
+            request: Some(request.clone()),
+        })
+    }
+
+    fn write(&mut self, entry: Entry) -> io::Result<()> {
         if let Some(file) = &mut self.file {
             let line = serde_json::to_string(&entry).map_err(io::Error::other)?;
             writeln!(file, "{line}")?;
@@ -134,6 +227,19 @@ pub fn roll_back(data_dir: &Path) -> Result<PathBuf, RollbackError> {
         })?;
     let aside = Journal::pending_rollback(&entries)
         .ok_or_else(|| RollbackError::NothingToRollBack(journal_path.clone()))?;
+    let failed = stamped_sibling(data_dir, "failed");
+    // Everything moved or made here, checked before the first move.
+    for (path, what) in [
+        (data_dir, "the data directory"),
+        (aside.as_path(), "the moved-aside folder"),
+        (
+            failed.as_path(),
+            "the folder for the failed restore's files",
+        ),
+        (journal_path.as_path(), "the restore journal"),
+    ] {
+        crate::store::guard::check_write(path, what).map_err(RollbackError::Archive)?;
+    }
     if !aside.is_dir() {
         return Err(RollbackError::AsideGone(aside));
     }
@@ -148,7 +254,6 @@ pub fn roll_back(data_dir: &Path) -> Result<PathBuf, RollbackError> {
             source,
         }
     };
-    let failed = stamped_sibling(data_dir, "failed");
     std::fs::create_dir(&failed).map_err(io("create", &failed))?;
     let move_all = |from: &Path, to: &Path| -> Result<(), RollbackError> {
         for entry in std::fs::read_dir(from).map_err(io("read", from))?.flatten() {
@@ -187,6 +292,53 @@ pub fn roll_back(data_dir: &Path) -> Result<PathBuf, RollbackError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resumed_request_takes_the_journaled_settings_unless_given_again() {
+        use crate::ops::restore::request::RestoreRequest;
+        let config = crate::config::Config::default();
+        let mut asked = RestoreRequest::new(&config, "acme", "/d".into());
+        asked.settings = vec![
+            ("port".into(), "5439".into()),
+            ("unix_socket_directories".into(), "/tmp/s".into()),
+        ];
+        asked.target_time = Some("2026-11-25 13:00:00+00".into());
+        asked.timeline = Some(2);
+        asked.pg_bin = Some("/opt/pg15/bin".into());
+        asked.os_user = "pg".into();
+        asked.forced = vec!["wal-line".into()];
+        asked.local.start = Some("start it".into());
+        let journaled = JournaledRequest::of(&asked);
+        let line = serde_json::to_string(&Entry {
+            at: String::new(),
+            step: "request".into(),
+            outcome: Outcome::Started,
+            detail: String::new(),
+            moved_aside_to: None,
+            request: Some(journaled.clone()),
+        })
+        .unwrap();
+        let read: Entry = serde_json::from_str(&line).unwrap();
+        let mut resumed = RestoreRequest::new(&config, "acme", "/d".into());
+        read.request.unwrap().fill(&mut resumed);
+        assert_eq!(
+            resumed, asked,
+            "--resume alone continues with everything asked"
+        );
+        let mut fixed = RestoreRequest::new(&config, "acme", "/d".into());
+        fixed.settings = vec![("port".into(), "5440".into())];
+        fixed.local.start = Some("start it properly".into());
+        journaled.fill(&mut fixed);
+        assert_eq!(
+            fixed.settings,
+            vec![
+                ("port".to_owned(), "5440".to_owned()),
+                ("unix_socket_directories".to_owned(), "/tmp/s".to_owned())
+            ]
+        );
+        assert_eq!(fixed.local.start.as_deref(), Some("start it properly"));
+        assert_eq!(fixed.os_user, "pg");
+    }
 
     #[test]
     fn records_lines_and_finds_what_to_roll_back() {

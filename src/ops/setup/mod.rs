@@ -80,7 +80,8 @@ pub struct SetupRequest {
     pub client: String,
     /// The client's own user; by default the client's name + `backup`, as the tutorial's `foobackup`.
     pub user: String,
-    /// Its home (authorized_keys lives there); by default `/home/<user>`.
+    /// Its home (authorized_keys lives there): the passwd entry's when the
+    /// user exists (postgres's is /var/lib/postgresql), else `/home/<user>`.
     pub home: PathBuf,
     /// The target server's public key (of its postgres user), one line.
     pub public_key: Option<PublicKey>,
@@ -124,11 +125,19 @@ impl SetupRequest {
         Ok(SetupRequest {
             root: root.to_owned(),
             client: client.to_owned(),
-            home: PathBuf::from("/home").join(&user),
+            home: home_of(&user),
             access: KeyAccess::receiver(this_binary(), root, client, default_config_for_receiver()),
             user,
             public_key: None,
         })
+    }
+
+    /// The client's user becomes `user`, with its home from passwd.
+    pub fn set_user(&mut self, user: &str) -> Result<(), SetupError> {
+        check_user_name(user)?;
+        self.user = user.to_owned();
+        self.home = home_of(user);
+        Ok(())
     }
 
     pub fn client_dir(&self) -> PathBuf {
@@ -145,6 +154,15 @@ impl SetupRequest {
 
     pub fn authorized_keys(&self) -> PathBuf {
         self.home.join(".ssh").join("authorized_keys")
+    }
+}
+
+/// Where `user`'s authorized_keys lives: its passwd home when it exists
+/// (`getpwnam`), else `/home/<user>`, where useradd will make it.
+pub fn home_of(user: &str) -> PathBuf {
+    match nix::unistd::User::from_name(user) {
+        Ok(Some(entry)) => entry.dir,
+        _ => PathBuf::from("/home").join(user),
     }
 }
 
@@ -366,6 +384,21 @@ pub fn this_host() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_existing_users_home_comes_from_passwd() {
+        assert_eq!(home_of("root"), PathBuf::from("/root"));
+        assert_eq!(
+            home_of("walwarden-no-such-user"),
+            PathBuf::from("/home/walwarden-no-such-user")
+        );
+        let mut request = SetupRequest::new(Path::new("/b"), "acme").unwrap();
+        request.set_user("root").unwrap();
+        assert_eq!(
+            request.authorized_keys(),
+            PathBuf::from("/root/.ssh/authorized_keys")
+        );
+    }
 
     #[test]
     fn default_user_follows_the_tutorial() {

@@ -221,6 +221,10 @@ pub struct App {
     pub targets: BTreeMap<String, TargetEntry>,
     /// What the quick check of segments found, by client.
     pub quick_findings: HashMap<String, crate::checks::quick::QuickFindings>,
+    /// Clients whose folder a re-read found gone since the last full scan
+    /// arrived: a full scan that listed them before they went must not
+    /// bring them back (it is checked again instead).
+    pub gone_since_scan: std::collections::BTreeSet<String>,
 }
 
 impl App {
@@ -256,6 +260,7 @@ impl App {
             drills: Vec::new(),
             targets: BTreeMap::new(),
             quick_findings: HashMap::new(),
+            gone_since_scan: std::collections::BTreeSet::new(),
         }
     }
 
@@ -311,9 +316,20 @@ impl App {
                 if let Some(old) = &self.catalog {
                     catalog.keep_live_arrivals_from(old);
                 }
+                // A full scan lists the root once, then reads each client: a
+                // folder deleted meanwhile may still be in it. Those a newer
+                // re-read found gone stay gone, and are read once more.
+                let mut commands = Vec::new();
+                for name in std::mem::take(&mut self.gone_since_scan) {
+                    if catalog.client(&name).is_some() {
+                        catalog.remove_client(&name);
+                        commands.push(Command::RescanClient(name));
+                    }
+                }
                 self.catalog = Some(catalog);
                 self.rebuild_rows();
-                self.verification_missed_segments()
+                commands.extend(self.verification_missed_segments());
+                commands
             }
             Event::Scanned(Err(error)) => {
                 self.scanning = false;
@@ -321,10 +337,18 @@ impl App {
                 Vec::new()
             }
             Event::ClientScanned { name, result } => {
-                if let Some(catalog) = &mut self.catalog {
-                    match result {
-                        Ok(client) => catalog.replace_client(*client),
-                        Err(_) => catalog.remove_client(&name),
+                match result {
+                    Ok(client) => {
+                        self.gone_since_scan.remove(&name);
+                        if let Some(catalog) = &mut self.catalog {
+                            catalog.replace_client(*client);
+                        }
+                    }
+                    Err(_) => {
+                        if let Some(catalog) = &mut self.catalog {
+                            catalog.remove_client(&name);
+                        }
+                        self.gone_since_scan.insert(name);
                     }
                 }
                 self.rebuild_rows();

@@ -22,7 +22,7 @@ pub use remote_stop::stop_old_instance;
 use resume::Resumed;
 
 use super::error::{PreflightRefusal, RestoreError, StepFailure};
-use super::journal::{Journal, Outcome};
+use super::journal::{Journal, JournaledRequest, Outcome};
 use super::recovery_conf::ArchiveLayout;
 use super::replay::ReplayOutcome;
 use super::request::RestoreRequest;
@@ -141,19 +141,57 @@ pub fn run(
     request: &RestoreRequest,
     driver: &mut dyn Driver,
 ) -> Result<Summary, RestoreError> {
+    let mut request = request.clone();
+    // Every path is absolute from here on: a relative one would mean
+    // something else to the server started later, in another folder.
+    request.data_dir = std::path::absolute(&request.data_dir).map_err(|source| {
+        PreflightRefusal::Archive(crate::store::guard::GuardError::Unresolvable {
+            what: "the data directory".into(),
+            path: request.data_dir.clone(),
+            reason: source.to_string(),
+        })
+    })?;
+    for path in [request.pg_bin.as_mut(), request.local.log.as_mut()]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(absolute) = std::path::absolute(&*path) {
+            *path = absolute;
+        }
+    }
+    guard_paths(client, &request)?;
+    let journal_path = Journal::path_for(&request.data_dir);
     let journal_error = |source| RestoreError::Journal {
-        path: Journal::path_for(&request.data_dir),
+        path: journal_path.clone(),
         source,
     };
     let resumed = if request.resume {
-        let path = Journal::path_for(&request.data_dir);
+        let path = journal_path.clone();
         let entries = Journal::read(&path)
             .map_err(|source| PreflightRefusal::JournalUnreadable { path, source })?;
-        Some(Resumed::from_journal(&entries)?)
+        let resumed = Resumed::from_journal(&entries)?;
+        // The interrupted attempt's settings, not today's defaults.
+        if let Some(asked) = &resumed.request {
+            asked.fill(&mut request);
+            driver.progress(
+                StepKind::Preflight,
+                &format!(
+                    "resuming with the settings the journal kept: {}",
+                    describe(asked)
+                ),
+            );
+        }
+        Some(resumed)
     } else {
         None
     };
+    let request = &request;
     let mut journal = Journal::open(&request.data_dir, request.dry_run).map_err(journal_error)?;
+    if resumed.is_none() {
+        journal
+            .record_request(&JournaledRequest::of(request))
+            .map_err(journal_error)?;
+    }
     let mut summary = Summary {
         journal: journal.path().to_owned(),
         ..Summary::default()
@@ -169,6 +207,49 @@ pub fn run(
     };
     runner.all()?;
     Ok(summary)
+}
+
+/// The archive is untouchable: the client's root is protected for the rest
+/// of the process, and the paths this restore writes before its preflight
+/// (the data directory, the journal beside it) are checked before anything
+/// is written, so a refused restore leaves no trace either.
+fn guard_paths(client: &Client, request: &RestoreRequest) -> Result<(), RestoreError> {
+    use crate::store::guard;
+    if let Some(root) = client.path.parent() {
+        guard::protect(root);
+    }
+    guard::protect(&client.path);
+    for (path, what) in [
+        (request.data_dir.clone(), "the data directory"),
+        (Journal::path_for(&request.data_dir), "the restore journal"),
+    ] {
+        guard::check_write(&path, what).map_err(PreflightRefusal::Archive)?;
+    }
+    if let Some(log) = &request.local.log {
+        guard::check_write(log, "the server log").map_err(PreflightRefusal::Archive)?;
+    }
+    Ok(())
+}
+
+/// A journaled request as one line for the engineer.
+fn describe(asked: &JournaledRequest) -> String {
+    let mut parts: Vec<String> = asked
+        .settings
+        .iter()
+        .map(|(k, v)| format!("--set {k}={v}"))
+        .collect();
+    if let Some(t) = &asked.target_time {
+        parts.push(format!("--target-time {t}"));
+    }
+    if let Some(t) = asked.timeline {
+        parts.push(format!("--timeline {t}"));
+    }
+    if let Some(bin) = &asked.pg_bin {
+        parts.push(format!("--pg-bin {}", crate::display::escape_path(bin)));
+    }
+    parts.push(format!("--os-user {}", asked.os_user));
+    parts.extend(asked.forced.iter().map(|f| format!("--force {f}")));
+    parts.join(" ")
 }
 
 struct Runner<'a> {

@@ -44,6 +44,13 @@ impl Runner<'_> {
                 tarball: ts.fact.name.clone(),
             });
         }
+        // restore_command and the recovery settings are text PostgreSQL reads:
+        // a path that is not UTF-8 cannot be written into them faithfully.
+        if client.wal_dir().to_str().is_none() {
+            return refuse(PreflightRefusal::PathNotUtf8 {
+                path: crate::display::escape_path(&client.wal_dir()),
+            });
+        }
         let Some(backup_version) = client
             .base
             .pg_version()
@@ -85,7 +92,7 @@ impl Runner<'_> {
             .map_err(PreflightRefusal::Tarball)?;
         if let Some(bad) = plan.refused.first().or(wal_plan.refused.first()) {
             return refuse(PreflightRefusal::EscapingEntry {
-                entry: bad.entry.clone(),
+                entry: crate::display::escape_str(&bad.entry),
                 reason: bad.reason.to_string(),
             });
         }
@@ -170,6 +177,9 @@ impl Runner<'_> {
         )?;
         let default_log = request.data_dir.join("log").join("walwarden-restore.log");
         let (service, log) = resolve_service(request, major, &pg_bin, default_log);
+        // The server writes its log where it is told: never into the archive.
+        crate::store::guard::check_write(&log, "the server log")
+            .map_err(PreflightRefusal::Archive)?;
         Ok(Checked {
             user,
             pg_bin,
@@ -227,20 +237,14 @@ impl Runner<'_> {
     fn check_data_dir(&mut self, client_dir: &Path) -> Result<(), RestoreError> {
         let data = &self.request.data_dir;
         let refuse = |why: PreflightRefusal| Err(RestoreError::Preflight(why));
-        if !data.is_absolute() {
-            return refuse(PreflightRefusal::DataDirRelative(data.clone()));
-        }
+        // Inside, equal to or containing the root: the archive's guard says.
         let root = client_dir.parent().unwrap_or(client_dir);
-        let canonical_data =
-            fs::canonicalize(existing_ancestor(data)).unwrap_or_else(|_| data.clone());
-        if let Ok(root) = fs::canonicalize(root)
-            && canonical_data.starts_with(&root)
-        {
-            return refuse(PreflightRefusal::DataDirInsideRoot {
-                data: data.clone(),
-                root,
-            });
-        }
+        crate::store::guard::check_write_against(
+            data,
+            "the data directory",
+            &[root.to_owned(), client_dir.to_owned()],
+        )
+        .map_err(PreflightRefusal::Archive)?;
         match fs::symlink_metadata(data) {
             Err(_) => Ok(()),
             Ok(meta) if !meta.is_dir() => {
@@ -284,7 +288,8 @@ impl Runner<'_> {
         let mut command = user.command("sh");
         let script = match &sample {
             Some(file) => format!(
-                "test -r {0} && test -x {0} && head -c 1 {1} > /dev/null",
+                // `test -f`: a fifo in the archive would make `head` wait for ever.
+                "test -r {0} && test -x {0} && test -f {1} && ! test -h {1} && head -c 1 {1} > /dev/null",
                 local::shell_quote(&wal_dir.to_string_lossy()),
                 local::shell_quote(&file.to_string_lossy())
             ),

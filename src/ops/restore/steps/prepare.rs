@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::{Checked, Runner, StepKind, fail};
 use crate::display::short_duration;
-use crate::ops::restore::error::{RestoreError, StepFailure};
-use crate::ops::restore::files::{prepare_dir, remove, write_owned};
+use crate::ops::restore::error::{PreflightRefusal, RestoreError, StepFailure};
+use crate::ops::restore::files::{keep_owner_and_mode, prepare_dir, remove, write_owned};
 use crate::ops::restore::journal::{self, Outcome};
 use crate::ops::restore::recovery_conf::{self, RecoverySettings, TargetAction};
 use crate::ops::restore::service::{
@@ -103,6 +103,8 @@ impl Runner<'_> {
             );
         }
         let aside = journal::stamped_sibling(&data, "aside");
+        crate::store::guard::check_write(&aside, "the aside folder")
+            .map_err(|e| RestoreError::Preflight(PreflightRefusal::Archive(e)))?;
         if !self.confirm(&format!(
             "Move the {} entries of {} aside to {}?",
             entries.len(),
@@ -124,6 +126,8 @@ impl Runner<'_> {
         }
         fs::create_dir(&aside)
             .map_err(|e| fail(StepKind::Clear, StepFailure::io("create", &aside)(e)))?;
+        // The old contents keep who may read them: the original's owner and mode (700 postgres).
+        keep_owner_and_mode(&data, &aside).map_err(|e| fail(StepKind::Clear, e))?;
         // Journal before moving: a crash in the middle still knows where things went.
         self.record(
             StepKind::Clear,
@@ -169,6 +173,8 @@ impl Runner<'_> {
             );
         }
         let kept = journal::stamped_sibling(&data, "failed");
+        crate::store::guard::check_write(&kept, "the folder for the interrupted unpack's files")
+            .map_err(|e| RestoreError::Preflight(PreflightRefusal::Archive(e)))?;
         self.driver.command(&format!(
             "mv {} {} && mkdir {}",
             local::shell_quote(&data.to_string_lossy()),
@@ -285,7 +291,9 @@ impl Runner<'_> {
     pub(super) fn recovery_config(&mut self, checked: &Checked) -> Result<(), RestoreError> {
         let settings = RecoverySettings {
             major: checked.major,
-            archive_dir: self.client.wal_dir(),
+            // Absolute whatever the root was given as: the server runs elsewhere.
+            archive_dir: std::path::absolute(self.client.wal_dir())
+                .unwrap_or_else(|_| self.client.wal_dir()),
             layout: checked.layout,
             target_timeline: checked
                 .line

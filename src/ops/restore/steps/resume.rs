@@ -1,15 +1,18 @@
 //! Resuming an interrupted restore: which steps its journal says finished
 //! (since the last restore that completed or was rolled back), so they are
-//! not run again.
+//! not run again, and what the attempt asked for, so the rest runs with the
+//! same settings.
 
 use super::StepKind;
 use crate::ops::restore::error::PreflightRefusal;
-use crate::ops::restore::journal::{Entry, Outcome};
+use crate::ops::restore::journal::{Entry, JournaledRequest, Outcome};
 
 /// What the journal of an interrupted restore says was finished.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resumed {
     pub done: Vec<StepKind>,
+    /// What the attempt asked for (journals older than this record have none).
+    pub request: Option<JournaledRequest>,
 }
 
 impl Resumed {
@@ -37,7 +40,8 @@ impl Resumed {
                 })
             })
             .collect();
-        Ok(Resumed { done })
+        let request = attempt.iter().rev().find_map(|e| e.request.clone());
+        Ok(Resumed { done, request })
     }
 
     pub fn has(&self, step: StepKind) -> bool {
@@ -56,6 +60,7 @@ mod tests {
             outcome,
             detail: String::new(),
             moved_aside_to: None,
+            request: None,
         }
     }
 

@@ -47,8 +47,9 @@ pub(super) fn open_source(
         path: path.to_owned(),
         source,
     };
-    let file = File::open(path).map_err(open_err)?;
-    let total = file.metadata().map_err(open_err)?.len();
+    // The tarball lies in the archive, which its client's user controls: a
+    // regular file only (a fifo swapped in would block the restore).
+    let (file, total) = crate::archive::safe_open::open_regular(path).map_err(open_err)?;
     let counted = BufReader::with_capacity(
         FILE_BUF_LEN,
         CountingReader {

@@ -2,6 +2,9 @@
 //! history in the user's cache folder, the Prometheus textfile, a client
 //! user's authorized_keys.
 //!
+//! Every path written here is checked by [`guard`] first: nothing of
+//! walwarden's may land inside the backup root, be it, or contain it.
+//!
 //! Every such write goes through `write_atomically`: a temporary file with a
 //! unique name in the same folder, synced, renamed over the old file, then
 //! the folder synced. A crash leaves the old file or the new one, never half
@@ -20,6 +23,8 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub mod guard;
+
 /// Mode for files anyone may read (umask still applies), as `fs::write` makes them.
 pub const SHARED: u32 = 0o666;
 /// Mode for files only their owner reads (an authorized_keys).
@@ -28,6 +33,7 @@ pub const PRIVATE: u32 = 0o600;
 /// Writes `bytes` to `path` atomically (see the module's doc), creating the
 /// new file with `mode` (less the umask). The parent folder must exist.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    guard::check_write(path, "the file")?;
     let dir = parent_of(path);
     let temporary = unique_temporary(path);
     let written = (|| {
@@ -75,6 +81,7 @@ pub struct Lock {
 impl Lock {
     /// Waits for the lock of `path` (its sidecar is created when missing).
     pub fn acquire(path: &Path) -> io::Result<Lock> {
+        guard::check_write(path, "the lock of")?;
         let mut sidecar = path.as_os_str().to_owned();
         sidecar.push(".lock");
         let file = OpenOptions::new()
@@ -100,6 +107,7 @@ pub fn read_json_or_default<T: DeserializeOwned + Default>(path: Option<&Path>) 
 /// Writes `value` as JSON under the file's lock, atomically; makes the
 /// parent folder when missing.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    guard::check_write(path, "the file")?;
     fs::create_dir_all(parent_of(path))?;
     let _lock = Lock::acquire(path)?;
     write_json_locked(path, value)
@@ -111,6 +119,7 @@ pub fn update_json<T: Serialize + DeserializeOwned + Default>(
     path: &Path,
     change: impl FnOnce(&mut T),
 ) -> io::Result<()> {
+    guard::check_write(path, "the file")?;
     fs::create_dir_all(parent_of(path))?;
     let _lock = Lock::acquire(path)?;
     let mut value = read_json_or_default(Some(path));
