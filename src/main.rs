@@ -19,8 +19,13 @@ fn main() {
 }
 
 fn run() -> Result<i32> {
-    color_eyre::install()?;
     let cli = Cli::parse();
+    // PostgreSQL's restore_command: as its OS user, before any config is read
+    // (it may not be readable) and with only exit statuses 0 and 1.
+    if let Some(Command::WalGet(args)) = &cli.command {
+        return Ok(walwarden::cli::wal_get::run(args));
+    }
+    color_eyre::install()?;
     if let Some(path) = &cli.log_file {
         init_log(path)?;
     }
@@ -40,7 +45,7 @@ fn run() -> Result<i32> {
         Some(Command::Restore(args)) => walwarden::cli::restore::run(args, &root, &config),
         Some(Command::Drill(args)) => walwarden::cli::drill::run(args, &root),
         Some(Command::Setup(args)) => walwarden::cli::setup::run(args, &root),
-        Some(Command::Demo(_)) | Some(Command::Migrate(_)) => Ok(0),
+        Some(Command::Demo(_)) | Some(Command::Migrate(_)) | Some(Command::WalGet(_)) => Ok(0),
         None => walwarden::tui::run(root, config, walwarden::tui::Options::default()).map(|_| 0),
     }
 }

@@ -8,6 +8,7 @@ pub mod migrate;
 pub mod restore;
 pub mod setup;
 pub mod verify;
+pub mod wal_get;
 
 use std::path::PathBuf;
 
@@ -49,4 +50,6 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Move a cluster to another major version: pg_dumpall -c, psql, every load error listed, both ends compared
     Migrate(migrate::MigrateArgs),
+    /// restore_command for a restored server: hand PostgreSQL a verified WAL file, prefetching the next ones
+    WalGet(wal_get::WalGetArgs),
 }

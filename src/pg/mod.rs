@@ -2,9 +2,11 @@
 //! PostgreSQL OS user and finding its binaries (`local`), classifying the
 //! server log's lines (`pglog`), commands over SSH with strict host keys
 //! (`remote`), and reading the target server's archiver, settings and log
-//! (`target`).
+//! (`target`); the line `walwarden wal-get` writes into the server log when
+//! it refuses a WAL file (`walget_line`).
 
 pub mod local;
 pub mod pglog;
 pub mod remote;
 pub mod target;
+pub mod walget_line;

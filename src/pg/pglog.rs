@@ -65,6 +65,10 @@ pub mod codes {
     pub const STOPPED: &str = "stopped-during-recovery";
     pub const EARLY_STOP: &str = "early-stop";
     pub const BAD_ARCHIVE_END: &str = "bad-archive-end";
+    /// Refusals of `walwarden wal-get` (see [`crate::pg::walget_line`]).
+    pub const FOREIGN_SEGMENT: &str = "foreign-segment";
+    pub const CORRUPT_SEGMENT: &str = "corrupt-segment";
+    pub const MISNAMED_SEGMENT: &str = "misnamed-segment";
 }
 
 fn diagnosis(code: &'static str, summary: impl Into<String>, fix: impl Into<String>) -> Diagnosis {
@@ -230,7 +234,7 @@ pub fn classify(line: &str) -> LineKind {
         Source::Server(Severity::Continuation) => LineKind::Other,
         Source::Server(severity) => classify_server(severity, parsed.message),
         Source::Tool(tool) => classify_tool(tool, parsed.message, line),
-        Source::Unknown => LineKind::Other,
+        Source::Unknown => crate::pg::walget_line::classify(line).unwrap_or(LineKind::Other),
     }
 }
 
@@ -947,6 +951,9 @@ impl ReplayTracker {
     ) -> Option<Diagnosis> {
         use codes::*;
         for code in [
+            FOREIGN_SEGMENT,
+            CORRUPT_SEGMENT,
+            MISNAMED_SEGMENT,
             ARCHIVE_PERMISSION,
             DISK_FULL,
             RESTORE_COMMAND_FAILED,

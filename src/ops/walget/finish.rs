@@ -1,0 +1,79 @@
+//! The end of a restore that used `walwarden wal-get`: what the restore or
+//! the drill calls once the server has left recovery (or was stopped), to
+//! read the replay's totals and remove the plan, the request log and any
+//! spool left behind.
+//!
+//! The prefetcher removes its spool itself when it stops; this is the
+//! safety net for what it could not do: a spool folder whose parent the
+//! PostgreSQL user may not write, a prefetcher still waiting out its idle
+//! timeout (asked to stop with SIGTERM, found by the pid in the spool's
+//! lock and only when that process's command line names this plan).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::WalGetError;
+use super::plan::WalGetPlan;
+use super::progress::{self, ReplayStats};
+use super::spool::Spool;
+
+/// How long a prefetcher gets to notice the end of recovery by itself.
+const GRACE: Duration = Duration::from_secs(3);
+
+/// Stops what still runs for the plan at `plan_path`, removes its spool,
+/// request log and plan file, and returns the replay's totals.
+pub fn finish(plan_path: &Path) -> Result<ReplayStats, WalGetError> {
+    let plan = WalGetPlan::load(plan_path)?;
+    stop_prefetcher(&plan, plan_path);
+    let spool = Spool::new(&plan.spool_dir);
+    spool.remove().map_err(|source| WalGetError::Write {
+        path: plan.spool_dir.clone(),
+        source,
+    })?;
+    let stats = progress::read(&plan.request_log)
+        .map(|records| progress::summarize(&records))
+        .unwrap_or_default();
+    for path in [&plan.request_log, &plan_path.to_path_buf()] {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(WalGetError::Write {
+                    path: path.clone(),
+                    source: e,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(stats)
+}
+
+fn stop_prefetcher(plan: &WalGetPlan, plan_path: &Path) {
+    let spool = Spool::new(&plan.spool_dir);
+    let mut deadline = Instant::now() + GRACE;
+    let mut signalled = false;
+    while let Some(pid) = spool.prefetcher() {
+        if Instant::now() > deadline {
+            if signalled || !is_our_prefetcher(pid, plan_path) {
+                return;
+            }
+            signalled = true;
+            deadline = Instant::now() + GRACE;
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether `pid` runs `wal-get --plan <plan_path> --prefetch`: never signal
+/// a process by a pid alone, it may have been reused.
+fn is_our_prefetcher(pid: u32, plan_path: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let plan = plan_path.as_os_str().as_encoded_bytes();
+    args.contains(&&b"--prefetch"[..]) && args.contains(&plan)
+}
