@@ -538,7 +538,10 @@ mod tests {
                 assert!(
                     Instant::now() < deadline,
                     "timed out; spool: {:?}; log: {:?}",
-                    fs::read_dir(&plan.spool_dir).map(|d| d.filter_map(Result::ok).map(|e| e.file_name()).collect::<Vec<_>>()),
+                    fs::read_dir(&plan.spool_dir).map(|d| d
+                        .filter_map(Result::ok)
+                        .map(|e| e.file_name())
+                        .collect::<Vec<_>>()),
                     fs::read_to_string(&plan.request_log)
                 );
                 std::thread::sleep(Duration::from_millis(5));
