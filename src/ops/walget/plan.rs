@@ -318,9 +318,7 @@ impl WalGetPlan {
     /// directory (PostgreSQL removes recovery.signal when it promotes; 10 and
     /// 11 rename recovery.conf to recovery.done).
     pub fn recovery_in_progress(&self) -> bool {
-        ["recovery.signal", "standby.signal", "recovery.conf"]
-            .iter()
-            .any(|f| self.data_dir.join(f).exists())
+        recovery_in_progress(&self.data_dir)
     }
 
     /// Writes the plan file (readable by everyone: it holds no secret),
@@ -358,6 +356,14 @@ impl WalGetPlan {
         }
         Ok(())
     }
+}
+
+/// Whether `data_dir` holds one of recovery's signal files: see
+/// [`WalGetPlan::recovery_in_progress`].
+pub fn recovery_in_progress(data_dir: &Path) -> bool {
+    ["recovery.signal", "standby.signal", "recovery.conf"]
+        .iter()
+        .any(|f| data_dir.join(f).exists())
 }
 
 /// The restore_command that runs the helper `exe` on the plan at `plan`,

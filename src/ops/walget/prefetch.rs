@@ -183,10 +183,7 @@ impl Watch {
         if STOP_REQUESTED.load(Ordering::SeqCst) {
             return Some(StopReason::Signalled);
         }
-        if !["recovery.signal", "standby.signal", "recovery.conf"]
-            .iter()
-            .any(|f| self.data_dir.join(f).exists())
-        {
+        if !super::plan::recovery_in_progress(&self.data_dir) {
             return Some(StopReason::RecoveryEnded);
         }
         if let Some(postmaster) = self.postmaster {

@@ -149,7 +149,7 @@ fn answer(
                     bytes,
                 };
             }
-            answered(fetch::fetch_history(plan, file, dest), false, file)
+            answered(fetch::fetch_history(plan, file, dest), file)
         }
         _ => other(plan, file, dest),
     }
@@ -185,7 +185,7 @@ fn segment(plan: &WalGetPlan, spool: &Spool, id: SegmentId, file: &str, dest: &P
                 plan.last_segment.as_deref().unwrap_or("a later segment")
             ),
         },
-        result => answered(result, false, file),
+        result => answered(result, file),
     }
 }
 
@@ -199,17 +199,17 @@ fn is_gap(plan: &WalGetPlan, id: SegmentId) -> bool {
 }
 
 fn other(plan: &WalGetPlan, file: &str, dest: &Path) -> Answer {
-    answered(fetch::fetch_other(plan, file, dest), false, file)
+    answered(fetch::fetch_other(plan, file, dest), file)
 }
 
-fn answered(result: Result<Fetched, FetchError>, gap: bool, file: &str) -> Answer {
+fn answered(result: Result<Fetched, FetchError>, file: &str) -> Answer {
     match result {
         Ok(fetched) => Answer::Handed {
             outcome: RequestOutcome::Archive,
             bytes: fetched.bytes,
         },
         Err(FetchError::NotInArchive) => Answer::NotFound {
-            gap,
+            gap: false,
             reason: format!("{file} is not in the archive"),
         },
         Err(FetchError::Refused { code, reason }) => Answer::Refused { code, reason },

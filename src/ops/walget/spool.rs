@@ -138,20 +138,6 @@ impl Spool {
         Ok(files)
     }
 
-    /// Bytes held: complete and partial files.
-    pub fn bytes(&self) -> u64 {
-        fs::read_dir(&self.dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .filter_map(|e| e.metadata().ok())
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-
     /// Removes every file and then the folder. A folder the PostgreSQL user
     /// may not remove (its parent is not theirs) stays, empty, for the
     /// restore to remove. A missing folder is fine.
