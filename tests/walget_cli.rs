@@ -260,3 +260,24 @@ fn the_prefetcher_ends_with_its_server_however_it_dies() {
     assert_eq!(stops, vec!["the server is gone".to_owned()]);
     assert!(Path::new(&s.plan.data_dir).join("recovery.signal").exists());
 }
+
+/// A restore that ends while recovery still runs (stopped, rolled back) calls
+/// `finish`: the prefetcher, found by its pid and plan path, is asked to
+/// stop and cleans up.
+#[test]
+fn finish_stops_a_prefetcher_that_outlives_its_restore() {
+    let s = setup(30);
+    assert_eq!(ask(&s, &name(&s, 2)).status.code(), Some(0));
+    assert!(wait_until(Duration::from_secs(10), || prefetchers(&s)
+        .len()
+        == 1));
+    let pid = prefetchers(&s)[0].0;
+    let stats = walwarden::ops::walget::finish::finish(&s.plan_path).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || !walget_support::is_alive(pid)),
+        "the prefetcher ended"
+    );
+    assert!(!s.plan.spool_dir.exists());
+    assert_eq!(stats.prefetcher_stops, vec!["asked to stop".to_owned()]);
+    assert_eq!(stats.segments, 1);
+}

@@ -75,7 +75,7 @@ pub struct WalGetPlan {
 pub struct PlanOptions {
     pub prefetch_depth: u32,
     pub spool_max_bytes: u64,
-    /// 0: one less than the cores (at least one, at most four).
+    /// 0: one less than the cores, at least two, at most four.
     pub workers: u32,
     pub idle_timeout: Duration,
 }
@@ -155,10 +155,14 @@ impl WalGetPlan {
         if parts.line.is_empty() {
             return Err(WalGetError::EmptyLine);
         }
+        // One core stays PostgreSQL's (its startup process replays on one);
+        // still two workers on two cores: they only run while the spool is
+        // short of its depth, and after a stall two catch up twice as fast
+        // (writing fresh page cache, not inflating, is most of their time).
         let workers = match options.workers {
             0 => std::thread::available_parallelism()
-                .map_or(1, |n| n.get().saturating_sub(1))
-                .clamp(1, 4) as u32,
+                .map_or(2, |n| n.get().saturating_sub(1))
+                .clamp(2, 4) as u32,
             n => n,
         };
         let plan = WalGetPlan {

@@ -62,7 +62,7 @@ impl StopReason {
             StopReason::SpoolRemoved => "the spool was removed",
             StopReason::Signalled => "asked to stop",
             StopReason::AlreadyRunning => "another prefetcher runs",
-            StopReason::NoSpool => "cannot make the spool",
+            StopReason::NoSpool => "no spool",
         }
     }
 }
@@ -221,7 +221,9 @@ fn process_start_time(pid: u32) -> Option<u64> {
 /// the spool. Returns why it stopped.
 pub fn run(plan: &WalGetPlan) -> StopReason {
     let spool = Spool::new(&plan.spool_dir);
-    if spool.ensure().is_err() {
+    // The helper made it before starting us; when it is gone, a restore's
+    // `finish` removed it meanwhile and nothing is to be prefetched.
+    if !spool.exists() {
         return StopReason::NoSpool;
     }
     // The helper that started us may look at the lock while we take it.
@@ -241,7 +243,8 @@ pub fn run(plan: &WalGetPlan) -> StopReason {
         &RequestRecord::new("", RequestOutcome::PrefetchStart),
     );
     let (reason, prefetched) = Prefetcher::new(plan, &spool).run();
-    let _ = spool.remove();
+    // Recorded before the spool (and its lock) goes: whoever waits for the
+    // lock to go, to read the totals, finds this line there.
     let record = RequestRecord {
         detail: Some(reason.as_str().to_owned()),
         bytes: prefetched,
@@ -249,6 +252,7 @@ pub fn run(plan: &WalGetPlan) -> StopReason {
     }
     .with_usage();
     let _ = progress::append(&plan.request_log, &record);
+    let _ = spool.remove();
     drop(lock);
     reason
 }
