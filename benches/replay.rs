@@ -241,11 +241,12 @@ fn main() {
                 sample.redo_secs,
                 sample.startup_cpu,
                 sample.helper.as_ref().map_or_else(String::new, |h| format!(
-                    ", helper cpu {:.2} s, max rss {:.1} MiB, {} of {} prefetched",
+                    ", helper cpu {:.2} s, max rss {:.1} MiB, {} of {} prefetched, {:.2} s inside answers",
                     h.helper_cpu_us as f64 / 1e6,
                     h.helper_max_rss_kb as f64 / 1024.0,
                     h.from_spool,
-                    h.segments
+                    h.segments,
+                    h.answer_us as f64 / 1e6
                 ))
             );
             samples.entry(contender).or_default().push(sample);

@@ -186,6 +186,10 @@ pub struct ReplayStats {
     /// `(file, code)` of every refusal.
     pub refused: Vec<(String, String)>,
     pub gaps: Vec<String>,
+    /// Time PostgreSQL spent inside the helper's answers (waiting for a
+    /// segment the prefetcher was writing, or fetching it), in microseconds;
+    /// process start-up not included.
+    pub answer_us: u64,
     /// CPU of every helper process and prefetcher, in microseconds.
     pub helper_cpu_us: u64,
     /// The largest peak memory of any of them, in KiB.
@@ -220,6 +224,7 @@ pub fn summarize(records: &[RequestRecord]) -> ReplayStats {
             }
             _ => {
                 stats.first_request_ms.get_or_insert(record.at_ms);
+                stats.answer_us += record.took_us;
             }
         }
         // A prefetcher's stop record carries its whole life's usage; a
