@@ -143,6 +143,18 @@ fn requests_are_served_ahead_by_one_prefetcher_that_leaves_nothing_when_recovery
         "bounded"
     );
 
+    // What a person (or a wizard, through progress::progress_of) sees.
+    let status = Command::new(env!("CARGO_BIN_EXE_walwarden"))
+        .args(["wal-get", "--status", "--plan"])
+        .arg(&s.plan_path)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.starts_with(&format!("segment 39 of 39 ({})", name(&s, 40))),
+        "{text}"
+    );
+
     // The end of the archive: silent, exit 1.
     let end = ask(&s, &name(&s, 41));
     assert_eq!(end.status.code(), Some(1));

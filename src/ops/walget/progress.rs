@@ -300,6 +300,18 @@ impl ReplayProgress {
     }
 }
 
+/// The replay's progress of the restore whose plan is at `plan_path`
+/// (`plan::plan_path(data_dir)`): what a wizard polls on its tick. A
+/// request log not written yet reads as no progress.
+pub fn progress_of(
+    plan_path: &Path,
+    now: SystemTime,
+) -> Result<ReplayProgress, super::WalGetError> {
+    let plan = WalGetPlan::load(plan_path)?;
+    let records = read(&plan.request_log).unwrap_or_default();
+    Ok(progress(&plan, &records, now))
+}
+
 /// The replay's progress from the plan and its request log, at `now`.
 pub fn progress(plan: &WalGetPlan, records: &[RequestRecord], now: SystemTime) -> ReplayProgress {
     let stats = summarize(records);
