@@ -57,6 +57,11 @@ fn install_hooks(styled: bool) {
 }
 
 fn run(cli: &Cli) -> Result<i32> {
+    // PostgreSQL's restore_command: as its OS user, before any config is read
+    // (it may not be readable) and with only exit statuses 0 and 1.
+    if let Some(Command::WalGet(args)) = &cli.command {
+        return Ok(walwarden::cli::wal_get::run(args));
+    }
     // Run by sshd for a client's key: one line on stderr, never a report. It
     // writes inside the root by design (append-only, its own checks), so it
     // comes before the guard that keeps every other writer out of it.
@@ -110,7 +115,8 @@ fn run(cli: &Cli) -> Result<i32> {
             | Command::Migrate(_)
             | Command::Completions(_)
             | Command::Man(_)
-            | Command::Receive(_),
+            | Command::Receive(_)
+            | Command::WalGet(_),
         ) => Ok(0),
         None => {
             walwarden::cli::need_a_terminal("the dashboard", "walwarden check")?;

@@ -114,6 +114,26 @@ pub const EXIT_STATUS: &[(Option<&str>, ExitCodes)] = &[
         ],
     ),
     (
+        Some("wal-get"),
+        &[
+            (
+                0,
+                "handed over",
+                "the WAL file is verified and in place for PostgreSQL",
+            ),
+            (
+                1,
+                "not handed over",
+                "not in the archive (the normal end of recovery), or refused with one line on stderr",
+            ),
+            (
+                3,
+                "usage",
+                "a usage error: PostgreSQL reads it as a missing file (anything above 125 would be fatal to it), and the restore's log check then fails the restore",
+            ),
+        ],
+    ),
+    (
         Some("setup"),
         &[
             (0, "done", "done, or --dry-run"),

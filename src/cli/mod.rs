@@ -13,6 +13,7 @@ pub mod receive;
 pub mod restore;
 pub mod setup;
 pub mod verify;
+pub mod wal_get;
 
 use std::path::PathBuf;
 
@@ -60,6 +61,8 @@ pub enum Command {
     Man(docs::ManArgs),
     /// The forced command of a client's key: accept WAL and base backups from stdin, nothing else (reads SSH_ORIGINAL_COMMAND)
     Receive(receive::ReceiveArgs),
+    /// restore_command for a restored server: hand PostgreSQL a verified WAL file, prefetching the next ones
+    WalGet(wal_get::WalGetArgs),
 }
 
 impl Command {

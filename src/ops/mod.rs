@@ -1,12 +1,16 @@
 //! Operations that change things, each asking before it does: the restore
 //! engine (`restore`), restore drills into a scratch folder (`drill`),
 //! onboarding a client (`setup`), moving a cluster to another major
-//! version (`migrate`), and the append-only receiver a client's key is
-//! forced through (`receive`). They stand on the archive model, the checks and
+//! version (`migrate`), the append-only receiver a client's key is forced
+//! through (`receive`), the restore_command helper that verifies and
+//! prefetches WAL (`walget`), and the phase times a restore and a drill
+//! report (`phases`). They stand on the archive model, the checks and
 //! the PostgreSQL and SSH plumbing below them.
 
 pub mod drill;
 pub mod migrate;
+pub mod phases;
 pub mod receive;
 pub mod restore;
 pub mod setup;
+pub mod walget;

@@ -2,7 +2,8 @@
 //! PostgreSQL OS user and finding its binaries (`local`), classifying the
 //! server log's lines (`pglog`), commands over SSH with strict host keys
 //! (`remote`), and reading the target server's archiver, settings and log
-//! (`target`).
+//! (`target`). The line `walwarden wal-get` writes into the server log when
+//! it refuses a WAL file is part of the classifier (`pglog::walget_line`).
 
 pub mod local;
 pub mod pglog;

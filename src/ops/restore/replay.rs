@@ -431,6 +431,9 @@ impl ReplayTracker {
     ) -> Option<Diagnosis> {
         use codes::*;
         for code in [
+            FOREIGN_SEGMENT,
+            CORRUPT_SEGMENT,
+            MISNAMED_SEGMENT,
             ARCHIVE_PERMISSION,
             DISK_FULL,
             RESTORE_COMMAND_FAILED,
@@ -517,6 +520,52 @@ mod tests {
             Verdict::Failed { diagnosis, .. } => {
                 assert_eq!(diagnosis.code, codes::SERVER_FATAL);
                 assert_eq!(diagnosis.summary, "something new");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A refusal before the archive's end is the early stop's cause, named.
+    #[test]
+    fn the_replay_tracker_names_a_refused_segment_as_the_cause_of_an_early_stop() {
+        let mut t = ReplayTracker::default();
+        for line in [
+            "2026-11-25 13:12:36.097 UTC [9237] LOG:  starting archive recovery",
+            "2026-11-25 13:12:36.159 UTC [9237] LOG:  restored log file \"00000001000000000000000A\" from archive",
+            "walwarden wal-get: refused 00000001000000000000000B (corrupt-segment): not a valid stream: corrupt deflate stream",
+            "2026-11-25 13:12:38.031 UTC [9237] LOG:  redo done at 0/A000138 system usage: CPU: user: 0.60 s",
+            "2026-11-25 13:12:38.109 UTC [9237] LOG:  selected new timeline ID: 2",
+            "2026-11-25 13:12:38.148 UTC [9237] LOG:  archive recovery complete",
+            "2026-11-25 13:12:38.217 UTC [9234] LOG:  database system is ready to accept connections",
+        ] {
+            t.feed(line);
+        }
+        let outcome = t.outcome("000000010000000000000015", None);
+        match &outcome.verdict {
+            Verdict::EarlyStop { cause, .. } => {
+                assert_eq!(cause.code, "corrupt-segment");
+                assert!(cause.summary.contains("00000001000000000000000B"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_missing_line_is_a_gap_the_tracker_names() {
+        let mut t = ReplayTracker::default();
+        for line in [
+            "LOG:  starting archive recovery",
+            "LOG:  restored log file \"00000001000000000000000E\" from archive",
+            "walwarden wal-get: missing 00000001000000000000000F (wal-gap): not in /x/wal, the line goes on to 000000010000000000000015",
+            "LOG:  redo done at 0/EFFFD68 system usage: CPU: user: 0.06 s",
+            "LOG:  database system is ready to accept connections",
+        ] {
+            t.feed(line);
+        }
+        match t.outcome("000000010000000000000015", None).verdict {
+            Verdict::EarlyStop { cause, .. } => {
+                assert_eq!(cause.code, "wal-gap");
+                assert!(cause.summary.contains("00000001000000000000000F"));
             }
             other => panic!("{other:?}"),
         }

@@ -10,6 +10,8 @@
 //! the same file without a prefix. English messages (`lc_messages = C` or `en`)
 //! only.
 
+pub mod walget_line;
+
 use std::fmt;
 
 use crate::archive::wal::{Lsn, WalFileKind};
@@ -65,6 +67,10 @@ pub mod codes {
     pub const CONFIG_FILE_MISSING: &str = "config-file-missing";
     pub const STANDBY_MODE: &str = "standby-mode";
     pub const UNREQUESTED_PAUSE: &str = "unrequested-pause";
+    /// Refusals of `walwarden wal-get` (see [`crate::pg::pglog::walget_line`]).
+    pub const FOREIGN_SEGMENT: &str = "foreign-segment";
+    pub const CORRUPT_SEGMENT: &str = "corrupt-segment";
+    pub const MISNAMED_SEGMENT: &str = "misnamed-segment";
 }
 
 pub(crate) fn diagnosis(
@@ -238,7 +244,7 @@ pub fn classify(line: &str) -> LineKind {
         Source::Server(Severity::Continuation) => LineKind::Other,
         Source::Server(severity) => classify_server(severity, parsed.message),
         Source::Tool(tool) => classify_tool(tool, parsed.message, line),
-        Source::Unknown => LineKind::Other,
+        Source::Unknown => crate::pg::pglog::walget_line::classify(line).unwrap_or(LineKind::Other),
     }
 }
 

@@ -1,0 +1,210 @@
+//! The prefetch spool: a folder beside the data directory holding segments
+//! (and `.history` files) already decompressed and verified, under their own
+//! names. A file is written as `.<name>.part` and renamed when complete and
+//! verified, so a name without the dot is always whole and good; the helper
+//! hands it to PostgreSQL with one rename (same file system as pg_wal).
+//!
+//! `.prefetch.lock` is held (flock) by the one running prefetcher and holds
+//! its pid, so the helper can tell whether one runs and a restore can find
+//! it. The spool is removed whole when the prefetcher stops.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+const LOCK: &str = ".prefetch.lock";
+
+#[derive(Debug, Clone)]
+pub struct Spool {
+    dir: PathBuf,
+}
+
+/// The prefetcher's hold on the spool; released when dropped.
+pub struct PrefetchLock {
+    _held: Flock<File>,
+}
+
+impl Spool {
+    pub fn new(dir: &Path) -> Spool {
+        Spool {
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Where a complete, verified file waits.
+    pub fn ready(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Where a file is written before it is complete and verified.
+    pub fn partial(&self, name: &str) -> PathBuf {
+        self.dir.join(format!(".{name}.part"))
+    }
+
+    pub fn exists(&self) -> bool {
+        self.dir.is_dir()
+    }
+
+    /// Makes the folder (mode 0700) when missing.
+    pub fn ensure(&self) -> io::Result<()> {
+        match fs::DirBuilder::new().mode(0o700).create(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Moves the ready file `name` to `dest`; `None` when the spool does not
+    /// have it. A rename when both are on one file system, else a copy.
+    pub fn take(&self, name: &str, dest: &Path) -> io::Result<Option<u64>> {
+        let ready = self.ready(name);
+        let size = match fs::metadata(&ready) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match fs::rename(&ready, dest) {
+            Ok(()) => Ok(Some(size)),
+            // The prefetcher removed it meanwhile (it stopped, or evicted it).
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+                let copied = fs::copy(&ready, dest)?;
+                let _ = fs::remove_file(&ready);
+                Ok(Some(copied))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn is_in_flight(&self, name: &str) -> bool {
+        self.partial(name).exists()
+    }
+
+    /// Takes the prefetcher's lock without waiting: `None` when another
+    /// prefetcher holds it. Writes this process's pid into it.
+    pub fn lock_prefetcher(&self) -> io::Result<Option<PrefetchLock>> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .read(true)
+            .mode(0o600)
+            .open(self.dir.join(LOCK))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(mut held) => {
+                held.set_len(0)?;
+                held.write_all(std::process::id().to_string().as_bytes())?;
+                Ok(Some(PrefetchLock { _held: held }))
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, errno)) => Err(io::Error::from(errno)),
+        }
+    }
+
+    /// The pid of the prefetcher holding the lock, if one does.
+    pub fn prefetcher(&self) -> Option<u32> {
+        let path = self.dir.join(LOCK);
+        let file = OpenOptions::new().read(true).open(&path).ok()?;
+        match Flock::lock(file, FlockArg::LockSharedNonblock) {
+            // Nobody holds it: no prefetcher.
+            Ok(_) => None,
+            Err((mut file, _)) => {
+                let mut text = String::new();
+                file.read_to_string(&mut text).ok()?;
+                text.trim().parse().ok()
+            }
+        }
+    }
+
+    /// Complete files in the spool, with their sizes.
+    pub fn ready_files(&self) -> io::Result<Vec<(String, u64)>> {
+        let mut files = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue;
+            }
+            files.push((name, entry.metadata().map_or(0, |m| m.len())));
+        }
+        Ok(files)
+    }
+
+    /// Removes every file and then the folder. A folder the PostgreSQL user
+    /// may not remove (its parent is not theirs) stays, empty, for the
+    /// restore to remove. A missing folder is fine.
+    pub fn remove(&self) -> io::Result<()> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        // The lock file last: a helper looking meanwhile still sees the prefetcher.
+        let mut lock = None;
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_name() == LOCK {
+                lock = Some(entry.path());
+                continue;
+            }
+            match fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        if let Some(lock) = lock {
+            let _ = fs::remove_file(lock);
+        }
+        match fs::remove_dir(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ready_file_is_taken_once_and_the_lock_admits_one_prefetcher() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(&dir.path().join("spool"));
+        spool.ensure().unwrap();
+        spool.ensure().unwrap();
+        fs::write(spool.partial("000000010000000000000007"), b"half").unwrap();
+        assert!(spool.is_in_flight("000000010000000000000007"));
+        fs::write(spool.ready("000000010000000000000008"), b"whole").unwrap();
+        assert_eq!(
+            spool.ready_files().unwrap(),
+            vec![("000000010000000000000008".to_owned(), 5)]
+        );
+        let dest = dir.path().join("RECOVERYXLOG");
+        assert_eq!(
+            spool.take("000000010000000000000008", &dest).unwrap(),
+            Some(5)
+        );
+        assert_eq!(fs::read(&dest).unwrap(), b"whole");
+        assert_eq!(spool.take("000000010000000000000008", &dest).unwrap(), None);
+
+        assert_eq!(spool.prefetcher(), None);
+        let held = spool.lock_prefetcher().unwrap();
+        assert!(held.is_some());
+        assert!(spool.lock_prefetcher().unwrap().is_none());
+        assert_eq!(spool.prefetcher(), Some(std::process::id()));
+        drop(held);
+        assert_eq!(spool.prefetcher(), None);
+        spool.remove().unwrap();
+        assert!(!spool.exists());
+        spool.remove().unwrap();
+    }
+}
