@@ -314,12 +314,23 @@ fn dashboard_filter_detail_help_and_quit() {
 
     tmux.type_text("?");
     tmux.wait_for("the help overlay", |screen| {
-        screen.contains("keys (? or Esc to close)") && screen.contains("Client detail")
+        screen.contains("keys · ?/Esc close") && screen.contains("Client detail")
     });
+    // Regression: `j` closed the help and moved the selection. The overlay
+    // consumes it; `?` then closes the help, and the selection is still on
+    // globex. (No wait can prove a key did nothing, so the `?` after it is
+    // the marker: keys are handled in order.)
+    tmux.type_text("j");
     tmux.type_text("?");
-    tmux.wait_for("the help overlay to close", |screen| {
-        !screen.contains("keys (? or Esc to close)") && screen.contains("STATUS")
+    let screen = tmux.wait_for("the help overlay to close", |screen| {
+        !screen.contains("keys · ?/Esc close") && screen.contains("STATUS")
     });
+    let selected: Vec<&str> = screen.lines().filter(|l| l.contains('▶')).collect();
+    assert!(
+        selected.len() == 1 && selected[0].contains("globex"),
+        "the selection stayed on globex:\n{}",
+        framed(&screen)
+    );
 
     tmux.type_text("q");
     tmux.assert_shell_is_back();

@@ -571,7 +571,7 @@ fn new_client_screen_form_then_plan() {
     );
     assert!(
         review.contains(
-            "archive_command = 'gzip -c -9 %p | ssh -o BatchMode=yes acmebackup@backup1.example.net"
+            "archive_command = 'gzip -c -9 -n %p | ssh -o BatchMode=yes -o ConnectTimeout=10"
         ),
         "{review}"
     );
@@ -654,4 +654,97 @@ fn deep_check_progress_and_drill_confirmation() {
     );
     assert!(fixture.app.confirm.is_none());
     assert!(fixture.app.jobs["stark"].drill_running);
+}
+
+/// What lies beneath the overlays: everything a leaked key could change.
+fn beneath(app: &App) -> String {
+    format!(
+        "{:?} selected={} filter={:?} editing={} sort={} reversed={} wizard={:?} onboarding={} verification={} jobs={:?}",
+        app.screen,
+        app.selected,
+        app.filter,
+        app.editing_filter,
+        app.sort.label(),
+        app.sort_reversed,
+        app.wizard
+            .as_ref()
+            .map(|w| (w.data_dir.clone(), w.focus, w.phase.clone())),
+        app.onboarding.is_some(),
+        app.verification.is_some(),
+        app.jobs.keys().collect::<Vec<_>>(),
+    )
+}
+
+/// Regression: `j` with the help open closed the help and moved the
+/// selection. Every overlay (the help, the error popup, a question) now
+/// consumes every key: for each overlay and every key the table binds
+/// anywhere (plus a few letters), the screen beneath does not change, no
+/// work starts, and the overlay closes only by one of its own keys.
+#[test]
+fn no_key_leaks_through_an_overlay() {
+    use walwarden::tui::keymap::{Action, BINDINGS, Scope};
+    let mut keys: Vec<KeyCode> = BINDINGS
+        .iter()
+        .flat_map(|b| b.keys.iter().copied())
+        .collect();
+    keys.extend("ajxz0 ".chars().map(KeyCode::Char));
+    keys.dedup();
+    type Setup = fn(&mut App);
+    let overlays: [(&str, Scope, Setup); 6] = [
+        ("help on the dashboard", Scope::Help, |app| {
+            press(app, KeyCode::Down);
+            press(app, KeyCode::Char('?'));
+        }),
+        ("help on a detail", Scope::Help, |app| {
+            press(app, KeyCode::Enter);
+            press(app, KeyCode::Char('?'));
+        }),
+        ("error popup on the dashboard", Scope::Error, |app| {
+            press(app, KeyCode::Down);
+            app.last_error = Some("the rescan failed".into());
+        }),
+        ("error popup over the restore form", Scope::Error, |app| {
+            press(app, KeyCode::Char('R'));
+            type_text(app, "/srv");
+            app.last_error = Some("a job failed".into());
+        }),
+        ("error popup over a question", Scope::Error, |app| {
+            press(app, KeyCode::Char('D'));
+            app.last_error = Some("a job failed".into());
+        }),
+        ("drill question", Scope::Confirm, |app| {
+            press(app, KeyCode::Down);
+            press(app, KeyCode::Char('D'));
+        }),
+    ];
+    for (what, scope, setup) in overlays {
+        for key in &keys {
+            let mut fixture = demo_app();
+            let app = &mut fixture.app;
+            setup(app);
+            assert_eq!(app.key_scope(), scope, "{what}");
+            let before = beneath(app);
+            let confirm_before = app.confirm.clone();
+            let commands = press(app, *key);
+            let own = walwarden::tui::keymap::action_in(scope, KeyEvent::from(*key));
+            match own {
+                Some(Action::Quit) => assert_eq!(commands, vec![Command::Quit], "{what}: {key:?}"),
+                Some(Action::Yes) => {
+                    assert!(!commands.is_empty(), "{what}: {key:?} answers yes");
+                    continue;
+                }
+                _ => assert!(commands.is_empty(), "{what}: {key:?} started {commands:?}"),
+            }
+            assert_eq!(beneath(app), before, "{what}: {key:?} leaked through");
+            let still_open = app.key_scope() == scope;
+            assert_eq!(
+                still_open,
+                own.is_none() || own == Some(Action::Quit),
+                "{what}: {key:?} (own action {own:?}) closed the overlay: {still_open}"
+            );
+            if scope == Scope::Error {
+                assert_eq!(app.confirm, confirm_before, "{what}: {key:?}");
+            }
+        }
+    }
 }

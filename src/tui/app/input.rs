@@ -1,7 +1,8 @@
-//! Keys, resolved through the one key table (`keymap`) into actions: the
-//! screens' keys, the questions' yes and no, the filter being typed. The
-//! forms of the wizard and the new-client screen read their own keys the
-//! same way.
+//! Keys, resolved through the one key table (`keymap`) into actions, in
+//! the one scope that holds them (`App::key_scope`): an overlay's (the error
+//! popup, a question, the help), the filter being typed, or the screen's.
+//! The forms of the wizard and the new-client screen read their own keys
+//! the same way.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -11,60 +12,66 @@ use crate::tui::onboarding::{OnboardCommand, Onboarding};
 use crate::tui::wizard::{Wizard, WizardCommand};
 
 impl App {
+    /// A key goes to the scope that holds the keys now (`key_scope`) and to
+    /// nothing else: an overlay (the error popup, a question, the help)
+    /// consumes every key, acting only on its own.
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let scope = self.key_scope();
+        let action = keymap::action_for(scope, key);
         let ctrl_c =
             key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
-        if self.screen == Screen::Restore && !ctrl_c {
-            return self.on_wizard_key(key);
+        if ctrl_c {
+            // Never text, never an answer: it quits from anywhere.
+            return self.apply(Action::Quit);
         }
-        if self.screen == Screen::NewClient && !ctrl_c && !self.show_help {
-            return self.on_onboarding_key(key);
-        }
-        if self.editing_filter {
-            return self.on_filter_key(key);
-        }
-        if let Some(confirm) = self.confirm.take() {
-            return self.on_confirm_key(confirm, key);
-        }
-        if self.last_error.is_some() && matches!(key.code, KeyCode::Esc | KeyCode::Enter) {
-            self.last_error = None;
-            return Vec::new();
-        }
-        let Some(action) = keymap::action_for(self.scope(), key) else {
-            return Vec::new();
-        };
-        if self.show_help && !matches!(action, Action::ToggleHelp | Action::Quit) {
-            self.show_help = false;
-            if action == Action::Back {
-                return Vec::new();
+        match scope {
+            Scope::Error => {
+                if action == Some(Action::Back) {
+                    self.last_error = None;
+                }
+                Vec::new()
             }
+            Scope::Confirm => self.on_confirm_key(action),
+            Scope::Help => match action {
+                Some(Action::ToggleHelp) => {
+                    self.show_help = false;
+                    Vec::new()
+                }
+                Some(Action::Quit) => self.apply(Action::Quit),
+                _ => Vec::new(),
+            },
+            Scope::Filter => self.on_filter_key(action, key),
+            _ if self.screen == Screen::Restore => self.on_wizard_key(key),
+            _ if self.screen == Screen::NewClient => self.on_onboarding_key(key),
+            _ => action.map_or_else(Vec::new, |action| self.apply(action)),
         }
-        self.apply(action)
     }
 
     /// The pending question takes the key: yes runs its commands, no drops them.
-    fn on_confirm_key(&mut self, confirm: Confirm, key: KeyEvent) -> Vec<Command> {
-        match keymap::action_in(Scope::Confirm, key) {
-            Some(Action::Yes) => {
-                for command in &confirm.commands {
-                    if let Command::Drill(name) = command {
-                        let job = self.jobs.entry(name.clone()).or_default();
-                        job.drill_running = true;
-                        job.drill_lines.clear();
-                        self.screen = Screen::Detail {
-                            client: name.clone(),
-                            scroll: 0,
-                        };
-                    }
-                }
-                confirm.commands
-            }
-            Some(Action::No) => Vec::new(),
-            _ => {
-                self.confirm = Some(confirm);
-                Vec::new()
+    fn on_confirm_key(&mut self, action: Option<Action>) -> Vec<Command> {
+        let yes = match action {
+            Some(Action::Yes) => true,
+            Some(Action::No) => false,
+            _ => return Vec::new(),
+        };
+        let Some(confirm) = self.confirm.take() else {
+            return Vec::new();
+        };
+        if !yes {
+            return Vec::new();
+        }
+        for command in &confirm.commands {
+            if let Command::Drill(name) = command {
+                let job = self.jobs.entry(name.clone()).or_default();
+                job.drill_running = true;
+                job.drill_lines.clear();
+                self.screen = Screen::Detail {
+                    client: name.clone(),
+                    scroll: 0,
+                };
             }
         }
+        confirm.commands
     }
 
     /// Keys on the wizard's screen go to the wizard first: its form takes text.
@@ -228,12 +235,8 @@ impl App {
         Vec::new()
     }
 
-    fn on_filter_key(&mut self, key: KeyEvent) -> Vec<Command> {
-        // Ctrl-C is not text: it quits, as everywhere else.
-        if keymap::action_for(Scope::Filter, key) == Some(Action::Quit) {
-            return self.apply(Action::Quit);
-        }
-        match (keymap::action_in(Scope::Filter, key), key.code) {
+    fn on_filter_key(&mut self, action: Option<Action>, key: KeyEvent) -> Vec<Command> {
+        match (action, key.code) {
             (Some(Action::Submit), _) => self.editing_filter = false,
             (Some(Action::Back), _) => {
                 self.editing_filter = false;

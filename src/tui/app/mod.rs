@@ -259,7 +259,7 @@ impl App {
         }
     }
 
-    /// The screen's scope in the key table: its keys and its footer hints.
+    /// The screen's scope in the key table.
     pub fn scope(&self) -> Scope {
         match self.screen {
             Screen::Dashboard => Scope::Dashboard,
@@ -267,6 +267,32 @@ impl App {
             Screen::Verify => Scope::Verify,
             Screen::Restore => Scope::Restore,
             Screen::NewClient => Scope::NewClient,
+        }
+    }
+
+    /// The scope that holds the keys (and the mouse) now: the topmost
+    /// overlay, in the order they are drawn (the error popup over a
+    /// question over the help), else the filter being typed, else the
+    /// screen's own (a wizard's form or question included). Keys are looked
+    /// up in this scope alone and go nowhere else, so nothing leaks through
+    /// to the screen underneath; the footer shows this scope's hints.
+    pub fn key_scope(&self) -> Scope {
+        if self.last_error.is_some() {
+            return Scope::Error;
+        }
+        if self.confirm.is_some() {
+            return Scope::Confirm;
+        }
+        if self.show_help {
+            return Scope::Help;
+        }
+        if self.editing_filter {
+            return Scope::Filter;
+        }
+        match (&self.screen, &self.wizard, &self.onboarding) {
+            (Screen::Restore, Some(wizard), _) => wizard.scope(),
+            (Screen::NewClient, _, Some(screen)) => screen.scope(),
+            _ => self.scope(),
         }
     }
 

@@ -9,7 +9,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::centered;
 use crate::tui::app::App;
-use crate::tui::keymap::{BINDINGS, Scope};
+use crate::tui::keymap::{self, BINDINGS, Scope};
 
 const LABEL_WIDTH: usize = 11;
 
@@ -56,7 +56,7 @@ pub fn draw(frame: &mut Frame, area: Rect, _app: &App) {
     let stacked = (general.len() + screens.len()) as u16 + 2;
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(" keys (? or Esc to close) ");
+        .title(format!(" keys · {} ", keymap::hint_line(Scope::Help)));
     if stacked <= area.height {
         let popup = centered(area, 84, stacked);
         frame.render_widget(Clear, popup);

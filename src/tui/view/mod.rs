@@ -140,7 +140,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
                 Style::new().add_modifier(Modifier::REVERSED),
             ));
         }
-        for (key, help) in keymap::footer_hints(app.scope()) {
+        for (key, help) in keymap::footer_hints(app.key_scope()) {
             spans.push(Span::styled(
                 format!(" {key}"),
                 Style::new().add_modifier(Modifier::BOLD),
@@ -161,7 +161,7 @@ fn draw_error(frame: &mut Frame, area: Rect, error: &str, color: bool) {
     };
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(" error (Esc to close) ")
+        .title(format!(" error · {} ", keymap::hint_line(Scope::Error)))
         .border_style(style);
     frame.render_widget(
         Paragraph::new(error.to_owned())
