@@ -163,7 +163,7 @@ impl Tmux {
         ));
         self.key("Enter");
         self.wait_for("the dashboard with the 7 demo clients", |screen| {
-            screen.contains("·  7 clients")
+            screen.contains(" 7 clients · rows live")
                 && screen.contains("STATUS")
                 && CLIENTS.iter().all(|c| listed(screen, c))
         })
@@ -275,7 +275,7 @@ fn dashboard_filter_detail_help_and_quit() {
     tmux.type_text("/glo");
     tmux.key("Enter");
     let screen = tmux.wait_for("the filter to keep only globex", |screen| {
-        screen.contains("·  1 of 7 clients") && screen.contains("filter: glo")
+        screen.contains(" 1 of 7 clients · ") && screen.contains("filter: glo")
     });
     let shown: Vec<&str> = CLIENTS
         .iter()
@@ -291,7 +291,7 @@ fn dashboard_filter_detail_help_and_quit() {
 
     tmux.key("Escape");
     tmux.wait_for("Esc to clear the filter", |screen| {
-        screen.contains("·  7 clients") && CLIENTS.iter().all(|c| listed(screen, c))
+        screen.contains(" 7 clients · rows live") && CLIENTS.iter().all(|c| listed(screen, c))
     });
 
     // The selection stayed on globex, the row the filter left.
@@ -452,7 +452,7 @@ fn deep_check_and_drill_confirmation_in_the_real_binary() {
     tmux.type_text("/stark");
     tmux.key("Enter");
     tmux.wait_for("the filter to keep stark", |screen| {
-        screen.contains("·  1 of 7 clients")
+        screen.contains(" 1 of 7 clients · ")
     });
     tmux.type_text("d");
     let screen = tmux.wait_for("the deep check's result in stark's detail", |screen| {
@@ -496,7 +496,7 @@ fn deep_check_and_drill_confirmation_in_the_real_binary() {
     tmux.type_text("/stark");
     tmux.key("Enter");
     tmux.wait_for("the filter to keep stark", |screen| {
-        screen.contains("·  1 of 7 clients")
+        screen.contains(" 1 of 7 clients · ")
     });
     tmux.key("Enter");
     tmux.wait_for("stark's detail with the remembered proof", |screen| {
@@ -617,8 +617,34 @@ fn new_client_screen_applies_the_plan_as_root() {
     );
     tmux.key("Enter");
     tmux.wait_for("the dashboard with the new client", |screen| {
-        screen.contains("·  8 clients") && listed(screen, &client)
+        screen.contains(" 8 clients · ") && listed(screen, &client)
     });
+    tmux.type_text("q");
+    tmux.assert_shell_is_back();
+}
+
+/// Started on a root that does not exist, the real binary says so on
+/// screen with the fix `walwarden check` prints (it showed "scanning …" for
+/// ever), and quits cleanly.
+#[test]
+fn a_missing_root_is_said_on_screen_with_its_fix() {
+    let tmux = Tmux::start("missing-root");
+    let missing = tmux.dir.path().join("not-mounted");
+    tmux.type_text(&format!(
+        "{} --root {} --config /dev/null",
+        quote(Path::new(BIN)),
+        quote(&missing)
+    ));
+    tmux.key("Enter");
+    let screen = tmux.wait_for("the root's error and its fix", |screen| {
+        let joined: String = screen.lines().map(str::trim_end).collect();
+        joined.contains("does not exist") && joined.contains("hint: pass --root DIR")
+    });
+    assert!(
+        screen.contains("CANNOT READ THE ROOT") && !screen.contains("scanning"),
+        "{}",
+        framed(&screen)
+    );
     tmux.type_text("q");
     tmux.assert_shell_is_back();
 }

@@ -47,6 +47,10 @@ fn live() -> Live {
     catalog.scanned_at = at(0);
     let config = Config::load(&demo.config).unwrap();
     let mut app = App::new(demo.root.clone(), config, at(0));
+    // File events feed these tests, as inotify feeds the loop.
+    app.update(Event::Watching(Ok(
+        walwarden::archive::watch::WatchMode::Native,
+    )));
     app.update(Event::Scanned(Ok(catalog)));
     Live {
         observer: Observer::new(&demo.root),

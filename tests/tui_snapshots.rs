@@ -24,6 +24,7 @@ use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
 use walwarden::archive::catalog::{self, ScanOptions};
+use walwarden::archive::watch::WatchMode;
 use walwarden::config::Config;
 use walwarden::tui::app::{App, Command, Event, Screen};
 
@@ -60,8 +61,9 @@ fn scanned() -> &'static Scanned {
         let demo = walwarden::demo::build_demo(tmp.path(), now()).expect("build the demo root");
         let mut catalog =
             catalog::scan(&demo.root, &ScanOptions::default()).expect("scan the demo root");
-        // The scan stamps the real clock; the header's "scanned … ago" must not move.
-        catalog.scanned_at = now();
+        // The scan stamps the real clock; the header's "full scan … ago" must
+        // not move. 90 s before NOW: rows live, the full scan older.
+        catalog.scanned_at = now() - Duration::from_secs(90);
         let shown = PathBuf::from(SHOWN_ROOT);
         catalog.root = shown.clone();
         for client in &mut catalog.clients {
@@ -83,6 +85,8 @@ fn scanned() -> &'static Scanned {
 fn demo_app() -> Fixture {
     let scanned = scanned();
     let mut app = App::new(PathBuf::from(SHOWN_ROOT), scanned.config.clone(), now());
+    // As the loop starts it: inotify running, then the first scan.
+    app.update(Event::Watching(Ok(WatchMode::Native)));
     let commands = app.update(Event::Scanned(Ok(scanned.catalog.clone())));
     assert!(
         commands.is_empty(),
@@ -747,4 +751,107 @@ fn no_key_leaks_through_an_overlay() {
             }
         }
     }
+}
+
+/// The header says two things apart: how the rows are kept current (file
+/// events, polling, nothing) and when the last full scan ran. Each state at
+/// 80 columns (the root dropped: it does not fit) and 160 (the root shown).
+#[test]
+fn header_tells_live_rows_from_the_full_scan() {
+    let header = |fixture: &mut Fixture, width: u16| {
+        screen(fixture, width, 24)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(['"', ' '])
+            .trim_start_matches('"')
+            .to_owned()
+    };
+    let mut out = String::new();
+    let mut fixture = demo_app();
+    let mut record = |fixture: &mut Fixture, what: &str| {
+        for width in [80, 160] {
+            out.push_str(&format!("{what} at {width}:\n{}\n", header(fixture, width)));
+        }
+    };
+    record(&mut fixture, "inotify");
+    let native = header(&mut fixture, 160);
+    assert!(
+        native.contains("rows live (file events) · full scan 1m 30s ago"),
+        "{native}"
+    );
+    press(&mut fixture.app, KeyCode::Char('r'));
+    record(&mut fixture, "inotify, rescanning");
+    fixture.app.update(Event::Watching(Ok(WatchMode::Polling {
+        reason: "inotify watch limit reached".into(),
+    })));
+    fixture.app.scanning = false;
+    record(&mut fixture, "polling");
+    fixture.app.update(Event::Watching(Err(
+        "cannot watch /var/lib/postgresql/backups".into(),
+    )));
+    record(&mut fixture, "not watching");
+    let mut first = App::new(PathBuf::from(SHOWN_ROOT), scanned().config.clone(), now());
+    first.update(Event::Watching(Ok(WatchMode::Native)));
+    let mut first = Fixture {
+        app: first,
+        tmp: fixture.tmp.clone(),
+    };
+    record(&mut first, "before the first scan");
+    insta::assert_snapshot!(out);
+}
+
+/// Started on a root that does not exist, the dashboard says so with the
+/// fix `walwarden check` prints, instead of "scanning …" for ever.
+#[test]
+fn a_missing_root_is_said_with_its_fix() {
+    let missing = PathBuf::from("/srv/backups-not-mounted");
+    let mut app = App::new(missing.clone(), scanned().config.clone(), now());
+    app.update(Event::Watching(Err(format!(
+        "cannot watch {}: No such file or directory",
+        missing.display()
+    ))));
+    let error = catalog::scan(&missing, &ScanOptions::default()).expect_err("no such root");
+    let hint = error.hint();
+    app.update(Event::Scanned(Err(error)));
+    assert!(!app.scanning);
+    assert!(
+        app.last_error.is_none(),
+        "said on the screen, not in a popup"
+    );
+    let mut fixture = Fixture {
+        app,
+        tmp: scanned().tmp.clone(),
+    };
+    let wide = screen(&mut fixture, 160, 40);
+    assert!(
+        wide.contains("error: backup root /srv/backups-not-mounted does not exist"),
+        "{wide}"
+    );
+    assert!(wide.contains(&format!("hint: {hint}")), "{wide}");
+    assert!(!wide.contains("scanning"), "{wide}");
+    insta::assert_snapshot!("root_missing_80x24", screen(&mut fixture, 80, 24));
+    insta::assert_snapshot!("root_missing_160x40", wide);
+    // `r` tries again.
+    assert_eq!(
+        press(&mut fixture.app, KeyCode::Char('r')),
+        vec![Command::Rescan]
+    );
+}
+
+/// A root that stops being readable after the first scan (an unmounted
+/// disk): the rows stay, marked as the last scan's, under the error and its fix.
+#[test]
+fn a_root_lost_after_the_first_scan_keeps_its_rows_under_the_error() {
+    let mut fixture = demo_app();
+    let error = catalog::scan(
+        Path::new("/srv/backups-not-mounted"),
+        &ScanOptions::default(),
+    )
+    .expect_err("no such root");
+    fixture.app.update(Event::Scanned(Err(error)));
+    assert_eq!(fixture.app.rows.len(), fixture.app.total_clients);
+    let text = screen(&mut fixture, 80, 24);
+    assert!(text.contains("full scan FAILED"), "{text}");
+    insta::assert_snapshot!("root_lost_80x24", text);
 }

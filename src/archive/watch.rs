@@ -65,7 +65,7 @@ pub struct RootWatcher {
 }
 
 /// How often the fallback poll watcher re-reads the tree.
-const POLL_INTERVAL: Duration = Duration::from_secs(5);
+pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 impl RootWatcher {
     /// Watches `root` recursively (clients appear without a restart) and calls

@@ -288,7 +288,7 @@ impl Jobs {
 /// The whole root: the catalog at once, then what earlier deep checks
 /// proved, the drill history, and (after the slot is free) the quick check.
 fn scan_root(root: &Path, options: &ScanOptions, job: &Job) {
-    let result = catalog::scan(root, options).map_err(|e| e.to_string());
+    let result = catalog::scan(root, options);
     let proven = result
         .as_ref()
         .map_or_else(|_| Vec::new(), jobs::deep_from_memory);

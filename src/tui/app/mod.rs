@@ -23,7 +23,7 @@ use crossterm::event::KeyEvent;
 pub use background::{ClientJobs, Confirm, TargetEntry};
 pub use rows::SortKey;
 
-use crate::archive::catalog::{Catalog, Client, Observation};
+use crate::archive::catalog::{Catalog, CatalogError, Client, Observation};
 use crate::archive::watch::WatchMode;
 use crate::checks::deep::DeepReport;
 use crate::checks::drills::DrillRecord;
@@ -44,8 +44,9 @@ pub enum Event {
     Key(KeyEvent),
     /// The clock moved: ages go stale without file events.
     Tick(SystemTime),
-    /// A background scan of the whole root finished.
-    Scanned(Result<Catalog, String>),
+    /// A background scan of the whole root finished (`Err`: the root is
+    /// missing or unreadable, said on screen with its fix).
+    Scanned(Result<Catalog, CatalogError>),
     /// A background re-read of one client finished (`Err` with the reason; the folder may be gone).
     ClientScanned {
         name: String,
@@ -146,6 +147,13 @@ pub enum Command {
     Quit,
 }
 
+/// A full scan that could not read the root, as both faces word it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanFailure {
+    pub message: String,
+    pub hint: String,
+}
+
 /// What the terminal's size allows, as the view measures it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Viewport {
@@ -195,6 +203,9 @@ pub struct App {
     pub sort: SortKey,
     pub sort_reversed: bool,
     pub scanning: bool,
+    /// Why the last full scan failed (the root missing, unreadable), with
+    /// the core's fix: the same words `walwarden check` prints.
+    pub scan_failure: Option<ScanFailure>,
     pub last_error: Option<String>,
     /// What the screen's size allows; set by `Event::Viewport`.
     pub viewport: Viewport,
@@ -240,6 +251,7 @@ impl App {
             sort: SortKey::Status,
             sort_reversed: false,
             scanning: true,
+            scan_failure: None,
             last_error: None,
             viewport: Viewport::default(),
             quit: false,
@@ -332,7 +344,7 @@ impl App {
             }
             Event::Scanned(Ok(mut catalog)) => {
                 self.scanning = false;
-                self.last_error = None;
+                self.scan_failure = None;
                 // Keep what the watcher saw live: a rescan only knows mtimes.
                 if let Some(old) = &self.catalog {
                     catalog.keep_live_arrivals_from(old);
@@ -343,7 +355,10 @@ impl App {
             }
             Event::Scanned(Err(error)) => {
                 self.scanning = false;
-                self.last_error = Some(error);
+                self.scan_failure = Some(ScanFailure {
+                    message: error.to_string(),
+                    hint: error.hint(),
+                });
                 Vec::new()
             }
             Event::ClientScanned { name, result } => {

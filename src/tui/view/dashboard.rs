@@ -1,17 +1,17 @@
 //! The dashboard: one row per client, the worst first.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use std::time::Duration;
 
-use super::{human_bytes, short_time, sparkline, status_badge, status_style};
+use super::{human_bytes, short_time, sparkline, status_badge, status_style, warning_style};
 use crate::checks::report::ClientReport;
 use crate::display::{age_text, short_duration};
-use crate::tui::app::App;
+use crate::tui::app::{App, ScanFailure};
 
 /// Columns, dropped from the right-most optional ones on narrow terminals.
 struct Column {
@@ -130,13 +130,19 @@ fn visible_columns(width: u16) -> Vec<&'static Column> {
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
+    let area = match &app.scan_failure {
+        Some(failure) => draw_scan_failure(frame, area, app, failure),
+        None => area,
+    };
     let block = Block::default().borders(Borders::TOP).title(format!(
         " clients · sorted by {}{} ",
         app.sort.label(),
         if app.sort_reversed { " (reversed)" } else { "" }
     ));
     if app.rows.is_empty() {
-        let message = if app.catalog.is_none() {
+        let message = if app.catalog.is_none() && app.scan_failure.is_some() {
+            "no clients to show until the root can be read".to_owned()
+        } else if app.catalog.is_none() {
             format!("scanning {} …", app.root.display())
         } else if app.filter.is_empty() {
             format!("no client folders under {}", app.root.display())
@@ -180,4 +186,45 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .highlight_symbol("▶ ");
     let mut state = TableState::default().with_selected(Some(app.selected));
     frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// Why the full scan could not read the root, with its fix (the words
+/// `walwarden check` prints), above whatever rows an earlier scan left.
+/// Returns the area left for the table.
+fn draw_scan_failure(frame: &mut Frame, area: Rect, app: &App, failure: &ScanFailure) -> Rect {
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let stale = if app.catalog.is_some() {
+        "the rows below are from the last scan that could read it; "
+    } else {
+        ""
+    };
+    let lines = vec![
+        Line::from(vec![
+            Span::styled("error: ", warning_style(app.color)),
+            Span::raw(failure.message.clone()),
+        ]),
+        Line::from(vec![
+            Span::styled("hint: ", bold),
+            Span::raw(failure.hint.clone()),
+        ]),
+        Line::from(format!(
+            "{stale}r scans again once it is fixed (walwarden check says the same and exits 3)"
+        )),
+    ];
+    let lines_text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+        Block::default()
+            .borders(Borders::TOP)
+            .title(Span::styled(" cannot read the backup root ", bold)),
+    );
+    // Wrapped as the paragraph wraps them, plus the title's line.
+    let wrapped: usize = lines_text
+        .iter()
+        .map(|l| textwrap::wrap(l, area.width.max(1) as usize).len())
+        .sum();
+    let height = (wrapped as u16 + 1).min(area.height);
+    let [top, rest] =
+        Layout::vertical([Constraint::Length(height), Constraint::Min(0)]).areas(area);
+    frame.render_widget(paragraph, top);
+    rest
 }
