@@ -59,7 +59,8 @@ fn last_wal_cell(report: &ClientReport, app: &App) -> String {
     if landed { format!("◆ {age}") } else { age }
 }
 
-/// Median interval and the recent intervals against the expected cadence.
+/// The current rate (median of the last few intervals) and the recent
+/// intervals against the expected cadence.
 fn cadence_cell(report: &ClientReport, app: &App) -> String {
     let Some(client) = client_of(report, app) else {
         return String::new();
@@ -72,7 +73,7 @@ fn cadence_cell(report: &ClientReport, app: &App) -> String {
     let expected = app.config.policy_for(&report.name).archive_timeout;
     format!(
         "{:>5} {}",
-        short_duration(stats.median),
+        short_duration(stats.recent),
         sparkline(recent, expected * 2)
     )
 }

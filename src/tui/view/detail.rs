@@ -438,11 +438,16 @@ fn arrivals(client: &Client, app: &App, out: &mut Vec<Line<'static>>) {
                 short_duration(expected * 2)
             )));
             out.push(Line::from(format!(
-                "  last {}, median {}, max {} over {} intervals",
+                "  now every {} (median of the last {} intervals), last {}",
+                short_duration(stats.recent),
+                stats.intervals.min(crate::archive::watch::RECENT_INTERVALS),
                 short_duration(stats.last),
+            )));
+            out.push(Line::from(format!(
+                "  over {} intervals: median {}, max {}",
+                stats.intervals,
                 short_duration(stats.median),
                 short_duration(stats.max),
-                stats.intervals
             )));
         }
         None => out.push(Line::from("  not enough arrivals for a cadence yet")),
