@@ -648,3 +648,107 @@ fn a_missing_root_is_said_on_screen_with_its_fix() {
     tmux.type_text("q");
     tmux.assert_shell_is_back();
 }
+
+impl Tmux {
+    /// The pane's mouse reporting modes (xterm 1000, 1002, 1003, 1006), as tmux sees them.
+    fn mouse_modes(&self) -> String {
+        self.pane_format(
+            "#{mouse_standard_flag}#{mouse_button_flag}#{mouse_all_flag}#{mouse_sgr_flag}",
+        )
+    }
+
+    /// A left click at the 0-based cell (x, y), as a terminal reports it
+    /// (SGR mouse: press then release); `times` clicks in one write.
+    fn click(&self, x: u16, y: u16, times: usize) {
+        let one = format!("\x1b[<0;{};{}M\x1b[<0;{};{}m", x + 1, y + 1, x + 1, y + 1);
+        self.type_text(&one.repeat(times));
+    }
+
+    /// One notch of the wheel (down or up) at (x, y).
+    fn wheel(&self, x: u16, y: u16, down: bool) {
+        let button = if down { 65 } else { 64 };
+        self.type_text(&format!("\x1b[<{button};{};{}M", x + 1, y + 1));
+    }
+}
+
+/// The screen line a client's row is on (below the header line).
+fn row_of(screen: &str, client: &str) -> u16 {
+    screen
+        .lines()
+        .position(|line| {
+            line.split_whitespace().any(|w| w == client) && !line.contains("walwarden")
+        })
+        .unwrap_or_else(|| panic!("{client} is not listed:\n{}", framed(screen))) as u16
+}
+
+/// The real binary with the mouse: it turns clicks and the wheel on (not
+/// motion), a click selects a row, a double click opens it, the wheel
+/// scrolls the detail; after quitting every mouse mode is off again.
+#[test]
+fn mouse_clicks_and_wheel_in_the_real_binary_and_off_after_quitting() {
+    let tmux = Tmux::start("mouse");
+    assert_eq!(tmux.mouse_modes(), "0000", "no mouse mode before");
+    let screen = tmux.open_dashboard();
+    assert_eq!(
+        tmux.mouse_modes(),
+        "1001",
+        "clicks and the wheel in SGR form, no motion reports"
+    );
+    let y = row_of(&screen, "stark");
+    tmux.click(12, y, 1);
+    tmux.wait_for("the click to select stark", |screen| {
+        screen
+            .lines()
+            .any(|l| l.contains('▶') && l.contains("stark"))
+    });
+    tmux.click(12, y, 2);
+    tmux.wait_for("the double click to open stark's detail", |screen| {
+        screen.lines().nth(1).is_some_and(|l| l.contains("stark")) && screen.contains("Base backup")
+    });
+    let first_line = |screen: &str| screen.lines().nth(2).unwrap_or_default().to_owned();
+    let top = first_line(&tmux.capture());
+    tmux.wheel(12, 10, true);
+    tmux.wait_for("the wheel to scroll the detail", |screen| {
+        first_line(screen) != top
+    });
+    tmux.wheel(12, 10, false);
+    tmux.wait_for("the wheel back up", |screen| first_line(screen) == top);
+    tmux.type_text("q");
+    tmux.assert_shell_is_back();
+    assert_eq!(
+        tmux.mouse_modes(),
+        "0000",
+        "mouse reports off after quitting"
+    );
+}
+
+/// Ended by SIGTERM (a closing ssh session, systemd), the dashboard hands
+/// the terminal back as on `q`: mouse reports off, cursor shown, tty cooked.
+#[test]
+fn sigterm_restores_the_terminal_and_the_mouse() {
+    let tmux = Tmux::start("sigterm");
+    tmux.open_dashboard();
+    assert_eq!(tmux.mouse_modes(), "1001");
+    let shell = tmux.pane_format("#{pane_pid}");
+    let children = Command::new("pgrep")
+        .args(["-P", &shell])
+        .output()
+        .expect("pgrep runs");
+    let pid = String::from_utf8_lossy(&children.stdout)
+        .lines()
+        .next()
+        .expect("the dashboard runs under the pane's shell")
+        .trim()
+        .to_owned();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+    tmux.assert_shell_is_back();
+    assert_eq!(
+        tmux.mouse_modes(),
+        "0000",
+        "mouse reports off after SIGTERM"
+    );
+}

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
@@ -854,4 +854,164 @@ fn a_root_lost_after_the_first_scan_keeps_its_rows_under_the_error() {
     let text = screen(&mut fixture, 80, 24);
     assert!(text.contains("full scan FAILED"), "{text}");
     insta::assert_snapshot!("root_lost_80x24", text);
+}
+
+/// The loop's first steps on a screen of this size: measure, then tell the app.
+fn measured(fixture: &mut Fixture, width: u16, height: u16) {
+    let viewport =
+        walwarden::tui::view::measure(&fixture.app, ratatui::layout::Size::new(width, height));
+    fixture.app.update(Event::Viewport(viewport));
+}
+
+fn mouse(
+    app: &mut App,
+    kind: MouseEventKind,
+    column: u16,
+    row: u16,
+    at: SystemTime,
+) -> Vec<Command> {
+    app.update(Event::Mouse {
+        event: MouseEvent {
+            kind,
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        },
+        at,
+    })
+}
+
+fn click(app: &mut App, column: u16, row: u16, at: SystemTime) -> Vec<Command> {
+    mouse(
+        app,
+        MouseEventKind::Down(MouseButton::Left),
+        column,
+        row,
+        at,
+    )
+}
+
+/// The screen line a client's row is drawn on.
+fn line_of(text: &str, name: &str) -> u16 {
+    text.lines()
+        .skip(2)
+        .position(|l| l.split_whitespace().any(|w| w == name))
+        .map(|i| i as u16 + 2)
+        .unwrap_or_else(|| panic!("{name} is not drawn:\n{text}"))
+}
+
+/// A click selects the row under it; a second click on it within half a
+/// second opens it (one later does not); the wheel moves the selection on
+/// the dashboard and scrolls the detail. All through the same actions as
+/// the keys, and nothing reaches under an overlay.
+#[test]
+fn mouse_selects_opens_and_scrolls() {
+    let mut fixture = demo_app();
+    measured(&mut fixture, 80, 24);
+    let text = screen(&mut fixture, 80, 24);
+    let stark = line_of(&text, "stark");
+    let t0 = now();
+    assert!(click(&mut fixture.app, 12, stark, t0).is_empty());
+    assert_eq!(
+        fixture.app.selected_row().map(|r| r.name.as_str()),
+        Some("stark")
+    );
+    insta::assert_snapshot!(
+        "mouse_click_selects_stark_80x24",
+        screen(&mut fixture, 80, 24)
+    );
+    // A second click a second later is another single click.
+    assert!(click(&mut fixture.app, 12, stark, t0 + Duration::from_secs(1)).is_empty());
+    assert_eq!(fixture.app.screen, Screen::Dashboard);
+    // Clicks off the rows (the header line, the title, empty lines below) select nothing.
+    for y in [0, 1, 2, 22] {
+        click(&mut fixture.app, 12, y, t0);
+        assert_eq!(
+            fixture.app.selected_row().map(|r| r.name.as_str()),
+            Some("stark"),
+            "line {y}"
+        );
+    }
+    // The wheel moves the selection like ↓/↑.
+    mouse(&mut fixture.app, MouseEventKind::ScrollDown, 12, stark, t0);
+    let below = fixture.app.selected;
+    mouse(&mut fixture.app, MouseEventKind::ScrollUp, 12, stark, t0);
+    assert_eq!(fixture.app.selected + 1, below);
+    // A double click opens.
+    let t1 = t0 + Duration::from_secs(5);
+    click(&mut fixture.app, 12, stark, t1);
+    click(&mut fixture.app, 12, stark, t1 + Duration::from_millis(300));
+    assert_eq!(
+        fixture.app.screen,
+        Screen::Detail {
+            client: "stark".into(),
+            scroll: 0
+        }
+    );
+    // The wheel scrolls the detail, three lines a notch, within its end.
+    measured(&mut fixture, 80, 24);
+    mouse(&mut fixture.app, MouseEventKind::ScrollDown, 12, 10, t1);
+    assert!(
+        matches!(fixture.app.screen, Screen::Detail { scroll: 3, .. }),
+        "{:?}",
+        fixture.app.screen
+    );
+    insta::assert_snapshot!(
+        "mouse_wheel_scrolls_the_detail_80x24",
+        screen(&mut fixture, 80, 24)
+    );
+    for _ in 0..100 {
+        mouse(&mut fixture.app, MouseEventKind::ScrollDown, 12, 10, t1);
+    }
+    let Screen::Detail { scroll, .. } = fixture.app.screen else {
+        panic!("left the detail")
+    };
+    assert_eq!(scroll, fixture.app.viewport.detail_max_scroll);
+    // Under the help nothing moves.
+    press(&mut fixture.app, KeyCode::Char('?'));
+    let before = beneath(&fixture.app);
+    mouse(&mut fixture.app, MouseEventKind::ScrollUp, 12, 10, t1);
+    click(&mut fixture.app, 12, 10, t1);
+    assert_eq!(beneath(&fixture.app), before);
+    assert!(fixture.app.show_help);
+}
+
+/// On a short screen the list scrolls to keep the selection in view, and a
+/// click selects the client drawn under it, not the one at that index.
+#[test]
+fn a_click_on_a_scrolled_list_selects_the_row_drawn_there() {
+    let mut fixture = demo_app();
+    measured(&mut fixture, 160, 9);
+    let rows = fixture.app.viewport.list_rows as usize;
+    assert!(
+        rows < fixture.app.rows.len(),
+        "the list must not fit: {rows} rows"
+    );
+    press(&mut fixture.app, KeyCode::End);
+    let text = screen(&mut fixture, 160, 9);
+    let last = fixture.app.rows.last().unwrap().name.clone();
+    assert!(
+        text.lines().any(|l| l.contains('▶') && l.contains(&last)),
+        "{text}"
+    );
+    insta::assert_snapshot!("scrolled_list_160x9", text.clone());
+    let top = fixture.app.viewport.list_top;
+    let first_drawn = text
+        .lines()
+        .nth(top as usize)
+        .and_then(|l| {
+            fixture
+                .app
+                .rows
+                .iter()
+                .find(|r| l.contains(&format!(" {} ", r.name)))
+        })
+        .map(|r| r.name.clone())
+        .expect("a row on the first list line");
+    assert_ne!(first_drawn, fixture.app.rows[0].name, "scrolled");
+    click(&mut fixture.app, 20, top, now());
+    assert_eq!(
+        fixture.app.selected_row().map(|r| r.name.clone()),
+        Some(first_drawn)
+    );
 }

@@ -2,14 +2,20 @@
 //! the one scope that holds them (`App::key_scope`): an overlay's (the error
 //! popup, a question, the help), the filter being typed, or the screen's.
 //! The forms of the wizard and the new-client screen read their own keys
-//! the same way.
+//! the same way. The mouse follows the same scope and becomes the same
+//! actions: a click selects a row, a double click opens it, the wheel moves.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::time::{Duration, SystemTime};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 
 use super::{App, Command, Confirm, Screen};
 use crate::tui::keymap::{self, Action, Scope};
 use crate::tui::onboarding::{OnboardCommand, Onboarding};
 use crate::tui::wizard::{Wizard, WizardCommand};
+
+/// Two clicks on one row within this are a double click (the usual desktop default).
+const DOUBLE_CLICK: Duration = Duration::from_millis(500);
 
 impl App {
     /// A key goes to the scope that holds the keys now (`key_scope`) and to
@@ -254,6 +260,51 @@ impl App {
         Vec::new()
     }
 
+    /// The mouse goes where the keys go: an overlay or a form holds it (and
+    /// ignores it), else a click or a wheel turn becomes the same actions as
+    /// the keys (Up, Down, Open) on the dashboard and the detail.
+    pub(super) fn on_mouse(&mut self, mouse: MouseEvent, at: SystemTime) -> Vec<Command> {
+        let scope = self.key_scope();
+        if !matches!(scope, Scope::Dashboard | Scope::Detail) {
+            return Vec::new();
+        }
+        // A notch moves one row of the list, or a few lines of text.
+        let notch = if scope == Scope::Detail { 3 } else { 1 };
+        let repeat =
+            |app: &mut App, action: Action| (0..notch).flat_map(|_| app.apply(action)).collect();
+        match mouse.kind {
+            MouseEventKind::ScrollDown => repeat(self, Action::Down),
+            MouseEventKind::ScrollUp => repeat(self, Action::Up),
+            MouseEventKind::Down(MouseButton::Left) if scope == Scope::Dashboard => {
+                let Some(row) = self.row_at(mouse.row) else {
+                    self.last_click = None;
+                    return Vec::new();
+                };
+                let double = self.last_click.is_some_and(|(previous, when)| {
+                    previous == row && at.duration_since(when).is_ok_and(|gap| gap <= DOUBLE_CLICK)
+                });
+                self.move_by(row as isize - self.selected as isize);
+                if double {
+                    self.last_click = None;
+                    return self.apply(Action::Open);
+                }
+                self.last_click = Some((row, at));
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The client row drawn on screen line `y`, if any.
+    fn row_at(&self, y: u16) -> Option<usize> {
+        let line = y.checked_sub(self.viewport.list_top)?;
+        if line >= self.viewport.list_rows {
+            return None;
+        }
+        let index = self.list_offset + line as usize;
+        (index < self.rows.len()).then_some(index)
+    }
+
     fn move_by(&mut self, delta: isize) {
         match &mut self.screen {
             Screen::Dashboard => {
@@ -261,6 +312,7 @@ impl App {
                 self.selected = (self.selected as isize)
                     .saturating_add(delta)
                     .clamp(0, last.max(0)) as usize;
+                self.follow_selection();
             }
             Screen::Detail { scroll, .. } => {
                 *scroll = (*scroll as isize)

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crossterm::event::KeyEvent;
+use crossterm::event::{KeyEvent, MouseEvent};
 
 pub use background::{ClientJobs, Confirm, TargetEntry};
 pub use rows::SortKey;
@@ -42,6 +42,12 @@ use crate::tui::wizard::{RestoreEvent, Wizard};
 #[derive(Debug)]
 pub enum Event {
     Key(KeyEvent),
+    /// A click or a wheel turn, stamped by the loop (a double click is two
+    /// clicks on one row close together).
+    Mouse {
+        event: MouseEvent,
+        at: SystemTime,
+    },
     /// The clock moved: ages go stale without file events.
     Tick(SystemTime),
     /// A background scan of the whole root finished (`Err`: the root is
@@ -161,6 +167,11 @@ pub struct Viewport {
     pub page: usize,
     /// The last detail scroll that still shows content.
     pub detail_max_scroll: u16,
+    /// The screen line of the dashboard's first client row (a click there
+    /// selects the row at `list_offset`).
+    pub list_top: u16,
+    /// How many client rows the dashboard shows at once.
+    pub list_rows: u16,
 }
 
 impl Default for Viewport {
@@ -168,6 +179,8 @@ impl Default for Viewport {
         Viewport {
             page: 10,
             detail_max_scroll: u16::MAX,
+            list_top: 0,
+            list_rows: u16::MAX,
         }
     }
 }
@@ -202,6 +215,11 @@ pub struct App {
     pub editing_filter: bool,
     pub sort: SortKey,
     pub sort_reversed: bool,
+    /// The first client row shown: follows the selection so it stays in
+    /// view, and tells which client a click lands on.
+    pub list_offset: usize,
+    /// The last click on a client row (its index and when), for a double click.
+    pub last_click: Option<(usize, SystemTime)>,
     pub scanning: bool,
     /// Why the last full scan failed (the root missing, unreadable), with
     /// the core's fix: the same words `walwarden check` prints.
@@ -250,6 +268,8 @@ impl App {
             editing_filter: false,
             sort: SortKey::Status,
             sort_reversed: false,
+            list_offset: 0,
+            last_click: None,
             scanning: true,
             scan_failure: None,
             last_error: None,
@@ -330,6 +350,7 @@ impl App {
     pub fn update(&mut self, event: Event) -> Vec<Command> {
         match event {
             Event::Key(key) => self.on_key(key),
+            Event::Mouse { event, at } => self.on_mouse(event, at),
             Event::Tick(now) => {
                 self.now = now;
                 self.rebuild_rows();
@@ -340,6 +361,7 @@ impl App {
                 if let Screen::Detail { scroll, .. } = &mut self.screen {
                     *scroll = (*scroll).min(viewport.detail_max_scroll);
                 }
+                self.follow_selection();
                 Vec::new()
             }
             Event::Scanned(Ok(mut catalog)) => {

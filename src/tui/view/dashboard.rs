@@ -130,11 +130,28 @@ fn visible_columns(width: u16) -> Vec<&'static Column> {
     }
 }
 
+/// The screen lines of the client rows in the body `area`: under the scan
+/// failure (when there is one), the table's title and its header row. The
+/// app learns it through `measure`, to know which row a click is on.
+pub fn rows_area(app: &App, area: Rect) -> Rect {
+    let [_, table] = split(app, area);
+    let [_, rows] = Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(table);
+    rows
+}
+
+/// The body: the scan failure's panel (empty without one), then the table.
+fn split(app: &App, area: Rect) -> [Rect; 2] {
+    let height = app.scan_failure.as_ref().map_or(0, |failure| {
+        failure_lines(app, failure, area.width).0.min(area.height)
+    });
+    Layout::vertical([Constraint::Length(height), Constraint::Min(0)]).areas(area)
+}
+
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
-    let area = match &app.scan_failure {
-        Some(failure) => draw_scan_failure(frame, area, app, failure),
-        None => area,
-    };
+    let [panel, area] = split(app, area);
+    if let Some(failure) = &app.scan_failure {
+        draw_scan_failure(frame, panel, app, failure);
+    }
     let block = Block::default().borders(Borders::TOP).title(format!(
         " clients · sorted by {}{} ",
         app.sort.label(),
@@ -185,14 +202,31 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         .block(block)
         .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
         .highlight_symbol("▶ ");
-    let mut state = TableState::default().with_selected(Some(app.selected));
+    // The app's offset, which it keeps so the selection is in view: the
+    // rows drawn are the rows a click selects.
+    let mut state = TableState::default()
+        .with_offset(app.list_offset)
+        .with_selected(Some(app.selected));
     frame.render_stateful_widget(table, area, &mut state);
 }
 
 /// Why the full scan could not read the root, with its fix (the words
 /// `walwarden check` prints), above whatever rows an earlier scan left.
-/// Returns the area left for the table.
-fn draw_scan_failure(frame: &mut Frame, area: Rect, app: &App, failure: &ScanFailure) -> Rect {
+fn draw_scan_failure(frame: &mut Frame, area: Rect, app: &App, failure: &ScanFailure) {
+    let bold = Style::new().add_modifier(Modifier::BOLD);
+    let paragraph = Paragraph::new(failure_lines(app, failure, area.width).1)
+        .wrap(Wrap { trim: false })
+        .block(
+            Block::default()
+                .borders(Borders::TOP)
+                .title(Span::styled(" cannot read the backup root ", bold)),
+        );
+    frame.render_widget(paragraph, area);
+}
+
+/// The failure's lines, and the height they take wrapped to the screen's
+/// width (plus the title's line).
+fn failure_lines(app: &App, failure: &ScanFailure, width: u16) -> (u16, Vec<Line<'static>>) {
     let bold = Style::new().add_modifier(Modifier::BOLD);
     let stale = if app.catalog.is_some() {
         "the rows below are from the last scan that could read it; "
@@ -212,20 +246,10 @@ fn draw_scan_failure(frame: &mut Frame, area: Rect, app: &App, failure: &ScanFai
             "{stale}r scans again once it is fixed (walwarden check says the same and exits 3)"
         )),
     ];
-    let lines_text: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
-    let paragraph = Paragraph::new(lines).wrap(Wrap { trim: false }).block(
-        Block::default()
-            .borders(Borders::TOP)
-            .title(Span::styled(" cannot read the backup root ", bold)),
-    );
-    // Wrapped as the paragraph wraps them, plus the title's line.
-    let wrapped: usize = lines_text
+    let width = width.max(1) as usize;
+    let wrapped: usize = lines
         .iter()
-        .map(|l| textwrap::wrap(l, area.width.max(1) as usize).len())
+        .map(|l| textwrap::wrap(&l.to_string(), width).len())
         .sum();
-    let height = (wrapped as u16 + 1).min(area.height);
-    let [top, rest] =
-        Layout::vertical([Constraint::Length(height), Constraint::Min(0)]).areas(area);
-    frame.render_widget(paragraph, top);
-    rest
+    (wrapped as u16 + 1, lines)
 }

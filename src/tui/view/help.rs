@@ -13,6 +13,10 @@ use crate::tui::keymap::{self, BINDINGS, Scope};
 
 const LABEL_WIDTH: usize = 11;
 
+/// The mouse does what keys do (see `App::on_mouse`); the terminal's own
+/// text selection is still there with Shift, as in any program that reads the mouse.
+const MOUSE: &str = "Mouse: click selects a client, double-click opens it, the wheel moves and scrolls; Shift-drag selects text";
+
 /// A scope's keys; help texts wrap under themselves within `width`.
 fn section(scope: Scope, title: &'static str, width: u16) -> Vec<Line<'static>> {
     let mut lines = vec![Line::from(Span::styled(
@@ -48,6 +52,11 @@ pub fn draw(frame: &mut Frame, area: Rect, _app: &App) {
             width,
         ));
         general.push(Line::from("Status: ● OK ▲ WARN ✖ CRIT ? UNKN"));
+        general.extend(
+            textwrap::wrap(MOUSE, (width as usize).max(20))
+                .into_iter()
+                .map(|l| Line::from(l.into_owned())),
+        );
         let mut screens = section(Scope::Dashboard, "Dashboard", width);
         screens.extend(section(Scope::Detail, "Client detail", width));
         (general, screens)

@@ -37,9 +37,12 @@ fn bands(area: Rect) -> [Rect; 3] {
 /// drawing never writes into the state.
 pub fn measure(app: &App, size: Size) -> Viewport {
     let [_, body, _] = bands(Rect::new(0, 0, size.width, size.height));
+    let rows = dashboard::rows_area(app, body);
     Viewport {
         page: body.height.saturating_sub(3).max(1) as usize,
         detail_max_scroll: detail::max_scroll(app, body),
+        list_top: rows.y,
+        list_rows: rows.height,
     }
 }
 
