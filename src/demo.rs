@@ -276,7 +276,9 @@ from = "000000010000000000000005"
 note = "lost when the NFS mount hung on 2026-10-02; customer accepts restores only up to it until the next base backup"
 "#;
 
-/// Builds the demo root in `dir` (`dir/backups` and `dir/walwarden.toml`), timed relative to `now`.
+/// Builds the demo root in `dir` (`dir/backups` and `dir/walwarden.toml`,
+/// and `dir/nfs`, the "mount" one client's WAL is symlinked to), timed
+/// relative to `now`: eight clients, every status among them.
 pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
     let root = dir.join("backups");
     fs::create_dir_all(&root)?;
@@ -398,6 +400,33 @@ pub fn build_demo(dir: &Path, now: SystemTime) -> io::Result<DemoRoot> {
     let leftover = wal_dir(&dir_stark).join("test.txt");
     fs::write(&leftover, b"test\n")?;
     set_mtime(&leftover, minutes(2000))?;
+
+    // cyberdyne: healthy, but its wal/ was moved to an NFS mount and
+    // symlinked back: walwarden never follows a link out of the root, so it
+    // cannot tell whether archiving works: unknown. (A symlink, not a
+    // folder of another owner, so the demo shows it when run as root too.)
+    let cyberdyne = Cluster::new(7706666666666666666, mb16);
+    let dir_cyberdyne = root.join("cyberdyne");
+    let mount = dir.join("nfs").join("cyberdyne").join("wal");
+    fs::create_dir_all(&mount)?;
+    fs::create_dir_all(&dir_cyberdyne)?;
+    let link = wal_dir(&dir_cyberdyne);
+    if fs::symlink_metadata(&link).is_err() {
+        std::os::unix::fs::symlink(Path::new("../../nfs/cyberdyne/wal"), &link)?;
+    }
+    cyberdyne.write_base_backup(
+        &dir_cyberdyne,
+        cyberdyne.id(1, 3),
+        cyberdyne.id(1, 4),
+        minutes(180),
+    )?;
+    for segno in 3..=20u64 {
+        cyberdyne.archive_segment(
+            &mount,
+            cyberdyne.id(1, segno),
+            Some(minutes(180 - (segno - 3) * 10)),
+        )?;
+    }
 
     let config = dir.join("walwarden.toml");
     fs::write(&config, DEMO_CONFIG)?;

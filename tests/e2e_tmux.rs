@@ -24,8 +24,15 @@ const HEIGHT: u16 = 30;
 const PROMPT: &str = "e2e$ ";
 const DEADLINE: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
-const CLIENTS: [&str; 7] = [
-    "acme", "globex", "hooli", "initech", "stark", "umbrella", "wayne",
+const CLIENTS: [&str; 8] = [
+    "acme",
+    "cyberdyne",
+    "globex",
+    "hooli",
+    "initech",
+    "stark",
+    "umbrella",
+    "wayne",
 ];
 
 /// A private tmux server with one session running bash, killed on drop.
@@ -162,8 +169,8 @@ impl Tmux {
             quote(&dir.join("walwarden.toml"))
         ));
         self.key("Enter");
-        self.wait_for("the dashboard with the 7 demo clients", |screen| {
-            screen.contains(" 7 clients · rows live")
+        self.wait_for("the dashboard with the 8 demo clients", |screen| {
+            screen.contains(" 8 clients · rows live")
                 && screen.contains("STATUS")
                 && CLIENTS.iter().all(|c| listed(screen, c))
         })
@@ -270,12 +277,20 @@ fn framed(screen: &str) -> String {
 #[test]
 fn dashboard_filter_detail_help_and_quit() {
     let tmux = Tmux::start("keys");
-    tmux.open_dashboard();
+    let screen = tmux.open_dashboard();
+    // The demo's client whose wal/ links out of the root is UNKNOWN, not CRIT.
+    assert!(
+        screen
+            .lines()
+            .any(|l| l.contains("cyberdyne") && l.contains("? UNKN") && l.contains("unreadable")),
+        "{}",
+        framed(&screen)
+    );
 
     tmux.type_text("/glo");
     tmux.key("Enter");
     let screen = tmux.wait_for("the filter to keep only globex", |screen| {
-        screen.contains(" 1 of 7 clients · ") && screen.contains("filter: glo")
+        screen.contains(" 1 of 8 clients · ") && screen.contains("filter: glo")
     });
     let shown: Vec<&str> = CLIENTS
         .iter()
@@ -291,7 +306,7 @@ fn dashboard_filter_detail_help_and_quit() {
 
     tmux.key("Escape");
     tmux.wait_for("Esc to clear the filter", |screen| {
-        screen.contains(" 7 clients · rows live") && CLIENTS.iter().all(|c| listed(screen, c))
+        screen.contains(" 8 clients · rows live") && CLIENTS.iter().all(|c| listed(screen, c))
     });
 
     // The selection stayed on globex, the row the filter left.
@@ -452,7 +467,7 @@ fn deep_check_and_drill_confirmation_in_the_real_binary() {
     tmux.type_text("/stark");
     tmux.key("Enter");
     tmux.wait_for("the filter to keep stark", |screen| {
-        screen.contains(" 1 of 7 clients · ")
+        screen.contains(" 1 of 8 clients · ")
     });
     tmux.type_text("d");
     let screen = tmux.wait_for("the deep check's result in stark's detail", |screen| {
@@ -496,7 +511,7 @@ fn deep_check_and_drill_confirmation_in_the_real_binary() {
     tmux.type_text("/stark");
     tmux.key("Enter");
     tmux.wait_for("the filter to keep stark", |screen| {
-        screen.contains(" 1 of 7 clients · ")
+        screen.contains(" 1 of 8 clients · ")
     });
     tmux.key("Enter");
     tmux.wait_for("stark's detail with the remembered proof", |screen| {
@@ -617,7 +632,7 @@ fn new_client_screen_applies_the_plan_as_root() {
     );
     tmux.key("Enter");
     tmux.wait_for("the dashboard with the new client", |screen| {
-        screen.contains(" 8 clients · ") && listed(screen, &client)
+        screen.contains(" 9 clients · ") && listed(screen, &client)
     });
     tmux.type_text("q");
     tmux.assert_shell_is_back();

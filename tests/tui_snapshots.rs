@@ -70,6 +70,10 @@ fn scanned() -> &'static Scanned {
             client.path = relocate(&client.path, &demo.root, &shown);
             for item in &mut client.unreadable {
                 item.path = relocate(&item.path, &demo.root, &shown);
+                // cyberdyne's wal/ links to the demo's "mount" beside the root.
+                item.error = item
+                    .error
+                    .replace(&tmp.path().display().to_string(), "/mnt");
             }
         }
         let config = Config::load(&demo.config).expect("load the demo config");
@@ -425,7 +429,14 @@ fn dashboard_sorted_by_name() {
     assert_eq!(
         names,
         [
-            "acme", "globex", "hooli", "initech", "stark", "umbrella", "wayne"
+            "acme",
+            "cyberdyne",
+            "globex",
+            "hooli",
+            "initech",
+            "stark",
+            "umbrella",
+            "wayne"
         ]
     );
     insta::assert_snapshot!(screen(&mut fixture, 80, 24));
@@ -1014,4 +1025,37 @@ fn a_click_on_a_scrolled_list_selects_the_row_drawn_there() {
         fixture.app.selected_row().map(|r| r.name.clone()),
         Some(first_drawn)
     );
+}
+
+/// The demo's UNKNOWN client: cyberdyne's wal/ is a symlink to a mount
+/// outside the root, which walwarden never follows. Its row says UNKN (in
+/// magenta), not CRIT; its detail says why and what to do.
+#[test]
+fn detail_of_cyberdyne_whose_wal_walwarden_cannot_read() {
+    use walwarden::checks::health::Status;
+    let mut fixture = demo_app();
+    let row = fixture
+        .app
+        .rows
+        .iter()
+        .find(|r| r.name == "cyberdyne")
+        .expect("cyberdyne is on the dashboard");
+    assert_eq!(row.status, Status::Unknown);
+    let codes: Vec<&str> = row.problems.iter().map(|p| p.code.as_str()).collect();
+    assert_eq!(codes, ["unreadable"]);
+    let terminal = render(&mut fixture, 80, 24);
+    let buffer = terminal.backend().buffer();
+    let lines = buffer_lines(buffer);
+    let y = lines.iter().position(|l| l.contains("cyberdyne")).unwrap() as u16;
+    let x = lines[y as usize].chars().position(|c| c == '?').unwrap() as u16;
+    assert_eq!(buffer[(x, y)].fg, Color::Magenta);
+    select(&mut fixture.app, "cyberdyne");
+    press(&mut fixture.app, KeyCode::Enter);
+    let wide = screen(&mut fixture, 160, 40);
+    assert!(
+        wide.contains("leads outside the backup root; not followed"),
+        "{wide}"
+    );
+    insta::assert_snapshot!("detail_cyberdyne_80x24", screen(&mut fixture, 80, 24));
+    insta::assert_snapshot!("detail_cyberdyne_160x40", wide);
 }

@@ -49,7 +49,7 @@ pub enum Command {
     Drill(drill::DrillArgs),
     /// Onboard a client: folders, its own user, mode 700, its key; print the target server's lines
     Setup(setup::SetupArgs),
-    /// Build a demo backup root (in DIR, else a temporary folder) and open the dashboard on it
+    /// Build a demo backup root (in DIR, else a temporary folder) with eight clients in every state, and open the dashboard on it
     Demo(demo::DemoArgs),
     /// Move a cluster to another major version: pg_dumpall -c, psql, every load error listed, both ends compared
     Migrate(migrate::MigrateArgs),

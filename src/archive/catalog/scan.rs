@@ -324,6 +324,13 @@ fn scan_client_at(
             Listed::File(fact) => stray.push(fact),
         }
     }
+    // wal/ there but not readable (a symlink out of the root): nothing is
+    // known of the WAL, which is not the same as there being none.
+    let wal_dir = folder::wal_dir(path);
+    if !wal.present && unreadable.iter().any(|u| u.path == wal_dir) {
+        wal.present = true;
+        wal.unreadable = true;
+    }
     Client::from_folder(name, path, base, wal, stray, unreadable)
 }
 

@@ -28,12 +28,12 @@ const COLUMNS: &[Column] = &[
     Column { title: "CLIENT", width: 12, priority: 0, cell: |r, _| r.name.clone() },
     Column { title: "BASE", width: 7, priority: 3, cell: |r, app| r.base.taken_at.map_or("—".into(), |t| age_short(t, app)) },
     Column { title: "BASE SIZE", width: 9, priority: 4, cell: |r, _| if r.base.bytes > 0 { human_bytes(r.base.bytes) } else { "—".into() } },
-    Column { title: "WAL", width: 6, priority: 2, cell: |r, _| r.wal.segments.to_string() },
-    Column { title: "WAL SIZE", width: 9, priority: 4, cell: |r, _| human_bytes(r.wal.bytes) },
+    Column { title: "WAL", width: 6, priority: 2, cell: |r, _| if wal_unknown(r) { "?".into() } else { r.wal.segments.to_string() } },
+    Column { title: "WAL SIZE", width: 9, priority: 4, cell: |r, _| if wal_unknown(r) { "?".into() } else { human_bytes(r.wal.bytes) } },
     Column { title: "LAST SEGMENT", width: 24, priority: 5, cell: |r, _| r.wal.last.clone().unwrap_or_else(|| "—".into()) },
     Column { title: "LAST WAL", width: 10, priority: 0, cell: last_wal_cell },
     Column { title: "CADENCE", width: 14, priority: 1, cell: cadence_cell },
-    Column { title: "RESTORABLE (UTC)", width: 16, priority: 0, cell: |r, _| r.restorable_to.map_or("not restorable".into(), short_time) },
+    Column { title: "RESTORABLE (UTC)", width: 16, priority: 0, cell: restorable_cell },
         Column { title: "DRILL", width: 7, priority: 4, cell: drill_cell },
     Column { title: "PROBLEMS", width: 12, priority: 0, cell: problems_cell },
 ];
@@ -48,8 +48,25 @@ fn client_of<'a>(
     app.catalog.as_ref()?.client(&report.name)
 }
 
+/// Whether the client's wal/ could not be read: its WAL facts are unknown,
+/// not zero (the `unreadable` problem says why).
+fn wal_unknown(report: &ClientReport) -> bool {
+    report.wal.unreadable
+}
+
+fn restorable_cell(report: &ClientReport, _: &App) -> String {
+    match report.restorable_to {
+        Some(time) => short_time(time),
+        None if wal_unknown(report) => "unknown".into(),
+        None => "not restorable".into(),
+    }
+}
+
 /// The age of the last arrival, marked for a few seconds when a segment just landed.
 fn last_wal_cell(report: &ClientReport, app: &App) -> String {
+    if wal_unknown(report) {
+        return "unknown".into();
+    }
     let age = report
         .wal
         .last_arrival
