@@ -40,6 +40,8 @@ pub(super) enum JobKey {
     Target(String),
     Setup,
     Restore,
+    /// The settings a restore of this client needs here (the wizard's field).
+    Proposals(String),
     BaseCheck(PathBuf),
     SegmentCheck(PathBuf),
 }
@@ -55,15 +57,20 @@ impl JobKey {
             Command::ReadTarget { client, .. } => JobKey::Target(client.clone()),
             Command::PlanSetup(_) | Command::ApplySetup(..) => JobKey::Setup,
             Command::StartRestore { .. } => JobKey::Restore,
+            Command::ProposeSettings { client, .. } => JobKey::Proposals(client.clone()),
             Command::CheckBase(dir) => JobKey::BaseCheck(dir.clone()),
             Command::CheckSegment { path, .. } => JobKey::SegmentCheck(path.clone()),
             Command::AnswerRestore(_) | Command::Quit => return None,
         })
     }
 
-    /// Rescans asked for while one runs still matter: the folder changed again.
+    /// Rescans asked for while one runs still matter: the folder changed
+    /// again; so do proposals asked for another data directory.
     fn runs_again(&self) -> bool {
-        matches!(self, JobKey::Scan | JobKey::ClientScan(_))
+        matches!(
+            self,
+            JobKey::Scan | JobKey::ClientScan(_) | JobKey::Proposals(_)
+        )
     }
 }
 
@@ -195,6 +202,27 @@ impl Jobs {
                                 .map_err(|e| e.to_string())
                         });
                     send(RestoreEvent::Finished(result));
+                });
+            }
+            Command::ProposeSettings {
+                client,
+                data_dir,
+                request,
+            } => {
+                self.spawn(key, command, move |job| {
+                    // The first read of a big base.tar.gz takes a while; the
+                    // preflight of the run that follows reuses it.
+                    let result = catalog::scan_client(&root, &client, &ScanOptions::default())
+                        .map_err(|e| e.to_string())
+                        .and_then(|scanned| {
+                            crate::ops::restore::proposed_settings(&scanned, &request)
+                                .map_err(|e| e.to_string())
+                        });
+                    job.send(Event::SettingsProposed {
+                        client,
+                        data_dir,
+                        result,
+                    });
                 });
             }
             Command::ReadTarget { client, target } => {

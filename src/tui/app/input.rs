@@ -85,7 +85,13 @@ impl App {
         let Some(wizard) = &mut self.wizard else {
             return Vec::new();
         };
-        match wizard.on_key(key) {
+        let command = wizard.on_key(key);
+        self.wizard_commands(command)
+    }
+
+    /// What the wizard asked for, as the loop's commands.
+    pub(super) fn wizard_commands(&mut self, command: Option<WizardCommand>) -> Vec<Command> {
+        match command {
             None => Vec::new(),
             Some(WizardCommand::Answer(yes)) => vec![Command::AnswerRestore(yes)],
             Some(WizardCommand::Leave) => {
@@ -95,6 +101,11 @@ impl App {
             }
             Some(WizardCommand::Start(text)) => vec![Command::StartRestore {
                 client: text.client.clone(),
+                request: Box::new(text.to_request(&self.config)),
+            }],
+            Some(WizardCommand::Propose(text)) => vec![Command::ProposeSettings {
+                client: text.client.clone(),
+                data_dir: text.data_dir.clone(),
                 request: Box::new(text.to_request(&self.config)),
             }],
         }
@@ -164,8 +175,12 @@ impl App {
             }
             Action::Restore => {
                 if let Some(row) = self.selected_row() {
-                    self.wizard = Some(Wizard::new(&row.name));
+                    let wizard = Wizard::new(&row.name);
+                    // The settings this host needs, worked out while the form is filled in.
+                    let propose = wizard.propose(wizard.proposals.data_dir().to_owned());
+                    self.wizard = Some(wizard);
                     self.screen = Screen::Restore;
+                    return self.wizard_commands(Some(propose));
                 }
             }
             Action::DeepCheck => {

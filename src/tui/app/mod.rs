@@ -31,6 +31,7 @@ use crate::checks::integrity::{BaseCheck, Progress, SegmentCheck};
 use crate::checks::report::ClientReport;
 use crate::checks::verify::{Verification, VerifySettings};
 use crate::config::{Config, TargetServer};
+use crate::ops::restore::SettingsProposal;
 use crate::ops::restore::request::RestoreRequest;
 use crate::ops::setup::{Action as SetupAction, SetupPlan};
 use crate::pg::target::TargetView;
@@ -67,6 +68,13 @@ pub enum Event {
     Viewport(Viewport),
     /// The restore engine reported something.
     Restore(RestoreEvent),
+    /// The settings a restore of `client` into `data_dir` (as the wizard
+    /// typed it) needs on this host, or why they could not be worked out.
+    SettingsProposed {
+        client: String,
+        data_dir: String,
+        result: Result<SettingsProposal, String>,
+    },
     /// The recorded restore drills.
     Drills(Vec<DrillRecord>),
     /// The quick check of segments (gzip trailer, first page) after a scan:
@@ -129,6 +137,13 @@ pub enum Command {
     CheckSegment {
         path: PathBuf,
         seen_at: SystemTime,
+    },
+    /// Work out the settings a restore of this client needs on this host
+    /// (the wizard's pre-filled field), for the data directory as typed.
+    ProposeSettings {
+        client: String,
+        data_dir: String,
+        request: Box<RestoreRequest>,
     },
     /// Re-read this client and run the restore engine on it in the background.
     StartRestore {
@@ -413,6 +428,25 @@ impl App {
                     wizard.on_event(event);
                 }
                 Vec::new()
+            }
+            Event::SettingsProposed {
+                client,
+                data_dir,
+                result,
+            } => {
+                let Some(wizard) = self.wizard.as_mut().filter(|w| w.client == client) else {
+                    return Vec::new();
+                };
+                let result = result.map(|proposal| {
+                    let reasons = proposal
+                        .findings
+                        .iter()
+                        .map(|m| format!("{}: {}", m.key, m.why))
+                        .collect();
+                    (proposal.settings, reasons)
+                });
+                let command = wizard.proposed(&data_dir, result);
+                self.wizard_commands(command)
             }
             Event::BaseCheckProgress(progress) => {
                 if let Some(v) = &mut self.verification {
