@@ -390,7 +390,8 @@ fn the_printed_archive_command_archives_over_ssh_into_the_catalog() {
         .collect();
     assert_eq!(conf.lines().count(), 4, "{stdout}");
     assert!(
-        conf.contains("ssh -o BatchMode=yes -F /dev/null -p"),
+        conf.contains("ssh -o BatchMode=yes -o ConnectTimeout=10")
+            && conf.contains("-o ServerAliveCountMax=3 -F /dev/null -p"),
         "{conf}"
     );
 
