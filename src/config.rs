@@ -56,6 +56,7 @@ struct RawSettings {
     local_start_command: Option<String>,
     local_stop_command: Option<String>,
     local_log: Option<PathBuf>,
+    quota: Option<String>,
     #[serde(default)]
     acknowledged_gaps: Vec<AcknowledgedGap>,
     target: Option<RawTarget>,
@@ -127,6 +128,8 @@ pub struct ClientPolicy {
     /// How `restore` starts, stops and logs the local instance (`None`: detected).
     pub local: LocalService,
     pub acknowledged_gaps: Vec<AcknowledgedGap>,
+    /// Bytes the client's folder may hold; the receiver refuses an upload that would pass it.
+    pub quota: Option<u64>,
 }
 
 impl Default for ClientPolicy {
@@ -139,6 +142,7 @@ impl Default for ClientPolicy {
             data_dir: None,
             local: Default::default(),
             acknowledged_gaps: Vec::new(),
+            quota: None,
         }
     }
 }
@@ -379,7 +383,38 @@ fn resolve(
             log: raw.local_log.clone().or_else(|| base.local.log.clone()),
         },
         acknowledged_gaps,
+        quota: match &raw.quota {
+            None => base.quota,
+            Some(text) => Some(parse_byte_size(text).ok_or_else(|| ConfigError::Invalid {
+                path: path.to_owned(),
+                key: format!("{section}.quota"),
+                message: format!(
+                    "{text:?} is not a size such as \"50G\", \"500M\" or \"1T\" (powers of 1024)"
+                ),
+            })?),
+        },
     })
+}
+
+/// `50G`, `500M`, `1.5T`, `1024`: bytes, with K, M, G, T (optionally `B` or
+/// `iB`) as powers of 1024; case ignored.
+pub fn parse_byte_size(text: &str) -> Option<u64> {
+    let text = text.trim().to_ascii_uppercase();
+    let number_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(number_end);
+    let shift = match unit.trim().trim_end_matches("IB").trim_end_matches('B') {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    let value: f64 = number.parse().ok()?;
+    let bytes = value * (1u64 << shift) as f64;
+    (bytes.is_finite() && bytes >= 1.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 fn resolve_target(
@@ -653,6 +688,32 @@ connect_timeout = "3s"
         )
         .unwrap_err();
         assert!(err.to_string().contains("defaults.target"), "{err}");
+    }
+
+    #[test]
+    fn a_quota_is_a_size_and_a_bad_one_names_its_key() {
+        let config = Config::parse(
+            "[defaults]\nquota = \"1T\"\n[clients.foo]\nquota = \"50G\"\n",
+            Path::new("q.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.policy_for("foo").quota, Some(50 << 30));
+        assert_eq!(config.policy_for("bar").quota, Some(1 << 40));
+        assert_eq!(Config::default().policy_for("x").quota, None);
+        for (text, bytes) in [
+            ("1024", 1024),
+            ("1k", 1024),
+            ("1.5GiB", 3 << 29),
+            ("500 MB", 500 << 20),
+        ] {
+            assert_eq!(parse_byte_size(text), Some(bytes), "{text}");
+        }
+        for bad in ["", "G", "-1G", "0", "12X", "1e99T"] {
+            assert_eq!(parse_byte_size(bad), None, "{bad}");
+        }
+        let err =
+            Config::parse("[clients.foo]\nquota = \"lots\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(err.to_string().contains("clients.foo.quota"), "{err}");
     }
 
     #[test]

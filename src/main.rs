@@ -61,6 +61,14 @@ fn run(cli: &Cli) -> Result<i32> {
         Some(Command::Man(args)) => return walwarden::cli::docs::man(args),
         _ => {}
     }
+    // Run by sshd for a client's key: one line on stderr, never a report.
+    if let Some(Command::Receive(args)) = &cli.command {
+        return Ok(walwarden::cli::receive::run(
+            args,
+            cli.root.as_deref(),
+            cli.config.as_deref(),
+        ));
+    }
     let config = Config::discover(cli.config.as_deref()).map_err(|error| {
         Failure::new(format!("cannot load the configuration: {error}")).hint(
             "fix or remove the file it names; every setting is explained in \
@@ -74,9 +82,15 @@ fn run(cli: &Cli) -> Result<i32> {
         Some(Command::Verify(args)) => walwarden::cli::verify::run(args, &root, &config),
         Some(Command::Restore(args)) => walwarden::cli::restore::run(args, &root, &config),
         Some(Command::Drill(args)) => walwarden::cli::drill::run(args, &root),
-        Some(Command::Setup(args)) => walwarden::cli::setup::run(args, &root),
+        Some(Command::Setup(args)) => {
+            walwarden::cli::setup::run(args, &root, cli.config.as_deref())
+        }
         Some(
-            Command::Demo(_) | Command::Migrate(_) | Command::Completions(_) | Command::Man(_),
+            Command::Demo(_)
+            | Command::Migrate(_)
+            | Command::Completions(_)
+            | Command::Man(_)
+            | Command::Receive(_),
         ) => Ok(0),
         None => {
             walwarden::cli::need_a_terminal("the dashboard", "walwarden check")?;

@@ -53,6 +53,8 @@ fn target(sshd: &TestSshd, wal_name: &str) -> Target {
         wal_dir: wal.clone(),
         compress: true,
         archive_timeout: 60,
+        // The tutorial's shell access (`setup --shell-access`); the receiver has its own tests.
+        via_receiver: false,
     };
     let bin = require_pg_bin(15);
     let cluster = PgCluster::initdb(15, &bin, tmp.path(), &[]);

@@ -67,3 +67,45 @@ fn last_commit_time_and_end_of_wal_match_postgresql_15() {
 fn last_commit_time_and_end_of_wal_match_postgresql_17_with_1mib_segments() {
     last_commit_matches(17, Some(1));
 }
+
+#[test]
+fn the_recovery_point_of_a_real_archive_is_read_once_per_window() {
+    use walwarden::archive::catalog::{self, ScanOptions};
+    use walwarden::checks::recovery_point::PointCache;
+
+    let backup = support::make_real_backup("client1");
+    let client = catalog::scan_client(&backup.root, "client1", &ScanOptions::default()).unwrap();
+    let mut cache = PointCache::load(None);
+    let none = std::collections::BTreeSet::new();
+    let point = cache
+        .point_for(&client, &none)
+        .expect("the fixture's last insert is a commit in the archive");
+    assert!(point.transaction.committed);
+    assert_eq!(
+        Some(point.through.as_str()),
+        client.continuity.restorable_through.as_deref()
+    );
+    assert_eq!(cache.reads, 1);
+    assert_eq!(cache.point_for(&client, &none), Some(point.clone()));
+    assert_eq!(cache.reads, 1, "an unchanged window is not read again");
+    // The fixture's marker row was the last write: its commit time is the point.
+    let server = backup.cluster.start();
+    let marker_micros: u64 = server
+        .psql(
+            "select (extract(epoch from ts) * 1000000)::bigint from walwarden_marker where id = 1",
+        )
+        .parse()
+        .unwrap();
+    server.stop();
+    let point_micros = point
+        .transaction
+        .time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    // The row's clock_timestamp() is taken before its commit record is written.
+    assert!(
+        point_micros >= marker_micros && point_micros - marker_micros < 5_000_000,
+        "commit at {point_micros}, row stamped {marker_micros}"
+    );
+}

@@ -144,11 +144,12 @@ fn setup_twice_changes_nothing_the_second_time_and_clients_cannot_read_each_othe
     let first = setup(&root, &client, &home, &["--key", key_arg, "--yes"]);
     assert!(first.status.success(), "{}", text(&first));
     let first_out = String::from_utf8_lossy(&first.stdout);
+    // The key's powers are the receiver's: the copy test runs through it.
     assert_eq!(
         first_out
-            .matches("ok: wrote, synced, renamed, read back and removed")
+            .matches("ok: the receiver's copy-test wrote, synced, renamed, read back and removed")
             .count(),
-        2,
+        1,
         "{first_out}"
     );
     let uid = uid_of(&user);
@@ -169,7 +170,8 @@ fn setup_twice_changes_nothing_the_second_time_and_clients_cannot_read_each_othe
         let left: Vec<_> = fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())
-            .filter(|n| n != "base" && n != "wal")
+            // The receiver's own folder (its state) is expected in the client's.
+            .filter(|n| n != "base" && n != "wal" && n != ".walwarden")
             .collect();
         assert!(left.is_empty(), "{} holds {left:?}", dir.display());
     }
@@ -186,12 +188,18 @@ fn setup_twice_changes_nothing_the_second_time_and_clients_cannot_read_each_othe
     let key_text = fs::read_to_string(&key_pub).unwrap();
     let key_words: Vec<&str> = key_text.split_whitespace().collect();
     let auth_text = fs::read_to_string(&authorized).unwrap();
-    assert_eq!(
-        auth_text,
-        format!(
-            "restrict {} {} {}\n",
-            key_words[0], key_words[1], key_words[2]
-        )
+    // The key runs the receiver and nothing else.
+    assert!(
+        auth_text.starts_with("restrict,command=\"")
+            && auth_text.contains(&format!(
+                "receive --root {} --client {client}",
+                root.display()
+            ))
+            && auth_text.ends_with(&format!(
+                "\" {} {} {}\n",
+                key_words[0], key_words[1], key_words[2]
+            )),
+        "{auth_text}"
     );
     let passwd = passwd_line(&user);
     assert!(
@@ -390,8 +398,7 @@ fn the_printed_archive_command_archives_over_ssh_into_the_catalog() {
         .collect();
     assert_eq!(conf.lines().count(), 4, "{stdout}");
     assert!(
-        conf.contains("ssh -o BatchMode=yes -o ConnectTimeout=10")
-            && conf.contains("-o ServerAliveCountMax=3 -F /dev/null -p"),
+        conf.contains("-o ServerAliveCountMax=3 -F /dev/null -p") && conf.contains("put-wal %f.gz"),
         "{conf}"
     );
 
@@ -468,4 +475,65 @@ fn without_root_setup_says_which_actions_need_it() {
     assert!(all.contains("useradd --create-home"), "{all}");
     assert!(!root.exists(), "nothing was created");
     assert!(passwd_line(&format!("{client}backup")).is_empty());
+}
+
+#[test]
+fn a_shell_access_key_is_moved_to_the_receiver_once() {
+    require_root();
+    let tmp = tempfile::Builder::new()
+        .prefix("walwarden-setup-move-")
+        .tempdir()
+        .unwrap();
+    give_mode(tmp.path(), 0o755);
+    let root = tmp.path().join("backups");
+    let keys = tmp.path().join("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let key = keygen(&keys, "target_ed25519");
+    let key_arg = key.with_extension("pub");
+    let key_arg = key_arg.to_str().unwrap();
+    let client = unique_client("m");
+    let user = format!("{client}backup");
+    let _guard = UserGuard(user.clone());
+    let home = tmp.path().join("home").join(&user);
+    let authorized = home.join(".ssh/authorized_keys");
+
+    // Onboarded the tutorial's way: the key may run any command.
+    let shell = setup(
+        &root,
+        &client,
+        &home,
+        &["--key", key_arg, "--shell-access", "--yes"],
+    );
+    assert!(shell.status.success(), "{}", text(&shell));
+    let shell_line = fs::read_to_string(&authorized).unwrap();
+    assert!(shell_line.starts_with("restrict ssh-"), "{shell_line}");
+    let shell_out = String::from_utf8_lossy(&shell.stdout);
+    assert!(
+        shell_out.contains("already archived with other content") && !shell_out.contains("put-wal"),
+        "the shell archive_command is printed\n{shell_out}"
+    );
+
+    // setup again, the default way: the same key now runs the receiver only.
+    let moved = setup(&root, &client, &home, &["--key", key_arg, "--yes"]);
+    assert!(moved.status.success(), "{}", text(&moved));
+    let moved_out = String::from_utf8_lossy(&moved.stdout);
+    assert_eq!(
+        moved_out.matches("$ ").count(),
+        1,
+        "one action: the key's line replaced\n{moved_out}"
+    );
+    let receiver_line = fs::read_to_string(&authorized).unwrap();
+    assert!(
+        receiver_line.starts_with("restrict,command=\"")
+            && receiver_line.contains(" receive --root "),
+        "{receiver_line}"
+    );
+    assert_eq!(receiver_line.lines().count(), 1, "replaced, not added");
+    assert!(moved_out.contains("put-wal %f.gz"), "{moved_out}");
+
+    // Once moved, nothing to change.
+    let again = setup(&root, &client, &home, &["--key", key_arg, "--yes"]);
+    let again_out = String::from_utf8_lossy(&again.stdout);
+    assert!(again_out.contains("nothing to change"), "{again_out}");
+    assert_eq!(fs::read_to_string(&authorized).unwrap(), receiver_line);
 }

@@ -585,9 +585,9 @@ fn new_client_screen_form_then_plan() {
         "{review}"
     );
     assert!(
-        review.contains(
-            "archive_command = 'gzip -c -9 -n %p | ssh -o BatchMode=yes -o ConnectTimeout=10"
-        ),
+        review
+            .contains("archive_command = 'gzip -c %p | ssh -o BatchMode=yes -o ConnectTimeout=10")
+            && review.contains("''put-wal %f.gz'''"),
         "{review}"
     );
     insta::assert_snapshot!("new_client_review_120x50", review);

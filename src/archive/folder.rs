@@ -284,7 +284,7 @@ impl WalArchive {
     ) -> Option<(SegmentFile, bool)> {
         let replaced = self.remove_file(&fact.name);
         self.in_flight
-            .retain(|p| p.name.strip_suffix(".part") != Some(fact.name.as_str()));
+            .retain(|p| !matches!(WalFileKind::classify(&p.name), WalFileKind::InFlight { final_name } if final_name == fact.name));
         let count = self.segments.len();
         self.add_file(fact, text);
         if self.segments.len() == count {

@@ -4,7 +4,8 @@
 //! from a root (`catalog`) with its cache of expensive facts (`base_cache`),
 //! the restore's line of timelines and its gaps (`continuity`), a segment's
 //! records walked for its end and last transaction (`records`), and file
-//! events turned into catalog changes (`watch`). The bottom layer: nothing
+//! events turned into catalog changes (`watch`), and the receiver's log of
+//! refused uploads (`receiver_log`). The bottom layer: nothing
 //! here knows about checks, operations or PostgreSQL servers.
 
 pub mod base_backup;
@@ -13,6 +14,7 @@ pub mod catalog;
 pub mod continuity;
 pub mod folder;
 pub mod manifest;
+pub mod receiver_log;
 pub mod records;
 pub mod wal;
 pub mod watch;

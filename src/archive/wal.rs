@@ -198,6 +198,19 @@ impl WalFileKind {
         if let Some(final_name) = file_name.strip_suffix(".part")
             && !final_name.is_empty()
         {
+            // A unique part name (`NAME.12345.part`: the shell's pid in the
+            // printed archive_command, a counter in the receiver) is still NAME's.
+            let final_name = final_name
+                .rsplit_once('.')
+                .filter(|(stem, n)| {
+                    !n.is_empty()
+                        && n.bytes().all(|b| b.is_ascii_digit())
+                        && !matches!(
+                            WalFileKind::classify(stem),
+                            WalFileKind::Other | WalFileKind::InFlight { .. }
+                        )
+                })
+                .map_or(final_name, |(stem, _)| stem);
             return WalFileKind::InFlight {
                 final_name: final_name.to_owned(),
             };
@@ -526,6 +539,34 @@ mod tests {
         assert!(parse_timeline_history("1\tnot-an-lsn\n").is_err());
     }
 
+    #[test]
+    fn a_unique_part_name_is_still_its_files() {
+        for (part, final_name) in [
+            (
+                "000000010000000000000007.gz.12345.part",
+                "000000010000000000000007.gz",
+            ),
+            (
+                "000000010000000000000007.3.part",
+                "000000010000000000000007",
+            ),
+            ("00000002.history.gz.77.part", "00000002.history.gz"),
+            (
+                "000000010000000000000007.gz.part",
+                "000000010000000000000007.gz",
+            ),
+            ("notes.1.part", "notes.1"),
+        ] {
+            assert_eq!(
+                WalFileKind::classify(part),
+                WalFileKind::InFlight {
+                    final_name: final_name.to_owned()
+                },
+                "{part}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn segment_names_round_trip(tli in 1u32..=u32::MAX, segno in 0u64..(1u64 << 40), size_index in 0usize..4) {
@@ -556,7 +597,10 @@ mod tests {
                 WalFileKind::Segment { name: raw, .. } | WalFileKind::BackupHistory { name: raw, .. } => {
                     prop_assert!(name.to_ascii_uppercase().starts_with(&raw.to_string()));
                 }
-                WalFileKind::InFlight { final_name } => prop_assert_eq!(format!("{final_name}.part"), name),
+                WalFileKind::InFlight { final_name } => prop_assert!(
+                    name.starts_with(&final_name) && name.ends_with(".part"),
+                    "{} -> {}", name, final_name
+                ),
                 WalFileKind::TimelineHistory { timeline, .. } => {
                     let expected = format!("{:08X}.HISTORY", timeline.0);
                     prop_assert!(name.to_ascii_uppercase().starts_with(&expected));

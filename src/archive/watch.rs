@@ -140,6 +140,14 @@ fn place<'a>(root: &Path, path: &'a Path) -> Place<'a> {
     match parts.as_slice() {
         [client] if !client.starts_with('.') => Place::ClientFolder(client),
         [client, "wal", name] => Place::WalFile(client, name),
+        // The receiver's own folder: only its log says something new (a
+        // refusal); its state and quota files change with every upload.
+        [client, crate::archive::receiver_log::OWN_DIR, name]
+            if name.starts_with(crate::archive::receiver_log::LOG_FILE) =>
+        {
+            Place::OtherInClient(client)
+        }
+        [_, crate::archive::receiver_log::OWN_DIR, ..] => Place::Elsewhere,
         [client, ..] if !client.starts_with('.') => Place::OtherInClient(client),
         _ => Place::Elsewhere,
     }
@@ -500,6 +508,27 @@ mod tests {
                 t
             ),
             vec![]
+        );
+    }
+
+    #[test]
+    fn the_receivers_own_files_are_quiet_except_its_log() {
+        let root = Path::new("/r");
+        let at = SystemTime::UNIX_EPOCH;
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        for (kind, path) in [
+            (renamed, "/r/c1/.walwarden/state.json"),
+            (renamed, "/r/c1/.walwarden/usage.json"),
+            (closed, "/r/c1/.walwarden/staging/b1/base.tar.gz.part"),
+        ] {
+            assert_eq!(translate(root, event(kind, &[path]), at), vec![], "{path}");
+        }
+        assert_eq!(
+            translate(root, event(closed, &["/r/c1/.walwarden/receive.log"]), at),
+            vec![WalChange::ClientChanged {
+                client: "c1".into()
+            }]
         );
     }
 

@@ -6,7 +6,7 @@
 //! Problem codes are stable: scripts and alerts key on them.
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::archive::catalog::Client;
 use crate::archive::folder::BaseFileKind;
@@ -82,6 +82,12 @@ pub enum ProblemCode {
     TimelineBranch,
     /// The newest WAL arrives on a timeline the base backup cannot reach.
     BaseOffLine,
+    /// The receiver refused an upload whose name is taken by other content.
+    RejectedOverwrite,
+    /// The receiver refused an upload for the client's quota or a full disk.
+    QuotaExceeded,
+    /// The receiver refused an upload (damaged, misnamed, another system's, a wrong command).
+    UploadRefused,
     /// No successful restore drill within `drill_max_age`.
     DrillStale,
     /// The target server could not be reached over SSH (`check --target`).
@@ -117,6 +123,9 @@ impl ProblemCode {
             ProblemCode::TimelineMismatch => "timeline_mismatch",
             ProblemCode::TimelineBranch => "timeline_branch",
             ProblemCode::BaseOffLine => "base_off_line",
+            ProblemCode::RejectedOverwrite => "rejected_overwrite",
+            ProblemCode::QuotaExceeded => "quota_exceeded",
+            ProblemCode::UploadRefused => "upload_refused",
             ProblemCode::DrillStale => "drill_stale",
             ProblemCode::TargetUnreachable => "target_unreachable",
             ProblemCode::ArchiveOff => "archive_off",
@@ -195,7 +204,76 @@ pub fn assess(client: &Client, policy: &ClientPolicy, now: SystemTime) -> Vec<Pr
         assess_wal(client, policy, now, &mut problems);
     }
     assess_unexpected(client, &mut problems);
+    assess_refusals(client, now, &mut problems);
     problems
+}
+
+/// How long a refused upload counts toward the client's status: PostgreSQL
+/// retries for ever, so a refusal that keeps happening stays in the window,
+/// and one that was fixed (or was a one-off) fades out by itself.
+const REFUSALS_COUNT_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// Uploads the receiver refused lately, one problem per kind, naming the newest.
+fn assess_refusals(client: &Client, now: SystemTime, problems: &mut Vec<Problem>) {
+    let recent: Vec<&crate::archive::receiver_log::Refusal> = client
+        .refusals
+        .iter()
+        .filter(|r| now.duration_since(r.time).unwrap_or_default() <= REFUSALS_COUNT_FOR)
+        .collect();
+    let kind = |code: &str| match code {
+        "rejected_overwrite" => ProblemCode::RejectedOverwrite,
+        "quota_exceeded" | "disk_full" => ProblemCode::QuotaExceeded,
+        _ => ProblemCode::UploadRefused,
+    };
+    for code in [
+        ProblemCode::RejectedOverwrite,
+        ProblemCode::QuotaExceeded,
+        ProblemCode::UploadRefused,
+    ] {
+        let of_kind: Vec<_> = recent
+            .iter()
+            .filter(|r| kind(&r.code_text) == code)
+            .collect();
+        let Some(newest) = of_kind.iter().max_by_key(|r| r.time) else {
+            continue;
+        };
+        let foreign = of_kind.iter().any(|r| r.code_text.starts_with("foreign"));
+        let severity = match code {
+            ProblemCode::UploadRefused if !foreign => Status::Warning,
+            _ => Status::Critical,
+        };
+        let what = match &newest.name {
+            Some(name) => format!("{} {name}", newest.command),
+            None => newest.command.clone(),
+        };
+        let fix = match code {
+            ProblemCode::RejectedOverwrite => {
+                "another server (a restored copy, an old primary, a rebuilt replica) archives into this client's folder, or its timeline was reused: find it and turn its archiving off; the stored file is kept, never delete it to make room"
+            }
+            ProblemCode::QuotaExceeded => {
+                "archiving is blocked: raise `quota` under [clients.NAME] in the config, or as root move old base backups (.walwarden/previous/) out of the root; PostgreSQL retries by itself"
+            }
+            _ if foreign => {
+                "another database system's WAL is sent with this client's key: check the archive_command of the server that sent it; a rebuilt cluster needs its own client folder (`walwarden setup NEWNAME`)"
+            }
+            _ => {
+                "see the reason: a damaged upload is retried by PostgreSQL; a refused command means the target's archive_command is not the one `walwarden setup` prints"
+            }
+        };
+        problems.push(Problem::new(
+            code,
+            severity,
+            format!(
+                "the receiver refused {} upload(s) in the last day; newest {} at {}: {} [{}]",
+                of_kind.len(),
+                what,
+                crate::display::time_text(newest.time),
+                newest.reason,
+                newest.code_text
+            ),
+            fix,
+        ));
+    }
 }
 
 fn assess_unreadable(client: &Client, problems: &mut Vec<Problem>) {

@@ -14,7 +14,7 @@ use crate::archive::base_cache;
 use crate::archive::catalog::{self, Catalog, CatalogError, Client, ScanOptions};
 use crate::checks::deep::{self, DeepCache, DeepReport};
 use crate::checks::quick::{self, QuickCache, QuickFindings, QuickInput};
-use crate::checks::recovery_point;
+use crate::checks::recovery_point::{self, PointCache};
 
 #[derive(Debug, Error)]
 pub enum JobError {
@@ -36,13 +36,14 @@ pub fn deep_check(
     progress: &mut dyn FnMut(&str, u64, u64),
 ) -> Result<Vec<(String, DeepReport)>, JobError> {
     let mut cache = DeepCache::load(deep::default_cache_path().as_deref());
+    let mut points = PointCache::load(recovery_point::default_cache_path().as_deref());
     let reports = clients
         .iter()
         .map(|client| {
             let mut report = deep::verify_client(client, &mut cache, now, &mut |done, total| {
                 progress(&client.name, done, total)
             });
-            report.recovery_point = recovery_point::point_for(client, &report.unusable);
+            report.recovery_point = points.point_for(client, &report.unusable);
             (client.name.clone(), report)
         })
         .collect();
@@ -50,6 +51,8 @@ pub fn deep_check(
         what: "deep-check",
         source,
     })?;
+    // Remembering points is a speed-up only.
+    let _ = points.save();
     Ok(reports)
 }
 
@@ -100,12 +103,13 @@ pub struct QuickChecked {
 /// found unusable, and the recovery point of the line they leave.
 pub fn quick_check(inputs: &[QuickInput<'_>]) -> QuickChecked {
     let mut cache = QuickCache::load(quick::default_cache_path().as_deref());
+    let mut points = PointCache::load(recovery_point::default_cache_path().as_deref());
     let findings = inputs
         .iter()
         .map(|input| {
             let problems = cache.check(input);
             let unusable = cache.unusable(input);
-            let recovery_point = recovery_point::point_for(&input.client, &unusable);
+            let recovery_point = points.point_for(&input.client, &unusable);
             (
                 input.name().to_owned(),
                 QuickFindings {
@@ -116,6 +120,8 @@ pub fn quick_check(inputs: &[QuickInput<'_>]) -> QuickChecked {
             )
         })
         .collect();
+    // Remembering points is a speed-up only; the verdicts' cache is what `check` reports on.
+    let _ = points.save();
     QuickChecked {
         findings,
         remembered: cache.save(),

@@ -27,7 +27,7 @@ struct Family {
     kind: &'static str,
 }
 
-const FAMILIES: [Family; 11] = [
+const FAMILIES: [Family; 12] = [
     Family {
         name: "walwarden_client_status",
         help: "Client health: 0 ok, 1 warning, 2 critical, 3 unknown.",
@@ -41,6 +41,11 @@ const FAMILIES: [Family; 11] = [
     Family {
         name: "walwarden_restorable_to_timestamp_seconds",
         help: "The newest moment a restore brings back.",
+        kind: "gauge",
+    },
+    Family {
+        name: "walwarden_last_commit_timestamp_seconds",
+        help: "The last commit a restore to the end brings back, read from the WAL (absent when unknown).",
         kind: "gauge",
     },
     Family {
@@ -106,6 +111,13 @@ pub fn prometheus(report: &CheckReport) -> String {
         if let Some(t) = client.restorable_to {
             samples.push((
                 "walwarden_restorable_to_timestamp_seconds",
+                c.clone(),
+                seconds(t),
+            ));
+        }
+        if let Some(t) = client.wal.last_commit {
+            samples.push((
+                "walwarden_last_commit_timestamp_seconds",
                 c.clone(),
                 seconds(t),
             ));

@@ -4,17 +4,26 @@
 //! says when it arrived, always later than the last commit inside it; a
 //! recovery target past that commit makes PostgreSQL 13+ refuse with
 //! `recovery ended before configured recovery target was reached`.
+//!
+//! Reading a segment inflates up to 16 MiB, so the point is remembered per
+//! client by the window's last file (name, size, mtime) in
+//! `~/.cache/walwarden/recovery-points.json`: an unchanged window is never
+//! read twice, a new arrival reads one segment.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
-use std::path::Path;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
 use flate2::read::MultiGzDecoder;
+use serde::{Deserialize, Serialize};
 
 use crate::archive::catalog::Client;
 use crate::archive::continuity::{self, Continuity, LineRequest};
 use crate::archive::folder::WalArchive;
 use crate::archive::records::{TransactionEnd, scan_segment};
+use crate::archive::wal::Lsn;
 use crate::archive::wal::{RawSegmentName, SegmentNo};
 
 /// How many segments back from the run's end are read to find a
@@ -41,21 +50,6 @@ pub fn judge_line(
     let line = continuity::analyse_with(&client.base, &client.wal, request);
     let point = last_transaction(&client.wal_dir(), &client.wal, &line);
     (line, point)
-}
-
-/// The recovery point of the production line with `unusable` segments cutting it.
-pub fn point_for(
-    client: &Client,
-    unusable: &std::collections::BTreeSet<crate::archive::wal::RawSegmentName>,
-) -> Option<RecoveryPoint> {
-    judge_line(
-        client,
-        LineRequest {
-            timeline: None,
-            unusable: Some(unusable),
-        },
-    )
-    .1
 }
 
 /// Reads back from `continuity.restorable_through` (at most [`LOOK_BACK`]
@@ -122,4 +116,122 @@ fn read_segment(path: &Path, seg_size: u32) -> Option<Vec<u8>> {
         file.take(limit).read_to_end(&mut bytes)
     };
     read.ok().map(|_| bytes)
+}
+
+pub fn default_cache_path() -> Option<PathBuf> {
+    dirs::cache_dir().map(|d| d.join("walwarden").join("recovery-points.json"))
+}
+
+/// A point as remembered: the window's last file it was read for, and what it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Remembered {
+    through: String,
+    file_size: u64,
+    file_mtime_ns: u128,
+    /// `None`: no commit found within the look-back.
+    point: Option<StoredPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredPoint {
+    segment: String,
+    lsn: u64,
+    unix_micros: u64,
+    committed: bool,
+}
+
+/// Recovery points remembered per client folder.
+#[derive(Debug, Default)]
+pub struct PointCache {
+    path: Option<PathBuf>,
+    clients: HashMap<String, Remembered>,
+    changed: bool,
+    /// Windows read since the cache was loaded (for tests).
+    pub reads: u64,
+}
+
+impl PointCache {
+    /// Loads the cache; a missing or unreadable file is an empty cache.
+    pub fn load(path: Option<&Path>) -> PointCache {
+        PointCache {
+            path: path.map(Path::to_owned),
+            clients: crate::store::read_json_or_default(path),
+            changed: false,
+            reads: 0,
+        }
+    }
+
+    pub fn save(&self) -> io::Result<()> {
+        match (&self.path, self.changed) {
+            (Some(path), true) => crate::store::write_json(path, &self.clients),
+            _ => Ok(()),
+        }
+    }
+
+    /// The recovery point of the production line with `unusable` segments
+    /// cutting it; read from disk only when the window's last file is not
+    /// the one remembered.
+    pub fn point_for(
+        &mut self,
+        client: &Client,
+        unusable: &std::collections::BTreeSet<crate::archive::wal::RawSegmentName>,
+    ) -> Option<RecoveryPoint> {
+        let line = continuity::analyse_with(
+            &client.base,
+            &client.wal,
+            LineRequest {
+                timeline: None,
+                unusable: Some(unusable),
+            },
+        );
+        let through = line.restorable_through.clone()?;
+        let raw = crate::archive::wal::RawSegmentName::parse(&through)?;
+        let at = client
+            .wal
+            .segments
+            .partition_point(|s| (s.name, s.partial) < (raw, false));
+        let file = client.wal.segments.get(at).filter(|s| s.name == raw)?;
+        let mtime_ns = file
+            .mtime
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let key = client.path.to_string_lossy().into_owned();
+        if let Some(known) = self.clients.get(&key)
+            && known.through == through
+            && known.file_size == file.size
+            && known.file_mtime_ns == mtime_ns
+        {
+            return known.point.as_ref().map(|p| RecoveryPoint {
+                through: through.clone(),
+                segment: p.segment.clone(),
+                transaction: TransactionEnd {
+                    lsn: Lsn(p.lsn),
+                    time: UNIX_EPOCH + Duration::from_micros(p.unix_micros),
+                    committed: p.committed,
+                },
+            });
+        }
+        self.reads += 1;
+        let point = last_transaction(&client.wal_dir(), &client.wal, &line);
+        self.clients.insert(
+            key,
+            Remembered {
+                through,
+                file_size: file.size,
+                file_mtime_ns: mtime_ns,
+                point: point.as_ref().map(|p| StoredPoint {
+                    segment: p.segment.clone(),
+                    lsn: p.transaction.lsn.0,
+                    unix_micros: p
+                        .transaction
+                        .time
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_micros() as u64),
+                    committed: p.transaction.committed,
+                }),
+            },
+        );
+        self.changed = true;
+        point
+    }
 }

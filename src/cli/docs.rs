@@ -98,6 +98,22 @@ pub const EXIT_STATUS: &[(Option<&str>, ExitCodes)] = &[
         ],
     ),
     (
+        Some("receive"),
+        &[
+            (
+                0,
+                "stored",
+                "the upload is stored and verified, or an identical file was already there",
+            ),
+            (
+                1,
+                "refused",
+                "refused, with one line on stderr (PostgreSQL logs it): nothing of the upload was kept",
+            ),
+            (3, "usage", "a usage error"),
+        ],
+    ),
+    (
         Some("setup"),
         &[
             (0, "done", "done, or --dry-run"),

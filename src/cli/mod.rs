@@ -9,6 +9,7 @@ pub mod docs;
 pub mod drill;
 pub mod failure;
 pub mod migrate;
+pub mod receive;
 pub mod restore;
 pub mod setup;
 pub mod verify;
@@ -57,6 +58,8 @@ pub enum Command {
     Completions(docs::CompletionsArgs),
     /// Print the man page (roff), or write every page with --dir
     Man(docs::ManArgs),
+    /// The forced command of a client's key: accept WAL and base backups from stdin, nothing else (reads SSH_ORIGINAL_COMMAND)
+    Receive(receive::ReceiveArgs),
 }
 
 impl Command {

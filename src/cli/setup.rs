@@ -37,6 +37,10 @@ pub struct SetupArgs {
     /// ssh config file on the target (`ssh -F`), when not the postgres user's own
     #[arg(long, value_name = "FILE")]
     pub ssh_config: Option<PathBuf>,
+    /// Give the key the tutorial's plain shell access instead of the receiver
+    /// (which only adds WAL and base backups, append-only and verified)
+    #[arg(long)]
+    pub shell_access: bool,
     /// Archive segments uncompressed (default: gzip -9 on the target, as the tutorial's production setup)
     #[arg(long)]
     pub plain: bool,
@@ -54,8 +58,20 @@ pub struct SetupArgs {
     pub yes: bool,
 }
 
-pub fn run(args: &SetupArgs, root: &Path) -> Result<i32> {
+pub fn run(args: &SetupArgs, root: &Path, config: Option<&Path>) -> Result<i32> {
     let mut request = SetupRequest::new(root, &args.client)?;
+    request.access = if args.shell_access {
+        setup::KeyAccess::Shell
+    } else {
+        // The receiver reads the same config as this run (the client's quota).
+        let config = config
+            .map(Path::to_owned)
+            .or_else(|| match &request.access {
+                setup::KeyAccess::Receiver(forced) => forced.config.clone(),
+                setup::KeyAccess::Shell => None,
+            });
+        setup::KeyAccess::receiver(setup::this_binary(), root, &args.client, config)
+    };
     if let Some(user) = &args.user {
         setup::check_user_name(user)?;
         request.user = user.clone();
@@ -122,14 +138,20 @@ pub fn run(args: &SetupArgs, root: &Path) -> Result<i32> {
                 println!("  done: {action}");
             }
             SetupStep::CopyTesting(dir) => {
-                if dir == request.base_dir() {
+                if dir != request.wal_dir() {
                     println!("\nChecking that the copy works (as {}):", request.user);
                 }
             }
-            SetupStep::CopyTested(dir) => println!(
-                "  ok: wrote, synced, renamed, read back and removed a test file in {}",
-                dir.display()
-            ),
+            SetupStep::CopyTested(dir) => match request.access {
+                setup::KeyAccess::Receiver(_) => println!(
+                    "  ok: the receiver's copy-test wrote, synced, renamed, read back and removed a test file in {}",
+                    dir.display()
+                ),
+                setup::KeyAccess::Shell => println!(
+                    "  ok: wrote, synced, renamed, read back and removed a test file in {}",
+                    dir.display()
+                ),
+            },
         })
         .map_err(|error| match running.take() {
             Some(context) => color_eyre::eyre::Report::new(error).wrap_err(context),

@@ -322,6 +322,9 @@ fn diagnosis(code: &'static str, summary: &str, fix: &str) -> FailureDiagnosis {
 
 /// Names what went wrong from what the command printed.
 pub fn diagnose(message: &str, output: &[String]) -> FailureDiagnosis {
+    if let Some(found) = output.iter().rev().find_map(|line| receiver_refusal(line)) {
+        return found;
+    }
     let text = output.join("\n");
     let has = |needle: &str| text.contains(needle);
     if has("Host key verification failed") || has("REMOTE HOST IDENTIFICATION HAS CHANGED") {
@@ -401,6 +404,66 @@ pub fn diagnose(message: &str, output: &[String]) -> FailureDiagnosis {
             "run the failed command as postgres on the target to see its error",
         )
     }
+}
+
+/// A refusal by the backup server's receiver (`walwarden receive`), as its
+/// stderr reaches the target's log: `walwarden receive: refused … [code]`.
+/// The code (the receiver's `RefusalCode`) says what happened.
+pub fn receiver_refusal(line: &str) -> Option<FailureDiagnosis> {
+    let text = line.trim();
+    let rest = &text[text.find("walwarden receive: refused")?..];
+    let code = rest
+        .strip_suffix(']')
+        .and_then(|r| r.rsplit_once('['))
+        .map(|(_, code)| code)?;
+    let (code, summary, fix) = match code {
+        "rejected_overwrite" => (
+            "receiver-overwrite",
+            "the backup server already holds a different file of this name and kept it",
+            "another server (a restored copy, a rebuilt replica) archives into this client's folder, or this server's timeline was reused: find it, stop its archiving; the refusal is in ROOT/CLIENT/.walwarden/receive.log",
+        ),
+        "foreign_segment" | "foreign_base" => (
+            "receiver-foreign",
+            "the backup server refused WAL from another database system than this client's",
+            "check that archive_command names this server's own client; a rebuilt cluster (initdb, pg_upgrade) needs a new client folder (`walwarden setup NEWNAME`)",
+        ),
+        "corrupt_upload" | "misnamed_segment" => (
+            "receiver-bad-upload",
+            "the backup server refused a damaged or misnamed WAL file",
+            "nothing to fix if the retry lands; if it repeats, run the archive_command by hand as postgres and check pg_wal's file",
+        ),
+        "quota_exceeded" => (
+            "receiver-quota",
+            "the client's quota on the backup server is used up",
+            "on the backup server: raise `quota` under [clients.NAME] in the config, or move old backups out; archiving resumes by itself",
+        ),
+        "disk_full" => (
+            "disk-full",
+            "the backup server's archive file system is full",
+            "free space on the backup server's archive filesystem (`df -h ROOT`); archiving resumes by itself",
+        ),
+        "not_allowed" | "bad_name" => (
+            "receiver-wrong-command",
+            "the backup server's receiver refused the command: archive_command is not the one for the receiver",
+            "paste the archive_command `walwarden setup CLIENT` prints (it sends `put-wal %f.gz`)",
+        ),
+        "busy" => (
+            "receiver-busy",
+            "the same file was being uploaded by several connections at once",
+            "usually a hung earlier attempt: PostgreSQL retries; check the network if it repeats",
+        ),
+        "misconfigured" => (
+            "receiver-misconfigured",
+            "the backup server's receiver is set up wrong for this key",
+            "on the backup server: `walwarden setup CLIENT` (folders, owner, the key's forced command) and a valid config",
+        ),
+        _ => (
+            "receiver-refused",
+            "the backup server's receiver refused the file",
+            "read the receiver's message above, and ROOT/CLIENT/.walwarden/receive.log on the backup server",
+        ),
+    };
+    Some(diagnosis(code, summary, fix))
 }
 
 /// How long ago an RFC 3339 UTC time from the target was, by this machine's clock.

@@ -95,6 +95,9 @@ impl TestSshd {
             host = host_key.display(),
             dir = dir.display(),
         );
+        // As Debian's sshd_config has it: scp (SFTP mode) and sftp reach a
+        // forced command as this subsystem, which the receiver's tests refuse.
+        text.push_str("Subsystem sftp /usr/lib/openssh/sftp-server\n");
         if openssh_at_least(9, 8) {
             // Newer sshd penalizes a source after failed logins: the tests fail some on purpose.
             text.push_str("PerSourcePenalties no\n");

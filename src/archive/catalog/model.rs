@@ -19,6 +19,8 @@ pub struct Client {
     /// Files in the client folder itself that are neither base/ nor wal/.
     pub stray: Vec<FileFact>,
     pub unreadable: Vec<Unreadable>,
+    /// Uploads the receiver (`walwarden receive`) refused, from its log.
+    pub refusals: Vec<crate::archive::receiver_log::Refusal>,
     /// Timelines, gaps and the recoverable window, derived from the above.
     pub continuity: Continuity,
     /// Recent arrivals: seeded from mtimes at a scan, then fed by file events.
@@ -65,6 +67,7 @@ impl Client {
             wal,
             stray,
             unreadable,
+            refusals: Vec::new(),
             continuity,
             cadence,
             stale: false,

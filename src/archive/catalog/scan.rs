@@ -23,6 +23,7 @@ use crate::archive::base_cache::BaseFactsCache;
 use crate::archive::folder::{
     self, BaseBackup, BaseFile, BaseFileKind, FileFact, Unreadable, WalArchive,
 };
+use crate::archive::receiver_log;
 use crate::archive::wal::WalFileKind;
 use crate::pool;
 
@@ -302,6 +303,7 @@ fn scan_client_at(
     let mut stray = Vec::new();
     let mut base = BaseBackup::default();
     let mut wal = WalArchive::default();
+    let mut refusals = Vec::new();
     for listed in list_dir(guard, path, &mut unreadable).unwrap_or_default() {
         match listed {
             Listed::Dir(dir) if dir == "base" => {
@@ -315,6 +317,10 @@ fn scan_client_at(
             }
             Listed::Dir(dir) if dir == "wal" => {
                 wal = scan_wal(guard, &folder::wal_dir(path), &mut unreadable)
+            }
+            // The receiver's own folder (state, staging, its log): not a stray.
+            Listed::Dir(dir) if dir == receiver_log::OWN_DIR => {
+                refusals = receiver_log::refusals(path);
             }
             Listed::Dir(dir) => stray.push(FileFact {
                 name: format!("{dir}/"),
@@ -331,7 +337,9 @@ fn scan_client_at(
         wal.present = true;
         wal.unreadable = true;
     }
-    Client::from_folder(name, path, base, wal, stray, unreadable)
+    let mut client = Client::from_folder(name, path, base, wal, stray, unreadable);
+    client.refusals = refusals;
+    client
 }
 
 fn scan_base(

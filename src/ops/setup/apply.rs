@@ -163,6 +163,43 @@ pub fn copy_test(user: &str, dir: &Path) -> Result<String, SetupError> {
     Ok(shown)
 }
 
+/// The copy test through the receiver, as the client's key will run it:
+/// `copy-test` writes, syncs, renames, reads back and removes a file in the
+/// client's folders, as the client's user. Returns the command shown.
+pub fn receiver_copy_test(
+    user: &str,
+    forced: &super::receiver_lines::ForcedCommand,
+) -> Result<String, SetupError> {
+    let mut command = as_user(user, &forced.program.to_string_lossy());
+    command.arg("receive").arg("--root").arg(&forced.root);
+    command.arg("--client").arg(&forced.client);
+    if let Some(config) = &forced.config {
+        command.arg("--config").arg(config);
+    }
+    command.env("SSH_ORIGINAL_COMMAND", "copy-test");
+    let shown = format!("SSH_ORIGINAL_COMMAND=copy-test {}", forced.command_line());
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| SetupError::CopyTest {
+            user: user.to_owned(),
+            dir: forced.root.join(&forced.client).display().to_string(),
+            detail: e.to_string(),
+        })?;
+    if !output.status.success() {
+        return Err(SetupError::CopyTest {
+            user: user.to_owned(),
+            dir: forced.root.join(&forced.client).display().to_string(),
+            detail: format!(
+                "{}: {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        });
+    }
+    Ok(shown)
+}
+
 fn as_user(user: &str, program: &str) -> Command {
     let euid = nix::unistd::geteuid();
     if euid.is_root() && lookup_uid(user) != Some(0) {

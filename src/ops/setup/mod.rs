@@ -1,7 +1,9 @@
 //! Onboarding a client on the backup server (the tutorial's "Setting up a
 //! backup server"): the client's folders, its own unprivileged user, mode 700
 //! so no client reads another's backups, its key in authorized_keys with
-//! `restrict`, and the lines the target server needs, ready to paste.
+//! `restrict` and, by default, the receiver as its forced command (the key
+//! can then only add WAL and base backups: `receiver_lines`), and the lines
+//! the target server needs, ready to paste.
 //!
 //! [`plan`] compares what should be with what is and returns only the
 //! actions that change something, so running setup twice changes nothing the
@@ -11,6 +13,7 @@
 
 mod apply;
 mod plan;
+pub mod receiver_lines;
 mod target_lines;
 
 use std::io;
@@ -81,6 +84,36 @@ pub struct SetupRequest {
     pub home: PathBuf,
     /// The target server's public key (of its postgres user), one line.
     pub public_key: Option<PublicKey>,
+    /// What the key may do on this server.
+    pub access: KeyAccess,
+}
+
+/// What a client's key may do once it logs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAccess {
+    /// Only what `walwarden receive` accepts: add WAL and base backups
+    /// (append-only, verified). The default.
+    Receiver(receiver_lines::ForcedCommand),
+    /// The tutorial's plain shell access (`--shell-access`): the key runs any
+    /// command as the client's user, `rm` included.
+    Shell,
+}
+
+impl KeyAccess {
+    /// The receiver run as `program` (this walwarden binary) for `client`.
+    pub fn receiver(
+        program: PathBuf,
+        root: &Path,
+        client: &str,
+        config: Option<PathBuf>,
+    ) -> KeyAccess {
+        KeyAccess::Receiver(receiver_lines::ForcedCommand {
+            program,
+            root: root.to_owned(),
+            client: client.to_owned(),
+            config,
+        })
+    }
 }
 
 impl SetupRequest {
@@ -92,6 +125,7 @@ impl SetupRequest {
             root: root.to_owned(),
             client: client.to_owned(),
             home: PathBuf::from("/home").join(&user),
+            access: KeyAccess::receiver(this_binary(), root, client, default_config_for_receiver()),
             user,
             public_key: None,
         })
@@ -287,12 +321,37 @@ pub fn apply_setup(
         apply(action)?;
         step(SetupStep::Applied(action));
     }
-    for dir in [request.base_dir(), request.wal_dir()] {
-        step(SetupStep::CopyTesting(&dir));
-        copy_test(&request.user, &dir)?;
-        step(SetupStep::CopyTested(&dir));
+    match &request.access {
+        KeyAccess::Receiver(forced) => {
+            // What the key can do is what the receiver does: test that.
+            let dir = request.client_dir();
+            step(SetupStep::CopyTesting(&dir));
+            apply::receiver_copy_test(&request.user, forced)?;
+            step(SetupStep::CopyTested(&dir));
+        }
+        KeyAccess::Shell => {
+            for dir in [request.base_dir(), request.wal_dir()] {
+                step(SetupStep::CopyTesting(&dir));
+                copy_test(&request.user, &dir)?;
+                step(SetupStep::CopyTested(&dir));
+            }
+        }
     }
     Ok(())
+}
+
+/// The walwarden binary running now, as the forced command names it
+/// (absolute: sshd runs it with a short PATH).
+pub fn this_binary() -> PathBuf {
+    std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .unwrap_or_else(|_| PathBuf::from("/usr/bin/walwarden"))
+}
+
+/// The config the receiver reads (its quota): the system's, when there is one.
+fn default_config_for_receiver() -> Option<PathBuf> {
+    let system = PathBuf::from("/etc/walwarden/config.toml");
+    system.is_file().then_some(system)
 }
 
 /// This machine's host name, the default `--backup-host`.

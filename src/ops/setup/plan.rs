@@ -195,11 +195,27 @@ pub fn plan(request: &SetupRequest) -> Result<Vec<Action>, SetupError> {
         // A new user's home is created by useradd; .ssh may be missing either way.
         actions.extend(secure_dir(&ssh_dir, &request.user, 0o700, user_exists)?);
         let path = request.authorized_keys();
-        let line = key.authorized_line();
+        let line = match &request.access {
+            super::KeyAccess::Receiver(forced) => {
+                super::receiver_lines::authorized_keys_line(key, forced).map_err(|e| {
+                    SetupError::Blocked {
+                        path: path.display().to_string(),
+                        why: e.to_string(),
+                    }
+                })?
+            }
+            super::KeyAccess::Shell => key.authorized_line(),
+        };
         let existing = fs::read_to_string(&path).unwrap_or_default();
         let present = existing.lines().find(|l| key_blob_of(l) == Some(&key.blob));
+        // The key's line as wanted: an existing one is replaced when it gives
+        // the key other powers (a shell key moved to the receiver, or back).
+        let wanted = |old: &str| match &request.access {
+            super::KeyAccess::Receiver(_) => old.trim() == line,
+            super::KeyAccess::Shell => has_restrict(old) && !old.contains("command="),
+        };
         match present {
-            Some(old) if has_restrict(old) => {}
+            Some(old) if wanted(old) => {}
             Some(old) => actions.push(Action::AuthorizeKey {
                 path: path.clone(),
                 user: request.user.clone(),

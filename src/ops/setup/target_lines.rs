@@ -7,6 +7,20 @@ use std::path::PathBuf;
 
 use super::SetupRequest;
 use crate::pg::local::shell_quote;
+
+/// What ssh on the target is told for every command to the backup server:
+/// never prompt, give up on a dead network within 10 s, and notice a
+/// connection that died mid-upload within 45 s (PostgreSQL then retries).
+pub const SSH_OPTIONS: [&str; 8] = [
+    "-o",
+    "BatchMode=yes",
+    "-o",
+    "ConnectTimeout=10",
+    "-o",
+    "ServerAliveInterval=15",
+    "-o",
+    "ServerAliveCountMax=3",
+];
 use crate::pg::target::{PRODUCTION_ARCHIVE_TIMEOUT, VERIFICATION_ARCHIVE_TIMEOUT};
 
 /// How the target server reaches the backup server.
@@ -25,6 +39,9 @@ pub struct ArchiveRoute {
     pub wal_dir: PathBuf,
     pub compress: bool,
     pub archive_timeout: u64,
+    /// The key's forced command is the receiver (the default): the target
+    /// sends `put-wal` and `put-base`; else the tutorial's shell commands.
+    pub via_receiver: bool,
 }
 
 impl ArchiveRoute {
@@ -40,6 +57,7 @@ impl ArchiveRoute {
             wal_dir: request.wal_dir(),
             compress: true,
             archive_timeout: PRODUCTION_ARCHIVE_TIMEOUT,
+            via_receiver: matches!(request.access, super::KeyAccess::Receiver(_)),
         }
     }
 
@@ -68,6 +86,21 @@ impl ArchiveRoute {
         words
     }
 
+    /// `ssh` with the options every command to the backup server gets (no
+    /// prompt; give up on a dead network within 10 s and on a connection
+    /// that died mid-upload within 45 s), the route's own options and the
+    /// destination; with `percent`, `%` doubled for archive_command.
+    pub(super) fn ssh_prefix(&self, percent: bool) -> Vec<String> {
+        let esc = |word: String| if percent { escape_percent(&word) } else { word };
+        let mut words: Vec<String> = std::iter::once("ssh")
+            .chain(SSH_OPTIONS)
+            .map(str::to_owned)
+            .collect();
+        words.extend(self.ssh_words("-p").into_iter().map(esc));
+        words.push(esc(shell_quote(&self.destination())));
+        words
+    }
+
     fn destination(&self) -> String {
         format!("{}@{}", self.user, self.backup_host)
     }
@@ -85,6 +118,15 @@ impl ArchiveRoute {
     /// and `%` doubled except in `%p`/`%f`; the folder is named once, to stay
     /// short (PostgreSQL 15 and older cut the expanded command at 1023 bytes).
     pub fn archive_command(&self) -> String {
+        if self.via_receiver {
+            return self.receiver_archive_command();
+        }
+        self.shell_archive_command()
+    }
+
+    /// The archive_command for the tutorial's plain shell access (see
+    /// [`ArchiveRoute::archive_command`]).
+    fn shell_archive_command(&self) -> String {
         let wal = escape_percent(&shell_quote(&self.wal_dir.to_string_lossy()));
         let (suffix, producer, complete, same, size) = if self.compress {
             (
@@ -112,26 +154,47 @@ impl ArchiveRoute {
              echo \"walwarden: $f is already archived with other content: not overwritten\" >&2; exit 1; fi; \
              sync \"$t\" && ln \"$t\" \"$f\" && rm -f \"$t\" && sync \"$w\""
         );
-        let mut words: Vec<String> = [
-            "ssh",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "ServerAliveInterval=15",
-            "-o",
-            "ServerAliveCountMax=3",
-        ]
-        .iter()
-        .map(|w| (*w).to_owned())
-        .collect();
-        words.extend(self.ssh_words("-p").into_iter().map(|w| escape_percent(&w)));
-        words.push(escape_percent(&self.destination()));
+        let mut words = self.ssh_prefix(true);
         words.extend(size.map(str::to_owned));
         // One word for the target's shell: `$` and quotes are the backup server's.
         words.push(format!("'{}'", remote.replace('\'', "'\\''")));
         format!("{producer} | {}", words.join(" "))
+    }
+
+    /// The archive_command for the receiver: the segment (gzip'ed unless
+    /// `compress` is off) piped to `put-wal`; the receiver checks it, stores
+    /// it without ever replacing a name, and answers an identical re-send with 0.
+    fn receiver_archive_command(&self) -> String {
+        let ssh = self.ssh_prefix(true).join(" ");
+        if self.compress {
+            format!("gzip -c %p | {ssh} 'put-wal %f.gz'")
+        } else {
+            format!("{ssh} 'put-wal %f' < %p")
+        }
+    }
+
+    /// `archive_command = '…'`, ready for postgresql.conf.
+    pub fn archive_command_setting(&self) -> String {
+        format!("archive_command = {}", conf_quote(&self.archive_command()))
+    }
+
+    /// The target's base backup, then its upload and finish through the
+    /// receiver, for a person to paste on the target server as postgres:
+    /// pg_basebackup into `scratch`, then one subshell that sends each file
+    /// with `put-base` under an ID made of the time, and `finish-base`
+    /// (which verifies it and makes it current).
+    fn receiver_base_commands(&self, scratch: &str) -> Vec<String> {
+        let ssh = self.ssh_prefix(false).join(" ");
+        vec![
+            self.basebackup_command(scratch),
+            format!(
+                "(set -e; cd {}; id=$(date -u +%Y%m%dT%H%M%SZ); \
+                 for f in base.tar.gz pg_wal.tar.gz backup_manifest; do \
+                 if [ -f \"$f\" ]; then {ssh} \"put-base $id $f\" < \"$f\"; fi; done; \
+                 {ssh} \"finish-base $id\")",
+                shell_quote(scratch)
+            ),
+        ]
     }
 
     /// How long the command gets once PostgreSQL fills in `%p` and `%f`
@@ -155,6 +218,17 @@ impl ArchiveRoute {
             crate::display::short_duration(std::time::Duration::from_secs(self.archive_timeout)),
             conf_quote(&self.archive_command())
         )
+    }
+
+    /// The base backup on the target and its way here: through the
+    /// receiver (uploaded, verified, made current in one rename), or the
+    /// tutorial's scp into base/.
+    pub fn base_commands(&self, scratch: &str) -> Vec<String> {
+        if self.via_receiver {
+            self.receiver_base_commands(scratch)
+        } else {
+            vec![self.basebackup_command(scratch), self.copy_command(scratch)]
+        }
     }
 
     /// pg_basebackup on the target server into an empty scratch folder.
@@ -190,21 +264,30 @@ impl ArchiveRoute {
     pub fn target_instructions(&self, client: &str, scratch: &str) -> String {
         format!(
             "On the target server of {client}:\n\
-             \n1. As postgres, once: `ssh {user}@{host}` and accept the host key after checking its fingerprint \
-             (the archive_command runs with BatchMode and never answers the prompt).\n\
+             \n1. As postgres, once: `ssh {user}@{host}{probe}` and accept the host key after checking its fingerprint \
+             (the archive_command runs with BatchMode and never answers the prompt){probe_says}.\n\
              \n2. postgresql.conf (archive_mode needs a restart):\n\n{conf}\
-             \n3. The base backup, then its copy here:\n\n    {base}\n    {copy}\n\
+             \n3. The base backup, then its copy here:\n\n{base}\
              \n4. For the 3-5 minute verification, set archive_timeout = {verify} and reload, run \
              `walwarden verify {client}` here, then set it back to {timeout} and reload.",
             user = self.user,
             host = self.backup_host,
+            probe = if self.via_receiver { " copy-test" } else { "" },
+            probe_says = if self.via_receiver {
+                "; it answers `copy-test ok`: the key reaches the receiver, which can write, sync and rename in this client's folders"
+            } else {
+                ""
+            },
             conf = self
                 .conf_lines()
                 .lines()
                 .map(|l| format!("    {l}\n"))
                 .collect::<String>(),
-            base = self.basebackup_command(scratch),
-            copy = self.copy_command(scratch),
+            base = self
+                .base_commands(scratch)
+                .iter()
+                .map(|l| format!("    {l}\n"))
+                .collect::<String>(),
             verify = VERIFICATION_ARCHIVE_TIMEOUT,
             timeout = self.archive_timeout,
         )
@@ -227,8 +310,12 @@ mod tests {
     use std::path::Path;
     use std::process::Command;
 
+    /// The tutorial's shell access (`setup --shell-access`): the commands
+    /// tested here; the receiver's are in `receiver_lines`.
     fn route() -> ArchiveRoute {
-        let request = SetupRequest::new(Path::new("/var/lib/postgresql/backups"), "foo").unwrap();
+        let mut request =
+            SetupRequest::new(Path::new("/var/lib/postgresql/backups"), "foo").unwrap();
+        request.access = super::super::KeyAccess::Shell;
         ArchiveRoute::for_request(&request, "backup1")
     }
 
@@ -389,6 +476,55 @@ mod tests {
             .replace("''", "'")
             .replace("\\\\", "\\");
         assert_eq!(unquoted, command);
+    }
+
+    fn receiver_route() -> ArchiveRoute {
+        let request = SetupRequest::new(Path::new("/var/lib/postgresql/backups"), "shop").unwrap();
+        ArchiveRoute::for_request(&request, "backup1")
+    }
+
+    #[test]
+    fn the_archive_command_sends_to_the_receiver_with_timeouts() {
+        let mut route = receiver_route();
+        assert_eq!(
+            route.archive_command(),
+            "gzip -c %p | ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 shopbackup@backup1 'put-wal %f.gz'"
+        );
+        assert_eq!(
+            route.archive_command_setting(),
+            "archive_command = 'gzip -c %p | ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 shopbackup@backup1 ''put-wal %f.gz'''"
+        );
+        route.compress = false;
+        route.ssh_port = Some(2222);
+        route.identity = Some("/var/lib/postgresql/.ssh/100%_key".into());
+        route.known_hosts = Some("/etc/walwarden/known hosts".into());
+        assert_eq!(
+            route.archive_command(),
+            "ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 -p 2222 -i /var/lib/postgresql/.ssh/100%%_key -o 'UserKnownHostsFile=/etc/walwarden/known hosts' shopbackup@backup1 'put-wal %f' < %p"
+        );
+        assert_eq!(conf_quote("a'b\\c"), "'a''b\\\\c'");
+    }
+
+    #[test]
+    fn the_base_upload_puts_each_file_then_finishes() {
+        let lines = receiver_route().base_commands("/tmp/backup now");
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[0].starts_with("pg_basebackup --pgdata='/tmp/backup now' --format=tar --gzip"),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].contains("cd '/tmp/backup now';"), "{}", lines[1]);
+        assert!(
+            lines[1].contains("\"put-base $id $f\" < \"$f\""),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[1].ends_with("shopbackup@backup1 \"finish-base $id\")"),
+            "{}",
+            lines[1]
+        );
     }
 
     #[test]
