@@ -716,9 +716,7 @@ impl Scans {
                 self.started += 1;
                 tokio::task::spawn_blocking(move || {
                     let result = catalog::scan(&root, &ScanOptions::default());
-                    let _ = tx.send(Message::App(Event::Scanned(
-                        result.map_err(|e| e.to_string()),
-                    )));
+                    let _ = tx.send(Message::App(Event::Scanned(result)));
                 });
             }
             AppCommand::RescanClient(name) => {

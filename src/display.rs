@@ -1,6 +1,6 @@
 //! How quantities read for people, shared by the CLI, the TUI and the engine's
-//! messages: byte sizes, durations, ages and times (UTC, RFC 3339), and names
-//! as data.
+//! messages: byte sizes, durations, ages and times (UTC, RFC 3339), words
+//! quoted for a shell (commands a person can paste), and names as data.
 //!
 //! Names come from whoever writes into the archive (a client's own user
 //! controls its folder, a tarball's headers, a manifest), so they are shown
@@ -131,6 +131,19 @@ pub fn human_bytes(bytes: u64) -> String {
         format!("{bytes} B")
     } else {
         format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Shell-quotes one word for display (`--dry-run` prints commands a person can paste).
+pub fn shell_quote(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
     }
 }
 

@@ -606,6 +606,35 @@ fn odd_names_are_escaped_losslessly_and_links_are_never_followed() {
     );
 }
 
+/// A client whose folder, base/ or wal/ cannot be read (a wal/ symlinked
+/// to a mount outside the root, a folder of another owner) is UNKNOWN with
+/// `unreadable` alone: it was reported CRIT as if its WAL or base backup
+/// were missing, a guess about what walwarden could not see.
+#[test]
+fn a_folder_walwarden_cannot_read_is_unknown_not_missing() {
+    let tree = Tree::new();
+    let c = cluster();
+    let dir = tree.healthy("linked", &c, 7, 9);
+    let elsewhere = tree._tmp.path().join("nfs/linked/wal");
+    fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+    fs::rename(dir.join("wal"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.join("wal")).unwrap();
+    let base_elsewhere = tree._tmp.path().join("nfs/based/base");
+    let based = tree.healthy("based", &c, 7, 9);
+    fs::create_dir_all(base_elsewhere.parent().unwrap()).unwrap();
+    fs::rename(based.join("base"), &base_elsewhere).unwrap();
+    std::os::unix::fs::symlink(&base_elsewhere, based.join("base")).unwrap();
+    let catalog = tree.scan();
+    for name in ["linked", "based"] {
+        let problems = problems_of(&catalog, name, &policy());
+        assert_eq!(
+            codes(&problems),
+            vec![(ProblemCode::Unreadable, Status::Unknown)],
+            "{name}: {problems:?}"
+        );
+    }
+}
+
 #[test]
 fn a_missing_root_is_a_clear_error() {
     let err = catalog::scan(

@@ -87,11 +87,24 @@ fn the_demo_root_is_critical_and_the_json_follows_the_schema() {
     assert_eq!(
         names,
         vec![
-            "acme", "globex", "hooli", "initech", "stark", "umbrella", "wayne"
+            "acme",
+            "cyberdyne",
+            "globex",
+            "hooli",
+            "initech",
+            "stark",
+            "umbrella",
+            "wayne"
         ]
     );
     let by_name = |name: &str| clients.iter().find(|c| c["name"] == name).unwrap();
     assert_eq!(by_name("acme")["status"], "ok");
+    // wal/ links out of the root: unknown, and no gap claimed for WAL never read.
+    let cyberdyne = by_name("cyberdyne");
+    assert_eq!(cyberdyne["status"], "unknown");
+    assert_eq!(cyberdyne["problems"][0]["code"], "unreadable");
+    assert_eq!(cyberdyne["problems"].as_array().map(Vec::len), Some(1));
+    assert_eq!(cyberdyne["wal"]["gaps"].as_array().map(Vec::len), Some(0));
     assert_eq!(by_name("stark")["status"], "warning");
     assert_eq!(by_name("globex")["problems"][0]["code"], "wal_stale");
     assert_eq!(by_name("umbrella")["problems"][0]["code"], "base_missing");

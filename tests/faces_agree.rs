@@ -218,14 +218,55 @@ fn the_wizard_and_the_restore_cli_start_from_the_same_request() {
     press(&mut app, KeyCode::Char('/'));
     type_text(&mut app, "acme");
     press(&mut app, KeyCode::Enter);
-    press(&mut app, KeyCode::Char('R'));
+    let asked = press(&mut app, KeyCode::Char('R'));
+    // The loop's job: the core's proposals, fed back.
+    let propose = |app: &mut App, commands: Vec<Command>| -> Vec<Command> {
+        let mut out = Vec::new();
+        for command in commands {
+            let Command::ProposeSettings {
+                client,
+                data_dir,
+                request,
+            } = command
+            else {
+                out.push(command);
+                continue;
+            };
+            let scanned =
+                catalog::scan_client(&demo.root, &client, &ScanOptions::default()).unwrap();
+            let result = walwarden::ops::restore::proposed_settings(&scanned, &request)
+                .map_err(|e| e.to_string());
+            out.extend(app.update(Event::SettingsProposed {
+                client,
+                data_dir,
+                result,
+            }));
+        }
+        out
+    };
+    assert!(propose(&mut app, asked).is_empty());
     type_text(&mut app, "/srv/pg/main");
-    let started = press(&mut app, KeyCode::Enter);
+    let asked = press(&mut app, KeyCode::Enter);
+    let started = propose(&mut app, asked);
     let [Command::StartRestore { client, request }] = started.as_slice() else {
         panic!("the form did not start a restore: {started:?}")
     };
     assert_eq!(client, "acme");
     let mut from_wizard = (**request).clone();
+
+    // The settings the wizard pre-filled are those the CLI's preflight
+    // proposes as --set for the same request: one core function.
+    let acme = catalog::scan_client(&demo.root, "acme", &ScanOptions::default()).unwrap();
+    let proposed = walwarden::ops::restore::proposed_settings(&acme, &from_cli).unwrap();
+    assert!(
+        proposed
+            .settings
+            .iter()
+            .any(|(k, _)| k == "unix_socket_directories"),
+        "{proposed:?}"
+    );
+    assert_eq!(from_wizard.settings, proposed.settings);
+    from_wizard.settings = from_cli.settings.clone();
 
     assert_eq!(from_cli.replay_timeout, DEFAULT_REPLAY_TIMEOUT);
     assert_eq!(from_wizard.replay_timeout, DEFAULT_REPLAY_TIMEOUT);

@@ -47,6 +47,10 @@ fn live() -> Live {
     catalog.scanned_at = at(0);
     let config = Config::load(&demo.config).unwrap();
     let mut app = App::new(demo.root.clone(), config, at(0));
+    // File events feed these tests, as inotify feeds the loop.
+    app.update(Event::Watching(Ok(
+        walwarden::archive::watch::WatchMode::Native,
+    )));
     app.update(Event::Scanned(Ok(catalog)));
     Live {
         observer: Observer::new(&demo.root),
@@ -355,4 +359,38 @@ fn the_last_drill_shows_on_the_dashboard_and_in_the_detail() {
         ),
         "{detail}"
     );
+}
+
+/// Regression: acme, archiving a segment a minute for half an hour, then
+/// one every 5 s (the demo's live feed) showed a cadence of `1m` for dozens
+/// of arrivals: the median of its whole history. The CADENCE cell follows
+/// the current rate once three intervals are at it: the first arrival's
+/// interval still spans the old minute.
+#[test]
+fn a_client_now_archiving_every_5s_shows_5s_within_four_arrivals() {
+    let mut live = live();
+    let cadence_cell = |live: &mut Live| {
+        let dashboard = live.screen(120, 14);
+        let row = dashboard
+            .lines()
+            .find(|l| l.contains("acme"))
+            .unwrap()
+            .to_owned();
+        // CADENCE is the rate, then the sparkline: the word before the bars.
+        let words: Vec<&str> = row.split_whitespace().collect();
+        let bars = words
+            .iter()
+            .position(|w| w.chars().all(|c| ('▁'..='█').contains(&c)))
+            .unwrap_or_else(|| panic!("no sparkline in {row}"));
+        words[bars - 1].to_owned()
+    };
+    assert_eq!(cadence_cell(&mut live), "1m");
+    let mut cells = Vec::new();
+    for (i, segno) in (27..=30u64).enumerate() {
+        let when = at(5 + i as u64 * 5);
+        live.land(segno, when);
+        live.app.update(Event::Tick(when));
+        cells.push(cadence_cell(&mut live));
+    }
+    assert_eq!(cells, ["1m", "1m", "1m", "5s"]);
 }

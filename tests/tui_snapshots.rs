@@ -17,13 +17,14 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::buffer::Buffer;
 use ratatui::style::Color;
 
 use walwarden::archive::catalog::{self, ScanOptions};
+use walwarden::archive::watch::WatchMode;
 use walwarden::config::Config;
 use walwarden::tui::app::{App, Command, Event, Screen};
 
@@ -60,14 +61,19 @@ fn scanned() -> &'static Scanned {
         let demo = walwarden::demo::build_demo(tmp.path(), now()).expect("build the demo root");
         let mut catalog =
             catalog::scan(&demo.root, &ScanOptions::default()).expect("scan the demo root");
-        // The scan stamps the real clock; the header's "scanned … ago" must not move.
-        catalog.scanned_at = now();
+        // The scan stamps the real clock; the header's "full scan … ago" must
+        // not move. 90 s before NOW: rows live, the full scan older.
+        catalog.scanned_at = now() - Duration::from_secs(90);
         let shown = PathBuf::from(SHOWN_ROOT);
         catalog.root = shown.clone();
         for client in &mut catalog.clients {
             client.path = relocate(&client.path, &demo.root, &shown);
             for item in &mut client.unreadable {
                 item.path = relocate(&item.path, &demo.root, &shown);
+                // cyberdyne's wal/ links to the demo's "mount" beside the root.
+                item.error = item
+                    .error
+                    .replace(&tmp.path().display().to_string(), "/mnt");
             }
         }
         let config = Config::load(&demo.config).expect("load the demo config");
@@ -83,6 +89,8 @@ fn scanned() -> &'static Scanned {
 fn demo_app() -> Fixture {
     let scanned = scanned();
     let mut app = App::new(PathBuf::from(SHOWN_ROOT), scanned.config.clone(), now());
+    // As the loop starts it: inotify running, then the first scan.
+    app.update(Event::Watching(Ok(WatchMode::Native)));
     let commands = app.update(Event::Scanned(Ok(scanned.catalog.clone())));
     assert!(
         commands.is_empty(),
@@ -421,7 +429,14 @@ fn dashboard_sorted_by_name() {
     assert_eq!(
         names,
         [
-            "acme", "globex", "hooli", "initech", "stark", "umbrella", "wayne"
+            "acme",
+            "cyberdyne",
+            "globex",
+            "hooli",
+            "initech",
+            "stark",
+            "umbrella",
+            "wayne"
         ]
     );
     insta::assert_snapshot!(screen(&mut fixture, 80, 24));
@@ -654,4 +669,393 @@ fn deep_check_progress_and_drill_confirmation() {
     );
     assert!(fixture.app.confirm.is_none());
     assert!(fixture.app.jobs["stark"].drill_running);
+}
+
+/// What lies beneath the overlays: everything a leaked key could change.
+fn beneath(app: &App) -> String {
+    format!(
+        "{:?} selected={} filter={:?} editing={} sort={} reversed={} wizard={:?} onboarding={} verification={} jobs={:?}",
+        app.screen,
+        app.selected,
+        app.filter,
+        app.editing_filter,
+        app.sort.label(),
+        app.sort_reversed,
+        app.wizard
+            .as_ref()
+            .map(|w| (w.data_dir.clone(), w.focus, w.phase.clone())),
+        app.onboarding.is_some(),
+        app.verification.is_some(),
+        app.jobs.keys().collect::<Vec<_>>(),
+    )
+}
+
+/// Regression: `j` with the help open closed the help and moved the
+/// selection. Every overlay (the help, the error popup, a question) now
+/// consumes every key: for each overlay and every key the table binds
+/// anywhere (plus a few letters), the screen beneath does not change, no
+/// work starts, and the overlay closes only by one of its own keys.
+#[test]
+fn no_key_leaks_through_an_overlay() {
+    use walwarden::tui::keymap::{Action, BINDINGS, Scope};
+    let mut keys: Vec<KeyCode> = BINDINGS
+        .iter()
+        .flat_map(|b| b.keys.iter().copied())
+        .collect();
+    keys.extend("ajxz0 ".chars().map(KeyCode::Char));
+    keys.dedup();
+    type Setup = fn(&mut App);
+    let overlays: [(&str, Scope, Setup); 6] = [
+        ("help on the dashboard", Scope::Help, |app| {
+            press(app, KeyCode::Down);
+            press(app, KeyCode::Char('?'));
+        }),
+        ("help on a detail", Scope::Help, |app| {
+            press(app, KeyCode::Enter);
+            press(app, KeyCode::Char('?'));
+        }),
+        ("error popup on the dashboard", Scope::Error, |app| {
+            press(app, KeyCode::Down);
+            app.last_error = Some("the rescan failed".into());
+        }),
+        ("error popup over the restore form", Scope::Error, |app| {
+            press(app, KeyCode::Char('R'));
+            type_text(app, "/srv");
+            app.last_error = Some("a job failed".into());
+        }),
+        ("error popup over a question", Scope::Error, |app| {
+            press(app, KeyCode::Char('D'));
+            app.last_error = Some("a job failed".into());
+        }),
+        ("drill question", Scope::Confirm, |app| {
+            press(app, KeyCode::Down);
+            press(app, KeyCode::Char('D'));
+        }),
+    ];
+    for (what, scope, setup) in overlays {
+        for key in &keys {
+            let mut fixture = demo_app();
+            let app = &mut fixture.app;
+            setup(app);
+            assert_eq!(app.key_scope(), scope, "{what}");
+            let before = beneath(app);
+            let confirm_before = app.confirm.clone();
+            let commands = press(app, *key);
+            let own = walwarden::tui::keymap::action_in(scope, KeyEvent::from(*key));
+            match own {
+                Some(Action::Quit) => assert_eq!(commands, vec![Command::Quit], "{what}: {key:?}"),
+                Some(Action::Yes) => {
+                    assert!(!commands.is_empty(), "{what}: {key:?} answers yes");
+                    continue;
+                }
+                _ => assert!(commands.is_empty(), "{what}: {key:?} started {commands:?}"),
+            }
+            assert_eq!(beneath(app), before, "{what}: {key:?} leaked through");
+            let still_open = app.key_scope() == scope;
+            assert_eq!(
+                still_open,
+                own.is_none() || own == Some(Action::Quit),
+                "{what}: {key:?} (own action {own:?}) closed the overlay: {still_open}"
+            );
+            if scope == Scope::Error {
+                assert_eq!(app.confirm, confirm_before, "{what}: {key:?}");
+            }
+        }
+    }
+}
+
+/// The header says two things apart: how the rows are kept current (file
+/// events, polling, nothing) and when the last full scan ran. Each state at
+/// 80 columns (the root dropped: it does not fit) and 160 (the root shown).
+#[test]
+fn header_tells_live_rows_from_the_full_scan() {
+    let header = |fixture: &mut Fixture, width: u16| {
+        screen(fixture, width, 24)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches(['"', ' '])
+            .trim_start_matches('"')
+            .to_owned()
+    };
+    let mut out = String::new();
+    let mut fixture = demo_app();
+    let mut record = |fixture: &mut Fixture, what: &str| {
+        for width in [80, 160] {
+            out.push_str(&format!("{what} at {width}:\n{}\n", header(fixture, width)));
+        }
+    };
+    record(&mut fixture, "inotify");
+    let native = header(&mut fixture, 160);
+    assert!(
+        native.contains("rows live (file events) · full scan 1m 30s ago"),
+        "{native}"
+    );
+    press(&mut fixture.app, KeyCode::Char('r'));
+    record(&mut fixture, "inotify, rescanning");
+    fixture.app.update(Event::Watching(Ok(WatchMode::Polling {
+        reason: "inotify watch limit reached".into(),
+    })));
+    fixture.app.scanning = false;
+    record(&mut fixture, "polling");
+    fixture.app.update(Event::Watching(Err(
+        "cannot watch /var/lib/postgresql/backups".into(),
+    )));
+    record(&mut fixture, "not watching");
+    let mut first = App::new(PathBuf::from(SHOWN_ROOT), scanned().config.clone(), now());
+    first.update(Event::Watching(Ok(WatchMode::Native)));
+    let mut first = Fixture {
+        app: first,
+        tmp: fixture.tmp.clone(),
+    };
+    record(&mut first, "before the first scan");
+    insta::assert_snapshot!(out);
+}
+
+/// Started on a root that does not exist, the dashboard says so with the
+/// fix `walwarden check` prints, instead of "scanning …" for ever.
+#[test]
+fn a_missing_root_is_said_with_its_fix() {
+    let missing = PathBuf::from("/srv/backups-not-mounted");
+    let mut app = App::new(missing.clone(), scanned().config.clone(), now());
+    app.update(Event::Watching(Err(format!(
+        "cannot watch {}: No such file or directory",
+        missing.display()
+    ))));
+    let error = catalog::scan(&missing, &ScanOptions::default()).expect_err("no such root");
+    let hint = error.hint();
+    app.update(Event::Scanned(Err(error)));
+    assert!(!app.scanning);
+    assert!(
+        app.last_error.is_none(),
+        "said on the screen, not in a popup"
+    );
+    let mut fixture = Fixture {
+        app,
+        tmp: scanned().tmp.clone(),
+    };
+    let wide = screen(&mut fixture, 160, 40);
+    assert!(
+        wide.contains("error: backup root /srv/backups-not-mounted does not exist"),
+        "{wide}"
+    );
+    assert!(wide.contains(&format!("hint: {hint}")), "{wide}");
+    assert!(!wide.contains("scanning"), "{wide}");
+    insta::assert_snapshot!("root_missing_80x24", screen(&mut fixture, 80, 24));
+    insta::assert_snapshot!("root_missing_160x40", wide);
+    // `r` tries again.
+    assert_eq!(
+        press(&mut fixture.app, KeyCode::Char('r')),
+        vec![Command::Rescan]
+    );
+}
+
+/// A root that stops being readable after the first scan (an unmounted
+/// disk): the rows stay, marked as the last scan's, under the error and its fix.
+#[test]
+fn a_root_lost_after_the_first_scan_keeps_its_rows_under_the_error() {
+    let mut fixture = demo_app();
+    let error = catalog::scan(
+        Path::new("/srv/backups-not-mounted"),
+        &ScanOptions::default(),
+    )
+    .expect_err("no such root");
+    fixture.app.update(Event::Scanned(Err(error)));
+    assert_eq!(fixture.app.rows.len(), fixture.app.total_clients);
+    let text = screen(&mut fixture, 80, 24);
+    assert!(text.contains("full scan FAILED"), "{text}");
+    insta::assert_snapshot!("root_lost_80x24", text);
+}
+
+/// The loop's first steps on a screen of this size: measure, then tell the app.
+fn measured(fixture: &mut Fixture, width: u16, height: u16) {
+    let viewport =
+        walwarden::tui::view::measure(&fixture.app, ratatui::layout::Size::new(width, height));
+    fixture.app.update(Event::Viewport(viewport));
+}
+
+fn mouse(
+    app: &mut App,
+    kind: MouseEventKind,
+    column: u16,
+    row: u16,
+    at: SystemTime,
+) -> Vec<Command> {
+    app.update(Event::Mouse {
+        event: MouseEvent {
+            kind,
+            column,
+            row,
+            modifiers: KeyModifiers::NONE,
+        },
+        at,
+    })
+}
+
+fn click(app: &mut App, column: u16, row: u16, at: SystemTime) -> Vec<Command> {
+    mouse(
+        app,
+        MouseEventKind::Down(MouseButton::Left),
+        column,
+        row,
+        at,
+    )
+}
+
+/// The screen line a client's row is drawn on.
+fn line_of(text: &str, name: &str) -> u16 {
+    text.lines()
+        .skip(2)
+        .position(|l| l.split_whitespace().any(|w| w == name))
+        .map(|i| i as u16 + 2)
+        .unwrap_or_else(|| panic!("{name} is not drawn:\n{text}"))
+}
+
+/// A click selects the row under it; a second click on it within half a
+/// second opens it (one later does not); the wheel moves the selection on
+/// the dashboard and scrolls the detail. All through the same actions as
+/// the keys, and nothing reaches under an overlay.
+#[test]
+fn mouse_selects_opens_and_scrolls() {
+    let mut fixture = demo_app();
+    measured(&mut fixture, 80, 24);
+    let text = screen(&mut fixture, 80, 24);
+    let stark = line_of(&text, "stark");
+    let t0 = now();
+    assert!(click(&mut fixture.app, 12, stark, t0).is_empty());
+    assert_eq!(
+        fixture.app.selected_row().map(|r| r.name.as_str()),
+        Some("stark")
+    );
+    insta::assert_snapshot!(
+        "mouse_click_selects_stark_80x24",
+        screen(&mut fixture, 80, 24)
+    );
+    // A second click a second later is another single click.
+    assert!(click(&mut fixture.app, 12, stark, t0 + Duration::from_secs(1)).is_empty());
+    assert_eq!(fixture.app.screen, Screen::Dashboard);
+    // Clicks off the rows (the header line, the title, empty lines below) select nothing.
+    for y in [0, 1, 2, 22] {
+        click(&mut fixture.app, 12, y, t0);
+        assert_eq!(
+            fixture.app.selected_row().map(|r| r.name.as_str()),
+            Some("stark"),
+            "line {y}"
+        );
+    }
+    // The wheel moves the selection like ↓/↑.
+    mouse(&mut fixture.app, MouseEventKind::ScrollDown, 12, stark, t0);
+    let below = fixture.app.selected;
+    mouse(&mut fixture.app, MouseEventKind::ScrollUp, 12, stark, t0);
+    assert_eq!(fixture.app.selected + 1, below);
+    // A double click opens.
+    let t1 = t0 + Duration::from_secs(5);
+    click(&mut fixture.app, 12, stark, t1);
+    click(&mut fixture.app, 12, stark, t1 + Duration::from_millis(300));
+    assert_eq!(
+        fixture.app.screen,
+        Screen::Detail {
+            client: "stark".into(),
+            scroll: 0
+        }
+    );
+    // The wheel scrolls the detail, three lines a notch, within its end.
+    measured(&mut fixture, 80, 24);
+    mouse(&mut fixture.app, MouseEventKind::ScrollDown, 12, 10, t1);
+    assert!(
+        matches!(fixture.app.screen, Screen::Detail { scroll: 3, .. }),
+        "{:?}",
+        fixture.app.screen
+    );
+    insta::assert_snapshot!(
+        "mouse_wheel_scrolls_the_detail_80x24",
+        screen(&mut fixture, 80, 24)
+    );
+    for _ in 0..100 {
+        mouse(&mut fixture.app, MouseEventKind::ScrollDown, 12, 10, t1);
+    }
+    let Screen::Detail { scroll, .. } = fixture.app.screen else {
+        panic!("left the detail")
+    };
+    assert_eq!(scroll, fixture.app.viewport.detail_max_scroll);
+    // Under the help nothing moves.
+    press(&mut fixture.app, KeyCode::Char('?'));
+    let before = beneath(&fixture.app);
+    mouse(&mut fixture.app, MouseEventKind::ScrollUp, 12, 10, t1);
+    click(&mut fixture.app, 12, 10, t1);
+    assert_eq!(beneath(&fixture.app), before);
+    assert!(fixture.app.show_help);
+}
+
+/// On a short screen the list scrolls to keep the selection in view, and a
+/// click selects the client drawn under it, not the one at that index.
+#[test]
+fn a_click_on_a_scrolled_list_selects_the_row_drawn_there() {
+    let mut fixture = demo_app();
+    measured(&mut fixture, 160, 9);
+    let rows = fixture.app.viewport.list_rows as usize;
+    assert!(
+        rows < fixture.app.rows.len(),
+        "the list must not fit: {rows} rows"
+    );
+    press(&mut fixture.app, KeyCode::End);
+    let text = screen(&mut fixture, 160, 9);
+    let last = fixture.app.rows.last().unwrap().name.clone();
+    assert!(
+        text.lines().any(|l| l.contains('▶') && l.contains(&last)),
+        "{text}"
+    );
+    insta::assert_snapshot!("scrolled_list_160x9", text.clone());
+    let top = fixture.app.viewport.list_top;
+    let first_drawn = text
+        .lines()
+        .nth(top as usize)
+        .and_then(|l| {
+            fixture
+                .app
+                .rows
+                .iter()
+                .find(|r| l.contains(&format!(" {} ", r.name)))
+        })
+        .map(|r| r.name.clone())
+        .expect("a row on the first list line");
+    assert_ne!(first_drawn, fixture.app.rows[0].name, "scrolled");
+    click(&mut fixture.app, 20, top, now());
+    assert_eq!(
+        fixture.app.selected_row().map(|r| r.name.clone()),
+        Some(first_drawn)
+    );
+}
+
+/// The demo's UNKNOWN client: cyberdyne's wal/ is a symlink to a mount
+/// outside the root, which walwarden never follows. Its row says UNKN (in
+/// magenta), not CRIT; its detail says why and what to do.
+#[test]
+fn detail_of_cyberdyne_whose_wal_walwarden_cannot_read() {
+    use walwarden::checks::health::Status;
+    let mut fixture = demo_app();
+    let row = fixture
+        .app
+        .rows
+        .iter()
+        .find(|r| r.name == "cyberdyne")
+        .expect("cyberdyne is on the dashboard");
+    assert_eq!(row.status, Status::Unknown);
+    let codes: Vec<&str> = row.problems.iter().map(|p| p.code.as_str()).collect();
+    assert_eq!(codes, ["unreadable"]);
+    let terminal = render(&mut fixture, 80, 24);
+    let buffer = terminal.backend().buffer();
+    let lines = buffer_lines(buffer);
+    let y = lines.iter().position(|l| l.contains("cyberdyne")).unwrap() as u16;
+    let x = lines[y as usize].chars().position(|c| c == '?').unwrap() as u16;
+    assert_eq!(buffer[(x, y)].fg, Color::Magenta);
+    select(&mut fixture.app, "cyberdyne");
+    press(&mut fixture.app, KeyCode::Enter);
+    let wide = screen(&mut fixture, 160, 40);
+    assert!(
+        wide.contains("leads outside the backup root; not followed"),
+        "{wide}"
+    );
+    insta::assert_snapshot!("detail_cyberdyne_80x24", screen(&mut fixture, 80, 24));
+    insta::assert_snapshot!("detail_cyberdyne_160x40", wide);
 }

@@ -206,6 +206,11 @@ pub fn analyse_with(base: &BaseBackup, wal: &WalArchive, request: LineRequest) -
         segment_size: seg_size,
         ..Continuity::default()
     };
+    if wal.unreadable {
+        // Nothing known of the WAL: no gaps, no window, no line, rather than
+        // every segment from the base's start reported missing.
+        return result;
+    }
 
     // Resolve names to numbers; `resolved` keeps the archive's (timeline, number) order.
     let mut resolved: Vec<(SegmentId, &SegmentFile)> = Vec::with_capacity(wal.segments.len());

@@ -66,7 +66,7 @@ pub struct RootWatcher {
 }
 
 /// How often the fallback poll watcher re-reads the tree.
-const POLL_INTERVAL: Duration = Duration::from_secs(5);
+pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
 
 impl RootWatcher {
     /// Watches `root` recursively (clients appear without a restart) and calls
@@ -282,6 +282,9 @@ pub struct Cadence {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CadenceStats {
     pub last: Duration,
+    /// The current rate: the median of the last `RECENT_INTERVALS` intervals.
+    pub recent: Duration,
+    /// The median over everything remembered (up to `CADENCE_MEMORY` arrivals).
     pub median: Duration,
     pub max: Duration,
     pub intervals: usize,
@@ -289,6 +292,13 @@ pub struct CadenceStats {
 
 /// How many arrivals a client remembers: enough for a sparkline and a stable median.
 pub const CADENCE_MEMORY: usize = 64;
+
+/// The intervals the current rate is the median of. A median of five
+/// follows a new rate after three arrivals (it is then the majority) and
+/// does not move for one late or early segment; the median of the whole
+/// memory took dozens of arrivals to notice a client gone from one segment
+/// a minute to one every 5 s.
+pub const RECENT_INTERVALS: usize = 5;
 
 impl Cadence {
     /// Seeds from the newest segments' mtimes, oldest first.
@@ -347,11 +357,13 @@ impl Cadence {
     pub fn stats(&self) -> Option<CadenceStats> {
         let intervals = self.intervals();
         let last = *intervals.last()?;
+        let recent = median(&intervals[intervals.len().saturating_sub(RECENT_INTERVALS)..])?;
         let mut sorted = intervals.clone();
         sorted.sort_unstable();
         Some(CadenceStats {
             last,
-            median: sorted[sorted.len() / 2],
+            recent,
+            median: median(&sorted)?,
             max: *sorted.last()?,
             intervals: sorted.len(),
         })
@@ -363,6 +375,13 @@ impl Cadence {
             .back()
             .is_some_and(|a| a.live && now.duration_since(a.at).map_or(true, |age| age <= within))
     }
+}
+
+/// The middle value (the upper one of two middles); `None` when empty.
+fn median(intervals: &[Duration]) -> Option<Duration> {
+    let mut sorted = intervals.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied()
 }
 
 #[cfg(test)]
@@ -552,5 +571,67 @@ mod tests {
             cadence.record(arrival(&format!("z{i:03}"), t(1000 + i)));
         }
         assert_eq!(cadence.arrivals().len(), CADENCE_MEMORY);
+    }
+
+    /// Regression: a client receiving a segment every 5 s showed a cadence
+    /// of 1m, the median of its older history. The current rate follows
+    /// within three arrivals; one late segment does not move it.
+    #[test]
+    fn the_current_rate_follows_recent_arrivals() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let arrival = |i: u64, at: SystemTime| Arrival {
+            name: format!("{i:024X}"),
+            size: 1,
+            at,
+            live: true,
+        };
+        // 40 segments a minute apart (seeded from mtimes at a scan).
+        let mut cadence = Cadence::seeded((0..40).map(|i| arrival(i, t(i * 60))));
+        let stats = cadence.stats().unwrap();
+        assert_eq!(
+            (stats.recent, stats.median),
+            (Duration::from_secs(60), Duration::from_secs(60))
+        );
+        let mut at = 39 * 60;
+        let mut recent = Vec::new();
+        for i in 40..46 {
+            at += 5;
+            cadence.record(arrival(i, t(at)));
+            recent.push(cadence.stats().unwrap().recent.as_secs());
+        }
+        assert_eq!(recent, vec![60, 60, 5, 5, 5, 5], "after three 5 s arrivals");
+        assert_eq!(
+            cadence.stats().unwrap().median,
+            Duration::from_secs(60),
+            "the long median still remembers the old rate"
+        );
+        // One segment 50 s late, then the 5 s rate again: the current rate holds.
+        at += 50;
+        cadence.record(arrival(46, t(at)));
+        assert_eq!(cadence.stats().unwrap().recent, Duration::from_secs(5));
+        assert_eq!(cadence.stats().unwrap().last, Duration::from_secs(50));
+        // And back to a minute: three arrivals to follow.
+        for i in 47..50 {
+            at += 60;
+            cadence.record(arrival(i, t(at)));
+        }
+        assert_eq!(cadence.stats().unwrap().recent, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_current_rate_of_few_arrivals_is_what_there_is() {
+        let t = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        let arrival = |name: &str, at| Arrival {
+            name: name.into(),
+            size: 1,
+            at,
+            live: false,
+        };
+        assert_eq!(Cadence::seeded([arrival("a", t(0))]).stats(), None);
+        let two = Cadence::seeded([arrival("a", t(0)), arrival("b", t(30))]);
+        assert_eq!(two.stats().unwrap().recent, Duration::from_secs(30));
+        let three = Cadence::seeded([arrival("a", t(0)), arrival("b", t(30)), arrival("c", t(40))]);
+        // Two intervals, 30 s and 10 s: the upper middle, as for the long median.
+        assert_eq!(three.stats().unwrap().recent, Duration::from_secs(30));
     }
 }

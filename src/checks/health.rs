@@ -196,8 +196,19 @@ pub fn status_of(problems: &[Problem]) -> Status {
 pub fn assess(client: &Client, policy: &ClientPolicy, now: SystemTime) -> Vec<Problem> {
     let mut problems = Vec::new();
     assess_unreadable(client, &mut problems);
-    assess_base(client, &mut problems);
-    assess_wal(client, policy, now, &mut problems);
+    // A folder that could not be read (permission, a symlink out of the
+    // root) is `unreadable`, unknown: calling its base backup or WAL missing
+    // would be a guess, and a critical one.
+    let unread = |path: &std::path::Path| client.unreadable.iter().any(|u| u.path == path);
+    if unread(&client.path) {
+        return problems;
+    }
+    if !unread(&client.base_dir()) {
+        assess_base(client, &mut problems);
+    }
+    if !unread(&client.wal_dir()) {
+        assess_wal(client, policy, now, &mut problems);
+    }
     assess_unexpected(client, &mut problems);
     assess_refusals(client, now, &mut problems);
     problems

@@ -180,6 +180,11 @@ pub struct BaseReport {
 #[derive(Debug, Clone, Serialize)]
 pub struct WalReport {
     pub present: bool,
+    /// wal/ is there but could not be read: its counts are unknown, not
+    /// zero (the `unreadable` problem says why). Not in the JSON: the
+    /// problem and `status: unknown` say it there.
+    #[serde(skip)]
+    pub unreadable: bool,
     pub segments: u64,
     pub first: Option<String>,
     pub last: Option<String>,
@@ -233,9 +238,13 @@ impl ClientReport {
     /// How far a restore gets, in words: "restorable to latest (last commit
     /// 2026-11-25 20:13:05.123456Z, timeline 2)" when the window reaches the
     /// line's end (a restore to the end needs no target), else the time the
-    /// window ends at and why; "not restorable" without a window.
+    /// window ends at and why; "not restorable" without a window, unknown
+    /// when wal/ could not be read.
     pub fn restorable_text(&self) -> String {
         let Some(to) = self.restorable_to else {
+            if self.wal.unreadable {
+                return "restorable: unknown (wal/ cannot be read)".to_owned();
+            }
             return "not restorable".to_owned();
         };
         let timeline = self
@@ -334,6 +343,7 @@ impl ClientReport {
             },
             wal: WalReport {
                 present: wal.present,
+                unreadable: wal.unreadable,
                 segments: segments.len() as u64,
                 first: segments.first().map(|s| s.name.to_string()),
                 last: segments.last().map(|s| s.name.to_string()),

@@ -203,10 +203,16 @@ fn report_text(out: &mut Vec<u8>, report: &CheckReport, verbose: bool) -> std::i
 }
 
 fn client_line(client: &ClientReport, width: usize, now: SystemTime) -> String {
-    let last = client
-        .wal
-        .last_arrival
-        .map_or("never".to_owned(), |t| age_text(t, now));
+    let last = match client.wal.last_arrival {
+        Some(t) => age_text(t, now),
+        None if client.wal.unreadable => "unknown".to_owned(),
+        None => "never".to_owned(),
+    };
+    let segments = if client.wal.unreadable {
+        "?".to_owned()
+    } else {
+        client.wal.segments.to_string()
+    };
     let restorable = client.restorable_text();
     let counted: Vec<&str> = client
         .problems
@@ -237,7 +243,7 @@ fn client_line(client: &ClientReport, width: usize, now: SystemTime) -> String {
         )
     });
     format!(
-        "{status:<7}  {:<width$}  {:>4} segments  last WAL {last:<12}  {restorable}{proven}{problems}",
-        client.name, client.wal.segments
+        "{status:<7}  {:<width$}  {segments:>4} segments  last WAL {last:<12}  {restorable}{proven}{problems}",
+        client.name
     )
 }

@@ -1,5 +1,6 @@
-//! `walwarden demo [DIR]`: builds a demo backup root with clients in every
-//! state, keeps one client receiving segments, and opens the dashboard on it.
+//! `walwarden demo [DIR]`: builds a demo backup root with eight clients in
+//! every state (ok, warning, critical, unknown), keeps one client receiving
+//! segments, and opens the dashboard on it.
 
 use std::path::PathBuf;
 use std::sync::Arc;

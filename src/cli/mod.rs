@@ -51,7 +51,7 @@ pub enum Command {
     Drill(drill::DrillArgs),
     /// Onboard a client: folders, its own user, mode 700, its key; print the target server's lines
     Setup(setup::SetupArgs),
-    /// Build a demo backup root (in DIR, else a temporary folder) and open the dashboard on it
+    /// Build a demo backup root (in DIR, else a temporary folder) with eight clients in every state, and open the dashboard on it
     Demo(demo::DemoArgs),
     /// Move a cluster to another major version: pg_dumpall -c, psql, every load error listed, both ends compared
     Migrate(migrate::MigrateArgs),
@@ -103,25 +103,8 @@ where
 
 /// A catalog error as an expected failure, with its fix.
 pub fn catalog_failure(error: crate::archive::catalog::CatalogError) -> failure::Failure {
-    use crate::archive::catalog::CatalogError;
-    let hint = match &error {
-        CatalogError::RootMissing(_) | CatalogError::RootNotADirectory(_) => {
-            "pass --root DIR, set WALWARDEN_ROOT, or set root in the config (/etc/walwarden/config.toml)"
-                .to_owned()
-        }
-        CatalogError::RootUnreadable { .. } => {
-            "run walwarden as root (sudo): each client's folder is readable by its own user only"
-                .to_owned()
-        }
-        CatalogError::ScanFailed { .. } => {
-            "run it again with --log-file FILE and report the log: a worker of the scan panicked"
-                .to_owned()
-        }
-        CatalogError::NoSuchClient { root, .. } => format!(
-            "`walwarden check --root {}` lists the clients; a new one is made with `walwarden setup CLIENT`",
-            crate::pg::local::shell_quote(&root.to_string_lossy())
-        ),
-    };
+    // The hint comes from the core, which the dashboard shows too.
+    let hint = error.hint();
     failure::Failure::new(error.to_string()).hint(hint)
 }
 

@@ -96,18 +96,8 @@ pub fn parse_major(version_output: &str) -> Option<u32> {
     number.split(['.', 'b', 'r', 'd']).next()?.parse().ok()
 }
 
-/// Shell-quotes one word for display (`--dry-run` prints commands a person can paste).
-pub fn shell_quote(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:@%+,".contains(&b))
-    {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', "'\\''"))
-    }
-}
+/// Quoting lives with the other display text; many callers name it here.
+pub use crate::display::shell_quote;
 
 /// How a command reads on screen.
 pub fn display(command: &Command) -> String {

@@ -42,6 +42,8 @@ pub(super) enum JobKey {
     Target(String),
     Setup,
     Restore,
+    /// The settings a restore of this client needs here (the wizard's field).
+    Proposals(String),
     BaseCheck(PathBuf),
     SegmentCheck(PathBuf),
 }
@@ -57,15 +59,20 @@ impl JobKey {
             Command::ReadTarget { client, .. } => JobKey::Target(client.clone()),
             Command::PlanSetup(_) | Command::ApplySetup(..) => JobKey::Setup,
             Command::StartRestore { .. } => JobKey::Restore,
+            Command::ProposeSettings { client, .. } => JobKey::Proposals(client.clone()),
             Command::CheckBase(dir) => JobKey::BaseCheck(dir.clone()),
             Command::CheckSegment { path, .. } => JobKey::SegmentCheck(path.clone()),
             Command::AnswerRestore(_) | Command::Quit => return None,
         })
     }
 
-    /// Rescans asked for while one runs still matter: the folder changed again.
+    /// Rescans asked for while one runs still matter: the folder changed
+    /// again; so do proposals asked for another data directory.
     fn runs_again(&self) -> bool {
-        matches!(self, JobKey::Scan | JobKey::ClientScan(_))
+        matches!(
+            self,
+            JobKey::Scan | JobKey::ClientScan(_) | JobKey::Proposals(_)
+        )
     }
 }
 
@@ -199,6 +206,27 @@ impl Jobs {
                     send(RestoreEvent::Finished(result));
                 });
             }
+            Command::ProposeSettings {
+                client,
+                data_dir,
+                request,
+            } => {
+                self.spawn(key, command, move |job| {
+                    // The first read of a big base.tar.gz takes a while; the
+                    // preflight of the run that follows reuses it.
+                    let result = catalog::scan_client(&root, &client, &ScanOptions::default())
+                        .map_err(|e| e.to_string())
+                        .and_then(|scanned| {
+                            crate::ops::restore::proposed_settings(&scanned, &request)
+                                .map_err(|e| e.to_string())
+                        });
+                    job.send(Event::SettingsProposed {
+                        client,
+                        data_dir,
+                        result,
+                    });
+                });
+            }
             Command::ReadTarget { client, target } => {
                 self.spawn(key, command, move |job| {
                     let view = crate::pg::target::view(&target);
@@ -290,7 +318,7 @@ impl Jobs {
 /// The whole root: the catalog at once, then what earlier deep checks
 /// proved, the drill history, and (after the slot is free) the quick check.
 fn scan_root(root: &Path, options: &ScanOptions, job: &Job) {
-    let result = catalog::scan(root, options).map_err(|e| e.to_string());
+    let result = catalog::scan(root, options);
     let proven = result
         .as_ref()
         .map_or_else(|_| Vec::new(), jobs::deep_from_memory);

@@ -2,9 +2,12 @@
 //! hints under forms and in confirmations are all generated from it, so
 //! they cannot disagree.
 //!
-//! Screens that take text (the filter, the forms) and questions waiting for
-//! a yes or no look keys up in their own scope only (`action_in`): there, `q`
-//! or `j` are letters, not commands.
+//! Screens that take text (the filter, the forms), questions waiting for a
+//! yes or no, and overlays (the help, the error popup) look keys up in their
+//! own scope only (`action_in`): there, `q` or `j` are letters or nothing,
+//! never a command for the screen underneath. Which scope holds the keys is
+//! the app's `key_scope`; the footer shows that scope's hints, so what it
+//! offers is what works.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
@@ -65,17 +68,39 @@ pub enum Scope {
     NewClientReview,
     /// A wizard or the new-client screen has finished.
     Done,
+    /// The `?` overlay is open.
+    Help,
+    /// The error popup is open.
+    Error,
 }
 
 impl Scope {
     /// Whether the `Everywhere` keys apply here too: not where keys are
-    /// text (the filter, the forms) or answers (questions, finished screens).
+    /// text (the filter, the forms), answers (questions, finished screens),
+    /// overlays, or a wizard at work (its own keys only: quitting halfway
+    /// through a restore is Ctrl-C, on purpose).
     pub fn with_everywhere_keys(self) -> bool {
-        matches!(
-            self,
-            Scope::Dashboard | Scope::Detail | Scope::Verify | Scope::Restore | Scope::NewClient
-        )
+        matches!(self, Scope::Dashboard | Scope::Detail | Scope::Verify)
     }
+
+    /// Every scope, for tests and generated text.
+    pub const ALL: [Scope; 15] = [
+        Scope::Everywhere,
+        Scope::Dashboard,
+        Scope::Detail,
+        Scope::Verify,
+        Scope::Restore,
+        Scope::NewClient,
+        Scope::Filter,
+        Scope::Confirm,
+        Scope::RestoreForm,
+        Scope::RestoreQuestion,
+        Scope::NewClientForm,
+        Scope::NewClientReview,
+        Scope::Done,
+        Scope::Help,
+        Scope::Error,
+    ];
 }
 
 pub struct Binding {
@@ -111,7 +136,7 @@ use KeyCode::{
     BackTab, Backspace, Char, Down, End, Enter, Esc, Home, Left, PageDown, PageUp, Tab, Up,
 };
 use Scope::{
-    Confirm, Dashboard, Detail, Done, Everywhere, Filter, NewClient, NewClientForm,
+    Confirm, Dashboard, Detail, Done, Error, Everywhere, Filter, Help, NewClient, NewClientForm,
     NewClientReview, Restore, RestoreForm, RestoreQuestion, Verify,
 };
 
@@ -162,6 +187,9 @@ pub const BINDINGS: &[Binding] = &[
     bind(NewClientReview, &[Char('y'), Char('Y')], "y", Action::Yes, "apply the plan and run the copy test", "yes"),
     bind(NewClientReview, &[Char('n'), Char('N'), Esc], "n/Esc", Action::No, "back to the form", "back to the form"),
     bind(Done, &[Enter, Esc], "Enter/Esc", Action::Back, "back to the dashboard", "back to the dashboard"),
+    bind(Help, &[Char('?'), Esc], "?/Esc", Action::ToggleHelp, "close this help", "close"),
+    bind(Help, &[Char('q')], "q", Action::Quit, "quit", "quit"),
+    bind(Error, &[Esc, Enter], "Esc/Enter", Action::Back, "close the error", "close"),
 ];
 
 /// The action bound to this key in this scope, if any.
@@ -200,11 +228,16 @@ pub fn hint_line(scope: Scope) -> String {
         .join(" · ")
 }
 
-/// The footer's hints for a scope, generated from the table.
+/// The footer's hints for a scope, generated from the table: the keys that
+/// work there, `Everywhere`'s only where they apply.
 pub fn footer_hints(scope: Scope) -> Vec<(&'static str, &'static str)> {
     BINDINGS
         .iter()
-        .filter(|b| !b.hint.is_empty() && (b.scope == scope || b.scope == Scope::Everywhere))
+        .filter(|b| {
+            !b.hint.is_empty()
+                && (b.scope == scope
+                    || (b.scope == Scope::Everywhere && scope.with_everywhere_keys()))
+        })
         .map(|b| (b.label, b.hint))
         .collect()
 }
@@ -215,20 +248,7 @@ mod tests {
 
     #[test]
     fn no_key_is_bound_twice_in_one_scope() {
-        for scope in [
-            Scope::Dashboard,
-            Scope::Detail,
-            Scope::Verify,
-            Scope::Restore,
-            Scope::NewClient,
-            Scope::Filter,
-            Scope::Confirm,
-            Scope::RestoreForm,
-            Scope::RestoreQuestion,
-            Scope::NewClientForm,
-            Scope::NewClientReview,
-            Scope::Done,
-        ] {
+        for scope in Scope::ALL {
             let mut seen = Vec::new();
             for binding in BINDINGS.iter().filter(|b| {
                 b.scope == scope || (scope.with_everywhere_keys() && b.scope == Scope::Everywhere)

@@ -1,8 +1,9 @@
 //! The dashboard: a thin face on the core. `app` holds the state and its
 //! pure update function, `keymap` the key table, `view` the drawing, `jobs`
 //! the background work (core functions on tokio's blocking pool). This
-//! module runs the loop that feeds them: keys, clock ticks, file events
-//! already observed off this thread, job results, the screen's size.
+//! module runs the loop that feeds them: keys and mouse clicks, clock ticks,
+//! file events already observed off this thread, job results, the screen's
+//! size; and it owns the terminal, handed back as it was on every way out.
 
 pub mod app;
 mod jobs;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use color_eyre::eyre::{Result, WrapErr};
-use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind};
+use crossterm::event::{Event as TermEvent, EventStream, KeyEventKind, MouseEventKind};
 use futures::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc;
@@ -47,22 +48,59 @@ impl Default for Options {
 }
 
 /// Opens the dashboard on `root` until the user quits. The terminal is
-/// restored on every way out: return, error, and (by ratatui's hook) panic.
+/// restored on every way out: return, error, a signal (SIGTERM, SIGHUP end
+/// the loop), and a panic of the UI thread (our hook, in place of ratatui's:
+/// mouse reports off, raw mode and the alternate screen left).
 pub fn run(root: PathBuf, config: Config, options: Options) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .wrap_err("cannot start the event loop")?;
+    let report_hook = std::panic::take_hook();
     let mut terminal = ratatui::init();
+    // ratatui's hook restores the terminal on any thread's panic; a
+    // background job's panic is caught and reported in a popup while the
+    // dashboard goes on, so only a panic on this (the UI) thread hands the
+    // terminal back, mouse reports included, before the report prints.
+    drop(std::panic::take_hook());
+    let ui_thread = std::thread::current().id();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::thread::current().id() == ui_thread {
+            mouse_off();
+            ratatui::restore();
+        }
+        report_hook(info);
+    }));
+    // Without mouse reports the dashboard still works: keys do everything.
+    let _ = crossterm::execute!(std::io::stdout(), ClicksAndWheel);
     let result = runtime.block_on(event_loop(&mut terminal, root, config, options));
-    // The whole terminal back at once (the cursor too) before waiting for
-    // background jobs to wind down, so the shell never sees a hidden cursor.
+    // The whole terminal back at once (the mouse and the cursor too) before
+    // waiting for background jobs to wind down, so the shell never sees a
+    // hidden cursor or mouse reports typed at its prompt.
+    mouse_off();
     let _ = terminal.show_cursor();
     drop(terminal);
     ratatui::restore();
     runtime.shutdown_timeout(Duration::from_millis(200));
     result
+}
+
+/// Turns every mouse report mode off (crossterm's DisableMouseCapture
+/// resets all of them, whichever were on).
+fn mouse_off() {
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::event::DisableMouseCapture);
+}
+
+/// Mouse reports for clicks and the wheel only (xterm's 1000 in SGR form,
+/// 1006): not crossterm's EnableMouseCapture, whose any-motion mode would
+/// send an event for every cell the pointer crosses.
+struct ClicksAndWheel;
+
+impl crossterm::Command for ClicksAndWheel {
+    fn write_ansi(&self, f: &mut impl std::fmt::Write) -> std::fmt::Result {
+        f.write_str("\x1b[?1000h\x1b[?1006h")
+    }
 }
 
 /// Internal messages: the app's events plus the loop's own.
@@ -195,6 +233,20 @@ fn spawn_input(tx: mpsc::UnboundedSender<Message>) {
             let message = match event {
                 TermEvent::Key(key) if key.kind != KeyEventKind::Release => {
                     Message::App(Event::Key(key))
+                }
+                // Presses and the wheel; releases and drags mean nothing here.
+                TermEvent::Mouse(mouse)
+                    if matches!(
+                        mouse.kind,
+                        MouseEventKind::Down(_)
+                            | MouseEventKind::ScrollDown
+                            | MouseEventKind::ScrollUp
+                    ) =>
+                {
+                    Message::App(Event::Mouse {
+                        event: mouse,
+                        at: SystemTime::now(),
+                    })
                 }
                 TermEvent::Resize(..) => Message::Resized,
                 _ => continue,

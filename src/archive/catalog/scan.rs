@@ -46,6 +46,31 @@ pub enum CatalogError {
     ScanFailed { client: String, message: String },
 }
 
+impl CatalogError {
+    /// What to do about it: the CLI's `hint:` line and the line under the
+    /// dashboard's error, from this one place so both faces say the same.
+    pub fn hint(&self) -> String {
+        match self {
+            CatalogError::RootMissing(_) | CatalogError::RootNotADirectory(_) => {
+                "pass --root DIR, set WALWARDEN_ROOT, or set root in the config (/etc/walwarden/config.toml)"
+                    .to_owned()
+            }
+            CatalogError::RootUnreadable { .. } => {
+                "run walwarden as root (sudo): each client's folder is readable by its own user only"
+                    .to_owned()
+            }
+            CatalogError::ScanFailed { .. } => {
+                "run it again with --log-file FILE and report the log: a worker of the scan panicked"
+                    .to_owned()
+            }
+            CatalogError::NoSuchClient { root, .. } => format!(
+                "`walwarden check --root {}` lists the clients; a new one is made with `walwarden setup CLIENT`",
+                crate::display::shell_quote(&root.to_string_lossy())
+            ),
+        }
+    }
+}
+
 /// How much the scan may read beyond names and stats.
 #[derive(Debug, Clone, Default)]
 pub struct ScanOptions {

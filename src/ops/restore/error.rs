@@ -145,19 +145,28 @@ pub enum PreflightRefusal {
     GuardedSetting { key: String, why: &'static str },
 }
 
+/// Why the settings a restore of this client needs on this host could not
+/// be worked out (the wizard then starts with an empty settings field).
+#[derive(Debug, Error)]
+pub enum ProposalError {
+    #[error("{client} has no base.tar.gz to read settings from")]
+    NoBaseBackup { client: String },
+    #[error("cannot read the base backup's settings: {0}")]
+    Tarball(UnpackError),
+}
+
 /// The `--set` arguments that fix what was found.
 fn proposals(found: &[super::host_settings::HostMismatch]) -> String {
-    let mut seen = Vec::new();
-    for (key, value) in found.iter().filter_map(|m| m.proposal.as_ref()) {
-        let arg = if value.is_empty() || value.contains(char::is_whitespace) {
-            format!("--set '{key}={value}'")
-        } else {
-            format!("--set {key}={value}")
-        };
-        if !seen.contains(&arg) {
-            seen.push(arg);
-        }
-    }
+    let seen: Vec<String> = super::host_settings::proposed_pairs(found)
+        .into_iter()
+        .map(|(key, value)| {
+            if value.is_empty() || value.contains(char::is_whitespace) {
+                format!("--set '{key}={value}'")
+            } else {
+                format!("--set {key}={value}")
+            }
+        })
+        .collect();
     if seen.is_empty() {
         "the settings fixed".to_owned()
     } else {

@@ -168,6 +168,19 @@ pub fn parse_conf(text: &str) -> Vec<(String, String)> {
     out
 }
 
+/// The `KEY=VALUE` settings that fix what was found, each once, in the
+/// order found: what the preflight's refusal names as `--set` and what the
+/// wizard pre-fills.
+pub fn proposed_pairs(found: &[HostMismatch]) -> Vec<(String, String)> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for pair in found.iter().filter_map(|m| m.proposal.as_ref()) {
+        if !pairs.contains(pair) {
+            pairs.push(pair.clone());
+        }
+    }
+    pairs
+}
+
 /// The settings that cannot work here, each with its fix. `data_dir` is where
 /// the backup is restored (relative paths in settings are inside it).
 pub fn mismatches(

@@ -10,6 +10,8 @@
 //! - `request`: what the engineer asks for, with the defaults both faces use;
 //! - `steps`: the runner, the nine steps, and what an interrupted restore's
 //!   journal says was finished; `service` controls the local instance;
+//!   `proposed_settings` (re-exported here): the settings this host needs,
+//!   worked out before a restore, as its preflight would judge them;
 //! - `unpack`: safe, two-core extraction of the tarballs;
 //! - `recovery_conf`: recovery.conf (10, 11) or recovery.signal (12+);
 //! - `host_settings`: the base backup's settings that cannot work on this host, with their fix;
@@ -29,3 +31,5 @@ pub mod request;
 mod service;
 pub mod steps;
 pub mod unpack;
+
+pub use steps::{SettingsProposal, proposed_settings};

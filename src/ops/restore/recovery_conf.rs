@@ -131,6 +131,55 @@ pub fn parse_set(arg: &str) -> Result<(String, String), RecoveryConfError> {
     Ok((key.to_owned(), value.to_owned()))
 }
 
+/// Settings typed as text (the wizard's settings field): `KEY=VALUE` items,
+/// one per line or separated by commas. A comma splits only where another
+/// `KEY=` follows, so a value that is itself a list
+/// (`unix_socket_directories=/run/a,/tmp`, `shared_preload_libraries=a,b`)
+/// stays whole. Each item is checked as `--set` checks it.
+pub fn parse_settings(text: &str) -> Result<Vec<(String, String)>, RecoveryConfError> {
+    let mut items: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let mut in_line = 0;
+        for piece in line.split(',') {
+            if piece.trim().is_empty() {
+                continue;
+            }
+            let starts_item = piece
+                .split_once('=')
+                .is_some_and(|(key, _)| check_key(key.trim()).is_ok());
+            match items.last_mut() {
+                Some(last) if in_line > 0 && !starts_item => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => {
+                    items.push(piece.to_owned());
+                    in_line += 1;
+                }
+            }
+        }
+    }
+    let mut settings: Vec<(String, String)> = Vec::new();
+    for item in &items {
+        let (key, value) = parse_set(item.trim())?;
+        if settings.iter().any(|(k, _)| *k == key) {
+            return Err(RecoveryConfError::DuplicateKey(key));
+        }
+        settings.push((key, value.trim().to_owned()));
+    }
+    Ok(settings)
+}
+
+/// Settings as the wizard's field shows them: `KEY=VALUE, KEY=VALUE`
+/// (what `parse_settings` reads back).
+pub fn settings_text(settings: &[(String, String)]) -> String {
+    settings
+        .iter()
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn check_key(key: &str) -> Result<(), RecoveryConfError> {
     let mut bytes = key.bytes();
     let first_ok = matches!(bytes.next(), Some(b'a'..=b'z' | b'_'));
@@ -742,5 +791,47 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             prop_assert_eq!(days_from_civil(y, m, d), days);
         }
+    }
+
+    #[test]
+    fn settings_typed_as_text_split_at_commas_before_a_key_and_at_lines() {
+        let parsed = parse_settings(
+            "port=5433, unix_socket_directories=/run/a,/tmp ,ssl=off\nshared_preload_libraries = pg_stat_statements,auto_explain,\n",
+        )
+        .unwrap();
+        let pairs: Vec<(&str, &str)> = parsed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            vec![
+                ("port", "5433"),
+                ("unix_socket_directories", "/run/a,/tmp"),
+                ("ssl", "off"),
+                (
+                    "shared_preload_libraries",
+                    "pg_stat_statements,auto_explain"
+                ),
+            ]
+        );
+        assert_eq!(parse_settings("").unwrap(), vec![]);
+        assert_eq!(
+            parse_settings(&settings_text(&parsed)).unwrap(),
+            parsed,
+            "the field's text reads back"
+        );
+        assert_eq!(
+            parse_settings("port=1, port=2"),
+            Err(RecoveryConfError::DuplicateKey("port".into()))
+        );
+        assert!(matches!(
+            parse_settings("5433"),
+            Err(RecoveryConfError::NotKeyValue(_))
+        ));
+        assert!(matches!(
+            parse_settings("Port=5433"),
+            Err(RecoveryConfError::BadKey(_))
+        ));
     }
 }

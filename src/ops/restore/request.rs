@@ -75,6 +75,29 @@ pub const GUARDED_SETTINGS: &[&str] = &[
     "archive_cleanup_command",
 ];
 
+/// Why the restore keeps a setting of `GUARDED_SETTINGS` for itself; `None`
+/// for any other key. Both faces say it when refusing one.
+pub fn guarded_why(key: &str) -> Option<&'static str> {
+    if !GUARDED_SETTINGS.contains(&key) {
+        return None;
+    }
+    Some(match key {
+        "archive_mode" | "archive_command" | "archive_library" => {
+            "archiving stays off so the restored server never writes its new timeline into the live archive; turn it on after the restore with the step the report names"
+        }
+        "restore_command" => "walwarden's restore_command reads the line it judged",
+        "primary_conninfo" | "primary_slot_name" => {
+            "it would make the restored server a standby of another server"
+        }
+        "recovery_end_command" | "archive_cleanup_command" => {
+            "a command of the source server's could act on the archive"
+        }
+        _ => {
+            "the recovery target and timeline come from --target-time and --timeline, checked against the archive"
+        }
+    })
+}
+
 impl RestoreRequest {
     /// A restore of `client` into `data_dir` with the defaults both faces
     /// start from: the client's local service and target server from the

@@ -208,6 +208,19 @@ impl App {
                     screen.applied(false, vec!["applying failed unexpectedly".into()]);
                 }
             }
+            Command::ProposeSettings {
+                client, data_dir, ..
+            } => {
+                if let Some(wizard) = self.wizard.as_mut().filter(|w| &w.client == client) {
+                    // No start behind the engineer's back after a bug: Enter again starts.
+                    wizard.start_when_proposed = false;
+                    let none = wizard.proposed(
+                        data_dir,
+                        Err("working out the settings failed unexpectedly".into()),
+                    );
+                    debug_assert!(none.is_none());
+                }
+            }
             Command::StartRestore { .. } => {
                 if let Some(wizard) = &mut self.wizard {
                     wizard.on_event(crate::tui::wizard::RestoreEvent::Finished(Err(

@@ -1,70 +1,83 @@
-//! Keys, resolved through the one key table (`keymap`) into actions: the
-//! screens' keys, the questions' yes and no, the filter being typed. The
-//! forms of the wizard and the new-client screen read their own keys the
-//! same way.
+//! Keys, resolved through the one key table (`keymap`) into actions, in
+//! the one scope that holds them (`App::key_scope`): an overlay's (the error
+//! popup, a question, the help), the filter being typed, or the screen's.
+//! The forms of the wizard and the new-client screen read their own keys
+//! the same way. The mouse follows the same scope and becomes the same
+//! actions: a click selects a row, a double click opens it, the wheel moves.
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::time::{Duration, SystemTime};
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 
 use super::{App, Command, Confirm, Screen};
 use crate::tui::keymap::{self, Action, Scope};
 use crate::tui::onboarding::{OnboardCommand, Onboarding};
 use crate::tui::wizard::{Wizard, WizardCommand};
 
+/// Two clicks on one row within this are a double click (the usual desktop default).
+const DOUBLE_CLICK: Duration = Duration::from_millis(500);
+
 impl App {
+    /// A key goes to the scope that holds the keys now (`key_scope`) and to
+    /// nothing else: an overlay (the error popup, a question, the help)
+    /// consumes every key, acting only on its own.
     pub(super) fn on_key(&mut self, key: KeyEvent) -> Vec<Command> {
+        let scope = self.key_scope();
+        let action = keymap::action_for(scope, key);
         let ctrl_c =
             key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c');
-        if self.screen == Screen::Restore && !ctrl_c {
-            return self.on_wizard_key(key);
+        if ctrl_c {
+            // Never text, never an answer: it quits from anywhere.
+            return self.apply(Action::Quit);
         }
-        if self.screen == Screen::NewClient && !ctrl_c && !self.show_help {
-            return self.on_onboarding_key(key);
-        }
-        if self.editing_filter {
-            return self.on_filter_key(key);
-        }
-        if let Some(confirm) = self.confirm.take() {
-            return self.on_confirm_key(confirm, key);
-        }
-        if self.last_error.is_some() && matches!(key.code, KeyCode::Esc | KeyCode::Enter) {
-            self.last_error = None;
-            return Vec::new();
-        }
-        let Some(action) = keymap::action_for(self.scope(), key) else {
-            return Vec::new();
-        };
-        if self.show_help && !matches!(action, Action::ToggleHelp | Action::Quit) {
-            self.show_help = false;
-            if action == Action::Back {
-                return Vec::new();
+        match scope {
+            Scope::Error => {
+                if action == Some(Action::Back) {
+                    self.last_error = None;
+                }
+                Vec::new()
             }
+            Scope::Confirm => self.on_confirm_key(action),
+            Scope::Help => match action {
+                Some(Action::ToggleHelp) => {
+                    self.show_help = false;
+                    Vec::new()
+                }
+                Some(Action::Quit) => self.apply(Action::Quit),
+                _ => Vec::new(),
+            },
+            Scope::Filter => self.on_filter_key(action, key),
+            _ if self.screen == Screen::Restore => self.on_wizard_key(key),
+            _ if self.screen == Screen::NewClient => self.on_onboarding_key(key),
+            _ => action.map_or_else(Vec::new, |action| self.apply(action)),
         }
-        self.apply(action)
     }
 
     /// The pending question takes the key: yes runs its commands, no drops them.
-    fn on_confirm_key(&mut self, confirm: Confirm, key: KeyEvent) -> Vec<Command> {
-        match keymap::action_in(Scope::Confirm, key) {
-            Some(Action::Yes) => {
-                for command in &confirm.commands {
-                    if let Command::Drill(name) = command {
-                        let job = self.jobs.entry(name.clone()).or_default();
-                        job.drill_running = true;
-                        job.drill_lines.clear();
-                        self.screen = Screen::Detail {
-                            client: name.clone(),
-                            scroll: 0,
-                        };
-                    }
-                }
-                confirm.commands
-            }
-            Some(Action::No) => Vec::new(),
-            _ => {
-                self.confirm = Some(confirm);
-                Vec::new()
+    fn on_confirm_key(&mut self, action: Option<Action>) -> Vec<Command> {
+        let yes = match action {
+            Some(Action::Yes) => true,
+            Some(Action::No) => false,
+            _ => return Vec::new(),
+        };
+        let Some(confirm) = self.confirm.take() else {
+            return Vec::new();
+        };
+        if !yes {
+            return Vec::new();
+        }
+        for command in &confirm.commands {
+            if let Command::Drill(name) = command {
+                let job = self.jobs.entry(name.clone()).or_default();
+                job.drill_running = true;
+                job.drill_lines.clear();
+                self.screen = Screen::Detail {
+                    client: name.clone(),
+                    scroll: 0,
+                };
             }
         }
+        confirm.commands
     }
 
     /// Keys on the wizard's screen go to the wizard first: its form takes text.
@@ -72,7 +85,13 @@ impl App {
         let Some(wizard) = &mut self.wizard else {
             return Vec::new();
         };
-        match wizard.on_key(key) {
+        let command = wizard.on_key(key);
+        self.wizard_commands(command)
+    }
+
+    /// What the wizard asked for, as the loop's commands.
+    pub(super) fn wizard_commands(&mut self, command: Option<WizardCommand>) -> Vec<Command> {
+        match command {
             None => Vec::new(),
             Some(WizardCommand::Answer(yes)) => vec![Command::AnswerRestore(yes)],
             Some(WizardCommand::Leave) => {
@@ -82,6 +101,11 @@ impl App {
             }
             Some(WizardCommand::Start(text)) => vec![Command::StartRestore {
                 client: text.client.clone(),
+                request: Box::new(text.to_request(&self.config)),
+            }],
+            Some(WizardCommand::Propose(text)) => vec![Command::ProposeSettings {
+                client: text.client.clone(),
+                data_dir: text.data_dir.clone(),
                 request: Box::new(text.to_request(&self.config)),
             }],
         }
@@ -151,8 +175,12 @@ impl App {
             }
             Action::Restore => {
                 if let Some(row) = self.selected_row() {
-                    self.wizard = Some(Wizard::new(&row.name));
+                    let wizard = Wizard::new(&row.name);
+                    // The settings this host needs, worked out while the form is filled in.
+                    let propose = wizard.propose(wizard.proposals.data_dir().to_owned());
+                    self.wizard = Some(wizard);
                     self.screen = Screen::Restore;
+                    return self.wizard_commands(Some(propose));
                 }
             }
             Action::DeepCheck => {
@@ -228,12 +256,8 @@ impl App {
         Vec::new()
     }
 
-    fn on_filter_key(&mut self, key: KeyEvent) -> Vec<Command> {
-        // Ctrl-C is not text: it quits, as everywhere else.
-        if keymap::action_for(Scope::Filter, key) == Some(Action::Quit) {
-            return self.apply(Action::Quit);
-        }
-        match (keymap::action_in(Scope::Filter, key), key.code) {
+    fn on_filter_key(&mut self, action: Option<Action>, key: KeyEvent) -> Vec<Command> {
+        match (action, key.code) {
             (Some(Action::Submit), _) => self.editing_filter = false,
             (Some(Action::Back), _) => {
                 self.editing_filter = false;
@@ -251,6 +275,51 @@ impl App {
         Vec::new()
     }
 
+    /// The mouse goes where the keys go: an overlay or a form holds it (and
+    /// ignores it), else a click or a wheel turn becomes the same actions as
+    /// the keys (Up, Down, Open) on the dashboard and the detail.
+    pub(super) fn on_mouse(&mut self, mouse: MouseEvent, at: SystemTime) -> Vec<Command> {
+        let scope = self.key_scope();
+        if !matches!(scope, Scope::Dashboard | Scope::Detail) {
+            return Vec::new();
+        }
+        // A notch moves one row of the list, or a few lines of text.
+        let notch = if scope == Scope::Detail { 3 } else { 1 };
+        let repeat =
+            |app: &mut App, action: Action| (0..notch).flat_map(|_| app.apply(action)).collect();
+        match mouse.kind {
+            MouseEventKind::ScrollDown => repeat(self, Action::Down),
+            MouseEventKind::ScrollUp => repeat(self, Action::Up),
+            MouseEventKind::Down(MouseButton::Left) if scope == Scope::Dashboard => {
+                let Some(row) = self.row_at(mouse.row) else {
+                    self.last_click = None;
+                    return Vec::new();
+                };
+                let double = self.last_click.is_some_and(|(previous, when)| {
+                    previous == row && at.duration_since(when).is_ok_and(|gap| gap <= DOUBLE_CLICK)
+                });
+                self.move_by(row as isize - self.selected as isize);
+                if double {
+                    self.last_click = None;
+                    return self.apply(Action::Open);
+                }
+                self.last_click = Some((row, at));
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// The client row drawn on screen line `y`, if any.
+    fn row_at(&self, y: u16) -> Option<usize> {
+        let line = y.checked_sub(self.viewport.list_top)?;
+        if line >= self.viewport.list_rows {
+            return None;
+        }
+        let index = self.list_offset + line as usize;
+        (index < self.rows.len()).then_some(index)
+    }
+
     fn move_by(&mut self, delta: isize) {
         match &mut self.screen {
             Screen::Dashboard => {
@@ -258,6 +327,7 @@ impl App {
                 self.selected = (self.selected as isize)
                     .saturating_add(delta)
                     .clamp(0, last.max(0)) as usize;
+                self.follow_selection();
             }
             Screen::Detail { scroll, .. } => {
                 *scroll = (*scroll as isize)

@@ -18,12 +18,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crossterm::event::KeyEvent;
+use crossterm::event::{KeyEvent, MouseEvent};
 
 pub use background::{ClientJobs, Confirm, TargetEntry};
 pub use rows::SortKey;
 
-use crate::archive::catalog::{Catalog, Client, Observation};
+use crate::archive::catalog::{Catalog, CatalogError, Client, Observation};
 use crate::archive::watch::WatchMode;
 use crate::checks::deep::DeepReport;
 use crate::checks::drills::DrillRecord;
@@ -31,6 +31,7 @@ use crate::checks::integrity::{BaseCheck, Progress, SegmentCheck};
 use crate::checks::report::ClientReport;
 use crate::checks::verify::{Verification, VerifySettings};
 use crate::config::{Config, TargetServer};
+use crate::ops::restore::SettingsProposal;
 use crate::ops::restore::request::RestoreRequest;
 use crate::ops::setup::{Action as SetupAction, SetupPlan};
 use crate::pg::target::TargetView;
@@ -42,10 +43,17 @@ use crate::tui::wizard::{RestoreEvent, Wizard};
 #[derive(Debug)]
 pub enum Event {
     Key(KeyEvent),
+    /// A click or a wheel turn, stamped by the loop (a double click is two
+    /// clicks on one row close together).
+    Mouse {
+        event: MouseEvent,
+        at: SystemTime,
+    },
     /// The clock moved: ages go stale without file events.
     Tick(SystemTime),
-    /// A background scan of the whole root finished.
-    Scanned(Result<Catalog, String>),
+    /// A background scan of the whole root finished (`Err`: the root is
+    /// missing or unreadable, said on screen with its fix).
+    Scanned(Result<Catalog, CatalogError>),
     /// A background re-read of one client finished (`Err` with the reason; the folder may be gone).
     ClientScanned {
         name: String,
@@ -60,6 +68,13 @@ pub enum Event {
     Viewport(Viewport),
     /// The restore engine reported something.
     Restore(RestoreEvent),
+    /// The settings a restore of `client` into `data_dir` (as the wizard
+    /// typed it) needs on this host, or why they could not be worked out.
+    SettingsProposed {
+        client: String,
+        data_dir: String,
+        result: Result<SettingsProposal, String>,
+    },
     /// The recorded restore drills.
     Drills(Vec<DrillRecord>),
     /// The quick check of segments (gzip trailer, first page) after a scan:
@@ -123,6 +138,13 @@ pub enum Command {
         path: PathBuf,
         seen_at: SystemTime,
     },
+    /// Work out the settings a restore of this client needs on this host
+    /// (the wizard's pre-filled field), for the data directory as typed.
+    ProposeSettings {
+        client: String,
+        data_dir: String,
+        request: Box<RestoreRequest>,
+    },
     /// Re-read this client and run the restore engine on it in the background.
     StartRestore {
         client: String,
@@ -146,6 +168,13 @@ pub enum Command {
     Quit,
 }
 
+/// A full scan that could not read the root, as both faces word it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanFailure {
+    pub message: String,
+    pub hint: String,
+}
+
 /// What the terminal's size allows, as the view measures it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Viewport {
@@ -153,6 +182,11 @@ pub struct Viewport {
     pub page: usize,
     /// The last detail scroll that still shows content.
     pub detail_max_scroll: u16,
+    /// The screen line of the dashboard's first client row (a click there
+    /// selects the row at `list_offset`).
+    pub list_top: u16,
+    /// How many client rows the dashboard shows at once.
+    pub list_rows: u16,
 }
 
 impl Default for Viewport {
@@ -160,6 +194,8 @@ impl Default for Viewport {
         Viewport {
             page: 10,
             detail_max_scroll: u16::MAX,
+            list_top: 0,
+            list_rows: u16::MAX,
         }
     }
 }
@@ -194,7 +230,15 @@ pub struct App {
     pub editing_filter: bool,
     pub sort: SortKey,
     pub sort_reversed: bool,
+    /// The first client row shown: follows the selection so it stays in
+    /// view, and tells which client a click lands on.
+    pub list_offset: usize,
+    /// The last click on a client row (its index and when), for a double click.
+    pub last_click: Option<(usize, SystemTime)>,
     pub scanning: bool,
+    /// Why the last full scan failed (the root missing, unreadable), with
+    /// the core's fix: the same words `walwarden check` prints.
+    pub scan_failure: Option<ScanFailure>,
     pub last_error: Option<String>,
     /// What the screen's size allows; set by `Event::Viewport`.
     pub viewport: Viewport,
@@ -243,7 +287,10 @@ impl App {
             editing_filter: false,
             sort: SortKey::Status,
             sort_reversed: false,
+            list_offset: 0,
+            last_click: None,
             scanning: true,
+            scan_failure: None,
             last_error: None,
             viewport: Viewport::default(),
             quit: false,
@@ -264,7 +311,7 @@ impl App {
         }
     }
 
-    /// The screen's scope in the key table: its keys and its footer hints.
+    /// The screen's scope in the key table.
     pub fn scope(&self) -> Scope {
         match self.screen {
             Screen::Dashboard => Scope::Dashboard,
@@ -272,6 +319,32 @@ impl App {
             Screen::Verify => Scope::Verify,
             Screen::Restore => Scope::Restore,
             Screen::NewClient => Scope::NewClient,
+        }
+    }
+
+    /// The scope that holds the keys (and the mouse) now: the topmost
+    /// overlay, in the order they are drawn (the error popup over a
+    /// question over the help), else the filter being typed, else the
+    /// screen's own (a wizard's form or question included). Keys are looked
+    /// up in this scope alone and go nowhere else, so nothing leaks through
+    /// to the screen underneath; the footer shows this scope's hints.
+    pub fn key_scope(&self) -> Scope {
+        if self.last_error.is_some() {
+            return Scope::Error;
+        }
+        if self.confirm.is_some() {
+            return Scope::Confirm;
+        }
+        if self.show_help {
+            return Scope::Help;
+        }
+        if self.editing_filter {
+            return Scope::Filter;
+        }
+        match (&self.screen, &self.wizard, &self.onboarding) {
+            (Screen::Restore, Some(wizard), _) => wizard.scope(),
+            (Screen::NewClient, _, Some(screen)) => screen.scope(),
+            _ => self.scope(),
         }
     }
 
@@ -297,6 +370,7 @@ impl App {
     pub fn update(&mut self, event: Event) -> Vec<Command> {
         match event {
             Event::Key(key) => self.on_key(key),
+            Event::Mouse { event, at } => self.on_mouse(event, at),
             Event::Tick(now) => {
                 self.now = now;
                 self.rebuild_rows();
@@ -307,11 +381,12 @@ impl App {
                 if let Screen::Detail { scroll, .. } = &mut self.screen {
                     *scroll = (*scroll).min(viewport.detail_max_scroll);
                 }
+                self.follow_selection();
                 Vec::new()
             }
             Event::Scanned(Ok(mut catalog)) => {
                 self.scanning = false;
-                self.last_error = None;
+                self.scan_failure = None;
                 // Keep what the watcher saw live: a rescan only knows mtimes.
                 if let Some(old) = &self.catalog {
                     catalog.keep_live_arrivals_from(old);
@@ -333,7 +408,10 @@ impl App {
             }
             Event::Scanned(Err(error)) => {
                 self.scanning = false;
-                self.last_error = Some(error);
+                self.scan_failure = Some(ScanFailure {
+                    message: error.to_string(),
+                    hint: error.hint(),
+                });
                 Vec::new()
             }
             Event::ClientScanned { name, result } => {
@@ -374,6 +452,25 @@ impl App {
                     wizard.on_event(event);
                 }
                 Vec::new()
+            }
+            Event::SettingsProposed {
+                client,
+                data_dir,
+                result,
+            } => {
+                let Some(wizard) = self.wizard.as_mut().filter(|w| w.client == client) else {
+                    return Vec::new();
+                };
+                let result = result.map(|proposal| {
+                    let reasons = proposal
+                        .findings
+                        .iter()
+                        .map(|m| format!("{}: {}", m.key, m.why))
+                        .collect();
+                    (proposal.settings, reasons)
+                });
+                let command = wizard.proposed(&data_dir, result);
+                self.wizard_commands(command)
             }
             Event::BaseCheckProgress(progress) => {
                 if let Some(v) = &mut self.verification {

@@ -80,6 +80,20 @@ impl App {
             .and_then(|name| self.rows.iter().position(|r| r.name == name))
             .unwrap_or(self.selected)
             .min(self.rows.len().saturating_sub(1));
+        self.follow_selection();
+    }
+
+    /// Scrolls the list just enough that the selected row is in view, and
+    /// never past the last row (so a click's row is the one drawn there).
+    pub(super) fn follow_selection(&mut self) {
+        let shown = (self.viewport.list_rows as usize).max(1);
+        let last_start = self.rows.len().saturating_sub(shown);
+        if self.selected < self.list_offset {
+            self.list_offset = self.selected;
+        } else if self.selected >= self.list_offset + shown {
+            self.list_offset = self.selected + 1 - shown;
+        }
+        self.list_offset = self.list_offset.min(last_start);
     }
 }
 

@@ -80,7 +80,7 @@ fn lines(report: &ClientReport, client: &Client, app: &App, width: usize) -> Vec
     jobs(report, app, width, &mut out);
     base_backup(report, client, app, &mut out);
     archive(report, client, app, &mut out);
-    gaps(report, &mut out);
+    gaps(report, client, &mut out);
     target(report, app, width, &mut out);
     arrivals(client, app, &mut out);
     out
@@ -309,6 +309,14 @@ fn base_backup(report: &ClientReport, client: &Client, app: &App, out: &mut Vec<
 fn archive(report: &ClientReport, client: &Client, app: &App, out: &mut Vec<Line<'static>>) {
     let now = app.now;
     out.push(heading("WAL archive"));
+    if client.wal.unreadable {
+        // Counts, gaps and a window would all be guesses.
+        out.push(Line::from(
+            "  wal/ cannot be read: its segments, gaps and window are unknown (see Problems)",
+        ));
+        out.push(Line::default());
+        return;
+    }
     out.push(Line::from(format!(
         "  {} segments, {}, {} MiB segments",
         report.wal.segments,
@@ -401,9 +409,11 @@ fn archive(report: &ClientReport, client: &Client, app: &App, out: &mut Vec<Line
     out.push(Line::default());
 }
 
-fn gaps(report: &ClientReport, out: &mut Vec<Line<'static>>) {
+fn gaps(report: &ClientReport, client: &Client, out: &mut Vec<Line<'static>>) {
     out.push(heading("Gaps"));
-    if report.wal.gaps.is_empty() {
+    if client.wal.unreadable {
+        out.push(Line::from("  unknown: wal/ cannot be read"));
+    } else if report.wal.gaps.is_empty() {
         out.push(Line::from("  none"));
     }
     for gap in &report.wal.gaps {
@@ -438,11 +448,16 @@ fn arrivals(client: &Client, app: &App, out: &mut Vec<Line<'static>>) {
                 short_duration(expected * 2)
             )));
             out.push(Line::from(format!(
-                "  last {}, median {}, max {} over {} intervals",
+                "  now every {} (median of the last {} intervals), last {}",
+                short_duration(stats.recent),
+                stats.intervals.min(crate::archive::watch::RECENT_INTERVALS),
                 short_duration(stats.last),
+            )));
+            out.push(Line::from(format!(
+                "  over {} intervals: median {}, max {}",
+                stats.intervals,
                 short_duration(stats.median),
                 short_duration(stats.max),
-                stats.intervals
             )));
         }
         None => out.push(Line::from("  not enough arrivals for a cadence yet")),

@@ -9,9 +9,13 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::centered;
 use crate::tui::app::App;
-use crate::tui::keymap::{BINDINGS, Scope};
+use crate::tui::keymap::{self, BINDINGS, Scope};
 
 const LABEL_WIDTH: usize = 11;
+
+/// The mouse does what keys do (see `App::on_mouse`); the terminal's own
+/// text selection is still there with Shift, as in any program that reads the mouse.
+const MOUSE: &str = "Mouse: click selects a client, double-click opens it, the wheel moves and scrolls; Shift-drag selects text";
 
 /// A scope's keys; help texts wrap under themselves within `width`.
 fn section(scope: Scope, title: &'static str, width: u16) -> Vec<Line<'static>> {
@@ -48,6 +52,11 @@ pub fn draw(frame: &mut Frame, area: Rect, _app: &App) {
             width,
         ));
         general.push(Line::from("Status: ● OK ▲ WARN ✖ CRIT ? UNKN"));
+        general.extend(
+            textwrap::wrap(MOUSE, (width as usize).max(20))
+                .into_iter()
+                .map(|l| Line::from(l.into_owned())),
+        );
         let mut screens = section(Scope::Dashboard, "Dashboard", width);
         screens.extend(section(Scope::Detail, "Client detail", width));
         (general, screens)
@@ -56,7 +65,7 @@ pub fn draw(frame: &mut Frame, area: Rect, _app: &App) {
     let stacked = (general.len() + screens.len()) as u16 + 2;
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(" keys (? or Esc to close) ");
+        .title(format!(" keys · {} ", keymap::hint_line(Scope::Help)));
     if stacked <= area.height {
         let popup = centered(area, 84, stacked);
         frame.render_widget(Clear, popup);

@@ -37,9 +37,12 @@ fn bands(area: Rect) -> [Rect; 3] {
 /// drawing never writes into the state.
 pub fn measure(app: &App, size: Size) -> Viewport {
     let [_, body, _] = bands(Rect::new(0, 0, size.width, size.height));
+    let rows = dashboard::rows_area(app, body);
     Viewport {
         page: body.height.saturating_sub(3).max(1) as usize,
         detail_max_scroll: detail::max_scroll(app, body),
+        list_top: rows.y,
+        list_rows: rows.height,
     }
 }
 
@@ -79,46 +82,94 @@ fn draw_confirm(frame: &mut Frame, area: Rect, question: &str) {
     );
 }
 
+/// One line: how many clients, how the rows are kept current (file events,
+/// polling, or nothing but the full scans), when the last full scan ran,
+/// and the root when there is room. "Live" rows and an older full scan are
+/// two facts, said apart: a row can be seconds old while the last full
+/// re-read is minutes old.
 fn draw_header(frame: &mut Frame, area: Rect, app: &App) {
-    let state = if app.scanning {
-        "scanning…".to_owned()
-    } else if let Some(catalog) = &app.catalog {
-        format!(
-            "scanned {}",
-            crate::display::age_text(catalog.scanned_at, app.now)
-        )
-    } else {
-        "not scanned".to_owned()
-    };
+    let warn = warning_style(app.color);
     let counts = if app.rows.len() == app.total_clients {
         format!("{} clients", app.total_clients)
     } else {
         format!("{} of {} clients", app.rows.len(), app.total_clients)
     };
-    let (watch, watch_style) = match &app.watching {
-        Some(Ok(WatchMode::Native)) => ("live".to_owned(), Style::new()),
-        Some(Ok(WatchMode::Polling { .. })) => (
-            "polling: events may lag".to_owned(),
-            warning_style(app.color),
-        ),
-        Some(Err(_)) => (
-            "NOT WATCHING: press r to refresh".to_owned(),
-            warning_style(app.color),
-        ),
-        None => (String::new(), Style::new()),
-    };
-    let line = Line::from(vec![
-        Span::styled(
+    // Each part in a long and a short wording: the short ones when the long
+    // do not fit, so the freshness is never the part that is cut.
+    let mut parts: Vec<(String, String, Style)> = Vec::new();
+    let plain = Style::new();
+    match &app.catalog {
+        None if app.scan_failure.is_some() => parts.push((
+            "CANNOT READ THE ROOT (see below)".into(),
+            "CANNOT READ THE ROOT".into(),
+            warn,
+        )),
+        None => parts.push(("first scan running…".into(), "first scan…".into(), plain)),
+        Some(catalog) => {
+            parts.push((counts.clone(), counts, plain));
+            match &app.watching {
+                Some(Ok(WatchMode::Native)) => {
+                    parts.push(("rows live (file events)".into(), "rows live".into(), plain))
+                }
+                Some(Ok(WatchMode::Polling { .. })) => {
+                    let every = format!(
+                        "rows polled every {}",
+                        crate::display::short_duration(crate::archive::watch::POLL_INTERVAL)
+                    );
+                    parts.push((format!("{every} (no file events here)"), every, warn));
+                }
+                Some(Err(_)) => parts.push((
+                    "NOT WATCHING: rows change only with a full scan (r)".into(),
+                    "NOT WATCHING".into(),
+                    warn,
+                )),
+                None => {}
+            }
+            let age = crate::display::age_text(catalog.scanned_at, app.now);
+            parts.push(if app.scanning {
+                ("full scan running…".into(), "full scan…".into(), plain)
+            } else if app.scan_failure.is_some() {
+                (
+                    "last full scan FAILED (see below)".into(),
+                    "full scan FAILED".into(),
+                    warn,
+                )
+            } else {
+                (
+                    format!("full scan {age}"),
+                    format!("full scan {age}"),
+                    plain,
+                )
+            });
+        }
+    }
+    let line = |short_from: usize| {
+        let mut spans = vec![Span::styled(
             " walwarden ",
             Style::new().add_modifier(Modifier::BOLD | Modifier::REVERSED),
-        ),
-        Span::raw(format!(
-            " {}  ·  {counts}  ·  {state}  ·  ",
-            app.root.display()
-        )),
-        Span::styled(watch, watch_style),
-    ]);
-    frame.render_widget(Paragraph::new(line), area);
+        )];
+        for (i, (long, short, style)) in parts.iter().enumerate() {
+            spans.push(Span::raw(if i == 0 { " " } else { " · " }));
+            let text = if i >= short_from { short } else { long };
+            spans.push(Span::styled(text.clone(), *style));
+        }
+        spans
+    };
+    let width = area.width as usize;
+    // Shorten from the right-most part leftwards until the line fits.
+    let mut spans = line(parts.len());
+    for short_from in (0..parts.len()).rev() {
+        if Line::from(spans.clone()).width() <= width {
+            break;
+        }
+        spans = line(short_from);
+    }
+    // The root last, only when it fits whole: a cut path would mislead.
+    let root = format!(" · {}", app.root.display());
+    if Line::from(spans.clone()).width() + root.chars().count() <= width {
+        spans.push(Span::raw(root));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
 fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
@@ -140,7 +191,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App) {
                 Style::new().add_modifier(Modifier::REVERSED),
             ));
         }
-        for (key, help) in keymap::footer_hints(app.scope()) {
+        for (key, help) in keymap::footer_hints(app.key_scope()) {
             spans.push(Span::styled(
                 format!(" {key}"),
                 Style::new().add_modifier(Modifier::BOLD),
@@ -161,7 +212,7 @@ fn draw_error(frame: &mut Frame, area: Rect, error: &str, color: bool) {
     };
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(" error (Esc to close) ")
+        .title(format!(" error · {} ", keymap::hint_line(Scope::Error)))
         .border_style(style);
     frame.render_widget(
         Paragraph::new(error.to_owned())
@@ -198,7 +249,7 @@ pub fn status_style(status: Status, color: bool) -> Style {
     }
 }
 
-fn warning_style(color: bool) -> Style {
+pub(super) fn warning_style(color: bool) -> Style {
     if color {
         Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD)
     } else {

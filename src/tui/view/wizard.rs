@@ -12,7 +12,7 @@ use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::steps::StepKind;
 use crate::tui::app::App;
 use crate::tui::keymap::{self, Scope};
-use crate::tui::wizard::{Field, Phase, Wizard};
+use crate::tui::wizard::{Field, Phase, Proposals, Wizard};
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let Some(wizard) = &app.wizard else { return };
@@ -76,6 +76,47 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     }
 }
 
+/// Under the settings field: where its text came from, and why each
+/// proposed setting is needed here.
+fn proposal_lines(wizard: &Wizard) -> Vec<Line<'static>> {
+    const INDENT: &str = "                        ";
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    let for_dir = |data_dir: &str| {
+        if data_dir.is_empty() {
+            String::new()
+        } else {
+            format!(" into {data_dir}")
+        }
+    };
+    let mut lines: Vec<String> = match &wizard.proposals {
+        Proposals::Asked { data_dir } => vec![format!(
+            "checking the base backup's settings against this host{}…",
+            for_dir(data_dir)
+        )],
+        Proposals::Ready { reasons, .. } if reasons.is_empty() => {
+            vec!["the base backup's settings fit this host: none needed".into()]
+        }
+        Proposals::Ready {
+            data_dir, reasons, ..
+        } => {
+            let mut lines = vec![format!(
+                "proposed for this host{}, because:",
+                for_dir(data_dir)
+            )];
+            lines.extend(reasons.iter().map(|r| format!("  {r}")));
+            lines
+        }
+        Proposals::Failed { error, .. } => vec![format!("no proposals: {error}")],
+    };
+    if wizard.settings_edited {
+        lines.push("(edited: proposals no longer replace it)".into());
+    }
+    lines
+        .into_iter()
+        .map(|text| Line::from(Span::styled(format!("{INDENT}{text}"), dim)))
+        .collect()
+}
+
 fn draw_form(frame: &mut Frame, area: Rect, wizard: &Wizard) {
     let field = |label: &str, value: String, which: Field| {
         let focused = wizard.focus == which;
@@ -102,6 +143,14 @@ fn draw_form(frame: &mut Frame, area: Rect, wizard: &Wizard) {
         ),
         field("PostgreSQL OS user", wizard.os_user.clone(), Field::OsUser),
         field(
+            "settings KEY=VALUE,…",
+            wizard.settings.clone(),
+            Field::Settings,
+        ),
+    ];
+    lines.extend(proposal_lines(wizard));
+    lines.extend([
+        field(
             "dry run (Space)",
             if wizard.dry_run {
                 "[x] print what would happen, change nothing".into()
@@ -112,7 +161,13 @@ fn draw_form(frame: &mut Frame, area: Rect, wizard: &Wizard) {
         ),
         Line::default(),
         Line::from(format!("  {}", keymap::hint_line(Scope::RestoreForm))),
-    ];
+    ]);
+    if wizard.start_when_proposed {
+        lines.push(Line::from(Span::styled(
+            "  starting as soon as this host's settings are worked out…",
+            Style::new().add_modifier(Modifier::BOLD),
+        )));
+    }
     if let Some(error) = &wizard.form_error {
         lines.push(Line::from(Span::styled(
             format!("  {error}"),

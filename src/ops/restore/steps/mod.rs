@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+pub use preflight::{SettingsProposal, proposed_settings};
 pub use remote_stop::stop_old_instance;
 use resume::Resumed;
 

@@ -1,7 +1,9 @@
 //! Step 1, the preflight: everything checked before anything is touched
 //! (a complete base backup, the binaries' major version, the data
 //! directory, free space, the tarballs' entries, the WAL to consistency, the
-//! archive readable as the PostgreSQL user).
+//! base backup's settings on this host, the archive readable as the
+//! PostgreSQL user). `proposed_settings` works out the settings beforehand,
+//! for a face to offer.
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -9,13 +11,15 @@ use std::path::Path;
 
 use super::line::LinePlan;
 use super::{Checked, Runner, StepKind};
+use crate::archive::catalog::Client;
 use crate::archive::folder::BaseFileKind;
-use crate::ops::restore::error::{PreflightRefusal, RestoreError};
+use crate::ops::restore::error::{PreflightRefusal, ProposalError, RestoreError};
 use crate::ops::restore::files::existing_ancestor;
 use crate::ops::restore::host_settings::{self, Host};
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::recovery_conf::ArchiveLayout;
-use crate::ops::restore::request::GUARDED_SETTINGS;
+use crate::ops::restore::request::RestoreRequest;
+use crate::ops::restore::request::{GUARDED_SETTINGS, guarded_why};
 use crate::ops::restore::service::resolve_service;
 use crate::ops::restore::unpack;
 use crate::pg::local::{self, PgUser};
@@ -78,7 +82,7 @@ impl Runner<'_> {
         {
             return refuse(PreflightRefusal::GuardedSetting {
                 key: key.clone(),
-                why: guarded_why(key),
+                why: guarded_why(key).unwrap_or_default(),
             });
         }
         let user = PgUser::lookup(&request.os_user)?;
@@ -204,8 +208,8 @@ impl Runner<'_> {
         pg_bin: &Path,
     ) -> Result<(), RestoreError> {
         let host = LocalHost {
-            pg_bin: pg_bin.to_owned(),
-            data_dir: self.request.data_dir.clone(),
+            pg_bin: Some(pg_bin.to_owned()),
+            data_dir: Some(self.request.data_dir.clone()),
         };
         let found = host_settings::mismatches(
             config_files,
@@ -312,40 +316,83 @@ impl Runner<'_> {
     }
 }
 
-fn guarded_why(key: &str) -> &'static str {
-    match key {
-        "archive_mode" | "archive_command" | "archive_library" => {
-            "archiving stays off so the restored server never writes its new timeline into the live archive; turn it on after the restore with the step the report names"
-        }
-        "restore_command" => "walwarden's restore_command reads the line it judged",
-        "primary_conninfo" | "primary_slot_name" => {
-            "it would make the restored server a standby of another server"
-        }
-        "recovery_end_command" | "archive_cleanup_command" => {
-            "a command of the source server's could act on the archive"
-        }
-        _ => {
-            "the recovery target and timeline come from --target-time and --timeline, checked against the archive"
-        }
-    }
+/// The settings a restore of `client` with `request` needs on this host:
+/// the base backup's configuration (read from base.tar.gz once per process,
+/// as the preflight reads it) judged against this machine, each finding
+/// with its fix. What the preflight would refuse, worked out beforehand,
+/// for the wizard to pre-fill (and for any face that proposes settings).
+///
+/// `request.settings` count as already given. An empty `data_dir` means
+/// not chosen yet: relative paths are taken to come with the backup, and
+/// no server is assumed to run on it (so a port held by the server that a
+/// restore into its data directory would stop is proposed away; ask again
+/// once the data directory is known).
+pub fn proposed_settings(
+    client: &Client,
+    request: &RestoreRequest,
+) -> Result<SettingsProposal, ProposalError> {
+    let Some(base_tar) = client.base.file(BaseFileKind::BaseTar) else {
+        return Err(ProposalError::NoBaseBackup {
+            client: client.name.clone(),
+        });
+    };
+    let plan = unpack::scan_tarball_remembered(&client.base_dir().join(&base_tar.fact.name))
+        .map_err(ProposalError::Tarball)?;
+    let major = client
+        .base
+        .pg_version()
+        .and_then(|v| v.split('.').next()?.parse::<u32>().ok());
+    let pg_bin = request
+        .pg_bin
+        .clone()
+        .or_else(|| major.map(local::default_pg_bin));
+    let data_dir = Some(request.data_dir.clone()).filter(|d| d.is_absolute());
+    let host = LocalHost {
+        pg_bin,
+        data_dir: data_dir.clone(),
+    };
+    let findings = host_settings::mismatches(
+        &plan.config_files,
+        &request.settings,
+        data_dir.as_deref().unwrap_or(Path::new("")),
+        &host,
+    );
+    Ok(SettingsProposal {
+        settings: host_settings::proposed_pairs(&findings),
+        findings,
+    })
+}
+
+/// What `proposed_settings` found: the settings to give, and each finding with why.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SettingsProposal {
+    pub settings: Vec<(String, String)>,
+    pub findings: Vec<host_settings::HostMismatch>,
 }
 
 /// The restore host as the settings check sees it.
 struct LocalHost {
-    pg_bin: std::path::PathBuf,
-    data_dir: std::path::PathBuf,
+    /// Where the backup's major version's binaries are; `None`: unknown.
+    pg_bin: Option<std::path::PathBuf>,
+    /// Where the backup is restored; `None`: not chosen yet.
+    data_dir: Option<std::path::PathBuf>,
 }
 
 impl Host for LocalHost {
     fn exists(&self, path: &Path) -> bool {
-        // A path inside the data directory comes with the backup.
-        path.starts_with(&self.data_dir) || fs::symlink_metadata(path).is_ok()
+        // A path inside the data directory comes with the backup (and a
+        // relative one is inside it, wherever it will be).
+        path.is_relative()
+            || self.data_dir.as_ref().is_some_and(|d| path.starts_with(d))
+            || fs::symlink_metadata(path).is_ok()
     }
 
     fn port_taken(&self, port: u16, socket_dirs: &[std::path::PathBuf]) -> bool {
         // The server on this data directory is stopped by the restore itself.
-        let ours = fs::read_to_string(self.data_dir.join("postmaster.pid"))
-            .ok()
+        let ours = self
+            .data_dir
+            .as_ref()
+            .and_then(|d| fs::read_to_string(d.join("postmaster.pid")).ok())
             .and_then(|pid| pid.lines().nth(3)?.trim().parse::<u16>().ok())
             == Some(port);
         if ours {
@@ -367,7 +414,7 @@ impl Host for LocalHost {
     }
 
     fn pkglibdir(&self) -> Option<std::path::PathBuf> {
-        let prefix = self.pg_bin.parent()?;
+        let prefix = self.pg_bin.as_ref()?.parent()?;
         [prefix.join("lib").join("postgresql"), prefix.join("lib")]
             .into_iter()
             .find(|dir| dir.join("plpgsql.so").exists())
