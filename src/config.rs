@@ -52,6 +52,7 @@ struct RawSettings {
     stale_grace: Option<String>,
     partial_grace: Option<String>,
     drill_max_age: Option<String>,
+    rto: Option<String>,
     data_dir: Option<PathBuf>,
     local_start_command: Option<String>,
     local_stop_command: Option<String>,
@@ -123,6 +124,9 @@ pub struct ClientPolicy {
     pub partial_grace: Duration,
     /// Warn when the last successful restore drill is older than this (no warning when unset).
     pub drill_max_age: Option<Duration>,
+    /// The recovery time the client is held to: `rto_exceeded` when the
+    /// estimate from the last drill passes it, or no drill exists (unset: no rule).
+    pub rto: Option<Duration>,
     /// Where this client's database is restored to on this machine (`restore` without --data-dir).
     pub data_dir: Option<PathBuf>,
     /// How `restore` starts, stops and logs the local instance (`None`: detected).
@@ -139,6 +143,7 @@ impl Default for ClientPolicy {
             stale_grace: Duration::from_secs(600),
             partial_grace: Duration::from_secs(600),
             drill_max_age: None,
+            rto: None,
             data_dir: None,
             local: Default::default(),
             acknowledged_gaps: Vec::new(),
@@ -369,6 +374,10 @@ fn resolve(
                 "drill_max_age",
                 Duration::ZERO,
             )?),
+        },
+        rto: match &raw.rto {
+            None => base.rto,
+            Some(_) => Some(duration(&raw.rto, "rto", Duration::ZERO)?),
         },
         data_dir: raw.data_dir.clone().or_else(|| base.data_dir.clone()),
         local: LocalService {

@@ -72,6 +72,7 @@ fn request(data_dir: PathBuf, target: TargetServer, dry_run: bool) -> RestoreReq
         forced: Vec::new(),
         resume: false,
         target: Some(target),
+        helper_exe: PathBuf::from(env!("CARGO_BIN_EXE_walwarden")),
     }
 }
 

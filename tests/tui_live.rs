@@ -342,6 +342,8 @@ fn the_last_drill_shows_on_the_dashboard_and_in_the_detail() {
         reached: None,
         reached_segment: None,
         last_commit: None,
+        phases: Default::default(),
+        sizes: None,
     };
     live.app.update(Event::Drills(vec![drill]));
     let dashboard = live.screen(170, 14);

@@ -10,6 +10,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::checks::health::{Problem, ProblemCode, Status};
+use crate::checks::phase_times::PhaseTimes;
+use crate::checks::rto::RestoreSizes;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillRecord {
@@ -31,6 +33,15 @@ pub struct DrillRecord {
     /// equal to the archive's last commit on the line when the drill passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_commit: Option<String>,
+    /// Where the time went: preflight, unpack, replay (WAL bytes, MB/s),
+    /// start until accepting writes; what a recovery-time estimate is made
+    /// of. Absent in records older than this field.
+    #[serde(default)]
+    pub phases: PhaseTimes,
+    /// The sizes the drill restored: base tarballs, and WAL on the line
+    /// from the base backup's start (what `rto` scales by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizes: Option<RestoreSizes>,
 }
 
 pub fn default_history_path() -> Option<PathBuf> {
@@ -57,6 +68,8 @@ impl DrillRecord {
             reached: None,
             reached_segment: None,
             last_commit: None,
+            phases: PhaseTimes::default(),
+            sizes: None,
         }
     }
 }
@@ -142,6 +155,8 @@ mod tests {
             reached: None,
             reached_segment: None,
             last_commit: None,
+            phases: PhaseTimes::default(),
+            sizes: None,
         }
     }
 

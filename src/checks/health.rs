@@ -95,6 +95,9 @@ pub enum ProblemCode {
     UploadRefused,
     /// No successful restore drill within `drill_max_age`.
     DrillStale,
+    /// The recovery time estimated from the last drill passes the client's
+    /// `rto`, or no drill exists to estimate it from.
+    RtoExceeded,
     /// The target server could not be reached over SSH (`check --target`).
     TargetUnreachable,
     /// archive_mode off or wal_level minimal on the target.
@@ -133,6 +136,7 @@ impl ProblemCode {
             ProblemCode::QuotaExceeded => "quota_exceeded",
             ProblemCode::UploadRefused => "upload_refused",
             ProblemCode::DrillStale => "drill_stale",
+            ProblemCode::RtoExceeded => "rto_exceeded",
             ProblemCode::TargetUnreachable => "target_unreachable",
             ProblemCode::ArchiveOff => "archive_off",
             ProblemCode::ArchivingFailing => "archiving_failing",

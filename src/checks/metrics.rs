@@ -27,7 +27,7 @@ struct Family {
     kind: &'static str,
 }
 
-const FAMILIES: [Family; 12] = [
+const FAMILIES: [Family; 15] = [
     Family {
         name: "walwarden_client_status",
         help: "Client health: 0 ok, 1 warning, 2 critical, 3 unknown.",
@@ -86,6 +86,21 @@ const FAMILIES: [Family; 12] = [
     Family {
         name: "walwarden_last_drill_timestamp_seconds",
         help: "When the last successful restore drill ran.",
+        kind: "gauge",
+    },
+    Family {
+        name: "walwarden_last_drill_duration_seconds",
+        help: "How long the last successful restore drill took (measured).",
+        kind: "gauge",
+    },
+    Family {
+        name: "walwarden_restore_estimate_seconds",
+        help: "A restore's time today, estimated from the last drill's rates and today's sizes (absent without one).",
+        kind: "gauge",
+    },
+    Family {
+        name: "walwarden_rto_seconds",
+        help: "The recovery time the client is held to (its rto; absent when unset).",
         kind: "gauge",
     },
 ];
@@ -163,6 +178,19 @@ pub fn prometheus(report: &CheckReport) -> String {
                 c.clone(),
                 drill.at_unix as f64,
             ));
+            samples.push((
+                "walwarden_last_drill_duration_seconds",
+                c.clone(),
+                drill.seconds,
+            ));
+        }
+        if let Some(rto) = &client.rto {
+            if let Some(estimate) = rto.estimate_seconds {
+                samples.push(("walwarden_restore_estimate_seconds", c.clone(), estimate));
+            }
+            if let Some(limit) = rto.limit_seconds {
+                samples.push(("walwarden_rto_seconds", c.clone(), limit));
+            }
         }
         if let Some(deep) = &client.deep {
             if let Some(t) = deep.verified_at {

@@ -4,8 +4,9 @@
 //! (`quick`, `deep`), the recovery point a restore to the end brings back
 //! (`recovery_point`), the verification window for a new
 //! client (`verify`), the target server's side judged (`target`), the record
-//! of restore drills and their staleness (`drills`), the checks as jobs both
-//! faces run (`jobs`), and the
+//! of restore drills and their staleness (`drills`), a restore's phase
+//! times (`phase_times`) and the recovery time estimated from the last
+//! drill's (`rto`), the checks as jobs both faces run (`jobs`), and the
 //! report as Prometheus metrics (`metrics`).
 //! Checks read the archive and the target server; they change nothing.
 
@@ -15,8 +16,10 @@ pub mod health;
 pub mod integrity;
 pub mod jobs;
 pub mod metrics;
+pub mod phase_times;
 pub mod quick;
 pub mod recovery_point;
 pub mod report;
+pub mod rto;
 pub mod target;
 pub mod verify;

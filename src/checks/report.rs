@@ -41,6 +41,10 @@ pub struct ClientReport {
     /// The newest successful restore drill, from the drill history.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_drill: Option<crate::checks::drills::DrillRecord>,
+    /// The recovery time estimated from that drill's rates and today's
+    /// sizes, against the client's `rto`: present once there is a drill or an `rto`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rto: Option<crate::checks::rto::RtoEstimate>,
     /// What `check --deep` proved: present only after a deep check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deep: Option<crate::checks::deep::DeepReport>,
@@ -86,7 +90,27 @@ impl ClientReport {
             report.add_target(view.clone(), &client.path);
         }
         report.add_drills(facts.drills, config.policy_for(&client.name), now);
+        report.add_rto(client, config.policy_for(&client.name));
         report
+    }
+
+    /// The recovery-time estimate from the last successful drill (added by
+    /// `add_drills`) and `rto_exceeded` when it passes the client's `rto`.
+    fn add_rto(&mut self, client: &Client, policy: &crate::config::ClientPolicy) {
+        use crate::checks::rto;
+        let estimate = rto::estimate(
+            rto::RestoreSizes::of(client),
+            self.last_drill.as_ref(),
+            policy.rto,
+        );
+        if let Some(problem) = estimate
+            .as_ref()
+            .and_then(|e| rto::problem(&self.name, e))
+        {
+            self.problems.push(problem);
+            self.status = health::status_of(&self.problems);
+        }
+        self.rto = estimate;
     }
 
     /// The window as replay would go: cut at the first segment the quick or
@@ -371,6 +395,7 @@ impl ClientReport {
             problems,
             deep: None,
             last_drill: None,
+            rto: None,
             target: None,
         };
         report.wal.set_line(continuity);

@@ -184,6 +184,9 @@ fn report_text(out: &mut Vec<u8>, report: &CheckReport, verbose: bool) -> std::i
             }
         }
         if verbose {
+            if let Some(rto) = &client.rto {
+                writeln!(out, "    restore time: {}", rto.text())?;
+            }
             for problem in &client.problems {
                 let ack = problem
                     .acknowledged

@@ -1,10 +1,17 @@
 //! `walwarden restore CLIENT --data-dir DIR`: the restore engine driven
 //! line by line. Without `--yes` it asks before each destructive step;
 //! `--dry-run` prints every command and file change and changes nothing.
+//!
+//! Ctrl-C: before the restored server is started it ends walwarden at once
+//! (the journal says which step was cut short: `--resume` or `--rollback`).
+//! Once the server runs, the engine is asked to stop instead: it stops that
+//! server (fast shutdown) and its `wal-get` helper, then the restore exits
+//! 130, interrupted, with nothing of it left running.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use color_eyre::eyre::Result;
@@ -16,6 +23,7 @@ use crate::ops::restore::error::RestoreError;
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::request::RestoreRequest;
 use crate::ops::restore::steps::{self, Driver, StepKind};
+use crate::ops::walget::progress::ReplayProgress;
 
 use super::failure::Failure;
 
@@ -23,6 +31,33 @@ use super::failure::Failure;
 const NOT_COMPLETED: i32 = 1;
 /// Exit code: refused before anything was changed.
 const REFUSED: i32 = 3;
+/// Exit code: stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+const INTERRUPTED: i32 = 130;
+
+/// Set by the SIGINT handler once the restored server runs.
+static CTRL_C: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: nix::libc::c_int) {
+    // Async-signal-safe: one atomic store; the engine reads it.
+    CTRL_C.store(true, Ordering::SeqCst);
+}
+
+/// From now on Ctrl-C asks the engine to stop the server (`true`), or ends
+/// walwarden as it does by default (`false`).
+fn ctrl_c_stops_the_server(armed: bool) {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let handler = if armed {
+        SigHandler::Handler(on_sigint)
+    } else {
+        SigHandler::SigDfl
+    };
+    let action = SigAction::new(handler, SaFlags::SA_RESTART, SigSet::empty());
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    let _ = unsafe { sigaction(Signal::SIGINT, &action) };
+}
+
+/// How often the CLI prints the replay's progress line.
+const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
@@ -91,6 +126,8 @@ struct LineDriver {
     yes: bool,
     typed: Option<String>,
     interactive: bool,
+    dry_run: bool,
+    last_progress_line: Option<Instant>,
 }
 
 impl LineDriver {
@@ -150,6 +187,24 @@ impl Driver for LineDriver {
             step.title(),
             escape_text(detail)
         );
+        if step == StepKind::Start && outcome == Outcome::Done && !self.dry_run {
+            ctrl_c_stops_the_server(true);
+        }
+    }
+
+    fn replay_progress(&mut self, progress: &ReplayProgress) {
+        if self
+            .last_progress_line
+            .is_some_and(|at| at.elapsed() < PROGRESS_LINE_EVERY)
+        {
+            return;
+        }
+        self.last_progress_line = Some(Instant::now());
+        eprintln!("    replay: {}", escape_text(&progress.text()));
+    }
+
+    fn interrupted(&mut self) -> bool {
+        CTRL_C.load(Ordering::SeqCst)
     }
 
     fn command(&mut self, text: &str) {
@@ -254,8 +309,12 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
         yes: args.yes,
         typed: args.confirm_purge.clone(),
         interactive: std::io::stdin().is_terminal(),
+        dry_run: args.dry_run,
+        last_progress_line: None,
     };
-    match steps::run(&client, &request, &mut driver) {
+    let result = steps::run(&client, &request, &mut driver);
+    ctrl_c_stops_the_server(false);
+    match result {
         Ok(summary) => {
             let times: Vec<String> = summary
                 .step_times
@@ -279,9 +338,26 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
                 println!("last replayed transaction: {last}");
             }
             println!("steps: {}", times.join(", "));
+            if !args.dry_run {
+                println!("phases: {}", summary.phases.text());
+            }
+            if let Some(note) = &summary.helper_note {
+                println!("note: {}", escape_text(note));
+            }
             println!("journal: {}", escape_path(&summary.journal));
             Ok(0)
         }
+        Err(error @ RestoreError::Interrupted { .. }) => Err(Failure::new(format!(
+            "the restore of {} into {} was {error}",
+            client.name,
+            data_dir.display()
+        ))
+        .hint(format!(
+            "its journal {} says which steps finished",
+            crate::ops::restore::journal::Journal::path_for(&data_dir).display()
+        ))
+        .code(INTERRUPTED)
+        .into()),
         Err(RestoreError::Preflight(why)) => {
             let (what, hint) = preflight_hint(&why.to_string());
             Err(Failure::new(format!(

@@ -26,11 +26,15 @@ pub struct WalGetArgs {
     /// Print the replay's progress from the request log and exit
     #[arg(long, conflicts_with_all = ["file", "dest"])]
     pub status: bool,
+    /// After the restored server left recovery: stop the prefetcher, print
+    /// the replay's totals, remove the plan, spool and request log
+    #[arg(long, conflicts_with_all = ["status", "prefetch", "file", "dest"])]
+    pub finish: bool,
     /// %f: the WAL file PostgreSQL asks for
-    #[arg(value_name = "FILE", required_unless_present_any = ["prefetch", "status"])]
+    #[arg(value_name = "FILE", required_unless_present_any = ["prefetch", "status", "finish"])]
     pub file: Option<String>,
     /// %p: where to put it, relative to the data directory
-    #[arg(value_name = "PATH", required_unless_present_any = ["prefetch", "status"])]
+    #[arg(value_name = "PATH", required_unless_present_any = ["prefetch", "status", "finish"])]
     pub dest: Option<PathBuf>,
 }
 
@@ -47,6 +51,9 @@ pub fn run(args: &WalGetArgs) -> i32 {
             }
             Err(_) => 1,
         };
+    }
+    if args.finish {
+        return finish(&args.plan);
     }
     let file = args.file.as_deref().unwrap_or_default();
     let plan = match WalGetPlan::load(&args.plan) {
@@ -83,4 +90,55 @@ pub fn run(args: &WalGetArgs) -> i32 {
         eprintln!("{line}");
     }
     answer.exit_code()
+}
+
+/// `--finish`: refused while the plan's server is still recovering (it
+/// would lose its restore_command mid-replay).
+fn finish(plan_path: &std::path::Path) -> i32 {
+    match WalGetPlan::load(plan_path) {
+        Ok(plan) if plan.recovery_in_progress() && postmaster_running(&plan.data_dir) => {
+            eprintln!(
+                "walwarden wal-get --finish: {} is still in recovery and its server runs: promote it first (select pg_wal_replay_resume()), then finish",
+                crate::display::escape_path(&plan.data_dir)
+            );
+            return 1;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("walwarden wal-get --finish: {e}");
+            return 1;
+        }
+    }
+    match crate::ops::walget::finish::finish(plan_path) {
+        Ok(stats) => {
+            let phase = crate::ops::phases::ReplayPhase::from_stats(&stats);
+            let times = crate::ops::phases::PhaseTimes {
+                replay: phase,
+                ..Default::default()
+            };
+            println!(
+                "{}",
+                if phase.is_some() {
+                    times.text()
+                } else {
+                    "no segment was handed over".to_owned()
+                }
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("walwarden wal-get --finish: {e}");
+            1
+        }
+    }
+}
+
+/// Whether a postmaster holds `data_dir` (its pid file names a live process).
+fn postmaster_running(data_dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(data_dir.join("postmaster.pid"))
+        .ok()
+        .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
+        .is_some_and(|pid| {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        })
 }

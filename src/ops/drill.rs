@@ -106,6 +106,8 @@ pub fn drill(
         reached: None,
         reached_segment: None,
         last_commit: None,
+        phases: Default::default(),
+        sizes: Some(crate::checks::rto::RestoreSizes::of(client)),
     };
     // A drill proves the whole archive: a gap means replay would stop short of its end.
     if let Some(gap) = client.continuity.gaps.first() {
@@ -179,6 +181,7 @@ pub fn drill(
     record.seconds = started.elapsed().as_secs_f64();
     match &result {
         Ok(summary) => {
+            record.phases = summary.phases;
             record.reached = summary.last_replayed_transaction.clone();
             record.reached_segment = summary.reached_segment.clone();
             record.last_commit = summary.last_replayed_transaction.clone();
@@ -230,6 +233,12 @@ pub fn drill(
         Err(error) => record.detail = error.to_string(),
     }
     stop_server(os_user, &data, pg_bin.as_deref(), client);
+    // A failed restore may leave its helper's plan (the engine keeps it while
+    // the server recovers): with the server stopped, end it here.
+    let plan = crate::ops::walget::plan::plan_path(&data);
+    if plan.exists() {
+        let _ = crate::ops::walget::finish::finish(&plan);
+    }
     // The scratch folder goes with `scratch`; the journal beside `data` inside it too.
     drop(scratch);
     record

@@ -9,8 +9,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::ops::walget::progress::ReplayStats;
 
 /// A phase of a restore.
@@ -22,16 +20,7 @@ pub enum Phase {
     StartToWritable,
 }
 
-/// The replay: WAL handed to PostgreSQL and how fast.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct ReplayPhase {
-    /// From the first request of restore_command to the last segment handed over.
-    pub seconds: f64,
-    pub wal_bytes: u64,
-    pub segments: u64,
-    /// Of `segments`, how many the prefetcher had ready.
-    pub prefetched: u64,
-}
+pub use crate::checks::phase_times::{PhaseTimes, ReplayPhase};
 
 impl ReplayPhase {
     /// From the helper's request log; `None` when no segment was handed over.
@@ -42,66 +31,6 @@ impl ReplayPhase {
             segments: stats.segments,
             prefetched: stats.from_spool,
         })
-    }
-
-    /// MB (10^6 bytes) of WAL per second.
-    pub fn mb_per_s(&self) -> Option<f64> {
-        (self.seconds > 0.0).then(|| self.wal_bytes as f64 / 1e6 / self.seconds)
-    }
-}
-
-/// Each phase's duration in seconds; `None` for a phase that did not run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct PhaseTimes {
-    #[serde(default)]
-    pub preflight_seconds: Option<f64>,
-    #[serde(default)]
-    pub unpack_seconds: Option<f64>,
-    #[serde(default)]
-    pub replay: Option<ReplayPhase>,
-    #[serde(default)]
-    pub start_to_writable_seconds: Option<f64>,
-}
-
-impl PhaseTimes {
-    /// The recovery time an engineer waits: preflight, unpack and the start
-    /// until writes (the replay happens inside the start).
-    pub fn total_seconds(&self) -> f64 {
-        [
-            self.preflight_seconds,
-            self.unpack_seconds,
-            self.start_to_writable_seconds,
-        ]
-        .into_iter()
-        .flatten()
-        .sum()
-    }
-
-    /// `preflight 0.4 s, unpack 3.1 s, replay 12.0 s (2147 MB, 179 MB/s, 120 of 128 prefetched), start to writes 14.2 s`
-    pub fn text(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(s) = self.preflight_seconds {
-            parts.push(format!("preflight {s:.1} s"));
-        }
-        if let Some(s) = self.unpack_seconds {
-            parts.push(format!("unpack {s:.1} s"));
-        }
-        if let Some(replay) = &self.replay {
-            let rate = replay
-                .mb_per_s()
-                .map_or_else(String::new, |r| format!(", {r:.0} MB/s"));
-            parts.push(format!(
-                "replay {:.1} s ({:.0} MB{rate}, {} of {} prefetched)",
-                replay.seconds,
-                replay.wal_bytes as f64 / 1e6,
-                replay.prefetched,
-                replay.segments
-            ));
-        }
-        if let Some(s) = self.start_to_writable_seconds {
-            parts.push(format!("start to writes {s:.1} s"));
-        }
-        parts.join(", ")
     }
 }
 

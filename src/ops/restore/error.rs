@@ -29,6 +29,12 @@ pub enum RestoreError {
     },
     #[error("cancelled at {0}: nothing further was changed")]
     Cancelled(&'static str),
+    /// Ctrl-C while the restored server ran: it was stopped (fast: replay
+    /// resumes from its last restartpoint) and the helper finished.
+    #[error(
+        "interrupted at {step}: {server}; `--resume` replays on from there, `--rollback` puts the old contents back"
+    )]
+    Interrupted { step: &'static str, server: String },
     #[error("journal {path}: {source}")]
     Journal { path: PathBuf, source: io::Error },
 }
@@ -112,6 +118,12 @@ pub enum PreflightRefusal {
     ArchiveUnreadable { wal_dir: PathBuf, user: String },
     #[error("{0}")]
     Line(LineRefusal),
+    #[error(
+        "the PostgreSQL user {user} cannot run {exe}, the restore_command walwarden writes (`walwarden wal-get`). Fix: run walwarden from where {user} can execute it, e.g. the package's /usr/bin/walwarden or a copy in /usr/local/bin (mode 755)"
+    )]
+    HelperNotRunnable { exe: PathBuf, user: String },
+    #[error(transparent)]
+    HelperPlan(crate::ops::walget::WalGetError),
     #[error(transparent)]
     TargetTime(TargetTimeError),
     #[error(
@@ -245,6 +257,8 @@ pub enum StepFailure {
     TargetTime(#[from] TargetTimeError),
     #[error(transparent)]
     RecoveryConfig(#[from] RecoveryConfError),
+    #[error(transparent)]
+    WalGet(#[from] crate::ops::walget::WalGetError),
     #[error(
         "no end of recovery within {}; the server may still be replaying: see {}",
         short_duration(*.timeout), .log.display()

@@ -3,6 +3,12 @@
 //! `recovery.signal` plus lines appended to `postgresql.auto.conf` (12+ refuses
 //! to start when it finds a recovery.conf).
 //!
+//! The restore_command is walwarden's own helper (`walwarden wal-get`, see
+//! [`crate::ops::walget`]) for every major version: the engine passes its
+//! line in [`RecoverySettings::restore_command`]. Without one, the tutorial's
+//! `gunzip -c` (or `cp`) line is written: the benchmark's baseline, and
+//! what the quoting rules below were first proven on.
+//!
 //! Three layers of quoting meet in `restore_command`, applied inside out:
 //! the shell (archive paths in single quotes, `'` written `'\''`), PostgreSQL's
 //! `%` placeholders (a literal `%` in a path is written `%%`) and the
@@ -69,6 +75,10 @@ pub struct RecoverySettings {
     /// The client's `wal/` folder, absolute: restore_command runs in the data directory.
     pub archive_dir: PathBuf,
     pub layout: ArchiveLayout,
+    /// The restore_command to write, before configuration-file quoting
+    /// (`walget::plan::restore_command`: the helper and its plan); `None`
+    /// writes the tutorial's line for `archive_dir` and `layout`.
+    pub restore_command: Option<String>,
     /// `recovery_target_timeline`, written for every major: `current` (the
     /// base's own timeline), or the number of the line's timeline. PostgreSQL
     /// 12+ would otherwise follow `latest` (a stray branch included) and 10/11
@@ -271,7 +281,9 @@ pub fn recovery_files(settings: &RecoverySettings) -> Result<RecoveryFiles, Reco
     let mut recovery: Vec<(String, String)> = vec![
         (
             "restore_command".into(),
-            restore_command(&settings.archive_dir, settings.layout),
+            settings.restore_command.clone().unwrap_or_else(|| {
+                restore_command(&settings.archive_dir, settings.layout)
+            }),
         ),
         (
             "recovery_target_timeline".into(),

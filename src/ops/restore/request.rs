@@ -39,6 +39,10 @@ pub struct RestoreRequest {
     pub forced: Vec<String>,
     /// Go on from where an interrupted restore's journal stops (`--resume`).
     pub resume: bool,
+    /// The walwarden binary the restored server runs as its restore_command
+    /// (`wal-get`): this one, by its absolute path. The preflight checks the
+    /// PostgreSQL user can run it.
+    pub helper_exe: PathBuf,
 }
 
 /// The preflight checks `--force` may go past: the archive readable by the
@@ -118,6 +122,16 @@ impl RestoreRequest {
             local: config.policy_for(client).local.clone(),
             forced: Vec::new(),
             resume: false,
+            helper_exe: this_binary(),
         }
     }
+}
+
+/// The walwarden binary running now, by its absolute path (what the
+/// restored server runs for `wal-get`); `/usr/bin/walwarden`, the package's,
+/// when the running one cannot be named.
+pub fn this_binary() -> PathBuf {
+    std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .unwrap_or_else(|_| PathBuf::from("/usr/bin/walwarden"))
 }

@@ -361,9 +361,7 @@ pub fn apply_setup(
 /// The walwarden binary running now, as the forced command names it
 /// (absolute: sshd runs it with a short PATH).
 pub fn this_binary() -> PathBuf {
-    std::env::current_exe()
-        .and_then(|p| p.canonicalize())
-        .unwrap_or_else(|_| PathBuf::from("/usr/bin/walwarden"))
+    crate::ops::restore::request::this_binary()
 }
 
 /// The config the receiver reads (its quota): the system's, when there is one.

@@ -326,7 +326,7 @@ impl WalGetPlan {
     }
 
     /// Writes the plan file (readable by everyone: it holds no secret),
-    /// an empty spool folder and an empty request log, both given to
+    /// an empty spool folder and an empty request log, all three given to
     /// `owner` (the PostgreSQL user, when walwarden runs as root). A spool
     /// left by an earlier restore is emptied: its files were verified
     /// against another plan.
@@ -354,7 +354,7 @@ impl WalGetPlan {
             .open(&self.request_log)
             .map_err(write_err(&self.request_log))?;
         if let Some((uid, gid)) = owner {
-            for path in [&self.spool_dir, &self.request_log] {
+            for path in [path, &self.spool_dir, &self.request_log] {
                 std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(write_err(path))?;
             }
         }

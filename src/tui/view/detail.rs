@@ -406,6 +406,14 @@ fn archive(report: &ClientReport, client: &Client, app: &App, out: &mut Vec<Line
         ),
     };
     out.push(Line::from(drill));
+    if let Some(rto) = &report.rto {
+        out.push(Line::from(format!(
+            "  estimated restore time {} for {} of base backup and {} of WAL",
+            rto.text(),
+            human_bytes(rto.sizes.base_bytes),
+            human_bytes(rto.sizes.wal_bytes)
+        )));
+    }
     out.push(Line::default());
 }
 

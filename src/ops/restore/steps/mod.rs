@@ -5,8 +5,16 @@
 //! This module holds the runner (order, timing, journal, resume) and the
 //! `Driver` a face implements; the steps themselves are in `preflight`,
 //! `remote_stop`, `prepare` (stop, clear, unpack, recovery config) and
-//! `server` (start, follow the log, report).
+//! `server` (start, follow the log, report); `helper` ends the restored
+//! server's `walwarden wal-get` once the restore is over, whichever way.
+//!
+//! Ctrl-C (the driver's `interrupted`) while the restored server runs stops
+//! that server with a fast shutdown (replay goes on from its last
+//! restartpoint on `--resume`), ends the helper and fails the restore as
+//! interrupted: nothing of the restore is left running, and `--rollback`
+//! or `--resume` can follow at once.
 
+mod helper;
 mod line;
 mod preflight;
 mod prepare;
@@ -29,6 +37,9 @@ use super::replay::ReplayOutcome;
 use super::request::RestoreRequest;
 use super::service::{ServiceControl, postmaster_alive};
 use crate::archive::catalog::Client;
+use crate::ops::phases::{Phase, PhaseClock, PhaseTimes};
+use crate::ops::walget::WalGetPlan;
+use crate::ops::walget::progress::{ReplayProgress, ReplayStats};
 use crate::pg::local::{self, PgUser};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +110,14 @@ pub trait Driver {
     fn progress(&mut self, step: StepKind, text: &str);
     /// How far a long step is (0.0 to 1.0), for a gauge; faces without one ignore it.
     fn gauge(&mut self, _step: StepKind, _ratio: f64, _label: &str) {}
+    /// The replay's progress from the helper's request log, about once a
+    /// second while the follow-log step runs (read off the face's thread).
+    fn replay_progress(&mut self, _progress: &ReplayProgress) {}
+    /// Whether the engineer asked to stop (Ctrl-C); read while the restored
+    /// server replays. Faces that cannot interrupt say no.
+    fn interrupted(&mut self) -> bool {
+        false
+    }
 }
 
 /// What a finished (or stopped) restore reports.
@@ -116,6 +135,14 @@ pub struct Summary {
     /// The last commit the line holds (RFC 3339, UTC, microseconds), when known.
     pub archive_last_commit: Option<String>,
     pub step_times: Vec<(StepKind, Duration)>,
+    /// Preflight, unpack, replay (WAL bytes and rate, from the helper's
+    /// request log) and start until accepting writes.
+    pub phases: PhaseTimes,
+    /// The helper's totals, when it was finished (or read, when left running).
+    pub replay_stats: Option<ReplayStats>,
+    /// Why the helper was left in place (a server still recovering), or
+    /// what could not be cleaned up after it.
+    pub helper_note: Option<String>,
 }
 
 /// Facts the preflight established for the steps after it.
@@ -135,6 +162,9 @@ struct Checked {
     target: Option<super::recovery_conf::TargetTime>,
     /// The last commit or abort the line holds: where a restore to the end arrives.
     recovery_point: Option<crate::checks::recovery_point::RecoveryPoint>,
+    /// What `walwarden wal-get` is told (the same line as `line`), written
+    /// beside the data directory by the recovery-config step.
+    helper_plan: WalGetPlan,
 }
 
 pub fn run(
@@ -205,8 +235,15 @@ pub fn run(
         summary: &mut summary,
         log_offset: 0,
         resumed,
+        clock: PhaseClock::default(),
+        plan_path: None,
     };
-    runner.all()?;
+    let result = runner.all();
+    // Whatever ended the restore: no prefetcher or spool outlives it, unless
+    // the server it serves is still recovering.
+    runner.end_helper();
+    runner.summary.phases = runner.clock.times();
+    result?;
     Ok(summary)
 }
 
@@ -263,6 +300,9 @@ struct Runner<'a> {
     log_offset: u64,
     /// With `--resume`: what the interrupted restore finished.
     resumed: Option<Resumed>,
+    clock: PhaseClock,
+    /// The wal-get plan this restore's server uses, once written (or found, on resume).
+    plan_path: Option<PathBuf>,
 }
 
 impl Runner<'_> {
@@ -300,7 +340,11 @@ impl Runner<'_> {
             self.timed(StepKind::Clear, |r| r.clear(&checked))?;
             self.timed(StepKind::Unpack, |r| r.unpack(&checked))?;
         }
-        if !self.resumed_past(StepKind::RecoveryConfig)? {
+        if self.resumed_past(StepKind::RecoveryConfig)? {
+            // The interrupted restore's server names this plan: put it back if it went.
+            self.ensure_helper_plan(&checked)
+                .map_err(|e| fail(StepKind::RecoveryConfig, e))?;
+        } else {
             self.timed(StepKind::RecoveryConfig, |r| r.recovery_config(&checked))?;
         }
         if self.resumed.is_some() && postmaster_alive(&self.request.data_dir) {
@@ -324,7 +368,24 @@ impl Runner<'_> {
         action: impl FnOnce(&mut Self) -> Result<T, RestoreError>,
     ) -> Result<T, RestoreError> {
         let started = Instant::now();
+        let phase = match step {
+            StepKind::Preflight => Some(Phase::Preflight),
+            StepKind::Unpack => Some(Phase::Unpack),
+            _ => None,
+        };
+        if let Some(phase) = phase {
+            self.clock.begin_at(phase, started);
+        }
+        if step == StepKind::Start {
+            // Ended by the follow-log step when the server accepts writes.
+            self.clock.begin_at(Phase::StartToWritable, started);
+        }
         let result = action(self);
+        if let Some(phase) = phase
+            && result.is_ok()
+        {
+            self.clock.end(phase);
+        }
         self.summary.step_times.push((step, started.elapsed()));
         if let Err(error) = &result {
             let outcome = if matches!(error, RestoreError::Cancelled(_)) {

@@ -141,6 +141,8 @@ impl Runner<'_> {
                     source,
                 })?;
         }
+        self.check_helper_runnable(&user, &request.helper_exe)?;
+        let helper_plan = helper_plan(client, &line, &request.data_dir)?;
         let compressed = client.wal.segments.iter().any(|s| s.compressed);
         let plain = client.wal.segments.iter().any(|s| !s.compressed);
         let layout = match (compressed, plain) {
@@ -197,7 +199,38 @@ impl Runner<'_> {
             line,
             target,
             recovery_point,
+            helper_plan,
         })
+    }
+
+    /// The restore_command is this walwarden (`wal-get`): the PostgreSQL
+    /// user must reach and run it by its absolute path.
+    fn check_helper_runnable(
+        &mut self,
+        user: &PgUser,
+        exe: &Path,
+    ) -> Result<(), RestoreError> {
+        let refused = || {
+            Err(RestoreError::Preflight(
+                PreflightRefusal::HelperNotRunnable {
+                    exe: exe.to_owned(),
+                    user: user.name.clone(),
+                },
+            ))
+        };
+        if !exe.is_absolute() {
+            return refused();
+        }
+        let mut command = user.command("sh");
+        command.arg("-c").arg(format!(
+            "test -f {0} && test -x {0}",
+            local::shell_quote(&exe.to_string_lossy())
+        ));
+        if command.status().map(|s| s.success()).unwrap_or(false) {
+            Ok(())
+        } else {
+            refused()
+        }
     }
 
     /// The base backup's settings that cannot work here, unless the
@@ -314,6 +347,30 @@ impl Runner<'_> {
             },
         ))
     }
+}
+
+/// What `walwarden wal-get` is told for a restore of `client` into
+/// `data_dir` along `line`: the line the preflight judged (`--timeline`
+/// and the segments found bad included), not the scan's.
+fn helper_plan(
+    client: &Client,
+    line: &crate::archive::continuity::Continuity,
+    data_dir: &Path,
+) -> Result<crate::ops::walget::WalGetPlan, RestoreError> {
+    use crate::ops::walget::{PlanOptions, PlanParts, WalGetPlan};
+    let refusal = |e| RestoreError::Preflight(PreflightRefusal::HelperPlan(e));
+    let from_client = PlanParts::from_client(client, data_dir).map_err(refusal)?;
+    let parts = PlanParts {
+        // Absolute whatever the root was given as: the helper runs in the data directory.
+        archive_dir: std::path::absolute(&from_client.archive_dir)
+            .unwrap_or(from_client.archive_dir),
+        segment_size: line.segment_size,
+        line: line.restore_line.clone(),
+        first_segment: line.needed_from.clone(),
+        last_segment: line.newest.clone(),
+        ..from_client
+    };
+    WalGetPlan::new(parts, &PlanOptions::default()).map_err(refusal)
 }
 
 /// The settings a restore of `client` with `request` needs on this host:

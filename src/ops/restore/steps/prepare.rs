@@ -289,12 +289,16 @@ impl Runner<'_> {
     }
 
     pub(super) fn recovery_config(&mut self, checked: &Checked) -> Result<(), RestoreError> {
+        let plan_path = crate::ops::walget::plan::plan_path(&self.request.data_dir);
+        let helper = crate::ops::walget::plan::restore_command(&self.request.helper_exe, &plan_path)
+            .map_err(|e| fail(StepKind::RecoveryConfig, e.into()))?;
         let settings = RecoverySettings {
             major: checked.major,
             // Absolute whatever the root was given as: the server runs elsewhere.
             archive_dir: std::path::absolute(self.client.wal_dir())
                 .unwrap_or_else(|_| self.client.wal_dir()),
             layout: checked.layout,
+            restore_command: Some(helper),
             target_timeline: checked
                 .line
                 .recovery_target_timeline()
@@ -305,6 +309,8 @@ impl Runner<'_> {
         };
         let files = recovery_conf::recovery_files(&settings)
             .map_err(|e| fail(StepKind::RecoveryConfig, e.into()))?;
+        self.write_helper_plan(checked)
+            .map_err(|e| fail(StepKind::RecoveryConfig, e))?;
         let data = &self.request.data_dir;
         // A Debian-layout cluster keeps these in /etc/postgresql: its base
         // backup has none, and PostgreSQL will not start without them.
@@ -411,7 +417,7 @@ impl Runner<'_> {
         self.done(
             StepKind::RecoveryConfig,
             &format!(
-                "{kind} {verb} (recovery_target_timeline = '{}'); inherited recovery targets and standby settings reset{removed}; archiving is off in the restored instance{supplied}",
+                "{kind} {verb} (restore_command: walwarden wal-get, which verifies and prefetches the line; recovery_target_timeline = '{}'); inherited recovery targets and standby settings reset{removed}; archiving is off in the restored instance{supplied}",
                 settings.target_timeline
             ),
         )

@@ -5,14 +5,20 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{Checked, Runner, StepKind, fail};
+use crate::ops::phases::Phase;
+use crate::ops::restore::replay::Verdict;
+use crate::ops::walget::progress::progress_of;
 use crate::archive::continuity::Continuity;
 use crate::ops::restore::error::{RestoreError, StepFailure};
 use crate::ops::restore::recovery_conf::TargetTime;
 use crate::ops::restore::replay::ReplayTracker;
 use crate::ops::restore::service::{ServiceControl, shell};
+
+/// How often the helper's progress is read while replay runs.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 impl Runner<'_> {
     pub(super) fn start(&mut self, checked: &Checked) -> Result<(), RestoreError> {
@@ -60,6 +66,7 @@ impl Runner<'_> {
         let deadline = Instant::now() + self.request.replay_timeout;
         let mut offset = self.log_offset;
         let mut partial = String::new();
+        let mut progress_read = Instant::now();
         let outcome = loop {
             if let Ok(mut file) = fs::File::open(&checked.log) {
                 let _ = file.seek(SeekFrom::Start(offset));
@@ -95,6 +102,19 @@ impl Runner<'_> {
                     target.as_ref(),
                 );
             }
+            if self.driver.interrupted() {
+                return Err(self.stop_for_interrupt(checked, StepKind::FollowLog));
+            }
+            if progress_read.elapsed() >= PROGRESS_EVERY
+                && let Some(plan) = &self.plan_path
+            {
+                progress_read = Instant::now();
+                // The helper's request log: segments handed over against the
+                // line's end, the rate, the time left.
+                if let Ok(progress) = progress_of(plan, SystemTime::now()) {
+                    self.driver.replay_progress(&progress);
+                }
+            }
             if Instant::now() > deadline {
                 return Err(fail(
                     StepKind::FollowLog,
@@ -107,6 +127,9 @@ impl Runner<'_> {
             std::thread::sleep(Duration::from_millis(200));
         };
         let text = outcome.to_string();
+        if outcome.verdict == Verdict::Succeeded {
+            self.clock.end(Phase::StartToWritable);
+        }
         self.summary.replay = Some(outcome.clone());
         if !outcome.is_success() {
             return Err(fail(
