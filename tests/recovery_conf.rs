@@ -15,6 +15,7 @@ use walwarden::ops::restore::recovery_conf::{
     ArchiveLayout, RecoveryConfError, RecoveryFiles, RecoverySettings, TargetAction,
     parse_target_time, recovery_files, restore_command,
 };
+use walwarden::ops::walget::plan;
 
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/recovery")
@@ -51,10 +52,15 @@ fn assert_golden(name: &str, actual: &str) {
 
 fn render(settings: &RecoverySettings, files: &RecoveryFiles) -> String {
     let mut out = format!(
-        "### PostgreSQL {}, {:?} archive in {}, target {}, --set {:?}\n",
+        "### PostgreSQL {}, {:?} archive in {}, restore_command {}, target {}, --set {:?}\n",
         settings.major,
         settings.layout,
         settings.archive_dir.display(),
+        if settings.restore_command.is_some() {
+            "walwarden wal-get"
+        } else {
+            "the tutorial's"
+        },
         settings
             .target_time
             .map(|t| format!("{t} ({})", settings.target_action))
@@ -77,6 +83,18 @@ fn render(settings: &RecoverySettings, files: &RecoveryFiles) -> String {
 
 const TUTORIAL_WAL: &str = "/var/lib/postgresql/backups/client1/wal";
 const AWKWARD_WAL: &str = "/srv/backup server/o'brien's \\ 100%/wal";
+/// Where the helper and the restored data directory are, for each archive:
+/// the awkward archive's restore goes to an awkward place too, so the
+/// helper's line meets every quoting layer.
+const HELPER: &str = "/usr/bin/walwarden";
+const AWKWARD_HELPER: &str = "/opt/wal warden's \\ 100%f/walwarden";
+const DATA: &str = "/var/lib/postgresql/15/main";
+const AWKWARD_DATA: &str = "/srv/restore o'brien's \\ 100%p/main";
+
+/// The line the restore writes: `walwarden wal-get` with its plan beside `data`.
+fn helper_line(exe: &str, data: &str) -> String {
+    plan::restore_command(Path::new(exe), &plan::plan_path(Path::new(data))).unwrap()
+}
 
 fn settings(
     major: u32,
@@ -84,10 +102,16 @@ fn settings(
     layout: ArchiveLayout,
     target: Option<&str>,
 ) -> RecoverySettings {
+    let (exe, data) = if dir == AWKWARD_WAL {
+        (AWKWARD_HELPER, AWKWARD_DATA)
+    } else {
+        (HELPER, DATA)
+    };
     RecoverySettings {
         major,
         archive_dir: PathBuf::from(dir),
         layout,
+        restore_command: Some(helper_line(exe, data)),
         target_timeline: if major <= 11 { "2" } else { "current" }.to_owned(),
         target_time: target.map(|t| parse_target_time(t).unwrap()),
         target_action: TargetAction::default(),
@@ -100,6 +124,13 @@ fn set(mut s: RecoverySettings, extra: &[(&str, &str)]) -> RecoverySettings {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+    s
+}
+
+/// The tutorial's `gunzip -c` / `cp` line instead of the helper (the
+/// benchmark's baseline, and what a `--set restore_command` replaces).
+fn tutorial(mut s: RecoverySettings) -> RecoverySettings {
+    s.restore_command = None;
     s
 }
 
@@ -177,6 +208,30 @@ fn cases() -> Vec<(&'static str, RecoverySettings)> {
             settings(17, AWKWARD_WAL, Plain, None),
         ),
         ("pg17-both-target.txt", settings(17, TUTORIAL_WAL, Both, t)),
+        (
+            "pg10-tutorial-both-awkward-path.txt",
+            tutorial(settings(10, AWKWARD_WAL, Both, None)),
+        ),
+        (
+            "pg15-tutorial-compressed.txt",
+            tutorial(settings(15, TUTORIAL_WAL, Compressed, None)),
+        ),
+        (
+            "pg15-tutorial-both-awkward-path-target.txt",
+            tutorial(settings(
+                15,
+                AWKWARD_WAL,
+                Both,
+                Some("2026-11-25 15:28:18+02:00"),
+            )),
+        ),
+        (
+            "pg15-set-restore-command.txt",
+            set(
+                settings(15, TUTORIAL_WAL, Compressed, None),
+                &[("restore_command", "cp /mnt/archive/%f \"%p\"")],
+            ),
+        ),
     ]
 }
 
@@ -388,6 +443,7 @@ fn pg15_reads_the_generated_restore_command_and_sh_fetches_files_from_an_awkward
             major: 15,
             archive_dir: wal.clone(),
             layout,
+            restore_command: None,
             target_timeline: "2".to_owned(),
             target_time: Some(target),
             target_action: TargetAction::Pause,
@@ -481,12 +537,12 @@ fn pg15_reads_the_recovery_conf_text_of_10_and_11_the_same_way() {
         ArchiveLayout::Plain,
         ArchiveLayout::Both,
     ] {
-        let files = recovery_files(&settings(
+        let files = recovery_files(&tutorial(settings(
             11,
             AWKWARD_WAL,
             layout,
             Some("2026-11-25 13:28:18"),
-        ))
+        )))
         .unwrap();
         let conf = &files.files[0].1;
         assert_eq!(
@@ -496,6 +552,75 @@ fn pg15_reads_the_recovery_conf_text_of_10_and_11_the_same_way() {
         assert_eq!(
             pg15_reads(tmp.path(), conf, "recovery_target_time"),
             "2026-11-25 13:28:18+00"
+        );
+    }
+}
+
+/// The helper's line, the one every restore writes: PostgreSQL 15 reads it
+/// back exactly, for 12+ (postgresql.auto.conf) and 10/11 (recovery.conf's
+/// text), and once PostgreSQL's `%f`/`%p` are replaced, `sh` run as the
+/// PostgreSQL user starts the program at an awkward path (`'`, `\`, `%`,
+/// spaces) with exactly `wal-get --plan PLAN FILE PATH`, the plan path
+/// awkward too.
+#[test]
+fn pg15_reads_the_helper_line_and_sh_hands_it_exactly_its_arguments() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = support::pg_tempdir("walwarden-recovery-conf-helper-");
+    let awkward = tmp.path().join("wal warden's \\ 100%f $HOME");
+    let data = tmp.path().join("restore o'brien's \\ 100%p").join("main");
+    fs::create_dir_all(&awkward).unwrap();
+    fs::create_dir_all(data.join("pg_wal")).unwrap();
+    let exe = awkward.join("print-args");
+    fs::write(
+        &exe,
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\"; done\n",
+    )
+    .unwrap();
+    for dir in [tmp.path(), awkward.as_path(), data.parent().unwrap(), &data] {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
+    let plan_path = plan::plan_path(&data);
+    let line = plan::restore_command(&exe, &plan_path).unwrap();
+    for major in [15, 11] {
+        let settings = RecoverySettings {
+            major,
+            archive_dir: PathBuf::from(AWKWARD_WAL),
+            layout: ArchiveLayout::Compressed,
+            restore_command: Some(line.clone()),
+            target_timeline: "current".to_owned(),
+            target_time: None,
+            target_action: TargetAction::Pause,
+            extra: Vec::new(),
+        };
+        let files = recovery_files(&settings).unwrap();
+        let text = if major >= 12 {
+            files.auto_conf_append.clone()
+        } else {
+            files.files[0].1.clone()
+        };
+        let command = pg15_reads(tmp.path(), &text, "restore_command");
+        assert_eq!(
+            command, line,
+            "PostgreSQL reads back the helper's line ({major})"
+        );
+
+        let shell = substitute(&command, "000000010000000000000007", "pg_wal/RECOVERYXLOG");
+        let mut sh = Command::new("sh");
+        sh.arg("-c").arg(&shell).current_dir(&data);
+        let out = support::run_as_pg_user(&mut sh);
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let args = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            args.lines().collect::<Vec<_>>(),
+            [
+                "wal-get",
+                "--plan",
+                plan_path.to_str().unwrap(),
+                "000000010000000000000007",
+                "pg_wal/RECOVERYXLOG"
+            ],
+            "{shell}"
         );
     }
 }

@@ -103,10 +103,7 @@ impl ClientReport {
             self.last_drill.as_ref(),
             policy.rto,
         );
-        if let Some(problem) = estimate
-            .as_ref()
-            .and_then(|e| rto::problem(&self.name, e))
-        {
+        if let Some(problem) = estimate.as_ref().and_then(|e| rto::problem(&self.name, e)) {
             self.problems.push(problem);
             self.status = health::status_of(&self.problems);
         }

@@ -168,9 +168,7 @@ pub fn estimate(
     };
     // Replay: the drill's rate over today's line; without a measurable
     // rate (too little WAL replayed) its time stays in the fixed part.
-    let replay = phases
-        .replay
-        .filter(|r| r.seconds > 0.0 && r.wal_bytes > 0);
+    let replay = phases.replay.filter(|r| r.seconds > 0.0 && r.wal_bytes > 0);
     let (replay_now, replay_then) = match replay {
         Some(r) => {
             let rate = r.wal_bytes as f64 / r.seconds;
@@ -178,7 +176,8 @@ pub fn estimate(
             (sizes.wal_bytes as f64 / rate, r.seconds)
         }
         None => {
-            notes.push("the drill's replay was too short to measure a rate: WAL growth not counted");
+            notes
+                .push("the drill's replay was too short to measure a rate: WAL growth not counted");
             (0.0, 0.0)
         }
     };
@@ -196,7 +195,9 @@ pub fn problem(client: &str, estimate: &RtoEstimate) -> Option<Problem> {
     if !estimate.exceeded() {
         return None;
     }
-    let limit = estimate.limit_seconds.map_or_else(String::new, seconds_text);
+    let limit = estimate
+        .limit_seconds
+        .map_or_else(String::new, seconds_text);
     Some(match estimate.estimate_seconds {
         Some(seconds) => Problem::new(
             ProblemCode::RtoExceeded,
@@ -217,9 +218,7 @@ pub fn problem(client: &str, estimate: &RtoEstimate) -> Option<Problem> {
                 "its rto is {limit} but no restore time can be estimated: {}",
                 estimate.note.as_deref().unwrap_or("no drill")
             ),
-            format!(
-                "run `walwarden drill {client}`: its phase times give the estimate"
-            ),
+            format!("run `walwarden drill {client}`: its phase times give the estimate"),
         ),
     })
 }
@@ -289,9 +288,17 @@ mod tests {
         assert_eq!(estimate(THEN, None, None), None);
         let none = estimate(THEN, None, Some(Duration::from_secs(1800))).unwrap();
         assert!(none.exceeded());
-        assert!(none.text().starts_with("unknown: no successful drill"), "{}", none.text());
+        assert!(
+            none.text().starts_with("unknown: no successful drill"),
+            "{}",
+            none.text()
+        );
         let problem = problem("acme", &none).unwrap();
-        assert!(problem.message.contains("no successful drill"), "{}", problem.message);
+        assert!(
+            problem.message.contains("no successful drill"),
+            "{}",
+            problem.message
+        );
 
         let mut old = drill(THEN);
         old.phases = PhaseTimes::default();

@@ -114,6 +114,10 @@ pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
         if let Some(reached) = &record.reached {
             println!("restored to the transaction of {reached}");
         }
+        let phases = record.phases.text();
+        if !phases.is_empty() {
+            println!("phases: {phases}");
+        }
     }
     Ok(if record.success { 0 } else { 1 })
 }

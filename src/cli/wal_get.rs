@@ -138,7 +138,5 @@ fn postmaster_running(data_dir: &std::path::Path) -> bool {
     std::fs::read_to_string(data_dir.join("postmaster.pid"))
         .ok()
         .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
-        .is_some_and(|pid| {
-            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-        })
+        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
 }

@@ -255,6 +255,12 @@ const INHERITED_RESETS_COMMENT: &str = "\
 # stop, delay or redirect this recovery.
 ";
 
+const HELPER_COMMENT: &str = "\
+# restore_command runs walwarden's helper (wal-get): it hands over a segment only
+# once verified (this database system, the address its name says) and keeps the
+# next ones of the line decompressed ahead. Its plan is the file after --plan.
+";
+
 const ARCHIVING_OFF_COMMENT: &str = "\
 # Archiving is off in the restored instance: its postgresql.conf comes from the
 # base backup and would archive into the client's archive, where the old server
@@ -281,9 +287,10 @@ pub fn recovery_files(settings: &RecoverySettings) -> Result<RecoveryFiles, Reco
     let mut recovery: Vec<(String, String)> = vec![
         (
             "restore_command".into(),
-            settings.restore_command.clone().unwrap_or_else(|| {
-                restore_command(&settings.archive_dir, settings.layout)
-            }),
+            settings
+                .restore_command
+                .clone()
+                .unwrap_or_else(|| restore_command(&settings.archive_dir, settings.layout)),
         ),
         (
             "recovery_target_timeline".into(),
@@ -298,6 +305,11 @@ pub fn recovery_files(settings: &RecoverySettings) -> Result<RecoveryFiles, Reco
         ));
     }
     recovery.retain(|(key, _)| !overridden(key));
+    let helper_comment = if settings.restore_command.is_some() && !overridden("restore_command") {
+        HELPER_COMMENT
+    } else {
+        ""
+    };
     let set_lines = |keep: &dyn Fn(&str) -> bool| -> String {
         settings
             .extra
@@ -328,6 +340,7 @@ pub fn recovery_files(settings: &RecoverySettings) -> Result<RecoveryFiles, Reco
         let mut conf = format!(
             "# Written by walwarden for a restore (PostgreSQL {major}): replay the client's WAL archive.\n"
         );
+        conf.push_str(helper_comment);
         for (key, value) in &recovery {
             conf.push_str(&conf_line(key, value));
         }
@@ -351,6 +364,7 @@ pub fn recovery_files(settings: &RecoverySettings) -> Result<RecoveryFiles, Reco
                 append.push_str(&conf_line(key, value));
             }
         }
+        append.push_str(helper_comment);
         for (key, value) in &recovery {
             append.push_str(&conf_line(key, value));
         }

@@ -36,7 +36,10 @@ impl Runner<'_> {
         }
         crate::store::guard::check_write(&path, "the wal-get plan")
             .and_then(|_| {
-                crate::store::guard::check_write(&checked.helper_plan.spool_dir, "the wal-get spool")
+                crate::store::guard::check_write(
+                    &checked.helper_plan.spool_dir,
+                    "the wal-get spool",
+                )
             })
             .map_err(|e| StepFailure::Io {
                 action: "write",

@@ -205,11 +205,7 @@ impl Runner<'_> {
 
     /// The restore_command is this walwarden (`wal-get`): the PostgreSQL
     /// user must reach and run it by its absolute path.
-    fn check_helper_runnable(
-        &mut self,
-        user: &PgUser,
-        exe: &Path,
-    ) -> Result<(), RestoreError> {
+    fn check_helper_runnable(&mut self, user: &PgUser, exe: &Path) -> Result<(), RestoreError> {
         let refused = || {
             Err(RestoreError::Preflight(
                 PreflightRefusal::HelperNotRunnable {

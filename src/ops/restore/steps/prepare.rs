@@ -290,8 +290,9 @@ impl Runner<'_> {
 
     pub(super) fn recovery_config(&mut self, checked: &Checked) -> Result<(), RestoreError> {
         let plan_path = crate::ops::walget::plan::plan_path(&self.request.data_dir);
-        let helper = crate::ops::walget::plan::restore_command(&self.request.helper_exe, &plan_path)
-            .map_err(|e| fail(StepKind::RecoveryConfig, e.into()))?;
+        let helper =
+            crate::ops::walget::plan::restore_command(&self.request.helper_exe, &plan_path)
+                .map_err(|e| fail(StepKind::RecoveryConfig, e.into()))?;
         let settings = RecoverySettings {
             major: checked.major,
             // Absolute whatever the root was given as: the server runs elsewhere.

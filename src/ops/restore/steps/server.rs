@@ -8,14 +8,14 @@ use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{Checked, Runner, StepKind, fail};
-use crate::ops::phases::Phase;
-use crate::ops::restore::replay::Verdict;
-use crate::ops::walget::progress::progress_of;
 use crate::archive::continuity::Continuity;
+use crate::ops::phases::Phase;
 use crate::ops::restore::error::{RestoreError, StepFailure};
 use crate::ops::restore::recovery_conf::TargetTime;
 use crate::ops::restore::replay::ReplayTracker;
+use crate::ops::restore::replay::Verdict;
 use crate::ops::restore::service::{ServiceControl, shell};
+use crate::ops::walget::progress::progress_of;
 
 /// How often the helper's progress is read while replay runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
