@@ -14,6 +14,7 @@ use walwarden::archive::catalog::{self, ScanOptions};
 use walwarden::config::Config;
 use walwarden::ops::restore::journal::Outcome;
 use walwarden::ops::restore::steps::{self, Driver, StepKind};
+use walwarden::ops::walget::progress::ReplayProgress;
 use walwarden::tui::app::{App, Command, Event, Screen};
 use walwarden::tui::wizard::RestoreEvent;
 
@@ -196,6 +197,26 @@ fn the_wizard_runs_a_dry_run_through_every_step() {
         with_gauge.contains("replayed 000000010000000000000012: 50%"),
         "{with_gauge}"
     );
+
+    // The helper's progress, as the restore's thread delivers it once a
+    // second: segments of the line's end, the rate, the time left; the
+    // gauge follows it.
+    app.update(Event::Restore(RestoreEvent::Replay(ReplayProgress {
+        replayed: 57,
+        total: Some(130),
+        position: Some("000000010000000000000039".into()),
+        line_end: Some("000000010000000000000082".into()),
+        mb_per_s: Some(181.4),
+        eta: Some(Duration::from_secs(12)),
+        elapsed: Duration::from_secs(5),
+    })));
+    let with_replay = screen_sized(&mut app, &tmp_name, 80, 24);
+    let progress_lines: Vec<&str> = with_replay
+        .lines()
+        .filter(|l| l.contains("replay"))
+        .map(str::trim_end)
+        .collect();
+    insta::assert_snapshot!("wizard_replay_progress_80x24", progress_lines.join("\n"));
 
     app.update(Event::Key(KeyEvent::from(KeyCode::Esc)));
     assert_eq!(app.screen, Screen::Dashboard);

@@ -393,6 +393,10 @@ impl Driver for WizardDriver<'_> {
         (self.send)(RestoreEvent::Progress(step, escape_text(text)));
     }
 
+    fn replay_progress(&mut self, progress: &crate::ops::walget::progress::ReplayProgress) {
+        (self.send)(RestoreEvent::Replay(progress.clone()));
+    }
+
     fn gauge(&mut self, step: StepKind, ratio: f64, label: &str) {
         (self.send)(RestoreEvent::Gauge(step, ratio, label.to_owned()));
     }

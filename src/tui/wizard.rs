@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::request::{RestoreRequest, guarded_why};
 use crate::ops::restore::steps::{StepKind, Summary};
+use crate::ops::walget::progress::ReplayProgress;
 
 /// What the engine reports, in order.
 #[derive(Debug)]
@@ -28,6 +29,9 @@ pub enum RestoreEvent {
     Command(String),
     Progress(StepKind, String),
     Gauge(StepKind, f64, String),
+    /// The replay's progress from the helper's request log, read by the
+    /// restore's own thread about once a second while replay runs.
+    Replay(ReplayProgress),
     /// The engine waits for a yes or no.
     Ask(String),
     Finished(Result<Box<Summary>, String>),
@@ -154,6 +158,9 @@ pub struct Wizard {
     pub question: Option<String>,
     /// The long step's progress: unpacking, then replay.
     pub gauge: Option<(StepKind, f64, String)>,
+    /// Replay against the line's end (segments, MB/s, time left), once the
+    /// restored server asks for WAL.
+    pub replay: Option<ReplayProgress>,
     pub summary: Option<Summary>,
     pub form_error: Option<String>,
 }
@@ -183,6 +190,7 @@ impl Wizard {
             log: VecDeque::new(),
             question: None,
             gauge: None,
+            replay: None,
             summary: None,
             form_error: None,
         }
@@ -393,12 +401,21 @@ impl Wizard {
                 }
             }
             RestoreEvent::Gauge(step, ratio, label) => self.gauge = Some((step, ratio, label)),
+            RestoreEvent::Replay(progress) => {
+                if let Some(ratio) = progress.fraction() {
+                    self.gauge = Some((StepKind::FollowLog, ratio, "replay".to_owned()));
+                }
+                self.replay = Some(progress);
+            }
             RestoreEvent::Ask(question) => self.question = Some(question),
             RestoreEvent::Finished(result) => {
                 self.question = None;
                 self.phase = match result {
                     Ok(summary) => {
-                        let message = format!("journal: {}", summary.journal.display());
+                        let mut message = format!("journal: {}", summary.journal.display());
+                        if !self.dry_run {
+                            message.push_str(&format!("; {}", summary.phases.text()));
+                        }
                         self.summary = Some(*summary);
                         Phase::Finished { ok: true, message }
                     }

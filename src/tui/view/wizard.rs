@@ -10,6 +10,7 @@ use ratatui::widgets::{Block, Borders, Clear, Gauge, Paragraph, Wrap};
 use super::centered;
 use crate::ops::restore::journal::Outcome;
 use crate::ops::restore::steps::StepKind;
+use crate::ops::walget::progress::ReplayProgress;
 use crate::tui::app::App;
 use crate::tui::keymap::{self, Scope};
 use crate::tui::wizard::{Field, Phase, Proposals, Wizard};
@@ -33,13 +34,17 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
         draw_form(frame, inner, wizard);
         return;
     }
-    let [steps, gauge, commands, log] = Layout::vertical([
+    let [steps, gauge, replay, commands, log] = Layout::vertical([
         Constraint::Length(StepKind::ALL.len() as u16 + 2),
         Constraint::Length(1),
+        Constraint::Length(u16::from(wizard.replay.is_some())),
         Constraint::Length(6),
         Constraint::Min(3),
     ])
     .areas(inner);
+    if let Some(progress) = &wizard.replay {
+        frame.render_widget(Paragraph::new(replay_line(progress)), replay);
+    }
     if let Some((_, ratio, label)) = &wizard.gauge {
         let text = format!("{label}: {:.0}%", ratio * 100.0);
         frame.render_widget(
@@ -74,6 +79,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
             popup,
         );
     }
+}
+
+/// `replay: segment 57 of 130 (…), 181 MB/s, about 12 s left` under the gauge.
+pub fn replay_line(progress: &ReplayProgress) -> String {
+    format!("replay: {}", crate::display::escape_text(&progress.text()))
 }
 
 /// Under the settings field: where its text came from, and why each
