@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::health::{Problem, ProblemCode, Status};
 use crate::checks::phase_times::PhaseTimes;
-use crate::checks::rto::RestoreSizes;
+use crate::checks::phase_times::RestoreSizes;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrillRecord {

@@ -2,9 +2,13 @@
 //! unpack, replay (with the WAL's bytes and rate) and the server's start
 //! until it accepts writes, as plain numbers (seconds, bytes) that
 //! serialise as they are. A drill's are what the recovery-time estimate
-//! (`rto`) is made of; measuring them is `ops::phases`.
+//! (`rto`) is made of, with the sizes they were measured on; measuring them
+//! is `ops::phases`.
 
 use serde::{Deserialize, Serialize};
+
+use crate::archive::catalog::Client;
+use crate::archive::wal::RawSegmentName;
 
 /// The replay: WAL handed to PostgreSQL and how fast.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -76,5 +80,36 @@ impl PhaseTimes {
             parts.push(format!("start to writes {s:.1} s"));
         }
         parts.join(", ")
+    }
+}
+
+/// What a restore of a client has to move: the sizes an estimate scales by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSizes {
+    /// The base backup's files as stored (base.tar.gz, pg_wal.tar.gz, manifest).
+    pub base_bytes: u64,
+    /// WAL on the restore line from the base backup's start to the line's
+    /// newest segment, as replay reads it (segments times the segment size).
+    pub wal_bytes: u64,
+}
+
+impl RestoreSizes {
+    /// A client's sizes today, from its scan.
+    pub fn of(client: &Client) -> RestoreSizes {
+        let line = &client.continuity;
+        let number = |name: &Option<String>| {
+            name.as_deref()
+                .and_then(RawSegmentName::parse)
+                .and_then(|n| n.resolve(line.segment_size).ok())
+                .map(|id| id.segment.0)
+        };
+        let segments = match (number(&line.needed_from), number(&line.newest)) {
+            (Some(first), Some(last)) if last >= first => last - first + 1,
+            _ => 0,
+        };
+        RestoreSizes {
+            base_bytes: client.base.total_bytes(),
+            wal_bytes: segments * u64::from(line.segment_size),
+        }
     }
 }

@@ -415,20 +415,7 @@ fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
 }
 
-/// `value` as a postgresql.conf / recovery.conf string literal.
-pub fn conf_string(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('\'');
-    for c in value.chars() {
-        match c {
-            '\'' => out.push_str("''"),
-            '\\' => out.push_str(r"\\"),
-            c => out.push(c),
-        }
-    }
-    out.push('\'');
-    out
-}
+pub use crate::pg::conf::conf_string;
 
 fn conf_line(key: &str, value: &str) -> String {
     format!("{key} = {}\n", conf_string(value))

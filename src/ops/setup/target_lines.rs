@@ -301,7 +301,7 @@ fn escape_percent(text: &str) -> String {
 /// A postgresql.conf string value: `'` doubled and `\` doubled (the
 /// configuration parser reads backslash escapes).
 pub fn conf_quote(value: &str) -> String {
-    crate::ops::restore::recovery_conf::conf_string(value)
+    crate::pg::conf::conf_string(value)
 }
 
 #[cfg(test)]

@@ -387,7 +387,7 @@ pub fn restore_command(exe: &Path, plan: &Path) -> Result<String, WalGetError> {
 pub fn restore_command_setting(exe: &Path, plan: &Path) -> Result<String, WalGetError> {
     Ok(format!(
         "restore_command = {}\n",
-        crate::ops::restore::recovery_conf::conf_string(&restore_command(exe, plan)?)
+        crate::pg::conf::conf_string(&restore_command(exe, plan)?)
     ))
 }
 
