@@ -475,3 +475,80 @@ fn a_branch_is_restored_only_on_purpose_and_a_timeline_off_the_line_is_refused()
     assert!(said.contains("--timeline 7"), "{said}");
     assert!(!restored.data_dir.exists());
 }
+
+/// Issue 14's estimate against the clock: after one drill, `check` estimates
+/// a restore of the unchanged archive from that drill's phase times, and the
+/// next drill measures it. Stated tolerance: within half the measured time or
+/// 5 s, whichever is larger (a drill here is a few seconds of PostgreSQL
+/// start-up on a shared machine; the model's scaling is unit-tested in
+/// checks::rto). An `rto` below the estimate raises `rto_exceeded`, and the
+/// estimate and the drill's time are exported as metrics.
+#[test]
+fn the_restore_time_estimate_matches_the_next_drill() {
+    for shape in [Shape::Straight, Shape::Failover] {
+        let archive = corpus(shape);
+        let home = Home::new();
+        let mut config = std::fs::read_to_string(home.config()).expect("read config");
+        config.push_str("rto = \"1s\"\n");
+        std::fs::write(home.config(), config).expect("write config");
+        let root = archive.root.to_str().expect("UTF-8 root");
+        let rto_of = |home: &Home| -> serde_json::Value {
+            let out = walwarden(&["check", "--root", root, "--json"], home);
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+                .unwrap_or_else(|e| panic!("check --json is not JSON ({e}):\n{}", text(&out)));
+            doc["clients"][0].clone()
+        };
+
+        // Before any drill, an rto with nothing to estimate from is itself a warning.
+        let before = rto_of(&home);
+        assert!(
+            before["rto"]["estimate_seconds"].is_null(),
+            "{shape:?}: no drill, no estimate: {before:#}"
+        );
+        assert!(
+            before["problems"].to_string().contains("rto_exceeded"),
+            "{shape:?}: {before:#}"
+        );
+
+        let (code, first, out) = drill(&archive, &home);
+        assert_eq!(code, 0, "{shape:?}: first drill\n{}", text(&out));
+        let client = rto_of(&home);
+        let estimate = client["rto"]["estimate_seconds"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{shape:?}: an estimate after a drill: {client:#}"));
+        assert_eq!(
+            client["rto"]["sizes"], first["sizes"],
+            "{shape:?}: today's sizes are the drilled ones"
+        );
+        let problems = client["problems"].to_string();
+        assert!(
+            problems.contains("rto_exceeded") && problems.contains("more than its rto of 1s"),
+            "{shape:?}: an estimate over the rto is a warning: {problems}"
+        );
+
+        let (code, second, out) = drill(&archive, &home);
+        assert_eq!(code, 0, "{shape:?}: second drill\n{}", text(&out));
+        let measured = second["seconds"].as_f64().expect("the drill's seconds");
+        let tolerance = (measured * 0.5).max(5.0);
+        eprintln!(
+            "{shape:?}: estimate {estimate:.2} s, next drill {measured:.2} s (first {:.2} s)",
+            first["seconds"].as_f64().unwrap_or(f64::NAN)
+        );
+        assert!(
+            (estimate - measured).abs() <= tolerance,
+            "{shape:?}: estimate {estimate:.2} s vs measured {measured:.2} s (tolerance {tolerance:.2} s)\nfirst: {first:#}\nsecond: {second:#}"
+        );
+
+        let metrics = walwarden(&["check", "--root", root, "--format", "prometheus"], &home);
+        let metrics = String::from_utf8_lossy(&metrics.stdout);
+        for name in [
+            "walwarden_restore_estimate_seconds{",
+            "walwarden_last_drill_duration_seconds{",
+        ] {
+            assert!(
+                metrics.contains(name),
+                "{shape:?}: metric {name} missing:\n{metrics}"
+            );
+        }
+    }
+}

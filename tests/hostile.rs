@@ -747,11 +747,15 @@ fn relative_paths_are_made_absolute_before_anything() {
         ]));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    let wal = root.join("acme/wal");
+    // The archive and the plan the restore_command reads are named absolutely.
+    assert!(
+        stderr.contains(&format!("tar xzf {}/acme/base/base.tar.gz", root.display())),
+        "{stderr}"
+    );
     assert!(
         stderr.contains(&format!(
-            "restore_command = 'gunzip -c ''{}/%f.gz''",
-            wal.display()
+            "--plan ''{}/data.walwarden-wal-get.json'' %f %p",
+            tmp.path().display()
         )),
         "{stderr}"
     );

@@ -16,7 +16,7 @@
 //! With today's sizes equal to the drill's, the estimate is the drill's
 //! phase total. Pure: no I/O, no clock.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::checks::drills::DrillRecord;
 use crate::checks::health::{Problem, ProblemCode, Status};
@@ -109,9 +109,7 @@ pub fn estimate(
         note: None,
     };
     let Some(drill) = last else {
-        if limit.is_none() {
-            return None;
-        }
+        limit?;
         out.note = Some("no successful drill to estimate from".to_owned());
         return Some(out);
     };
