@@ -396,3 +396,45 @@ fn a_client_now_archiving_every_5s_shows_5s_within_four_arrivals() {
     }
     assert_eq!(cells, ["1m", "1m", "1m", "5s"]);
 }
+
+/// Issue 13: an upload the receiver refused shows in the client's detail
+/// (when, what, why) and raises its status; the receiver's own folder is no stray.
+#[test]
+fn a_refused_upload_shows_in_the_detail_and_raises_the_status() {
+    let mut live = live();
+    let own = live.root.join("acme/.walwarden");
+    std::fs::create_dir_all(&own).unwrap();
+    let mut entry = walwarden::archive::receiver_log::LogEntry::new(
+        at(0) - Duration::from_secs(600),
+        "put-wal",
+        Some("000000010000000000000017.gz".into()),
+        walwarden::archive::receiver_log::Outcome::Refused,
+    );
+    entry.code = Some("rejected_overwrite".into());
+    entry.reason = Some("already archived with other content (sha256 aa.. vs bb..)".into());
+    let mut line = serde_json::to_string(&entry).unwrap();
+    line.push('\n');
+    std::fs::write(own.join("receive.log"), line).unwrap();
+    let mut catalog = catalog::scan(&live.root, &ScanOptions::default()).unwrap();
+    catalog.scanned_at = at(0);
+    live.app.update(Event::Scanned(Ok(catalog)));
+    let dashboard = live.screen(170, 14);
+    let acme = dashboard.lines().find(|l| l.contains("acme")).unwrap();
+    assert!(
+        acme.contains("CRIT") && acme.contains("rejected_overwrite"),
+        "{acme}"
+    );
+    live.type_text("/acme");
+    live.keys(&[KeyCode::Enter, KeyCode::Enter]);
+    let detail = live.screen(140, 80);
+    assert!(
+        detail.contains("Refused uploads (the receiver's log)"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("put-wal 000000010000000000000017.gz [rejected_overwrite]")
+            && detail.contains("already archived with other content"),
+        "{detail}"
+    );
+    assert!(!detail.contains("unexpected file .walwarden/"), "{detail}");
+}

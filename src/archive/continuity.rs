@@ -206,6 +206,11 @@ pub fn analyse_with(base: &BaseBackup, wal: &WalArchive, request: LineRequest) -
         segment_size: seg_size,
         ..Continuity::default()
     };
+    // Nothing of the WAL is known (wal/ could not be read): no line, no
+    // window, and no gap claimed for segments never seen.
+    if wal.unreadable {
+        return result;
+    }
     if wal.unreadable {
         // Nothing known of the WAL: no gaps, no window, no line, rather than
         // every segment from the base's start reported missing.

@@ -332,6 +332,9 @@ fn scan_entry(entry: &ClientEntry, cache: &BaseFactsCache, options: &ScanOptions
     let mut wal = WalArchive::default();
     let mut refusals = Vec::new();
     let path = &entry.path;
+    // What the client folder's own listing could not read (a base/ or wal/
+    // that is a link) counts below as much as what the folders' scans could not.
+    let before = unreadable.len();
     let listed = if entry.link {
         unreadable.push(link_unreadable(path));
         None
@@ -344,7 +347,6 @@ fn scan_entry(entry: &ClientEntry, cache: &BaseFactsCache, options: &ScanOptions
         wal.unreadable = true;
         return Client::from_folder(&entry.name, path, base, wal, stray, unreadable);
     };
-    let before = unreadable.len();
     for listed in listed {
         match listed {
             Listed::Dir(dir) if dir == "base" => {

@@ -81,6 +81,7 @@ fn lines(report: &ClientReport, client: &Client, app: &App, width: usize) -> Vec
     base_backup(report, client, app, &mut out);
     archive(report, client, app, &mut out);
     gaps(report, client, &mut out);
+    refusals(client, width, &mut out);
     target(report, app, width, &mut out);
     arrivals(client, app, &mut out);
     out
@@ -439,6 +440,40 @@ fn gaps(report: &ClientReport, client: &Client, out: &mut Vec<Line<'static>>) {
             )
         };
         out.push(Line::from(text));
+    }
+    out.push(Line::default());
+}
+
+/// How many of the receiver's refusals the detail lists (newest first).
+const REFUSALS_SHOWN: usize = 8;
+
+/// Uploads the receiver (`walwarden receive`) turned away: what was sent,
+/// when, and why; nothing of them was kept.
+fn refusals(client: &Client, width: usize, out: &mut Vec<Line<'static>>) {
+    if client.refusals.is_empty() {
+        return;
+    }
+    out.push(heading("Refused uploads (the receiver's log)"));
+    for refusal in client.refusals.iter().rev().take(REFUSALS_SHOWN) {
+        let what = match &refusal.name {
+            Some(name) => format!("{} {}", refusal.command, crate::display::escape_text(name)),
+            None => refusal.command.clone(),
+        };
+        out.extend(wrapped(
+            &format!(
+                "  {} {what} [{}]: ",
+                crate::display::time_text(refusal.time),
+                refusal.code_text
+            ),
+            &crate::display::escape_text(&refusal.reason),
+            width,
+        ));
+    }
+    if client.refusals.len() > REFUSALS_SHOWN {
+        out.push(Line::from(format!(
+            "  … and {} older ones in .walwarden/receive.log",
+            client.refusals.len() - REFUSALS_SHOWN
+        )));
     }
     out.push(Line::default());
 }
