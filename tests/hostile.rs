@@ -818,6 +818,45 @@ fn bad_target_times_and_guarded_settings_are_refused_before_anything() {
     }
 }
 
+/// A data directory whose name restore_command cannot carry (a tab) was
+/// refused only at the recovery-config step, after the old data had been
+/// moved aside and the base unpacked. Now the preflight refuses it.
+#[test]
+fn a_data_dir_restore_command_cannot_name_is_refused_before_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("backups");
+    client(&root, named("acme"), 0x12);
+    let pg_bin = fake_pg_bin(tmp.path());
+    let data = tmp.path().join("ma\tin");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("PG_VERSION"), "15\n").unwrap();
+    fs::write(data.join("precious"), "old data").unwrap();
+    let before = listing(tmp.path());
+    let out = run(walwarden(&tmp.path().join("home"))
+        .args(["restore", "acme", "--yes", "--root"])
+        .arg(&root)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--pg-bin")
+        .arg(&pg_bin));
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let error = stderr_line(&out, "error: ");
+    assert!(error.contains("restore_command cannot name it"), "{error}");
+    let changed: Vec<_> = listing(tmp.path())
+        .into_iter()
+        .filter(|(path, fact)| {
+            !path.starts_with(tmp.path().join("home"))
+                && !path.to_string_lossy().ends_with(".walwarden-restore.jsonl")
+                && before.get(path) != Some(fact)
+        })
+        .collect();
+    assert!(changed.is_empty(), "touched {changed:#?}");
+    assert_eq!(
+        fs::read_to_string(data.join("precious")).unwrap(),
+        "old data"
+    );
+}
+
 /// Probe 10, run as an unprivileged user: a mode-000 client folder was CRIT
 /// "no base/ folder", an unreadable segment `corrupt_segment` "copy again".
 #[test]

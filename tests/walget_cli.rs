@@ -143,7 +143,7 @@ fn requests_are_served_ahead_by_one_prefetcher_that_leaves_nothing_when_recovery
         "bounded"
     );
 
-    // What a person (or a wizard, through progress::progress_of) sees.
+    // What a person (or a wizard, through progress::ProgressFollower) sees.
     let status = Command::new(env!("CARGO_BIN_EXE_walwarden"))
         .args(["wal-get", "--status", "--plan"])
         .arg(&s.plan_path)

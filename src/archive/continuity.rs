@@ -211,11 +211,6 @@ pub fn analyse_with(base: &BaseBackup, wal: &WalArchive, request: LineRequest) -
     if wal.unreadable {
         return result;
     }
-    if wal.unreadable {
-        // Nothing known of the WAL: no gaps, no window, no line, rather than
-        // every segment from the base's start reported missing.
-        return result;
-    }
 
     // Resolve names to numbers; `resolved` keeps the archive's (timeline, number) order.
     let mut resolved: Vec<(SegmentId, &SegmentFile)> = Vec::with_capacity(wal.segments.len());

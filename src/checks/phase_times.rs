@@ -94,9 +94,13 @@ pub struct RestoreSizes {
 }
 
 impl RestoreSizes {
-    /// A client's sizes today, from its scan.
-    pub fn of(client: &Client) -> RestoreSizes {
+    /// A client's sizes today, from its scan; `None` when the WAL a restore
+    /// would replay is unknown: wal/ unreadable, or no base backup to start from.
+    pub fn of(client: &Client) -> Option<RestoreSizes> {
         let line = &client.continuity;
+        if client.wal.unreadable || line.needed_from.is_none() {
+            return None;
+        }
         let number = |name: &Option<String>| {
             name.as_deref()
                 .and_then(RawSegmentName::parse)
@@ -107,9 +111,9 @@ impl RestoreSizes {
             (Some(first), Some(last)) if last >= first => last - first + 1,
             _ => 0,
         };
-        RestoreSizes {
+        Some(RestoreSizes {
             base_bytes: client.base.total_bytes(),
             wal_bytes: segments * u64::from(line.segment_size),
-        }
+        })
     }
 }

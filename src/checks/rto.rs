@@ -34,8 +34,9 @@ pub struct RtoEstimate {
     pub drill_at: Option<String>,
     /// That drill's measured time, in seconds.
     pub drill_seconds: Option<f64>,
-    /// Today's sizes the estimate scales by.
-    pub sizes: RestoreSizes,
+    /// Today's sizes the estimate scales by; `None` when the WAL on the line
+    /// is unknown (wal/ unreadable, no base backup to start from).
+    pub sizes: Option<RestoreSizes>,
     /// The sizes that drill restored.
     pub drill_sizes: Option<RestoreSizes>,
     /// The drill's rates: compressed base bytes unpacked, and WAL replayed,
@@ -91,7 +92,7 @@ pub fn seconds_text(seconds: f64) -> String {
 /// successful drill `last` (with phase times and sizes), held to `limit`.
 /// `None` when there is nothing to say: no drill and no `rto`.
 pub fn estimate(
-    sizes: RestoreSizes,
+    sizes: Option<RestoreSizes>,
     last: Option<&DrillRecord>,
     limit: Option<std::time::Duration>,
 ) -> Option<RtoEstimate> {
@@ -111,6 +112,15 @@ pub fn estimate(
     let Some(drill) = last else {
         limit?;
         out.note = Some("no successful drill to estimate from".to_owned());
+        return Some(out);
+    };
+    // Without today's WAL extent any figure would leave out the replay: say so
+    // instead of giving a confident, far too low time.
+    let Some(sizes) = sizes else {
+        out.note = Some(
+            "the WAL a restore would replay is unknown (wal/ unreadable or no base backup)"
+                .to_owned(),
+        );
         return Some(out);
     };
     let phases = &drill.phases;
@@ -228,7 +238,7 @@ mod tests {
 
     #[test]
     fn unchanged_sizes_give_the_drills_phase_total_and_growth_scales_each_part() {
-        let same = estimate(THEN, Some(&drill(THEN)), None).unwrap();
+        let same = estimate(Some(THEN), Some(&drill(THEN)), None).unwrap();
         assert_eq!(same.estimate_seconds, Some(61.0), "1 + 10 + 50");
         assert_eq!(same.fixed_seconds, Some(11.0), "preflight 1 + (50 - 40)");
         assert_eq!(same.unpack_mb_per_s, Some(100.0));
@@ -239,7 +249,12 @@ mod tests {
             base_bytes: 2_000_000_000,
             wal_bytes: 8_000_000_000,
         };
-        let more = estimate(grown, Some(&drill(THEN)), Some(Duration::from_secs(90))).unwrap();
+        let more = estimate(
+            Some(grown),
+            Some(&drill(THEN)),
+            Some(Duration::from_secs(90)),
+        )
+        .unwrap();
         assert_eq!(more.estimate_seconds, Some(11.0 + 20.0 + 80.0));
         assert!(more.exceeded());
         let problem = problem("acme", &more).unwrap();
@@ -251,8 +266,8 @@ mod tests {
 
     #[test]
     fn without_a_drill_an_rto_is_a_problem_and_nothing_is_said_without_one() {
-        assert_eq!(estimate(THEN, None, None), None);
-        let none = estimate(THEN, None, Some(Duration::from_secs(1800))).unwrap();
+        assert_eq!(estimate(Some(THEN), None, None), None);
+        let none = estimate(Some(THEN), None, Some(Duration::from_secs(1800))).unwrap();
         assert!(none.exceeded());
         assert!(
             none.text().starts_with("unknown: no successful drill"),
@@ -268,9 +283,17 @@ mod tests {
 
         let mut old = drill(THEN);
         old.phases = PhaseTimes::default();
-        let old = estimate(THEN, Some(&old), Some(Duration::from_secs(1800))).unwrap();
+        let old = estimate(Some(THEN), Some(&old), Some(Duration::from_secs(1800))).unwrap();
         assert_eq!(old.estimate_seconds, None);
         assert!(old.note.unwrap().contains("predates"));
+
+        let unknown = estimate(None, Some(&drill(THEN)), Some(Duration::from_secs(1800))).unwrap();
+        assert_eq!(unknown.estimate_seconds, None, "no WAL extent, no figure");
+        assert!(
+            unknown.exceeded(),
+            "an rto that cannot be checked is a problem"
+        );
+        assert!(unknown.text().contains("unknown"), "{}", unknown.text());
     }
 
     #[test]
@@ -282,7 +305,7 @@ mod tests {
             segments: 1,
             prefetched: 0,
         });
-        let e = estimate(THEN, Some(&short), None).unwrap();
+        let e = estimate(Some(THEN), Some(&short), None).unwrap();
         assert_eq!(e.estimate_seconds, Some(61.0));
         assert_eq!(e.replay_mb_per_s, None);
         assert!(e.note.unwrap().contains("too short"));

@@ -79,6 +79,11 @@ pub const EXIT_STATUS: &[(Option<&str>, ExitCodes)] = &[
                 "refused, nothing changed",
                 "refused before anything was changed (preflight, bad input, no data directory), or a usage error",
             ),
+            (
+                130,
+                "interrupted",
+                "Ctrl-C: once the restored server ran, it was stopped (fast shutdown) with its wal-get helper; --resume goes on",
+            ),
         ],
     ),
     (
@@ -94,6 +99,11 @@ pub const EXIT_STATUS: &[(Option<&str>, ExitCodes)] = &[
                 3,
                 "could not run",
                 "it could not run (no such client, no client for --next, the history could not be written), or a usage error",
+            ),
+            (
+                130,
+                "interrupted",
+                "Ctrl-C: the restored server was stopped and the scratch folder removed (recorded as failed)",
             ),
         ],
     ),

@@ -49,6 +49,7 @@ impl Driver for Quiet {
         false
     }
     fn step(&mut self, step: StepKind, outcome: Outcome, detail: &str) {
+        super::interrupt::arm_on(step, &outcome, false);
         if !self.json {
             eprintln!(
                 "{} — {outcome:?}: {}",
@@ -59,6 +60,9 @@ impl Driver for Quiet {
     }
     fn command(&mut self, _text: &str) {}
     fn progress(&mut self, _step: StepKind, _text: &str) {}
+    fn interrupted(&mut self) -> bool {
+        super::interrupt::requested()
+    }
 }
 
 pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
@@ -97,6 +101,7 @@ pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
         &mut Quiet { json: args.json },
     )
     .map_err(super::catalog_failure)?;
+    super::interrupt::stops_the_server(false);
     if let Some((history, error)) = not_recorded {
         return Err(error)
             .wrap_err_with(|| format!("cannot record the drill in {}", history.display()));
@@ -119,7 +124,14 @@ pub fn run(args: &DrillArgs, root: &Path) -> Result<i32> {
             println!("phases: {phases}");
         }
     }
-    Ok(if record.success { 0 } else { 1 })
+    Ok(if record.success {
+        0
+    } else if super::interrupt::requested() {
+        // Ctrl-C: the restored server was stopped and the scratch removed.
+        130
+    } else {
+        1
+    })
 }
 
 /// The client whose turn it is, said on stderr with why.

@@ -8,6 +8,7 @@ pub mod demo;
 pub mod docs;
 pub mod drill;
 pub mod failure;
+pub mod interrupt;
 pub mod migrate;
 pub mod receive;
 pub mod restore;

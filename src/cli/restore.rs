@@ -10,7 +10,6 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -33,28 +32,6 @@ const NOT_COMPLETED: i32 = 1;
 const REFUSED: i32 = 3;
 /// Exit code: stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
 const INTERRUPTED: i32 = 130;
-
-/// Set by the SIGINT handler once the restored server runs.
-static CTRL_C: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: nix::libc::c_int) {
-    // Async-signal-safe: one atomic store; the engine reads it.
-    CTRL_C.store(true, Ordering::SeqCst);
-}
-
-/// From now on Ctrl-C asks the engine to stop the server (`true`), or ends
-/// walwarden as it does by default (`false`).
-fn ctrl_c_stops_the_server(armed: bool) {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    let handler = if armed {
-        SigHandler::Handler(on_sigint)
-    } else {
-        SigHandler::SigDfl
-    };
-    let action = SigAction::new(handler, SaFlags::SA_RESTART, SigSet::empty());
-    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-    let _ = unsafe { sigaction(Signal::SIGINT, &action) };
-}
 
 /// How often the CLI prints the replay's progress line.
 const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(5);
@@ -187,9 +164,7 @@ impl Driver for LineDriver {
             step.title(),
             escape_text(detail)
         );
-        if step == StepKind::Start && outcome == Outcome::Done && !self.dry_run {
-            ctrl_c_stops_the_server(true);
-        }
+        super::interrupt::arm_on(step, &outcome, self.dry_run);
     }
 
     fn replay_progress(&mut self, progress: &ReplayProgress) {
@@ -204,7 +179,7 @@ impl Driver for LineDriver {
     }
 
     fn interrupted(&mut self) -> bool {
-        CTRL_C.load(Ordering::SeqCst)
+        super::interrupt::requested()
     }
 
     fn command(&mut self, text: &str) {
@@ -313,7 +288,7 @@ pub fn run(args: &RestoreArgs, root: &Path, config: &Config) -> Result<i32> {
         last_progress_line: None,
     };
     let result = steps::run(&client, &request, &mut driver);
-    ctrl_c_stops_the_server(false);
+    super::interrupt::stops_the_server(false);
     match result {
         Ok(summary) => {
             let times: Vec<String> = summary

@@ -107,7 +107,7 @@ pub fn drill(
         reached_segment: None,
         last_commit: None,
         phases: Default::default(),
-        sizes: Some(crate::checks::rto::RestoreSizes::of(client)),
+        sizes: crate::checks::rto::RestoreSizes::of(client),
     };
     // A drill proves the whole archive: a gap means replay would stop short of its end.
     if let Some(gap) = client.continuity.gaps.first() {

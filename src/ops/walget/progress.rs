@@ -300,16 +300,33 @@ impl ReplayProgress {
     }
 }
 
-/// The replay's progress of the restore whose plan is at `plan_path`
-/// (`plan::plan_path(data_dir)`): what a wizard polls on its tick. A
-/// request log not written yet reads as no progress.
-pub fn progress_of(
-    plan_path: &Path,
-    now: SystemTime,
-) -> Result<ReplayProgress, super::WalGetError> {
-    let plan = WalGetPlan::load(plan_path)?;
-    let records = read(&plan.request_log).unwrap_or_default();
-    Ok(progress(&plan, &records, now))
+/// Follows a restore's replay progress tick by tick: the plan read once,
+/// and only the request log's new lines parsed each time (a long replay's
+/// log grows by a line per segment; re-reading it whole every second would
+/// cost the restore more the further it gets).
+#[derive(Debug)]
+pub struct ProgressFollower {
+    plan: WalGetPlan,
+    tail: Tail,
+    records: Vec<RequestRecord>,
+}
+
+impl ProgressFollower {
+    pub fn open(plan_path: &Path) -> Result<ProgressFollower, super::WalGetError> {
+        let plan = WalGetPlan::load(plan_path)?;
+        let tail = Tail::new(&plan.request_log);
+        Ok(ProgressFollower {
+            plan,
+            tail,
+            records: Vec::new(),
+        })
+    }
+
+    /// The progress at `now`, with what the log gained since the last call.
+    pub fn poll(&mut self, now: SystemTime) -> ReplayProgress {
+        self.records.extend(self.tail.new_records());
+        progress(&self.plan, &self.records, now)
+    }
 }
 
 /// The replay's progress from the plan and its request log, at `now`.
@@ -372,6 +389,48 @@ mod tests {
             bytes,
             ..RequestRecord::new(file, outcome)
         }
+    }
+
+    #[test]
+    fn the_follower_reads_each_line_of_the_log_once_and_sees_it_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = three_timelines(dir.path());
+        let plan_path = dir.path().join("data.walwarden-wal-get.json");
+        plan.write(&plan_path, None).unwrap();
+        let mut follower = ProgressFollower::open(&plan_path).unwrap();
+        let now = UNIX_EPOCH + Duration::from_millis(5_000);
+        let before = follower.poll(now);
+        assert_eq!((before.replayed, before.position), (0, None), "no log yet");
+        let seg = u64::from(plan.segment_size);
+        for (at, name) in [
+            (1_000, "000000010000000000000003"),
+            (1_100, "000000010000000000000004"),
+        ] {
+            append(
+                &plan.request_log,
+                &record(at, name, RequestOutcome::Spool, seg),
+            )
+            .unwrap();
+        }
+        assert_eq!(follower.poll(now).replayed, 2);
+        assert_eq!(follower.poll(now).replayed, 2, "nothing read twice");
+        append(
+            &plan.request_log,
+            &record(
+                1_200,
+                "000000010000000000000005",
+                RequestOutcome::Spool,
+                seg,
+            ),
+        )
+        .unwrap();
+        let after = follower.poll(now);
+        assert_eq!(after.replayed, 3);
+        assert_eq!(after.position.as_deref(), Some("000000010000000000000005"));
+        assert_eq!(
+            after,
+            progress(&plan, &read(&plan.request_log).unwrap(), now)
+        );
     }
 
     #[test]

@@ -206,8 +206,11 @@ fn fix(file: &str, code: RefusalCode) -> String {
             "a file was renamed or copied under the wrong name: find the real {file} and restore \
              again; {without}"
         ),
-        RefusalCode::ArchivePermission => "give the archive to the PostgreSQL OS user (chown -R \
-             postgres:postgres WAL_DIR; chmod 700 WAL_DIR; chmod 600 WAL_DIR/*) and restore again"
+        RefusalCode::ArchivePermission => "let the PostgreSQL OS user read the client's folder \
+             through a group only it is in (chgrp -R GROUP CLIENT_DIR; chmod -R g+rX CLIENT_DIR; \
+             chmod g+s CLIENT_DIR/base CLIENT_DIR/wal) and restore again; never chown the folder \
+             away from the client's own user (its archive_command writes as that user) and never \
+             o+r (that opens one client's WAL to every other client's user)"
             .to_owned(),
         RefusalCode::DiskFull => {
             "free space on the data directory's file system (df -h DATA) and restore again"

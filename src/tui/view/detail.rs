@@ -408,11 +408,19 @@ fn archive(report: &ClientReport, client: &Client, app: &App, out: &mut Vec<Line
     };
     out.push(Line::from(drill));
     if let Some(rto) = &report.rto {
+        let sizes = rto
+            .sizes
+            .map(|sizes| {
+                format!(
+                    " for {} of base backup and {} of WAL",
+                    human_bytes(sizes.base_bytes),
+                    human_bytes(sizes.wal_bytes)
+                )
+            })
+            .unwrap_or_default();
         out.push(Line::from(format!(
-            "  estimated restore time {} for {} of base backup and {} of WAL",
-            rto.text(),
-            human_bytes(rto.sizes.base_bytes),
-            human_bytes(rto.sizes.wal_bytes)
+            "  estimated restore time {}{sizes}",
+            rto.text()
         )));
     }
     out.push(Line::default());

@@ -20,6 +20,9 @@ use crate::ops::restore::service::{
 };
 use crate::ops::walget::{self, progress};
 
+/// How long a failed restore waits for its server to finish exiting.
+const DYING_SERVER_GRACE: Duration = Duration::from_secs(10);
+
 impl Runner<'_> {
     /// Writes the preflight's plan for the helper (the recovery-config step).
     pub(super) fn write_helper_plan(&mut self, checked: &Checked) -> Result<(), StepFailure> {
@@ -70,7 +73,10 @@ impl Runner<'_> {
     }
 
     /// Ends the helper after the restore, however it ended; see the module doc.
-    pub(super) fn end_helper(&mut self) {
+    /// After a failure the server may be on its way down (a FATAL in the
+    /// startup process is logged before the postmaster exits): it gets a
+    /// moment to go before it counts as still recovering.
+    pub(super) fn end_helper(&mut self, failed: bool) {
         let Some(path) = self.plan_path.clone() else {
             return;
         };
@@ -78,6 +84,9 @@ impl Runner<'_> {
             return;
         }
         let data = &self.request.data_dir;
+        if failed && postmaster_alive(data) {
+            wait_for_pid_file_gone(&data.join("postmaster.pid"), DYING_SERVER_GRACE);
+        }
         if postmaster_alive(data) && walget::plan::recovery_in_progress(data) {
             let stats = walget::plan::WalGetPlan::load(&path)
                 .ok()

@@ -241,7 +241,7 @@ pub fn run(
     let result = runner.all();
     // Whatever ended the restore: no prefetcher or spool outlives it, unless
     // the server it serves is still recovering.
-    runner.end_helper();
+    runner.end_helper(result.is_err());
     runner.summary.phases = runner.clock.times();
     result?;
     Ok(summary)

@@ -143,6 +143,14 @@ impl Runner<'_> {
         }
         self.check_helper_runnable(&user, &request.helper_exe)?;
         let helper_plan = helper_plan(client, &line, &request.data_dir)?;
+        // The restore_command line is written after the data directory is
+        // cleared: a path it cannot quote (control characters, not UTF-8)
+        // is refused now, before anything is touched.
+        crate::ops::walget::plan::restore_command(
+            &request.helper_exe,
+            &crate::ops::walget::plan::plan_path(&request.data_dir),
+        )
+        .map_err(|e| RestoreError::Preflight(PreflightRefusal::HelperPlan(e)))?;
         let compressed = client.wal.segments.iter().any(|s| s.compressed);
         let plain = client.wal.segments.iter().any(|s| !s.compressed);
         let layout = match (compressed, plain) {

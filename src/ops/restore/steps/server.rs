@@ -15,7 +15,7 @@ use crate::ops::restore::recovery_conf::TargetTime;
 use crate::ops::restore::replay::ReplayTracker;
 use crate::ops::restore::replay::Verdict;
 use crate::ops::restore::service::{ServiceControl, shell};
-use crate::ops::walget::progress::progress_of;
+use crate::ops::walget::progress::ProgressFollower;
 
 /// How often the helper's progress is read while replay runs.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -67,6 +67,7 @@ impl Runner<'_> {
         let mut offset = self.log_offset;
         let mut partial = String::new();
         let mut progress_read = Instant::now();
+        let mut follower: Option<ProgressFollower> = None;
         let outcome = loop {
             if let Ok(mut file) = fs::File::open(&checked.log) {
                 let _ = file.seek(SeekFrom::Start(offset));
@@ -105,13 +106,17 @@ impl Runner<'_> {
             if self.driver.interrupted() {
                 return Err(self.stop_for_interrupt(checked, StepKind::FollowLog));
             }
-            if progress_read.elapsed() >= PROGRESS_EVERY
-                && let Some(plan) = &self.plan_path
-            {
+            if progress_read.elapsed() >= PROGRESS_EVERY {
                 progress_read = Instant::now();
+                if follower.is_none()
+                    && let Some(plan) = &self.plan_path
+                {
+                    follower = ProgressFollower::open(plan).ok();
+                }
                 // The helper's request log: segments handed over against the
                 // line's end, the rate, the time left.
-                if let Ok(progress) = progress_of(plan, SystemTime::now()) {
+                if let Some(follower) = &mut follower {
+                    let progress = follower.poll(SystemTime::now());
                     self.driver.replay_progress(&progress);
                 }
             }
