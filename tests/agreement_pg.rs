@@ -478,10 +478,11 @@ fn a_branch_is_restored_only_on_purpose_and_a_timeline_off_the_line_is_refused()
 
 /// Issue 14's estimate against the clock: after one drill, `check` estimates
 /// a restore of the unchanged archive from that drill's phase times, and the
-/// next drill measures it. Stated tolerance: within half the measured time or
-/// 5 s, whichever is larger (a drill here is a few seconds of PostgreSQL
-/// start-up on a shared machine; the model's scaling is unit-tested in
-/// checks::rto). An `rto` below the estimate raises `rto_exceeded`, and the
+/// next drill measures it. Stated tolerance: within a factor of 2 either way,
+/// or 5 s (a drill here is a few seconds of PostgreSQL start-up on a shared
+/// machine whose load changes between two drills; measured here: 5.5 s
+/// estimated for 6.0 s, 7.2 s for 8.9 s; the model's scaling is unit-tested
+/// in checks::rto). An `rto` below the estimate raises `rto_exceeded`, and the
 /// estimate and the drill's time are exported as metrics.
 #[test]
 fn the_restore_time_estimate_matches_the_next_drill() {
@@ -529,14 +530,15 @@ fn the_restore_time_estimate_matches_the_next_drill() {
         let (code, second, out) = drill(&archive, &home);
         assert_eq!(code, 0, "{shape:?}: second drill\n{}", text(&out));
         let measured = second["seconds"].as_f64().expect("the drill's seconds");
-        let tolerance = (measured * 0.5).max(5.0);
+        let within = (estimate - measured).abs() <= 5.0
+            || (estimate >= measured / 2.0 && estimate <= measured * 2.0);
         eprintln!(
             "{shape:?}: estimate {estimate:.2} s, next drill {measured:.2} s (first {:.2} s)",
             first["seconds"].as_f64().unwrap_or(f64::NAN)
         );
         assert!(
-            (estimate - measured).abs() <= tolerance,
-            "{shape:?}: estimate {estimate:.2} s vs measured {measured:.2} s (tolerance {tolerance:.2} s)\nfirst: {first:#}\nsecond: {second:#}"
+            within,
+            "{shape:?}: estimate {estimate:.2} s vs measured {measured:.2} s (tolerance: a factor of 2 either way, or 5 s)\nfirst: {first:#}\nsecond: {second:#}"
         );
 
         let metrics = walwarden(&["check", "--root", root, "--format", "prometheus"], &home);
