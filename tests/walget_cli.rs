@@ -293,3 +293,88 @@ fn finish_stops_a_prefetcher_that_outlives_its_restore() {
     assert_eq!(stats.prefetcher_stops, vec!["asked to stop".to_owned()]);
     assert_eq!(stats.segments, 1);
 }
+
+/// `finish` runs as root on names the PostgreSQL user can change. Here the
+/// spool is swapped for a link to the client's `wal/` folder and the plan
+/// file is rewritten to name that folder as the spool and a base backup as
+/// the request log, while a prefetcher runs: the archive keeps every file,
+/// the prefetcher is stopped all the same, and what is really the
+/// restore's (the request log, the plan) is removed. A link planted into
+/// the protected backup root is refused by the guard and left; one pointing
+/// elsewhere loses its name and nothing else.
+#[test]
+fn finish_removes_nothing_a_planted_link_or_a_rewritten_plan_points_at() {
+    use walwarden::ops::walget::finish::finish;
+    let s = setup(30);
+    let root = s._tmp.path().to_path_buf();
+    let client = root.join("client1");
+    let base = client.join("base/20240101T000000/base.tar.gz");
+    fs::create_dir_all(base.parent().unwrap()).unwrap();
+    fs::write(&base, b"base backup").unwrap();
+    let archived: Vec<PathBuf> = fs::read_dir(&s.plan.archive_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(archived.len(), 29);
+    let intact = || {
+        for file in &archived {
+            assert!(file.exists(), "{} was removed", file.display());
+        }
+        assert_eq!(fs::read(&base).unwrap(), b"base backup");
+    };
+    let plant_link = || {
+        std::os::unix::fs::symlink(&s.plan.archive_dir, &s.plan.spool_dir).unwrap();
+        let mut rewritten = s.plan.clone();
+        rewritten.spool_dir = s.plan.archive_dir.clone();
+        rewritten.request_log = base.clone();
+        fs::write(&s.plan_path, serde_json::to_vec(&rewritten).unwrap()).unwrap();
+    };
+
+    assert_eq!(ask(&s, &name(&s, 2)).status.code(), Some(0));
+    assert!(wait_until(Duration::from_secs(10), || prefetchers(&s)
+        .len()
+        == 1));
+    let pid = prefetchers(&s)[0].0;
+    fs::rename(&s.plan.spool_dir, root.join("old-spool")).unwrap();
+    plant_link();
+    // The prefetcher, asked to stop, may unlink the link itself first.
+    let stats = finish(&s.plan_path);
+    assert!(
+        wait_until(Duration::from_secs(5), || !walget_support::is_alive(pid)),
+        "the prefetcher ended ({stats:?})"
+    );
+    intact();
+    assert!(!s.plan.request_log.exists() && !s.plan_path.exists());
+
+    // The client's folder stands for the backup root the restore protects.
+    walwarden::store::guard::protect(&client);
+    let _ = fs::remove_file(&s.plan.spool_dir);
+    plant_link();
+    let refused = finish(&s.plan_path).unwrap_err().to_string();
+    assert!(
+        refused.contains("the wal-get spool") && refused.contains("inside the backup root"),
+        "{refused}"
+    );
+    intact();
+    assert!(
+        fs::symlink_metadata(&s.plan.spool_dir)
+            .unwrap()
+            .is_symlink()
+    );
+    assert!(!s.plan_path.exists());
+
+    // Outside the backup root the link loses its name and nothing else.
+    let data = root.join("other/main");
+    let folder = root.join("elsewhere");
+    fs::create_dir_all(data.parent().unwrap()).unwrap();
+    fs::create_dir(&folder).unwrap();
+    fs::write(folder.join("keep"), b"kept").unwrap();
+    let spool = walwarden::ops::walget::plan::spool_path(&data);
+    std::os::unix::fs::symlink(&folder, &spool).unwrap();
+    let plan = plan_path(&data);
+    fs::write(&plan, b"{}").unwrap();
+    finish(&plan).unwrap();
+    assert!(fs::symlink_metadata(&spool).is_err());
+    assert_eq!(fs::read(folder.join("keep")).unwrap(), b"kept");
+    assert!(!plan.exists());
+}

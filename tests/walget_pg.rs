@@ -184,13 +184,32 @@ fn run_ok(command: &mut Command, what: &str) {
 /// `extra` settings; the server is started (pg_ctl -w returns once it
 /// accepts read-only connections or has promoted).
 fn restore(ext: &Extended, fetcher: Fetcher, extra: &str) -> Restored {
-    let backup = &ext.backup;
+    let source = Source {
+        base_dir: ext.backup.base_dir(),
+        wal_dir: ext.backup.wal_dir(),
+        root: ext.backup.root.clone(),
+        client: "client1".to_owned(),
+        bin: ext.bin.clone(),
+    };
+    restore_from(&source, fetcher, extra)
+}
+
+/// Where a restore takes its base backup and archive from.
+struct Source {
+    base_dir: PathBuf,
+    wal_dir: PathBuf,
+    root: PathBuf,
+    client: String,
+    bin: PathBuf,
+}
+
+fn restore_from(source: &Source, fetcher: Fetcher, extra: &str) -> Restored {
     let tmp = support::pg_tempdir("walwarden-walget-");
     let data = tmp.path().join("data");
     let restored = Restored {
         log: tmp.path().join("server.log"),
         port: support::pick_port(),
-        bin: ext.bin.clone(),
+        bin: source.bin.clone(),
         plan_path: plan::plan_path(&data),
         data: data.clone(),
         tmp,
@@ -202,7 +221,7 @@ fn restore(ext: &Extended, fetcher: Fetcher, extra: &str) -> Restored {
     run_ok(
         Command::new("tar")
             .arg("xzf")
-            .arg(backup.base_dir().join("base.tar.gz"))
+            .arg(source.base_dir.join("base.tar.gz"))
             .arg("-C")
             .arg(&data),
         "tar xzf base.tar.gz",
@@ -210,21 +229,21 @@ fn restore(ext: &Extended, fetcher: Fetcher, extra: &str) -> Restored {
     run_ok(
         Command::new("tar")
             .arg("xzf")
-            .arg(backup.base_dir().join("pg_wal.tar.gz"))
+            .arg(source.base_dir.join("pg_wal.tar.gz"))
             .arg("-C")
             .arg(data.join("pg_wal")),
         "tar xzf pg_wal.tar.gz",
     );
     let command = match fetcher {
         Fetcher::Gunzip => {
-            recovery_conf::restore_command(&backup.wal_dir(), ArchiveLayout::Compressed)
+            recovery_conf::restore_command(&source.wal_dir, ArchiveLayout::Compressed)
         }
         Fetcher::WalGet => {
-            let catalog = scan(&backup.root, &ScanOptions::default()).unwrap();
+            let catalog = scan(&source.root, &ScanOptions::default()).unwrap();
             let client = catalog
                 .clients
                 .iter()
-                .find(|c| c.name == "client1")
+                .find(|c| c.name == source.client)
                 .unwrap();
             let parts = PlanParts::from_client(client, &data).unwrap();
             let wal_get = WalGetPlan::new(parts, &PlanOptions::default()).unwrap();
@@ -257,7 +276,7 @@ fn restore(ext: &Extended, fetcher: Fetcher, extra: &str) -> Restored {
         "touch recovery.signal",
     );
     run_ok(
-        support::pg::pg_command(&ext.bin, "pg_ctl")
+        support::pg::pg_command(&source.bin, "pg_ctl")
             .arg("-D")
             .arg(&data)
             .arg("-l")
@@ -447,4 +466,43 @@ fn nothing_is_left_after_the_postmaster_is_killed_mid_replay() {
         }
     }
     let _ = fs::remove_file(restored.data.join("postmaster.pid"));
+}
+
+/// The corpus's `pitr_missing_switch`: timeline 2's switch segment is not in
+/// the archive, so PostgreSQL asks for timeline 1's file of that number,
+/// which `gunzip -c` hands over and PostgreSQL replays, bringing back the
+/// rows the PITR cut off (`cut_by_pitr`). The helper answers it as the gap
+/// and the replay ends before the abandoned tail.
+#[test]
+fn a_missing_switch_segment_is_a_gap_not_the_parents_abandoned_tail() {
+    let archive = support::corpus::corpus(support::corpus::Shape::PitrMissingSwitch);
+    let source = Source {
+        base_dir: archive.base_dir(),
+        wal_dir: archive.wal_dir(),
+        root: archive.root.clone(),
+        client: archive.client.clone(),
+        bin: support::require_pg_bin(15),
+    };
+    let missing = archive.facts.oddity.missing_switch_segment.clone().unwrap();
+    let tail = format!("00000001{}", &missing[8..]);
+    let restored = restore_from(&source, Fetcher::WalGet, "");
+    restored.wait_promoted();
+    let log = restored.log_text();
+    assert!(
+        log.contains(&format!("walwarden wal-get: missing {missing} (wal-gap)")),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "walwarden wal-get: missing {tail} (wal-gap): timeline 1 ends at"
+        )),
+        "{log}"
+    );
+    assert!(
+        !log.contains(&format!("restored log file \"{tail}\"")),
+        "{log}"
+    );
+    let batches = restored.psql("select string_agg(distinct batch, ',') from fleet");
+    assert!(!batches.contains("cut_by_pitr"), "{batches}\n{log}");
+    restored.assert_nothing_left("after the gap ended the replay");
 }

@@ -7,7 +7,9 @@
 //! this segment size and this database system, whose page address is the
 //! segment's. The header's timeline may be an ancestor of the name's on the
 //! restore's line (the first segment of a timeline that began mid-segment
-//! carries the parent's). A header that already condemns the file stops the
+//! carries the parent's), but a parent's file from the segment of its switch
+//! to the next timeline on is never served: it holds the tail the switch
+//! abandoned. A header that already condemns the file stops the
 //! copy at once. A refused file is removed: PostgreSQL never sees it.
 //! `.history` files must parse as timeline history.
 
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use super::plan::WalGetPlan;
 use crate::archive::wal::{
-    LONG_HEADER_LEN, LongPageHeader, SegmentId, Timeline, parse_timeline_history,
+    LONG_HEADER_LEN, LongPageHeader, Lsn, SegmentId, Timeline, parse_timeline_history,
 };
 use crate::checks::integrity::{ReadFailure, SegmentCheck, SegmentVerdict};
 use crate::pg::pglog::walget_line::RefusalCode;
@@ -35,6 +37,9 @@ pub enum FetchError {
     NotInArchive,
     /// The file is there but must not be used, or could not be served.
     Refused { code: RefusalCode, reason: String },
+    /// A parent timeline's file from its switch segment on, never looked up:
+    /// see [`WalGetPlan::abandoned_tail`].
+    AbandonedTail { switch: Lsn },
 }
 
 impl FetchError {
@@ -150,6 +155,11 @@ pub fn fetch_segment_file(
     name: &str,
     dest: &Path,
 ) -> Result<(Fetched, File), FetchError> {
+    // Whatever asks (the helper, the prefetcher), the tail a switch abandoned
+    // is never handed over, however well it verifies.
+    if let Some(switch) = plan.abandoned_tail(id) {
+        return Err(FetchError::AbandonedTail { switch });
+    }
     let source = open_source(&plan.archive_dir, name)?;
     let archived = source.size;
     let shown = source
@@ -394,7 +404,7 @@ mod tests {
             SEG as u64
         );
         assert_eq!(
-            fetch(&c, "000000010000000000000009"),
+            fetch(&c, "000000010000000000000007"),
             Err(FetchError::NotInArchive)
         );
     }

@@ -8,43 +8,90 @@
 //! PostgreSQL user may not write, a prefetcher still waiting out its idle
 //! timeout (asked to stop with SIGTERM, found by its command line, which
 //! names this plan).
+//!
+//! This runs as root on names the PostgreSQL user can change (the spool and
+//! request log are theirs, the folder beside the data directory usually
+//! is), so it trusts none of them: the spool and the request log are the
+//! names the plan's own name implies (`<data>.walwarden-spool`,
+//! `<data>.walwarden-wal-get.jsonl`), never what the plan file says now;
+//! every removal goes through the store's guard, so nothing inside the
+//! backup root is removed whatever a link points at; and no removal
+//! follows a link ([`Spool::remove`], `unlink`). A refusal is reported
+//! once the rest is done, the prefetcher stopped first either way.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::WalGetError;
-use super::plan::WalGetPlan;
+use super::plan::{plan_path, request_log_path, spool_path};
 use super::progress::{self, ReplayStats};
 use super::spool::Spool;
+use crate::store::guard;
 
 /// How long a prefetcher gets to notice the end of recovery by itself.
 const GRACE: Duration = Duration::from_secs(3);
 
+/// What the plan file's name ends with after the data directory's.
+const PLAN_SUFFIX: &str = ".walwarden-wal-get.json";
+
 /// Stops what still runs for the plan at `plan_path`, removes its spool,
-/// request log and plan file, and returns the replay's totals.
+/// request log and plan file, and returns the replay's totals. The plan
+/// must be named `<data>.walwarden-wal-get.json` (as [`plan_path`] names
+/// it): the other paths are derived from that name, not read from the file.
 pub fn finish(plan_path: &Path) -> Result<ReplayStats, WalGetError> {
-    let plan = WalGetPlan::load(plan_path)?;
-    stop_prefetcher(plan_path);
-    let spool = Spool::new(&plan.spool_dir);
-    spool.remove().map_err(|source| WalGetError::Write {
-        path: plan.spool_dir.clone(),
-        source,
+    let data_dir = data_dir_of(plan_path).ok_or_else(|| WalGetError::PlanInvalid {
+        path: plan_path.to_owned(),
+        reason: format!(
+            "not named <data>{PLAN_SUFFIX}: the spool and request log to remove are found from that name"
+        ),
     })?;
-    let stats = progress::read(&plan.request_log)
+    stop_prefetcher(plan_path);
+    let spool_dir = spool_path(&data_dir);
+    let request_log = request_log_path(&data_dir);
+    let stats = progress::read(&request_log)
         .map(|records| progress::summarize(&records))
         .unwrap_or_default();
-    for path in [&plan.request_log, &plan_path.to_path_buf()] {
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(WalGetError::Write {
-                    path: path.clone(),
-                    source: e,
-                });
-            }
-            _ => {}
-        }
+    let spool = Spool::new(&spool_dir);
+    let removals = [
+        remove(&spool_dir, "the wal-get spool", || spool.remove()),
+        remove(&request_log, "the wal-get request log", || {
+            unlink(&request_log)
+        }),
+        remove(plan_path, "the wal-get plan", || unlink(plan_path)),
+    ];
+    match removals.into_iter().find_map(Result::err) {
+        Some(error) => Err(error),
+        None => Ok(stats),
     }
-    Ok(stats)
+}
+
+/// The data directory whose plan `plan_path` is, when it is named as one.
+fn data_dir_of(plan: &Path) -> Option<PathBuf> {
+    let name = plan.file_name()?.to_str()?;
+    let data = name.strip_suffix(PLAN_SUFFIX).filter(|d| !d.is_empty())?;
+    let data_dir = plan.with_file_name(data);
+    (plan_path(&data_dir) == plan).then_some(data_dir)
+}
+
+/// Runs `removal` on `path` once the guard lets it (`what` names it in a refusal).
+fn remove(
+    path: &Path,
+    what: &str,
+    removal: impl FnOnce() -> std::io::Result<()>,
+) -> Result<(), WalGetError> {
+    guard::check_write(path, what)?;
+    removal().map_err(|source| WalGetError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Removes the name `path` (a link itself, never its target); a missing one is fine.
+fn unlink(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
 }
 
 fn stop_prefetcher(plan_path: &Path) {

@@ -60,6 +60,9 @@ pub enum WalGetError {
     NoSystemIdentifier,
     #[error("the restore line is empty: no timeline to follow")]
     EmptyLine,
+    /// A removal the store's guard refused: it would reach into the archive.
+    #[error(transparent)]
+    Archive(#[from] crate::store::guard::GuardError),
     #[error("cannot start the prefetcher: {0}")]
     Spawn(std::io::Error),
 }

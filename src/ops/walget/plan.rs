@@ -318,6 +318,22 @@ impl WalGetPlan {
         }
     }
 
+    /// The switch point past which `id`'s file holds a timeline's abandoned
+    /// tail: `id` is on a timeline of the line that is not its last, at or
+    /// after the segment holding the switch to the next one
+    /// (XLByteToSeg(switch point)). PostgreSQL asks for such a file when the
+    /// child's file of that number is missing (XLogFileReadAnyTLI tries each
+    /// timeline of the history, newest first, skipping only those that begin
+    /// after the segment) and would replay what the switch abandoned; the
+    /// line's file for that number is the child's.
+    pub fn abandoned_tail(&self, id: SegmentId) -> Option<Lsn> {
+        self.line
+            .windows(2)
+            .find(|pair| pair[0].timeline == id.timeline.0)
+            .map(|pair| pair[1].begin)
+            .filter(|switch| id.segment >= switch.segment(self.segment_size))
+    }
+
     /// Recovery is under way while one of its signal files is in the data
     /// directory (PostgreSQL removes recovery.signal when it promotes; 10 and
     /// 11 rename recovery.conf to recovery.done).
@@ -326,10 +342,13 @@ impl WalGetPlan {
     }
 
     /// Writes the plan file (readable by everyone: it holds no secret),
-    /// an empty spool folder and an empty request log, all three given to
-    /// `owner` (the PostgreSQL user, when walwarden runs as root). A spool
-    /// left by an earlier restore is emptied: its files were verified
-    /// against another plan.
+    /// an empty spool folder and an empty request log, the last two given to
+    /// `owner` (the PostgreSQL user, when walwarden runs as root): the helper
+    /// writes those and only reads the plan, which stays its writer's (a
+    /// plan the PostgreSQL user could rewrite would tell root what to
+    /// remove; `finish` does not read it for that either). A spool left by
+    /// an earlier restore is emptied: its files were verified against
+    /// another plan.
     pub fn write(&self, path: &Path, owner: Option<(u32, u32)>) -> Result<(), WalGetError> {
         let write_err = |path: &Path| {
             let path = path.to_owned();
@@ -354,7 +373,7 @@ impl WalGetPlan {
             .open(&self.request_log)
             .map_err(write_err(&self.request_log))?;
         if let Some((uid, gid)) = owner {
-            for path in [path, &self.spool_dir, &self.request_log] {
+            for path in [&self.spool_dir, &self.request_log] {
                 std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(write_err(path))?;
             }
         }
@@ -502,6 +521,33 @@ pub(crate) mod tests {
         assert!(!plan.header_timeline_fits(Timeline(1), Timeline(2)));
         assert!(plan.header_timeline_fits(Timeline(9), Timeline(4)));
         assert!(!plan.header_timeline_fits(Timeline(4), Timeline(9)));
+    }
+
+    #[test]
+    fn a_parents_file_from_the_switch_segment_on_is_its_abandoned_tail() {
+        let plan = three_timelines(Path::new("/srv"));
+        let tail = |tli, segno| {
+            plan.abandoned_tail(SegmentId {
+                timeline: Timeline(tli),
+                segment: SegmentNo(segno),
+            })
+        };
+        // Timeline 1 left mid-segment 8, timeline 2 on the boundary of C.
+        assert_eq!(tail(1, 7), None);
+        assert_eq!(tail(1, 8), Some(Lsn(0x0880_0000)));
+        assert_eq!(tail(1, 9), Some(Lsn(0x0880_0000)));
+        assert_eq!(tail(1, 0xC), Some(Lsn(0x0880_0000)));
+        assert_eq!(tail(2, 8), None);
+        assert_eq!(tail(2, 0xB), None);
+        assert_eq!(tail(2, 0xC), Some(Lsn(0x0C00_0000)));
+        // The line's last timeline and timelines off the line have no tail here.
+        assert_eq!(tail(3, 0x40), None);
+        assert_eq!(tail(4, 0x9), None);
+        // The file the line expects is never a tail.
+        for segno in 3..0x20 {
+            let id = plan.expected(SegmentNo(segno));
+            assert_eq!(plan.abandoned_tail(id), None, "{segno:X}");
+        }
     }
 
     #[test]

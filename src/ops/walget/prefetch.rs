@@ -379,7 +379,7 @@ impl<'a> Prefetcher<'a> {
                         self.absent.insert(name, now + ABSENT_RETRY);
                     }
                     // The helper fetches it again itself and says why it refuses.
-                    Err(FetchError::Refused { .. }) => {
+                    Err(FetchError::Refused { .. } | FetchError::AbandonedTail { .. }) => {
                         self.refused.insert(name);
                     }
                 }

@@ -6,8 +6,10 @@
 //! recovery runs starts the prefetcher. A miss is silent when it is the
 //! normal end of the archive (a segment after the line's last, a segment of
 //! a timeline PostgreSQL merely probes, a `.history` probe); a segment the
-//! line needs that is absent is a gap and says so. Every answer is recorded
-//! in the request log.
+//! line needs that is absent is a gap and says so, and so is a parent
+//! timeline's file of a number past its switch, which would stand in for
+//! the child's missing one with the tail the switch abandoned. Every answer
+//! is recorded in the request log.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use super::fetch::{self, FetchError, Fetched};
 use super::plan::WalGetPlan;
 use super::progress::{self, RequestOutcome, RequestRecord};
 use super::spool::Spool;
-use crate::archive::wal::{SegmentId, WalFileKind};
+use crate::archive::wal::{Lsn, SegmentId, SegmentNo, WalFileKind};
 use crate::pg::pglog::walget_line::{RefusalCode, WalGetLine};
 
 /// How long a request waits for the prefetcher to finish the very file it
@@ -156,6 +158,9 @@ fn answer(
 }
 
 fn segment(plan: &WalGetPlan, spool: &Spool, id: SegmentId, file: &str, dest: &Path) -> Answer {
+    if let Some(switch) = plan.abandoned_tail(id) {
+        return abandoned(plan, id, switch);
+    }
     let deadline = Instant::now() + IN_FLIGHT_WAIT;
     loop {
         match spool.take(file, dest) {
@@ -185,6 +190,7 @@ fn segment(plan: &WalGetPlan, spool: &Spool, id: SegmentId, file: &str, dest: &P
                 plan.last_segment.as_deref().unwrap_or("a later segment")
             ),
         },
+        Err(FetchError::AbandonedTail { switch }) => abandoned(plan, id, switch),
         result => answered(result, file),
     }
 }
@@ -193,9 +199,35 @@ fn segment(plan: &WalGetPlan, spool: &Spool, id: SegmentId, file: &str, dest: &P
 /// expected timeline for its number, from the base backup's start up to
 /// the line's last segment.
 fn is_gap(plan: &WalGetPlan, id: SegmentId) -> bool {
-    plan.expected(id.segment) == id
-        && plan.first().is_none_or(|f| id.segment >= f)
-        && plan.last().is_some_and(|l| id.segment <= l)
+    plan.expected(id.segment) == id && in_line(plan, id.segment)
+}
+
+fn in_line(plan: &WalGetPlan, segment: SegmentNo) -> bool {
+    plan.first().is_none_or(|f| segment >= f) && plan.last().is_some_and(|l| segment <= l)
+}
+
+/// A parent's file from its switch segment on (PostgreSQL asks for it when
+/// the child's file of that number is missing): never handed over, whether
+/// the archive has it or not. Inside the line it is answered as the gap it
+/// would paper over, with the line's usual `missing ... (wal-gap)`: the
+/// child's file is what is missing, the log follower already stops the
+/// replay's story there, and no new code is needed for a file that is not
+/// itself at fault. Past the line's end it is the usual silent miss.
+fn abandoned(plan: &WalGetPlan, id: SegmentId, switch: Lsn) -> Answer {
+    let next = plan
+        .line
+        .iter()
+        .find(|t| t.timeline > id.timeline.0)
+        .map_or(0, |t| t.timeline);
+    Answer::NotFound {
+        gap: in_line(plan, id.segment),
+        reason: format!(
+            "timeline {} ends at {switch} on the restore's line, so its file of this number holds \
+             what the switch to timeline {next} abandoned and is never replayed; the line needs {}",
+            id.timeline.0,
+            plan.file_name(plan.expected(id.segment))
+        ),
+    }
 }
 
 fn other(plan: &WalGetPlan, file: &str, dest: &Path) -> Answer {
@@ -213,6 +245,11 @@ fn answered(result: Result<Fetched, FetchError>, file: &str) -> Answer {
             reason: format!("{file} is not in the archive"),
         },
         Err(FetchError::Refused { code, reason }) => Answer::Refused { code, reason },
+        // Only segments have a tail, and `segment` answers for those.
+        Err(FetchError::AbandonedTail { switch }) => Answer::NotFound {
+            gap: false,
+            reason: format!("{file} lies past its timeline's switch at {switch}"),
+        },
     }
 }
 
@@ -241,8 +278,16 @@ mod tests {
             line.contains("missing 000000020000000000000009 (wal-gap)"),
             "{line}"
         );
-        // The parent's file of that number is only a fallback PostgreSQL probes.
-        assert!(ask("000000010000000000000009").log_line("x").is_none());
+        // The parent's file of that number, past its switch, is no stand-in:
+        // the same gap.
+        let tail = ask("000000010000000000000009");
+        let line = tail.log_line("000000010000000000000009").unwrap();
+        assert!(
+            line.contains(
+                "missing 000000010000000000000009 (wal-gap): timeline 1 ends at 0/8800000"
+            ),
+            "{line}"
+        );
         // After the line's end, history probes, before the backup: silent.
         for quiet in [
             "000000030000000000000011",
@@ -278,7 +323,7 @@ mod tests {
         assert_eq!(
             outcomes,
             [
-                Gap, NotFound, NotFound, NotFound, NotFound, Archive, Archive, Archive
+                Gap, Gap, NotFound, NotFound, NotFound, Archive, Archive, Archive
             ]
         );
         assert!(records.iter().all(|r| r.cpu_us > 0 || r.max_rss_kb > 0));
@@ -314,5 +359,57 @@ mod tests {
         );
         assert!(!line.contains('\n'));
         assert!(!dest.exists(), "nothing is left for PostgreSQL to read");
+    }
+
+    /// Timeline 1 left for timeline 2 mid-segment 8 (0/8800000). When
+    /// timeline 2's 8 is missing PostgreSQL asks for timeline 1's 8, which
+    /// verifies (a good segment of this system, named right) but holds what
+    /// the switch abandoned: refused as the gap, never spooled; timeline
+    /// 1's 7 and timeline 2's 8 are served.
+    #[test]
+    fn a_parents_file_past_its_switch_is_refused_as_the_gap_it_would_hide() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = three_timelines(dir.path());
+        std::fs::create_dir_all(&plan.archive_dir).unwrap();
+        std::fs::create_dir_all(&plan.data_dir).unwrap();
+        let cluster = Cluster::new(plan.system_identifier, SEG);
+        for (tli, segno) in [(1, 7), (1, 8), (1, 9), (2, 8)] {
+            cluster
+                .archive_segment(&plan.archive_dir, cluster.id(tli, segno), None)
+                .unwrap();
+        }
+        let dest = plan.data_dir.join("RECOVERYXLOG");
+        let ask = |file: &str| {
+            let _ = std::fs::remove_file(&dest);
+            serve(&plan, file, &dest, &mut || {})
+        };
+        for tail in ["000000010000000000000008", "000000010000000000000009"] {
+            let answer = ask(tail);
+            assert!(
+                matches!(answer, Answer::NotFound { gap: true, .. }),
+                "{tail}: {answer:?}"
+            );
+            let line = answer.log_line(tail).unwrap();
+            assert!(
+                line.starts_with(&format!(
+                    "walwarden wal-get: missing {tail} (wal-gap): timeline 1 ends at 0/8800000"
+                )),
+                "{line}"
+            );
+            assert!(line.contains("timeline 2 abandoned"), "{line}");
+            assert!(!dest.exists(), "nothing is left for PostgreSQL to read");
+        }
+        assert_eq!(ask("000000010000000000000007").exit_code(), 0);
+        assert_eq!(ask("000000020000000000000008").exit_code(), 0);
+        // Nothing in the crate fetches it either (the prefetcher's path).
+        std::fs::remove_file(&dest).unwrap();
+        let id = cluster.id(1, 8);
+        assert_eq!(
+            fetch::fetch_segment(&plan, id, &plan.file_name(id), &dest),
+            Err(FetchError::AbandonedTail {
+                switch: Lsn(0x0880_0000)
+            })
+        );
+        assert!(!dest.exists());
     }
 }

@@ -10,10 +10,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
+use nix::unistd::{UnlinkatFlags, unlinkat};
 
 const LOCK: &str = ".prefetch.lock";
 
@@ -141,33 +145,62 @@ impl Spool {
     /// Removes every file and then the folder. A folder the PostgreSQL user
     /// may not remove (its parent is not theirs) stays, empty, for the
     /// restore to remove. A missing folder is fine.
+    ///
+    /// Root runs this at the end of a restore on a path whose parent the
+    /// PostgreSQL user may write, so it never follows a link: a link (or a
+    /// file) where the folder should be loses its own name and nothing else;
+    /// the folder is opened with `O_NOFOLLOW` and its entries unlinked
+    /// relative to that descriptor, so a folder swapped for a link after the
+    /// check still cannot steer a removal elsewhere. Subfolders (the spool
+    /// makes none) are left alone.
     pub fn remove(&self) -> io::Result<()> {
-        let entries = match fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
+        match fs::symlink_metadata(&self.dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
+            Ok(meta) if !meta.is_dir() => return ignore_missing(fs::remove_file(&self.dir)),
+            Ok(_) => {}
+        }
+        let folder = match nix::fcntl::open(
+            &self.dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(()),
+            // Swapped for a link or a file since the check: only its name goes.
+            Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                return ignore_missing(fs::remove_file(&self.dir));
+            }
+            Err(errno) => return Err(io::Error::from(errno)),
         };
+        // The entries of the folder opened, not of whatever the path names now.
+        let listing = PathBuf::from(format!("/proc/self/fd/{}", folder.as_raw_fd()));
         // The lock file last: a helper looking meanwhile still sees the prefetcher.
-        let mut lock = None;
-        for entry in entries {
-            let entry = entry?;
-            if entry.file_name() == LOCK {
-                lock = Some(entry.path());
-                continue;
-            }
-            match fs::remove_file(entry.path()) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
+        let mut names: Vec<_> = fs::read_dir(&listing)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name())
+            .filter(|name| name != LOCK)
+            .collect();
+        names.push(LOCK.into());
+        for name in names {
+            match unlinkat(&folder, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT | Errno::EISDIR) => {}
+                Err(errno) => return Err(io::Error::from(errno)),
             }
         }
-        if let Some(lock) = lock {
-            let _ = fs::remove_file(lock);
-        }
+        drop(folder);
         match fs::remove_dir(&self.dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
             other => other,
         }
+    }
+}
+
+fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
     }
 }
 
@@ -206,5 +239,43 @@ mod tests {
         spool.remove().unwrap();
         assert!(!spool.exists());
         spool.remove().unwrap();
+    }
+
+    /// A spool replaced by a link (anyone running as the PostgreSQL user can
+    /// do it): removing it takes the link's name only, never the files of the
+    /// folder it points at.
+    #[test]
+    fn removing_a_spool_that_is_a_link_leaves_its_target_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("backups/acme/wal");
+        fs::create_dir_all(&archive).unwrap();
+        fs::write(archive.join("000000010000000000000003.gz"), b"wal").unwrap();
+        fs::write(archive.join(LOCK), b"1").unwrap();
+        let spool = Spool::new(&dir.path().join("main.walwarden-spool"));
+        std::os::unix::fs::symlink(&archive, spool.dir()).unwrap();
+        spool.remove().unwrap();
+        assert!(
+            fs::symlink_metadata(spool.dir()).is_err(),
+            "the link is gone"
+        );
+        assert!(archive.join("000000010000000000000003.gz").exists());
+        assert!(archive.join(LOCK).exists());
+        // A file where the folder should be: its name goes, a link inside a
+        // real spool goes as a link.
+        fs::write(spool.dir(), b"x").unwrap();
+        spool.remove().unwrap();
+        assert!(!spool.dir().exists());
+        spool.ensure().unwrap();
+        std::os::unix::fs::symlink(
+            archive.join("000000010000000000000003.gz"),
+            spool.ready("000000010000000000000003"),
+        )
+        .unwrap();
+        spool.remove().unwrap();
+        assert!(!spool.exists());
+        assert_eq!(
+            fs::read(archive.join("000000010000000000000003.gz")).unwrap(),
+            b"wal"
+        );
     }
 }
