@@ -442,6 +442,18 @@ fn a_failed_restore_rolls_back_and_a_truncated_tarball_is_refused_up_front() {
         .flatten()
         .any(|e| e.file_name().to_string_lossy().starts_with("main.failed-"));
     assert!(kept, "the failed restore's files are kept for inspection");
+    let helper_left: Vec<String> = std::fs::read_dir(target.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            name.starts_with("main.walwarden-wal-get") || name.starts_with("main.walwarden-spool")
+        })
+        .collect();
+    assert!(
+        helper_left.is_empty(),
+        "no restore_command plan, spool or request log outlives the rolled-back restore: {helper_left:?}"
+    );
 
     // A truncated base tarball: refused by the preflight, the data directory untouched.
     let tarball = backup.base_dir().join("base.tar.gz");

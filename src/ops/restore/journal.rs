@@ -273,6 +273,12 @@ pub fn roll_back(data_dir: &Path) -> Result<PathBuf, RollbackError> {
     }
     move_all(&aside, data_dir)?;
     let _ = std::fs::remove_dir(&aside);
+    // The failed restore's restore_command helper: its plan, spool and
+    // request log beside the data directory go with it (the server is gone).
+    let helper_plan = crate::ops::walget::plan::plan_path(data_dir);
+    if helper_plan.exists() {
+        let _ = crate::ops::walget::finish::finish(&helper_plan);
+    }
     let mut journal = Journal::open(data_dir, false).map_err(RollbackError::Journal)?;
     journal
         .record(

@@ -1,6 +1,6 @@
 //! The restored server's restore_command, `walwarden wal-get`, from the
-//! restore's side: its plan written beside the data directory (owned by the
-//! PostgreSQL user, the same line the preflight judged), put back when a
+//! restore's side: its plan written beside the data directory (walwarden's,
+//! readable by all; the same line the preflight judged), put back when a
 //! resumed restore finds it gone, and ended once the restore is over
 //! (`walget::finish`: totals read, prefetcher stopped, spool, request log
 //! and plan removed), except while the server is still recovering: then
@@ -28,7 +28,7 @@ impl Runner<'_> {
     pub(super) fn write_helper_plan(&mut self, checked: &Checked) -> Result<(), StepFailure> {
         let path = walget::plan::plan_path(&self.request.data_dir);
         self.driver.command(&format!(
-            "write {} (walwarden wal-get's plan: the archive, the line of timelines {}, the spool {}; owned by {})",
+            "write {} (walwarden wal-get's plan, readable by all: the archive, the line of timelines {}, the spool {}, which with the request log is {}'s)",
             path.display(),
             line_text(&checked.helper_plan),
             checked.helper_plan.spool_dir.display(),
@@ -88,9 +88,9 @@ impl Runner<'_> {
             wait_for_pid_file_gone(&data.join("postmaster.pid"), DYING_SERVER_GRACE);
         }
         if postmaster_alive(data) && walget::plan::recovery_in_progress(data) {
-            let stats = walget::plan::WalGetPlan::load(&path)
+            // The log this restore's plan names, not whatever the file on disk says.
+            let stats = progress::read(&walget::plan::request_log_path(data))
                 .ok()
-                .and_then(|plan| progress::read(&plan.request_log).ok())
                 .map(|records| progress::summarize(&records));
             self.clock
                 .set_replay(stats.as_ref().and_then(ReplayPhase::from_stats));
