@@ -30,9 +30,9 @@ pub(super) const WINDOW_LEN: u64 = 8 << 20;
 /// A window inflated to less than this many times its compressed size costs
 /// about as much to inflate as to write: a second thread then pays for its
 /// hand-off. Well-compressed data (pgbench's tables, catalogs: 18-28:1)
-/// inflates several times faster than it is written, and the hand-off (one
-/// more copy of every byte, two threads waking each other) costs more than
-/// it saves.
+/// inflates several times faster than it is written, so a second thread
+/// gains little for its hand-off (one more copy of every byte, two threads
+/// waking each other), and loses when the other core is busy.
 pub(super) const TWO_THREADS_BELOW_RATIO: u64 = 4;
 
 /// Counts the bytes read from the tarball file, for progress.
