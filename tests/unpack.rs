@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use walwarden::ops::restore::unpack::{
-    Refusal, UnpackError, UnpackOptions, UnpackProgress, scan_tarball, unpack,
-    unpack_single_threaded,
+    Refusal, UnpackError, UnpackOptions, UnpackProgress, UnpackSummary, scan_tarball, unpack,
+    unpack_single_threaded, unpack_two_threaded,
 };
 
 const MTIME: u64 = 1_764_075_000; // 2025-11-25
@@ -166,6 +166,20 @@ fn tree(root: &Path) -> BTreeMap<PathBuf, Node> {
     }
     out
 }
+
+type UnpackFn = fn(
+    &Path,
+    &Path,
+    &UnpackOptions,
+    &mut dyn FnMut(UnpackProgress),
+) -> Result<UnpackSummary, UnpackError>;
+
+/// Every way to unpack: the adaptive default and the two fixed pipelines.
+const PIPELINES: [(&str, UnpackFn); 3] = [
+    ("adaptive", unpack),
+    ("one thread", unpack_single_threaded),
+    ("two threads", unpack_two_threaded),
+];
 
 fn no_progress() -> impl FnMut(UnpackProgress) {
     |_| {}
@@ -586,29 +600,19 @@ fn truncated_or_damaged_streams_are_corrupt() {
         );
         let dest = tmp.path().join(format!("dest-{name}"));
         fs::create_dir(&dest).unwrap();
-        for one_thread in [false, true] {
-            let result = if one_thread {
-                unpack_single_threaded(
-                    &tarball,
-                    &dest,
-                    &UnpackOptions::default(),
-                    &mut no_progress(),
-                )
-            } else {
-                unpack(
-                    &tarball,
-                    &dest,
-                    &UnpackOptions::default(),
-                    &mut no_progress(),
-                )
-            };
-            match result {
+        // These tarballs are too small for unpack to start its inflate
+        // thread: the two-thread variant covers the chunk hand-over.
+        for (pipeline, run) in PIPELINES {
+            match run(
+                &tarball,
+                &dest,
+                &UnpackOptions::default(),
+                &mut no_progress(),
+            ) {
                 Err(err @ UnpackError::Corrupt { .. }) => {
                     assert!(err.to_string().contains(name), "{err}")
                 }
-                other => {
-                    panic!("{name} (one thread: {one_thread}): expected Corrupt, got {other:?}")
-                }
+                other => panic!("{name} ({pipeline}): expected Corrupt, got {other:?}"),
             }
         }
     }
@@ -806,4 +810,77 @@ fn a_safe_plan_is_remembered_until_the_file_changes() {
     );
     assert!(!scan_tarball_remembered(&bad).unwrap().is_safe());
     assert!(!plan_remembered(&bad), "an unsafe plan is never remembered");
+}
+
+#[test]
+fn the_inflate_thread_starts_once_the_stream_compresses_poorly() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Repeated pages, like the catalogs a base backup starts with: more than
+    // one 8 MiB window, at far better than 4:1.
+    let catalogs: Vec<u8> = (0..12 << 20).map(|i| (i % 8192 / 64) as u8).collect();
+    // About 2:1, like a table of random text.
+    let table = pseudo_random(12 << 20, 7);
+    let cases: [(&str, Vec<Spec<'_>>, bool); 3] = [
+        (
+            "catalogs only",
+            vec![file("base/1/1259", &catalogs, 0o600, MTIME)],
+            false,
+        ),
+        (
+            "catalogs then a table",
+            vec![
+                file("base/1/1259", &catalogs, 0o600, MTIME),
+                file("base/16384/16390", &table, 0o600, MTIME),
+            ],
+            true,
+        ),
+        (
+            "a table first",
+            vec![
+                file("base/16384/16390", &table, 0o600, MTIME),
+                file("base/1/1259", &catalogs, 0o600, MTIME),
+            ],
+            true,
+        ),
+    ];
+    for (case, specs, expect_thread) in cases {
+        let case_dir = tmp.path().join(case.replace(' ', "-"));
+        fs::create_dir(&case_dir).unwrap();
+        let tarball = write_tar_gz(&case_dir, "base.tar.gz", &specs);
+        let mut trees = Vec::new();
+        for (pipeline, run) in PIPELINES {
+            let dest = case_dir.join(pipeline.replace(' ', "-"));
+            fs::create_dir(&dest).unwrap();
+            let summary = run(
+                &tarball,
+                &dest,
+                &UnpackOptions::default(),
+                &mut no_progress(),
+            )
+            .unwrap();
+            let expected = match pipeline {
+                "adaptive" => expect_thread,
+                other => other == "two threads",
+            };
+            assert_eq!(summary.inflate_thread, expected, "{case}, {pipeline}");
+            assert_eq!(summary.files, specs.len() as u64, "{case}");
+            trees.push(tree(&dest));
+        }
+        assert!(trees.iter().all(|t| *t == trees[0]), "{case}");
+        let total: usize = specs
+            .iter()
+            .map(|s| match s.kind {
+                Kind::File(data) => data.len(),
+                _ => 0,
+            })
+            .sum();
+        let files: usize = trees[0]
+            .values()
+            .map(|n| match n {
+                Node::File { data, .. } => data.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(files, total, "{case}");
+    }
 }

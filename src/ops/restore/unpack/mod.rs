@@ -1,5 +1,5 @@
 //! Unpacking a base backup's tarball (`base.tar.gz`, `pg_wal.tar.gz`, or a
-//! plain `.tar`) into a data directory, safely and on two cores.
+//! plain `.tar`) into a data directory, safely and on one or two cores.
 //!
 //! Invariants:
 //! - nothing is ever written outside `dest`: every entry is checked before it
@@ -24,10 +24,13 @@
 //! - nothing is fsync'ed: call [`sync_tree`] once the unpack succeeded and
 //!   before the data directory is used.
 //!
-//! Speed: inflating is about as expensive as writing the files, so
-//! [`unpack`] inflates on one thread into 1 MiB chunks handed over a bounded
-//! channel, while the calling thread parses the tar stream from those chunks
-//! and writes the files in large writes.
+//! Speed: [`unpack`] parses the tar stream and writes the files in large
+//! writes on the calling thread. Data that compresses well (4:1 or better)
+//! inflates several times faster than it is written, so it is inflated
+//! inline too: another thread would gain little for its hand-off's cost.
+//! The first time 8 MiB of the stream compress worse, inflating costs about
+//! as much as writing, and it moves for good to a second thread, which
+//! fills 128 KiB chunks handed over a bounded channel (and back, for reuse).
 
 use std::collections::HashSet;
 use std::fs::{self, File};
@@ -40,10 +43,11 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 /// Size of the inflated chunks handed from the inflate thread to the writer,
-/// and of the writes into files.
-pub(super) const CHUNK_LEN: usize = 1 << 20;
-/// Chunks in flight between the two threads (the channel's bound).
-pub(super) const CHUNKS_IN_FLIGHT: usize = 4;
+/// and of the writes into files: small enough to be copied again while still
+/// in the CPU's cache (1 MiB chunks were 30-50% slower: benches/README.md).
+pub(super) const CHUNK_LEN: usize = 128 << 10;
+/// Chunks in flight between the two threads (the channel's bound): 4 MiB.
+pub(super) const CHUNKS_IN_FLIGHT: usize = 32;
 /// Read size from the compressed file.
 pub(super) const FILE_BUF_LEN: usize = 256 * 1024;
 pub(super) const BLOCK: u64 = 512;
@@ -157,6 +161,8 @@ pub struct UnpackSummary {
     pub links: u64,
     /// File contents written.
     pub bytes: u64,
+    /// Whether inflating ran on a second thread (see the module notes).
+    pub inflate_thread: bool,
     pub elapsed: Duration,
 }
 
@@ -172,19 +178,20 @@ use write::{Meter, TreeWriter};
 pub use plan::{RefusedEntry, TarballPlan, plan_remembered, scan_tarball, scan_tarball_remembered};
 
 /// Unpacks `tarball` (gzip'ed when its name ends in `.gz`) into the existing
-/// directory `dest`, inflating on a second thread. See the module notes for
-/// what is refused; nothing is fsync'ed (call [`sync_tree`] afterwards).
+/// directory `dest`, inflating on a second thread once the stream compresses
+/// poorly. See the module notes for what is refused and why the thread;
+/// nothing is fsync'ed (call [`sync_tree`] afterwards).
 pub fn unpack(
     tarball: &Path,
     dest: &Path,
     options: &UnpackOptions,
     progress: &mut dyn FnMut(UnpackProgress),
 ) -> Result<UnpackSummary, UnpackError> {
-    unpack_with(tarball, dest, options, progress, Pipeline::TwoThreads)
+    unpack_with(tarball, dest, options, progress, Pipeline::Adaptive)
 }
 
 /// [`unpack`] on the calling thread alone; kept for the comparison in
-/// `benches/unpack.rs`.
+/// `benches/unpack.rs` and for the tests.
 #[doc(hidden)]
 pub fn unpack_single_threaded(
     tarball: &Path,
@@ -193,6 +200,19 @@ pub fn unpack_single_threaded(
     progress: &mut dyn FnMut(UnpackProgress),
 ) -> Result<UnpackSummary, UnpackError> {
     unpack_with(tarball, dest, options, progress, Pipeline::OneThread)
+}
+
+/// [`unpack`] inflating on a second thread from the first byte; kept for the
+/// comparison in `benches/unpack.rs` and for the tests (small tarballs never
+/// make [`unpack`] start the thread).
+#[doc(hidden)]
+pub fn unpack_two_threaded(
+    tarball: &Path,
+    dest: &Path,
+    options: &UnpackOptions,
+    progress: &mut dyn FnMut(UnpackProgress),
+) -> Result<UnpackSummary, UnpackError> {
+    unpack_with(tarball, dest, options, progress, Pipeline::TwoThreads)
 }
 
 /// fsyncs every file and directory under `dest` (symbolic links are not
@@ -275,11 +295,12 @@ fn unpack_with(
             dirs: 0,
             links: 0,
             bytes: 0,
+            inflate_thread: false,
             elapsed: Duration::ZERO,
         },
     };
     let mut checks = EntryChecks::default();
-    with_stream(tarball, source, pipeline, |reader| {
+    let ((), inflate_thread) = with_stream(tarball, source, &compressed, pipeline, |reader| {
         for_each_entry(reader, tarball, |entry, header| {
             let checked = checks
                 .check(&header)
@@ -295,6 +316,7 @@ fn unpack_with(
         })
     })?;
     writer.finish_dirs()?;
+    writer.summary.inflate_thread = inflate_thread;
     writer.summary.elapsed = meter.start.elapsed();
     meter.finish();
     Ok(writer.summary)

@@ -1,6 +1,6 @@
-//! The tarball as a stream: inflated on one thread into chunks handed over
-//! a bounded channel, parsed as tar on the other, with the end-of-archive
-//! block and the gzip trailer required.
+//! The tarball as a stream: inflated inline, or on a second thread into
+//! chunks handed over a bounded channel, and parsed as tar, with the
+//! end-of-archive block and the gzip trailer required.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -15,12 +15,25 @@ use tar::EntryType;
 
 use super::{BLOCK, CHUNK_LEN, CHUNKS_IN_FLIGHT, FILE_BUF_LEN, UnpackError};
 
-/// Whether the inflating runs on its own thread (the default) or inline.
+/// Where the inflating runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Pipeline {
     OneThread,
     TwoThreads,
+    /// Inline until the stream shows that inflating is expensive (see
+    /// [`AdaptiveReader`]), then on its own thread.
+    Adaptive,
 }
+
+/// Inflated bytes over which the adaptive pipeline measures the ratio.
+pub(super) const WINDOW_LEN: u64 = 8 << 20;
+/// A window inflated to less than this many times its compressed size costs
+/// about as much to inflate as to write: a second thread then pays for its
+/// hand-off. Well-compressed data (pgbench's tables, catalogs: 18-28:1)
+/// inflates several times faster than it is written, so a second thread
+/// gains little for its hand-off (one more copy of every byte, two threads
+/// waking each other), and loses when the other core is busy.
+pub(super) const TWO_THREADS_BELOW_RATIO: u64 = 4;
 
 /// Counts the bytes read from the tarball file, for progress.
 pub(super) struct CountingReader {
@@ -66,13 +79,16 @@ pub(super) fn open_source(
 }
 
 /// Runs `body` over the tarball's inflated bytes, then reads the stream to
-/// its end so the gzip trailer (CRC and length) is checked.
+/// its end so the gzip trailer (CRC and length) is checked. `compressed`
+/// counts the tarball bytes read (the adaptive pipeline's measure). Returns
+/// `body`'s value and whether the inflating ran on a second thread.
 pub(super) fn with_stream<T>(
     tarball: &Path,
     source: Source,
+    compressed: &Arc<AtomicU64>,
     pipeline: Pipeline,
     body: impl FnOnce(&mut dyn Read) -> Result<T, UnpackError>,
-) -> Result<T, UnpackError> {
+) -> Result<(T, bool), UnpackError> {
     let run = |reader: &mut dyn Read| {
         let value = body(reader)?;
         io::copy(reader, &mut io::sink()).map_err(|source| UnpackError::Corrupt {
@@ -84,29 +100,93 @@ pub(super) fn with_stream<T>(
     match pipeline {
         Pipeline::OneThread => {
             let mut source = source;
-            run(&mut source)
+            Ok((run(&mut source)?, false))
         }
-        Pipeline::TwoThreads => thread::scope(|scope| {
+        Pipeline::TwoThreads | Pipeline::Adaptive => thread::scope(|scope| {
             let (chunks_tx, chunks_rx) = sync_channel(CHUNKS_IN_FLIGHT);
             let (spare_tx, spare_rx) = sync_channel(CHUNKS_IN_FLIGHT + 2);
+            // The thread starts up front (so failing to start it is an
+            // error of its own) and waits for the decoder.
+            let (handover_tx, handover_rx) = sync_channel::<Source>(1);
             thread::Builder::new()
                 .name("walwarden-inflate".into())
                 .spawn_scoped(scope, move || {
-                    inflate_into_chunks(source, chunks_tx, spare_rx)
+                    if let Ok(source) = handover_rx.recv() {
+                        inflate_into_chunks(source, chunks_tx, spare_rx)
+                    }
                 })
                 .map_err(UnpackError::Thread)?;
-            // Dropping the reader (on success or error) makes the inflate
-            // thread's next send fail, so it stops and the scope can end.
-            let mut reader = ChunkReader {
-                chunks: chunks_rx,
-                spare: spare_tx,
-                chunk: Vec::new(),
-                pos: 0,
-                ended: false,
-                failed: false,
+            // Dropping the reader (on success or error) drops the hand-over
+            // sender or makes the inflate thread's next send fail, so the
+            // thread stops and the scope can end.
+            let mut reader = AdaptiveReader {
+                inline: Some((source, handover_tx)),
+                piped: ChunkReader {
+                    chunks: chunks_rx,
+                    spare: spare_tx,
+                    chunk: Vec::new(),
+                    pos: 0,
+                    ended: false,
+                    failed: false,
+                },
+                compressed: Arc::clone(compressed),
+                inflated: 0,
+                window: (0, compressed.load(Ordering::Relaxed)),
             };
-            run(&mut reader)
+            if pipeline == Pipeline::TwoThreads {
+                reader.hand_over();
+            }
+            let value = run(&mut reader)?;
+            Ok((value, reader.inline.is_none()))
         }),
+    }
+}
+
+/// Inflates inline, and hands the decoder over to the inflate thread the
+/// first time a window of [`WINDOW_LEN`] inflated bytes came from more than
+/// 1/[`TWO_THREADS_BELOW_RATIO`] of it in compressed bytes. Judged per
+/// window rather than on the first megabytes: a base backup starts with
+/// catalogs that compress well whatever the tables behind them do.
+pub(super) struct AdaptiveReader {
+    /// The decoder and the way to the waiting thread, until handed over.
+    pub(super) inline: Option<(Source, SyncSender<Source>)>,
+    pub(super) piped: ChunkReader,
+    pub(super) compressed: Arc<AtomicU64>,
+    pub(super) inflated: u64,
+    /// Inflated and compressed counts where the current window started.
+    pub(super) window: (u64, u64),
+}
+
+impl AdaptiveReader {
+    fn hand_over(&mut self) {
+        if let Some((source, handover)) = self.inline.take()
+            && let Err(std::sync::mpsc::SendError(source)) = handover.send(source)
+        {
+            // The thread is gone (it cannot be, while the scope lives);
+            // inflating inline still gives the same bytes.
+            self.inline = Some((source, handover));
+        }
+    }
+}
+
+impl Read for AdaptiveReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let Some((source, _)) = &mut self.inline else {
+            return self.piped.read(buf);
+        };
+        let n = source.read(buf)?;
+        self.inflated += n as u64;
+        let (window_inflated, window_compressed) = self.window;
+        if self.inflated - window_inflated >= WINDOW_LEN {
+            let compressed = self.compressed.load(Ordering::Relaxed);
+            let spent = compressed.saturating_sub(window_compressed);
+            if self.inflated - window_inflated < spent * TWO_THREADS_BELOW_RATIO {
+                self.hand_over();
+            } else {
+                self.window = (self.inflated, compressed);
+            }
+        }
+        Ok(n)
     }
 }
 
