@@ -36,6 +36,10 @@ impl Home {
 
 fn walwarden(args: &[&str], home: &Home) -> Output {
     Command::new(env!("CARGO_BIN_EXE_walwarden"))
+        // A folder the PostgreSQL user cannot enter, as a unit's sandbox or
+        // root's home is: psql's "could not change directory" warning once
+        // spoiled the drill's reading of the last replayed commit.
+        .current_dir(home.0.path())
         .args(args)
         .arg("--config")
         .arg(home.config())

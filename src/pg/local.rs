@@ -53,6 +53,10 @@ impl PgUser {
         if nix::unistd::geteuid().is_root() {
             let mut command = Command::new("runuser");
             command.arg("-u").arg(&self.name).arg("--").arg(program);
+            // walwarden's own folder may be closed to that user, or absent in
+            // a unit's sandbox (private /tmp): psql then warns "could not
+            // change directory" on stderr. Every path given is absolute.
+            command.current_dir("/");
             command
         } else {
             Command::new(program)

@@ -179,11 +179,16 @@ impl Runner<'_> {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        let mut fields = answer.trim().split('|');
+        // The answer's line, whatever else psql said (a warning on stderr).
+        let row = answer
+            .lines()
+            .find(|line| line.starts_with("t|") || line.starts_with("f|"))
+            .unwrap_or("");
+        let mut fields = row.trim().split('|');
         self.summary.in_recovery = fields.next().map(|f| f == "t");
         self.summary.last_replayed_transaction =
             fields.next().filter(|f| !f.is_empty()).map(str::to_owned);
-        if answer.is_empty() {
+        if row.is_empty() {
             return Err(fail(
                 StepKind::Report,
                 StepFailure::NoAnswer {
