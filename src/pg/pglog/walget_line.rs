@@ -209,8 +209,8 @@ fn fix(file: &str, code: RefusalCode) -> String {
         RefusalCode::ArchivePermission => "let the PostgreSQL OS user read the client's folder \
              through a group only it is in (chgrp -R GROUP CLIENT_DIR; chmod -R g+rX CLIENT_DIR; \
              chmod g+s CLIENT_DIR/base CLIENT_DIR/wal) and restore again; never chown the folder \
-             away from the client's own user (its archive_command writes as that user) and never \
-             o+r (that opens one client's WAL to every other client's user)"
+             away from the client's own user (its archive_command writes as that user), and \
+             never o+r, which opens one client's WAL to every other client's user"
             .to_owned(),
         RefusalCode::DiskFull => {
             "free space on the data directory's file system (df -h DATA) and restore again"
