@@ -857,6 +857,40 @@ fn a_data_dir_restore_command_cannot_name_is_refused_before_anything() {
     );
 }
 
+/// `--data-dir x/main/..` names x, but the restore's siblings (the aside
+/// folder, the restore_command's plan and spool) were placed from the name
+/// and landed inside it. Refused in preflight.
+#[test]
+fn a_data_dir_named_through_dot_dot_is_refused_before_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("backups");
+    client(&root, named("acme"), 0x12);
+    let pg_bin = fake_pg_bin(tmp.path());
+    let folder = tmp.path().join("x");
+    fs::create_dir_all(folder.join("main")).unwrap();
+    fs::write(folder.join("precious"), "old data").unwrap();
+    let before = listing(tmp.path());
+    let out = run(walwarden(&tmp.path().join("home"))
+        .args(["restore", "acme", "--yes", "--root"])
+        .arg(&root)
+        .arg("--data-dir")
+        .arg(folder.join("main/.."))
+        .arg("--pg-bin")
+        .arg(&pg_bin));
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let error = stderr_line(&out, "error: ");
+    assert!(error.contains("'..'"), "{error}");
+    let changed: Vec<_> = listing(tmp.path())
+        .into_iter()
+        .filter(|(path, fact)| {
+            !path.starts_with(tmp.path().join("home"))
+                && !path.to_string_lossy().ends_with(".walwarden-restore.jsonl")
+                && before.get(path) != Some(fact)
+        })
+        .collect();
+    assert!(changed.is_empty(), "touched {changed:#?}");
+}
+
 /// Probe 10, run as an unprivileged user: a mode-000 client folder was CRIT
 /// "no base/ folder", an unreadable segment `corrupt_segment` "copy again".
 #[test]

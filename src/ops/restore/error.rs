@@ -88,6 +88,10 @@ pub enum PreflightRefusal {
     #[error("{0} is not a directory")]
     DataDirNotADirectory(PathBuf),
     #[error(
+        "{0} names its folder through '.' or '..': name the data directory plainly (its siblings hold the moved-aside data, the journal and the restore_command's plan and spool)"
+    )]
+    DataDirNotPlain(PathBuf),
+    #[error(
         "{0} is a mount point: moving its contents aside would cross file systems; point --data-dir at a folder inside it"
     )]
     DataDirMountPoint(PathBuf),

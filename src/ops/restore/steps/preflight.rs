@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Component, Path};
 
 use super::line::LinePlan;
 use super::{Checked, Runner, StepKind};
@@ -286,6 +286,14 @@ impl Runner<'_> {
             &[root.to_owned(), client_dir.to_owned()],
         )
         .map_err(PreflightRefusal::Archive)?;
+        // `main/..` would put its siblings (the aside folder, the plan, the
+        // spool) inside the folder it names.
+        if data
+            .components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        {
+            return refuse(PreflightRefusal::DataDirNotPlain(data.clone()));
+        }
         match fs::symlink_metadata(data) {
             Err(_) => Ok(()),
             Ok(meta) if !meta.is_dir() => {
