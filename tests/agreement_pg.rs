@@ -11,6 +11,8 @@
 //! refuse before touching anything. Fails, not skips, without PostgreSQL.
 
 mod support;
+#[path = "walget_support/mod.rs"]
+mod walget_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -557,4 +559,138 @@ fn the_restore_time_estimate_matches_the_next_drill() {
             );
         }
     }
+}
+
+/// Ctrl-C while the restored server replays: the restore stops that server
+/// (fast shutdown) and its restore_command helper, exits 130, and leaves no
+/// process, plan, spool or request log behind. The replay is held still by
+/// `recovery_min_apply_delay` (honoured in archive recovery once consistent),
+/// so the signal lands while it runs, not after.
+#[test]
+fn ctrl_c_during_replay_stops_the_server_and_the_helper() {
+    use std::io::BufRead;
+    use std::time::{Duration, Instant};
+    let archive = corpus(Shape::Straight);
+    let home = Home::new();
+    let bin = support::require_pg_bin(archive.shape.major());
+    let tmp = support::pg_tempdir("walwarden-agreement-ctrl-c-");
+    let data_dir = tmp.path().join("data");
+    let port = support::pick_port();
+    let _cleanup = Restored {
+        log_file: data_dir.join("log").join("walwarden-restore.log"),
+        tmp: support::pg_tempdir("walwarden-agreement-ctrl-c-unused-"),
+        bin: bin.clone(),
+        data_dir: data_dir.clone(),
+        socket_dir: tmp.path().to_path_buf(),
+        port,
+        settled: Settled::Promoted,
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_walwarden"))
+        .current_dir(home.0.path())
+        .args(["restore", &archive.client, "--root"])
+        .arg(&archive.root)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("--pg-bin")
+        .arg(&bin)
+        .args([
+            "--os-user",
+            &support::pg_user(),
+            "--yes",
+            "--replay-timeout",
+            "5m",
+        ])
+        .args([
+            "--set",
+            &format!("port={port}"),
+            "--set",
+            "listen_addresses=",
+        ])
+        .arg("--set")
+        .arg(format!("unix_socket_directories={}", tmp.path().display()))
+        .args(["--set", "recovery_min_apply_delay=20d"])
+        .arg("--config")
+        .arg(home.config())
+        .env("HOME", home.0.path())
+        .env("XDG_CACHE_HOME", home.0.path().join("cache"))
+        .env_remove("WALWARDEN_ROOT")
+        .env_remove("WALWARDEN_CONFIG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start walwarden restore");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut said = String::new();
+    let started = Instant::now();
+    while !said.contains("start PostgreSQL — done") {
+        match lines.recv_timeout(Duration::from_secs(180)) {
+            Ok(line) => {
+                said.push_str(&line);
+                said.push('\n');
+            }
+            Err(_) => panic!("the restore never started its server:\n{said}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(300), "{said}");
+    }
+    // Replay reaches consistency, then waits at the first commit.
+    let log = data_dir.join("log").join("walwarden-restore.log");
+    assert!(
+        walget_support::wait_until(Duration::from_secs(60), || std::fs::read_to_string(&log)
+            .is_ok_and(|l| l.contains("consistent recovery state reached"))),
+        "{said}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("walwarden did not end after Ctrl-C:\n{said}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    reader.join().expect("reader");
+    said.extend(lines.try_iter().map(|l| l + "\n"));
+    assert_eq!(status.code(), Some(130), "{said}");
+    assert!(
+        said.contains("interrupted: stopping the restored server"),
+        "{said}"
+    );
+    assert!(
+        !data_dir.join("postmaster.pid").exists(),
+        "the restored server was stopped:\n{said}"
+    );
+    let plan = tmp.path().join("data.walwarden-wal-get.json");
+    assert!(
+        walget_support::marked_processes(&plan).is_empty(),
+        "no wal-get process is left: {:?}",
+        walget_support::marked_processes(&plan)
+    );
+    let left: Vec<String> = std::fs::read_dir(tmp.path())
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.starts_with("data.walwarden-wal-get") || n.starts_with("data.walwarden-spool")
+        })
+        .collect();
+    assert!(left.is_empty(), "helper files left: {left:?}\n{said}");
 }
