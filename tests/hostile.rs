@@ -130,6 +130,23 @@ fn listing(dir: &Path) -> BTreeMap<PathBuf, (String, u64, Option<SystemTime>)> {
     out
 }
 
+/// What changed under `dir` since `before`, outside the home folder and the
+/// restore journal (a refused restore may record its refusal there).
+fn changed_since(
+    dir: &Path,
+    before: &BTreeMap<PathBuf, (String, u64, Option<SystemTime>)>,
+) -> Vec<PathBuf> {
+    listing(dir)
+        .into_iter()
+        .filter(|(path, fact)| {
+            !path.starts_with(dir.join("home"))
+                && !path.to_string_lossy().ends_with(".walwarden-restore.jsonl")
+                && before.get(path) != Some(fact)
+        })
+        .map(|(path, _)| path)
+        .collect()
+}
+
 /// A PostgreSQL "binaries" folder whose postgres only answers --version,
 /// so the restore's preflight runs without a real PostgreSQL.
 fn fake_pg_bin(dir: &Path) -> PathBuf {
@@ -801,15 +818,7 @@ fn bad_target_times_and_guarded_settings_are_refused_before_anything() {
         assert_eq!(out.status.code(), Some(3), "{extra:?}: {}", show(&out));
         let error = stderr_line(&out, "error: ");
         assert!(error.contains(said), "{extra:?}: {error}");
-        let now = listing(tmp.path());
-        let changed: Vec<_> = now
-            .iter()
-            .filter(|(path, fact)| {
-                !path.starts_with(tmp.path().join("home"))
-                    && !path.to_string_lossy().ends_with(".walwarden-restore.jsonl")
-                    && before.get(*path) != Some(fact)
-            })
-            .collect();
+        let changed = changed_since(tmp.path(), &before);
         assert!(changed.is_empty(), "{extra:?} touched {changed:#?}");
         assert_eq!(
             fs::read_to_string(data.join("precious")).unwrap(),
@@ -842,14 +851,7 @@ fn a_data_dir_restore_command_cannot_name_is_refused_before_anything() {
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let error = stderr_line(&out, "error: ");
     assert!(error.contains("restore_command cannot name it"), "{error}");
-    let changed: Vec<_> = listing(tmp.path())
-        .into_iter()
-        .filter(|(path, fact)| {
-            !path.starts_with(tmp.path().join("home"))
-                && !path.to_string_lossy().ends_with(".walwarden-restore.jsonl")
-                && before.get(path) != Some(fact)
-        })
-        .collect();
+    let changed = changed_since(tmp.path(), &before);
     assert!(changed.is_empty(), "touched {changed:#?}");
     assert_eq!(
         fs::read_to_string(data.join("precious")).unwrap(),
@@ -880,14 +882,7 @@ fn a_data_dir_named_through_dot_dot_is_refused_before_anything() {
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let error = stderr_line(&out, "error: ");
     assert!(error.contains("'..'"), "{error}");
-    let changed: Vec<_> = listing(tmp.path())
-        .into_iter()
-        .filter(|(path, fact)| {
-            !path.starts_with(tmp.path().join("home"))
-                && !path.to_string_lossy().ends_with(".walwarden-restore.jsonl")
-                && before.get(path) != Some(fact)
-        })
-        .collect();
+    let changed = changed_since(tmp.path(), &before);
     assert!(changed.is_empty(), "touched {changed:#?}");
 }
 
