@@ -484,11 +484,14 @@ fn a_branch_is_restored_only_on_purpose_and_a_timeline_off_the_line_is_refused()
 
 /// Issue 14's estimate against the clock: after one drill, `check` estimates
 /// a restore of the unchanged archive from that drill's phase times, and the
-/// next drill measures it. Stated tolerance: within a factor of 2 either way,
-/// or 5 s (a drill here is a few seconds of PostgreSQL start-up on a shared
-/// machine whose load changes between two drills; measured here: 5.5 s
-/// estimated for 6.0 s, 7.2 s for 8.9 s; the model's scaling is unit-tested
-/// in checks::rto). An `rto` below the estimate raises `rto_exceeded`, and the
+/// next drill measures it. Two tolerances: the estimate is the first drill's
+/// phase total within 5 % (sizes unchanged; arithmetic only), and the next
+/// drill's measured time within a factor of 4 either way or 10 s (a drill
+/// here is a few seconds of PostgreSQL start-up on a shared machine whose
+/// load changes between two drills; measured: 0.72 s estimated for 0.75 s
+/// and 0.76 s for 0.87 s on a quiet machine, 5.5 s for 6.0 s and 7.2 s for
+/// 8.9 s under load, and once 7.7 s for 2.5 s). The model's
+/// scaling with size is unit-tested in checks::rto. An `rto` below the estimate raises `rto_exceeded`, and the
 /// estimate and the drill's time are exported as metrics.
 #[test]
 fn the_restore_time_estimate_matches_the_next_drill() {
@@ -496,7 +499,7 @@ fn the_restore_time_estimate_matches_the_next_drill() {
         let archive = corpus(shape);
         let home = Home::new();
         let mut config = std::fs::read_to_string(home.config()).expect("read config");
-        config.push_str("rto = \"1s\"\n");
+        config.push_str("rto = \"1ms\"\n");
         std::fs::write(home.config(), config).expect("write config");
         let root = archive.root.to_str().expect("UTF-8 root");
         let rto_of = |home: &Home| -> serde_json::Value {
@@ -529,22 +532,40 @@ fn the_restore_time_estimate_matches_the_next_drill() {
         );
         let problems = client["problems"].to_string();
         assert!(
-            problems.contains("rto_exceeded") && problems.contains("more than its rto of 1s"),
-            "{shape:?}: an estimate over the rto is a warning: {problems}"
+            problems.contains("rto_exceeded") && problems.contains("more than its rto of"),
+            "{shape:?}: an estimate over the rto is a warning: {problems}\nfirst: {first:#}\nclient: {client:#}"
+        );
+
+        // Sizes unchanged: the estimate is the drill's own phases added up
+        // (no clock involved, so this holds however loaded the machine is).
+        let phases = &first["phases"];
+        let phase_total = [
+            "preflight_seconds",
+            "unpack_seconds",
+            "start_to_writable_seconds",
+        ]
+        .iter()
+        .map(|key| phases[*key].as_f64().unwrap_or(0.0))
+        .sum::<f64>();
+        assert!(
+            (estimate - phase_total).abs() <= 0.05 * phase_total + 0.1,
+            "{shape:?}: estimate {estimate:.2} s is not the drill's phase total {phase_total:.2} s: {first:#}"
         );
 
         let (code, second, out) = drill(&archive, &home);
         assert_eq!(code, 0, "{shape:?}: second drill\n{}", text(&out));
         let measured = second["seconds"].as_f64().expect("the drill's seconds");
-        let within = (estimate - measured).abs() <= 5.0
-            || (estimate >= measured / 2.0 && estimate <= measured * 2.0);
         eprintln!(
             "{shape:?}: estimate {estimate:.2} s, next drill {measured:.2} s (first {:.2} s)",
             first["seconds"].as_f64().unwrap_or(f64::NAN)
         );
+        // Against the clock, loosely: two drills back to back on a shared
+        // runner differ by what else runs (once 2.5 s against 7.7 s).
+        let within = (estimate - measured).abs() <= 10.0
+            || (estimate >= measured / 4.0 && estimate <= measured * 4.0);
         assert!(
             within,
-            "{shape:?}: estimate {estimate:.2} s vs measured {measured:.2} s (tolerance: a factor of 2 either way, or 5 s)\nfirst: {first:#}\nsecond: {second:#}"
+            "{shape:?}: estimate {estimate:.2} s vs measured {measured:.2} s (tolerance: a factor of 4 either way, or 10 s)\nfirst: {first:#}\nsecond: {second:#}"
         );
 
         let metrics = walwarden(&["check", "--root", root, "--format", "prometheus"], &home);
