@@ -784,19 +784,50 @@ fn relative_paths_are_made_absolute_before_anything() {
     assert_eq!(doc["root"].as_str(), Some(root.to_str().unwrap()));
 }
 
+/// A restore of acme into `data_dir` with `extra` that preflight must
+/// refuse (exit 3, an `error:` line holding `said`) with nothing under `tmp`
+/// written, moved or deleted.
+fn assert_refused_before_anything(
+    tmp: &Path,
+    pg_bin: &Path,
+    data_dir: &Path,
+    extra: &[&str],
+    said: &str,
+) {
+    let before = listing(tmp);
+    let out = run(walwarden(&tmp.join("home"))
+        .args(["restore", "acme", "--yes", "--root"])
+        .arg(tmp.join("backups"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--pg-bin")
+        .arg(pg_bin)
+        .args(extra));
+    assert_eq!(out.status.code(), Some(3), "{extra:?}: {}", show(&out));
+    let error = stderr_line(&out, "error: ");
+    assert!(error.contains(said), "{extra:?}: {error}");
+    let changed = changed_since(tmp, &before);
+    assert!(changed.is_empty(), "{extra:?} touched {changed:#?}");
+}
+
+/// A scratch archive with client acme and an old data directory `name`
+/// holding `precious`; returns the fake PostgreSQL binaries and that folder.
+fn refusal_setup(tmp: &Path, name: &str) -> (PathBuf, PathBuf) {
+    client(&tmp.join("backups"), named("acme"), 0x12);
+    let pg_bin = fake_pg_bin(tmp);
+    let data = tmp.join(name);
+    fs::create_dir_all(&data).unwrap();
+    fs::write(data.join("PG_VERSION"), "15\n").unwrap();
+    fs::write(data.join("precious"), "old data").unwrap();
+    (pg_bin, data)
+}
+
 /// Probes 4 and 5: a target time in 1999 or 2099 or garbage, and a `--set`
 /// of archive_mode, are refused by preflight with nothing touched.
 #[test]
 fn bad_target_times_and_guarded_settings_are_refused_before_anything() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("backups");
-    client(&root, named("acme"), 0x12);
-    let pg_bin = fake_pg_bin(tmp.path());
-    let data = tmp.path().join("main");
-    fs::create_dir(&data).unwrap();
-    fs::write(data.join("PG_VERSION"), "15\n").unwrap();
-    fs::write(data.join("precious"), "old data").unwrap();
-    let before = listing(tmp.path());
+    let (pg_bin, data) = refusal_setup(tmp.path(), "main");
     for (extra, said) in [
         (&["--target-time", "2099-01-01 00:00:00+00"][..], "window"),
         (&["--target-time", "1999-01-01 00:00:00+00"][..], "window"),
@@ -807,24 +838,12 @@ fn bad_target_times_and_guarded_settings_are_refused_before_anything() {
             "--force unsafe-settings",
         ),
     ] {
-        let out = run(walwarden(&tmp.path().join("home"))
-            .args(["restore", "acme", "--yes", "--root"])
-            .arg(&root)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--pg-bin")
-            .arg(&pg_bin)
-            .args(extra));
-        assert_eq!(out.status.code(), Some(3), "{extra:?}: {}", show(&out));
-        let error = stderr_line(&out, "error: ");
-        assert!(error.contains(said), "{extra:?}: {error}");
-        let changed = changed_since(tmp.path(), &before);
-        assert!(changed.is_empty(), "{extra:?} touched {changed:#?}");
-        assert_eq!(
-            fs::read_to_string(data.join("precious")).unwrap(),
-            "old data"
-        );
+        assert_refused_before_anything(tmp.path(), &pg_bin, &data, extra, said);
     }
+    assert_eq!(
+        fs::read_to_string(data.join("precious")).unwrap(),
+        "old data"
+    );
 }
 
 /// A data directory whose name restore_command cannot carry (a tab) was
@@ -833,29 +852,13 @@ fn bad_target_times_and_guarded_settings_are_refused_before_anything() {
 #[test]
 fn a_data_dir_restore_command_cannot_name_is_refused_before_anything() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("backups");
-    client(&root, named("acme"), 0x12);
-    let pg_bin = fake_pg_bin(tmp.path());
-    let data = tmp.path().join("ma\tin");
-    fs::create_dir(&data).unwrap();
-    fs::write(data.join("PG_VERSION"), "15\n").unwrap();
-    fs::write(data.join("precious"), "old data").unwrap();
-    let before = listing(tmp.path());
-    let out = run(walwarden(&tmp.path().join("home"))
-        .args(["restore", "acme", "--yes", "--root"])
-        .arg(&root)
-        .arg("--data-dir")
-        .arg(&data)
-        .arg("--pg-bin")
-        .arg(&pg_bin));
-    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
-    let error = stderr_line(&out, "error: ");
-    assert!(error.contains("restore_command cannot name it"), "{error}");
-    let changed = changed_since(tmp.path(), &before);
-    assert!(changed.is_empty(), "touched {changed:#?}");
-    assert_eq!(
-        fs::read_to_string(data.join("precious")).unwrap(),
-        "old data"
+    let (pg_bin, data) = refusal_setup(tmp.path(), "ma\tin");
+    assert_refused_before_anything(
+        tmp.path(),
+        &pg_bin,
+        &data,
+        &[],
+        "restore_command cannot name it",
     );
 }
 
@@ -865,25 +868,8 @@ fn a_data_dir_restore_command_cannot_name_is_refused_before_anything() {
 #[test]
 fn a_data_dir_named_through_dot_dot_is_refused_before_anything() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("backups");
-    client(&root, named("acme"), 0x12);
-    let pg_bin = fake_pg_bin(tmp.path());
-    let folder = tmp.path().join("x");
-    fs::create_dir_all(folder.join("main")).unwrap();
-    fs::write(folder.join("precious"), "old data").unwrap();
-    let before = listing(tmp.path());
-    let out = run(walwarden(&tmp.path().join("home"))
-        .args(["restore", "acme", "--yes", "--root"])
-        .arg(&root)
-        .arg("--data-dir")
-        .arg(folder.join("main/.."))
-        .arg("--pg-bin")
-        .arg(&pg_bin));
-    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
-    let error = stderr_line(&out, "error: ");
-    assert!(error.contains("'..'"), "{error}");
-    let changed = changed_since(tmp.path(), &before);
-    assert!(changed.is_empty(), "touched {changed:#?}");
+    let (pg_bin, data) = refusal_setup(tmp.path(), "x/main");
+    assert_refused_before_anything(tmp.path(), &pg_bin, &data.join(".."), &[], "'..'");
 }
 
 /// Probe 10, run as an unprivileged user: a mode-000 client folder was CRIT
