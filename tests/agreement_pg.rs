@@ -36,13 +36,14 @@ impl Home {
     }
 }
 
-fn walwarden(args: &[&str], home: &Home) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_walwarden"))
+/// walwarden with this test's config, cache and environment.
+fn walwarden_command(home: &Home) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_walwarden"));
+    command
         // A folder the PostgreSQL user cannot enter, as a unit's sandbox or
         // root's home is: psql's "could not change directory" warning once
         // spoiled the drill's reading of the last replayed commit.
         .current_dir(home.0.path())
-        .args(args)
         .arg("--config")
         .arg(home.config())
         .env("HOME", home.0.path())
@@ -50,7 +51,13 @@ fn walwarden(args: &[&str], home: &Home) -> Output {
         .env_remove("WALWARDEN_ROOT")
         .env_remove("WALWARDEN_CONFIG")
         .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    command
+}
+
+fn walwarden(args: &[&str], home: &Home) -> Output {
+    walwarden_command(home)
+        .args(args)
         .output()
         .expect("run walwarden")
 }
@@ -606,8 +613,7 @@ fn ctrl_c_during_replay_stops_the_server_and_the_helper() {
         port,
         settled: Settled::Promoted,
     };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_walwarden"))
-        .current_dir(home.0.path())
+    let mut child = walwarden_command(&home)
         .args(["restore", &archive.client, "--root"])
         .arg(&archive.root)
         .arg("--data-dir")
@@ -630,14 +636,6 @@ fn ctrl_c_during_replay_stops_the_server_and_the_helper() {
         .arg("--set")
         .arg(format!("unix_socket_directories={}", tmp.path().display()))
         .args(["--set", "recovery_min_apply_delay=20d"])
-        .arg("--config")
-        .arg(home.config())
-        .env("HOME", home.0.path())
-        .env("XDG_CACHE_HOME", home.0.path().join("cache"))
-        .env_remove("WALWARDEN_ROOT")
-        .env_remove("WALWARDEN_CONFIG")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
