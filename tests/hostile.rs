@@ -166,6 +166,27 @@ fn stderr_line(out: &Output, prefix: &str) -> String {
         .to_owned()
 }
 
+/// `walwarden restore acme --yes` with `extra`, which preflight must refuse
+/// (exit 3): its `error:` line.
+fn refused_restore(
+    home: &Path,
+    root: &Path,
+    data_dir: &Path,
+    pg_bin: &Path,
+    extra: &[&str],
+) -> String {
+    let out = run(walwarden(home)
+        .args(["restore", "acme", "--yes", "--root"])
+        .arg(root)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--pg-bin")
+        .arg(pg_bin)
+        .args(extra));
+    assert_eq!(out.status.code(), Some(3), "{extra:?}: {}", show(&out));
+    stderr_line(&out, "error: ")
+}
+
 /// Probe 1: with `--data-dir /x/D --root /x/D/root --purge` the wizard
 /// deleted the whole archive (and without --purge moved it aside).
 #[test]
@@ -184,16 +205,7 @@ fn a_data_dir_holding_the_root_is_refused_with_nothing_deleted_or_moved() {
         &[][..],
         &["--dry-run", "--purge"][..],
     ] {
-        let out = run(walwarden(&home)
-            .args(["restore", "acme", "--yes", "--root"])
-            .arg(&root)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--pg-bin")
-            .arg(&pg_bin)
-            .args(extra));
-        assert_eq!(out.status.code(), Some(3), "refused: {}", show(&out));
-        let error = stderr_line(&out, "error: ");
+        let error = refused_restore(&home, &root, &data, &pg_bin, extra);
         assert!(error.contains("contains the backup root"), "{error}");
         assert_eq!(
             listing(tmp.path().join("x").as_path()),
@@ -213,27 +225,14 @@ fn a_refused_restore_writes_no_journal_inside_the_root() {
     let pg_bin = fake_pg_bin(tmp.path());
     let before = listing(&root);
     for data in [acme.join("restored"), acme.join("wal"), root.clone()] {
-        let out = run(walwarden(&tmp.path().join("home"))
-            .args([
-                "restore",
-                "acme",
-                "--yes",
-                "--purge",
-                "--confirm-purge",
-                "acme",
-            ])
-            .arg("--root")
-            .arg(&root)
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--pg-bin")
-            .arg(&pg_bin));
-        assert_eq!(out.status.code(), Some(3), "{}", show(&out));
-        assert!(
-            stderr_line(&out, "error: ").contains("backup root"),
-            "{}",
-            show(&out)
+        let error = refused_restore(
+            &tmp.path().join("home"),
+            &root,
+            &data,
+            &pg_bin,
+            &["--purge", "--confirm-purge", "acme"],
         );
+        assert!(error.contains("backup root"), "{error}");
         assert_eq!(
             listing(&root),
             before,
@@ -795,16 +794,13 @@ fn assert_refused_before_anything(
     said: &str,
 ) {
     let before = listing(tmp);
-    let out = run(walwarden(&tmp.join("home"))
-        .args(["restore", "acme", "--yes", "--root"])
-        .arg(tmp.join("backups"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .arg("--pg-bin")
-        .arg(pg_bin)
-        .args(extra));
-    assert_eq!(out.status.code(), Some(3), "{extra:?}: {}", show(&out));
-    let error = stderr_line(&out, "error: ");
+    let error = refused_restore(
+        &tmp.join("home"),
+        &tmp.join("backups"),
+        data_dir,
+        pg_bin,
+        extra,
+    );
     assert!(error.contains(said), "{extra:?}: {error}");
     let changed = changed_since(tmp, &before);
     assert!(changed.is_empty(), "{extra:?} touched {changed:#?}");

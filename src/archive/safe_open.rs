@@ -151,6 +151,12 @@ fn read_bounded(reader: impl Read, take: u64, out: &mut Vec<u8>) -> io::Result<b
 
 /// The whole of a small regular file, refused when larger than `cap`.
 pub fn read_capped(path: &Path, cap: u64, what: &'static str) -> io::Result<Vec<u8>> {
+    read_small(path, cap, what, false)
+}
+
+/// A small regular file, inflated with `inflate`: refused when the file or
+/// what it inflates to passes `cap`.
+fn read_small(path: &Path, cap: u64, what: &'static str, inflate: bool) -> io::Result<Vec<u8>> {
     let (file, size) = open_regular(path)?;
     let too_large = || {
         io::Error::other(TooLarge {
@@ -162,8 +168,14 @@ pub fn read_capped(path: &Path, cap: u64, what: &'static str) -> io::Result<Vec<
     if size > cap {
         return Err(too_large());
     }
-    let mut bytes = Vec::with_capacity(size as usize);
-    if read_bounded(file, cap, &mut bytes)? {
+    let mut bytes = Vec::with_capacity(if inflate { 0 } else { size as usize });
+    let more = if inflate {
+        let decoder = MultiGzDecoder::new(BufReader::new(file.take(cap)));
+        read_bounded(decoder, cap, &mut bytes)?
+    } else {
+        read_bounded(file, cap, &mut bytes)?
+    };
+    if more {
         return Err(too_large());
     }
     Ok(bytes)
@@ -173,27 +185,7 @@ pub fn read_capped(path: &Path, cap: u64, what: &'static str) -> io::Result<Vec<
 /// ends in `.gz`: at most `cap` bytes read and at most `cap` bytes of text.
 pub fn read_text_capped(path: &Path, cap: u64, what: &'static str) -> io::Result<String> {
     let gz = path.extension().is_some_and(|e| e == "gz");
-    let bytes = if gz {
-        let (file, size) = open_regular(path)?;
-        let too_large = || {
-            io::Error::other(TooLarge {
-                path: path.to_owned(),
-                limit: cap,
-                what,
-            })
-        };
-        if size > cap {
-            return Err(too_large());
-        }
-        let mut bytes = Vec::new();
-        let decoder = MultiGzDecoder::new(BufReader::new(file.take(cap)));
-        if read_bounded(decoder, cap, &mut bytes)? {
-            return Err(too_large());
-        }
-        bytes
-    } else {
-        read_capped(path, cap, what)?
-    };
+    let bytes = read_small(path, cap, what, gz)?;
     String::from_utf8(bytes).map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidData,
