@@ -25,7 +25,7 @@ use crate::archive::folder;
 
 pub use apply::{apply, copy_test};
 pub use plan::{Action, existing_archive_warning, plan, refuse_without_root};
-pub use target_lines::{ArchiveRoute, conf_quote};
+pub use target_lines::ArchiveRoute;
 
 /// The folder mode the tutorial asks for: the client's user only.
 pub const CLIENT_MODE: u32 = 0o700;

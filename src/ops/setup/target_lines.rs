@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 use super::SetupRequest;
+use crate::pg::conf::conf_string;
 use crate::pg::local::shell_quote;
 
 /// What ssh on the target is told for every command to the backup server:
@@ -175,7 +176,7 @@ impl ArchiveRoute {
 
     /// `archive_command = '…'`, ready for postgresql.conf.
     pub fn archive_command_setting(&self) -> String {
-        format!("archive_command = {}", conf_quote(&self.archive_command()))
+        format!("archive_command = {}", conf_string(&self.archive_command()))
     }
 
     /// The target's base backup, then its upload and finish through the
@@ -216,7 +217,7 @@ impl ArchiveRoute {
              archive_command = {}\n",
             self.archive_timeout,
             crate::display::short_duration(std::time::Duration::from_secs(self.archive_timeout)),
-            conf_quote(&self.archive_command())
+            conf_string(&self.archive_command())
         )
     }
 
@@ -296,12 +297,6 @@ impl ArchiveRoute {
 
 fn escape_percent(text: &str) -> String {
     text.replace('%', "%%")
-}
-
-/// A postgresql.conf string value: `'` doubled and `\` doubled (the
-/// configuration parser reads backslash escapes).
-pub fn conf_quote(value: &str) -> String {
-    crate::pg::conf::conf_string(value)
 }
 
 #[cfg(test)]
@@ -502,7 +497,7 @@ mod tests {
             route.archive_command(),
             "ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ServerAliveCountMax=3 -p 2222 -i /var/lib/postgresql/.ssh/100%%_key -o 'UserKnownHostsFile=/etc/walwarden/known hosts' shopbackup@backup1 'put-wal %f' < %p"
         );
-        assert_eq!(conf_quote("a'b\\c"), "'a''b\\\\c'");
+        assert_eq!(conf_string("a'b\\c"), "'a''b\\\\c'");
     }
 
     #[test]

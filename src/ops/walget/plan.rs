@@ -400,16 +400,6 @@ pub fn restore_command(exe: &Path, plan: &Path) -> Result<String, WalGetError> {
     ))
 }
 
-/// The whole `restore_command = '...'` line for postgresql.auto.conf (12+)
-/// or recovery.conf (10, 11), newline included: the value in
-/// configuration-file quoting (`'` and `\` doubled).
-pub fn restore_command_setting(exe: &Path, plan: &Path) -> Result<String, WalGetError> {
-    Ok(format!(
-        "restore_command = {}\n",
-        crate::pg::conf::conf_string(&restore_command(exe, plan)?)
-    ))
-}
-
 fn shell_word(path: &Path) -> Result<String, WalGetError> {
     let text = path
         .to_str()
@@ -656,7 +646,11 @@ pub(crate) mod tests {
         .unwrap();
         fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).unwrap();
         let plan = awkward.join("main.walwarden-wal-get.json");
-        let line = restore_command_setting(&exe, &plan).unwrap();
+        // As recovery_conf writes it: the value in configuration-file quoting.
+        let line = format!(
+            "restore_command = {}\n",
+            crate::pg::conf::conf_string(&restore_command(&exe, &plan).unwrap())
+        );
         let value = line
             .strip_prefix("restore_command = ")
             .and_then(|v| v.strip_suffix('\n'))
