@@ -95,19 +95,17 @@ pub fn run(args: &WalGetArgs) -> i32 {
 /// `--finish`: refused while the plan's server is still recovering (it
 /// would lose its restore_command mid-replay).
 fn finish(plan_path: &std::path::Path) -> i32 {
-    match WalGetPlan::load(plan_path) {
-        Ok(plan) if plan.recovery_in_progress() && postmaster_running(&plan.data_dir) => {
-            eprintln!(
-                "walwarden wal-get --finish: {} is still in recovery and its server runs: promote it first (select pg_wal_replay_resume()), then finish",
-                crate::display::escape_path(&plan.data_dir)
-            );
-            return 1;
-        }
-        Ok(_) => {}
-        Err(e) => {
-            eprintln!("walwarden wal-get --finish: {e}");
-            return 1;
-        }
+    // The data directory the plan's own name says, not what the file holds.
+    use crate::ops::walget::{finish::data_dir_of, plan::recovery_in_progress};
+    if let Some(data_dir) = data_dir_of(plan_path)
+        && recovery_in_progress(&data_dir)
+        && crate::pg::local::postmaster_alive(&data_dir)
+    {
+        eprintln!(
+            "walwarden wal-get --finish: {} is still in recovery and its server runs: promote it first (select pg_wal_replay_resume()), then finish",
+            crate::display::escape_path(&data_dir)
+        );
+        return 1;
     }
     match crate::ops::walget::finish::finish(plan_path) {
         Ok(stats) => {
@@ -133,10 +131,3 @@ fn finish(plan_path: &std::path::Path) -> i32 {
     }
 }
 
-/// Whether a postmaster holds `data_dir` (its pid file names a live process).
-fn postmaster_running(data_dir: &std::path::Path) -> bool {
-    std::fs::read_to_string(data_dir.join("postmaster.pid"))
-        .ok()
-        .and_then(|text| text.lines().next()?.trim().parse::<i32>().ok())
-        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
-}

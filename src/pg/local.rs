@@ -70,6 +70,14 @@ impl PgUser {
     }
 }
 
+/// Whether a postmaster named by `data/postmaster.pid` is alive.
+pub fn postmaster_alive(data: &Path) -> bool {
+    std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()
+        .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok())
+        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
+}
+
 /// Debian's layout: `/usr/lib/postgresql/<major>/bin`.
 pub fn default_pg_bin(major: u32) -> PathBuf {
     PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"))

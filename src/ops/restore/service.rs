@@ -99,13 +99,7 @@ pub(super) fn resolve_service(
     )
 }
 
-/// Whether a postmaster named by `data/postmaster.pid` is alive.
-pub(super) fn postmaster_alive(data: &Path) -> bool {
-    fs::read_to_string(data.join("postmaster.pid"))
-        .ok()
-        .and_then(|t| t.lines().next()?.trim().parse::<i32>().ok())
-        .is_some_and(|pid| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok())
-}
+pub(super) use crate::pg::local::postmaster_alive;
 
 /// A configured command line, run by `sh -c` as walwarden.
 pub(super) fn shell(line: &str) -> Command {

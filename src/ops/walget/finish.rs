@@ -66,7 +66,8 @@ pub fn finish(plan_path: &Path) -> Result<ReplayStats, WalGetError> {
 }
 
 /// The data directory whose plan `plan_path` is, when it is named as one.
-fn data_dir_of(plan: &Path) -> Option<PathBuf> {
+/// The data directory a plan named `<data>.walwarden-wal-get.json` serves.
+pub fn data_dir_of(plan: &Path) -> Option<PathBuf> {
     let name = plan.file_name()?.to_str()?;
     let data = name.strip_suffix(PLAN_SUFFIX).filter(|d| !d.is_empty())?;
     let data_dir = plan.with_file_name(data);
