@@ -372,8 +372,8 @@ fn swap_in(
     let client = folder.dir.as_fd();
     let io = |what: &str| ReceiveError::io(what.to_owned());
     drop(staged);
-    let has_base = land::exists(client, "base");
-    if !has_base {
+    // staging/ID becomes base/, never over one.
+    let install_new = || {
         renameat2(
             staging,
             id.as_str(),
@@ -381,7 +381,11 @@ fn swap_in(
             "base",
             RenameFlags::RENAME_NOREPLACE,
         )
-        .map_err(|e| io("moving the new base backup to base/")(errno_io(e)))?;
+        .map_err(|e| io("moving the new base backup to base/")(errno_io(e)))
+    };
+    let has_base = land::exists(client, "base");
+    if !has_base {
+        install_new()?;
         land::sync_dir(client).map_err(io("syncing the client folder"))?;
         return Ok(None);
     }
@@ -410,14 +414,7 @@ fn swap_in(
                 RenameFlags::RENAME_NOREPLACE,
             )
             .map_err(|e| io("moving the previous base backup aside")(errno_io(e)))?;
-            renameat2(
-                staging,
-                id.as_str(),
-                client,
-                "base",
-                RenameFlags::RENAME_NOREPLACE,
-            )
-            .map_err(|e| io("moving the new base backup to base/")(errno_io(e)))?;
+            install_new()?;
             land::sync_dir(client).map_err(io("syncing the client folder"))?;
             land::sync_dir(previous.as_fd()).map_err(io("syncing previous/"))?;
             Ok(Some(previous_name.to_owned()))
