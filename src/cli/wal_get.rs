@@ -130,4 +130,3 @@ fn finish(plan_path: &std::path::Path) -> i32 {
         }
     }
 }
-
