@@ -75,6 +75,11 @@ impl Tmux {
             &format!("XDG_CACHE_HOME={cache}"),
             "-e",
             &ps1,
+            // bash writes its history into HOME when the server's kill
+            // hangs it up, racing the temp dir's removal: it left one
+            // folder in /tmp per test. Empty HISTFILE: nothing saved.
+            "-e",
+            "HISTFILE=",
             "bash",
             "--norc",
             "--noprofile",
