@@ -111,7 +111,7 @@ pub fn scan_tarball(path: &Path) -> Result<TarballPlan, UnpackError> {
         ..TarballPlan::default()
     };
     let mut checks = EntryChecks::default();
-    with_stream(path, source, &compressed, Pipeline::TwoThreads, |reader| {
+    with_stream(path, source, Pipeline::for_this_machine(), |reader| {
         for_each_entry(reader, path, |entry, header| {
             let checked = match checks.check(&header) {
                 Ok(checked) => checked,

@@ -20,20 +20,21 @@ use super::{BLOCK, CHUNK_LEN, CHUNKS_IN_FLIGHT, FILE_BUF_LEN, UnpackError};
 pub(super) enum Pipeline {
     OneThread,
     TwoThreads,
-    /// Inline until the stream shows that inflating is expensive (see
-    /// [`AdaptiveReader`]), then on its own thread.
-    Adaptive,
 }
 
-/// Inflated bytes over which the adaptive pipeline measures the ratio.
-pub(super) const WINDOW_LEN: u64 = 8 << 20;
-/// A window inflated to less than this many times its compressed size costs
-/// about as much to inflate as to write: a second thread then pays for its
-/// hand-off. Well-compressed data (pgbench's tables, catalogs: 18-28:1)
-/// inflates several times faster than it is written, so a second thread
-/// gains little for its hand-off (one more copy of every byte, two threads
-/// waking each other), and loses when the other core is busy.
-pub(super) const TWO_THREADS_BELOW_RATIO: u64 = 4;
+impl Pipeline {
+    /// Two threads whenever there are two cores to run them: with 128 KiB
+    /// chunks handed back for reuse, the hand-off costs less than the
+    /// overlap brings even on data that inflates cheaply (pgbench's 18.7:1
+    /// tarball: 0.12x `tar xzf` on two threads, 0.17x on one; random text's
+    /// 2:1: 0.32x against 0.34x; benches/README.md).
+    pub(super) fn for_this_machine() -> Pipeline {
+        match std::thread::available_parallelism() {
+            Ok(cores) if cores.get() >= 2 => Pipeline::TwoThreads,
+            _ => Pipeline::OneThread,
+        }
+    }
+}
 
 /// Counts the bytes read from the tarball file, for progress.
 pub(super) struct CountingReader {
@@ -79,13 +80,11 @@ pub(super) fn open_source(
 }
 
 /// Runs `body` over the tarball's inflated bytes, then reads the stream to
-/// its end so the gzip trailer (CRC and length) is checked. `compressed`
-/// counts the tarball bytes read (the adaptive pipeline's measure). Returns
+/// its end so the gzip trailer (CRC and length) is checked. Returns
 /// `body`'s value and whether the inflating ran on a second thread.
 pub(super) fn with_stream<T>(
     tarball: &Path,
     source: Source,
-    compressed: &Arc<AtomicU64>,
     pipeline: Pipeline,
     body: impl FnOnce(&mut dyn Read) -> Result<T, UnpackError>,
 ) -> Result<(T, bool), UnpackError> {
@@ -102,91 +101,28 @@ pub(super) fn with_stream<T>(
             let mut source = source;
             Ok((run(&mut source)?, false))
         }
-        Pipeline::TwoThreads | Pipeline::Adaptive => thread::scope(|scope| {
+        Pipeline::TwoThreads => thread::scope(|scope| {
             let (chunks_tx, chunks_rx) = sync_channel(CHUNKS_IN_FLIGHT);
             let (spare_tx, spare_rx) = sync_channel(CHUNKS_IN_FLIGHT + 2);
-            // The thread starts up front (so failing to start it is an
-            // error of its own) and waits for the decoder.
-            let (handover_tx, handover_rx) = sync_channel::<Source>(1);
             thread::Builder::new()
                 .name("walwarden-inflate".into())
                 .spawn_scoped(scope, move || {
-                    if let Ok(source) = handover_rx.recv() {
-                        inflate_into_chunks(source, chunks_tx, spare_rx)
-                    }
+                    inflate_into_chunks(source, chunks_tx, spare_rx)
                 })
                 .map_err(UnpackError::Thread)?;
-            // Dropping the reader (on success or error) drops the hand-over
-            // sender or makes the inflate thread's next send fail, so the
-            // thread stops and the scope can end.
-            let mut reader = AdaptiveReader {
-                inline: Some((source, handover_tx)),
-                piped: ChunkReader {
-                    chunks: chunks_rx,
-                    spare: spare_tx,
-                    chunk: Vec::new(),
-                    pos: 0,
-                    ended: false,
-                    failed: false,
-                },
-                compressed: Arc::clone(compressed),
-                inflated: 0,
-                window: (0, compressed.load(Ordering::Relaxed)),
+            // Dropping the reader (on success or error) makes the inflate
+            // thread's next send fail, so the thread stops and the scope
+            // can end.
+            let mut reader = ChunkReader {
+                chunks: chunks_rx,
+                spare: spare_tx,
+                chunk: Vec::new(),
+                pos: 0,
+                ended: false,
+                failed: false,
             };
-            if pipeline == Pipeline::TwoThreads {
-                reader.hand_over();
-            }
-            let value = run(&mut reader)?;
-            Ok((value, reader.inline.is_none()))
+            Ok((run(&mut reader)?, true))
         }),
-    }
-}
-
-/// Inflates inline, and hands the decoder over to the inflate thread the
-/// first time a window of [`WINDOW_LEN`] inflated bytes came from more than
-/// 1/[`TWO_THREADS_BELOW_RATIO`] of it in compressed bytes. Judged per
-/// window rather than on the first megabytes: a base backup starts with
-/// catalogs that compress well whatever the tables behind them do.
-pub(super) struct AdaptiveReader {
-    /// The decoder and the way to the waiting thread, until handed over.
-    pub(super) inline: Option<(Source, SyncSender<Source>)>,
-    pub(super) piped: ChunkReader,
-    pub(super) compressed: Arc<AtomicU64>,
-    pub(super) inflated: u64,
-    /// Inflated and compressed counts where the current window started.
-    pub(super) window: (u64, u64),
-}
-
-impl AdaptiveReader {
-    fn hand_over(&mut self) {
-        if let Some((source, handover)) = self.inline.take()
-            && let Err(std::sync::mpsc::SendError(source)) = handover.send(source)
-        {
-            // The thread is gone (it cannot be, while the scope lives);
-            // inflating inline still gives the same bytes.
-            self.inline = Some((source, handover));
-        }
-    }
-}
-
-impl Read for AdaptiveReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let Some((source, _)) = &mut self.inline else {
-            return self.piped.read(buf);
-        };
-        let n = source.read(buf)?;
-        self.inflated += n as u64;
-        let (window_inflated, window_compressed) = self.window;
-        if self.inflated - window_inflated >= WINDOW_LEN {
-            let compressed = self.compressed.load(Ordering::Relaxed);
-            let spent = compressed.saturating_sub(window_compressed);
-            if self.inflated - window_inflated < spent * TWO_THREADS_BELOW_RATIO {
-                self.hand_over();
-            } else {
-                self.window = (self.inflated, compressed);
-            }
-        }
-        Ok(n)
     }
 }
 
