@@ -69,6 +69,7 @@ enum Contender {
     Gunzip,
     WalGet,
     Floor,
+    MoveIn,
 }
 
 impl Contender {
@@ -77,11 +78,21 @@ impl Contender {
             Contender::Gunzip => "(a) gunzip -c restore_command",
             Contender::WalGet => "(b) walwarden wal-get",
             Contender::Floor => "(c) floor: segments in pg_wal",
+            Contender::MoveIn => "(d) any restore_command: mv",
         }
     }
 }
 
-const CONTENDERS: [Contender; 3] = [Contender::Gunzip, Contender::WalGet, Contender::Floor];
+/// (d) is not one of the three: it is the floor of any
+/// restore_command (one process and PostgreSQL's durable_rename per file,
+/// nothing to decompress or verify), to tell what (b) spends from what
+/// PostgreSQL spends on every file a restore_command hands over.
+const CONTENDERS: [Contender; 4] = [
+    Contender::Gunzip,
+    Contender::WalGet,
+    Contender::Floor,
+    Contender::MoveIn,
+];
 
 /// Runs PostgreSQL's programs as its OS user.
 struct Pg {
@@ -223,6 +234,7 @@ fn main() {
             Contender::Gunzip => "a",
             Contender::WalGet => "b",
             Contender::Floor => "c",
+            Contender::MoveIn => "d",
         };
         only.is_empty() || only.split(',').any(|o| o.trim() == letter)
     };
@@ -542,6 +554,16 @@ fn restore_once(dir: &Path, pg: &Pg, contender: Contender, archive: &Archive) ->
             }
             "false".to_owned()
         }
+        Contender::MoveIn => {
+            let stage = run.join("stage");
+            pg.mkdir(&stage, 0o700);
+            for name in &archive.segments {
+                let to = stage.join(name);
+                fs::copy(dir.join("plain").join(name), &to).expect("copy a plain segment");
+                pg.give(&to);
+            }
+            format!("mv {}/%f \"%p\"", stage.display())
+        }
     };
     let port = free_port();
     let mut settings = format!(
@@ -722,6 +744,17 @@ fn report(samples: &BTreeMap<Contender, Vec<Sample>>, runs: usize) {
         let (bc, bc_min, bc_max) = stats(&paired(Contender::WalGet, Contender::Floor));
         println!(
             "- per run: (b) / (a) median {ba:.2} ({ba_min:.2}-{ba_max:.2}), (b) / (c) median {bc:.2} ({bc_min:.2}-{bc_max:.2})"
+        );
+    }
+    if let (Some(b), Some(c), Some(d)) = (
+        medians.get(&Contender::WalGet),
+        medians.get(&Contender::Floor),
+        medians.get(&Contender::MoveIn),
+    ) {
+        println!(
+            "- (d) / (c) = {:.2}: what PostgreSQL spends on any restore_command; (b) / (d) = {:.2}: what wal-get adds",
+            d / c,
+            b / d
         );
     }
     if let Some(list) = samples.get(&Contender::WalGet) {
