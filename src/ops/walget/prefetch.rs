@@ -142,6 +142,8 @@ pub fn install_stop_handlers() {
 pub struct Watch {
     data_dir: PathBuf,
     spool_dir: PathBuf,
+    /// The folder this prefetcher works in, to tell when the path stops naming it.
+    spool: Spool,
     postmaster: Option<Postmaster>,
     idle_timeout: Duration,
     last_request: Instant,
@@ -156,7 +158,7 @@ struct Postmaster {
 
 impl Watch {
     /// Reads the postmaster's pid from the data directory, if one runs.
-    pub fn new(plan: &WalGetPlan, now: Instant) -> Watch {
+    pub fn new(plan: &WalGetPlan, spool: &Spool, now: Instant) -> Watch {
         let postmaster = fs::read_to_string(plan.data_dir.join("postmaster.pid"))
             .ok()
             .and_then(|text| text.lines().next()?.trim().parse::<u32>().ok())
@@ -169,6 +171,7 @@ impl Watch {
         Watch {
             data_dir: plan.data_dir.clone(),
             spool_dir: plan.spool_dir.clone(),
+            spool: spool.clone(),
             postmaster,
             idle_timeout: Duration::from_secs(plan.idle_timeout_secs),
             last_request: now,
@@ -192,7 +195,8 @@ impl Watch {
                 return Some(StopReason::ServerGone);
             }
         }
-        if !self.spool_dir.is_dir() {
+        // Removed, or swapped for a link or another folder.
+        if !self.spool.still_at(&self.spool_dir) {
             return Some(StopReason::SpoolRemoved);
         }
         if now.duration_since(self.last_request) > self.idle_timeout {
@@ -222,14 +226,15 @@ fn process_start_time(pid: u32) -> Option<u64> {
 pub fn run(plan: &WalGetPlan) -> StopReason {
     let spool = Spool::new(&plan.spool_dir);
     // The helper made it before starting us; when it is gone, a restore's
-    // `finish` removed it meanwhile and nothing is to be prefetched.
-    if !spool.exists() {
+    // `finish` removed it meanwhile and nothing is to be prefetched. A link
+    // in its place is not followed: nothing is prefetched into it.
+    let Ok(pinned) = Spool::pinned(&plan.spool_dir) else {
         return StopReason::NoSpool;
-    }
+    };
     // The helper that started us may look at the lock while we take it.
     let mut lock = None;
     for _ in 0..20 {
-        if let Ok(Some(held)) = spool.lock_prefetcher() {
+        if let Ok(Some(held)) = pinned.lock_prefetcher() {
             lock = Some(held);
             break;
         }
@@ -242,7 +247,7 @@ pub fn run(plan: &WalGetPlan) -> StopReason {
         &plan.request_log,
         &RequestRecord::new("", RequestOutcome::PrefetchStart),
     );
-    let (reason, prefetched) = Prefetcher::new(plan, &spool).run();
+    let (reason, prefetched) = Prefetcher::new(plan, &pinned).run();
     // Recorded before the spool (and its lock) goes: whoever waits for the
     // lock to go, to read the totals, finds this line there.
     let record = RequestRecord {
@@ -342,7 +347,7 @@ impl<'a> Prefetcher<'a> {
         jobs: &mpsc::Sender<(SegmentId, String)>,
         done: &mpsc::Receiver<Done>,
     ) -> StopReason {
-        let mut watch = Watch::new(self.plan, Instant::now());
+        let mut watch = Watch::new(self.plan, self.spool, Instant::now());
         let mut tail = Tail::new(&self.plan.request_log);
         let mut watched_at = Instant::now();
         loop {
@@ -624,7 +629,8 @@ mod tests {
         )
         .unwrap();
         let start = Instant::now();
-        let watch = Watch::new(&plan, start);
+        let spool = Spool::pinned(&plan.spool_dir).unwrap();
+        let watch = Watch::new(&plan, &spool, start);
         assert_eq!(watch.stop_reason(start), None);
         assert_eq!(
             watch.stop_reason(start + Duration::from_secs(2)),
@@ -641,5 +647,42 @@ mod tests {
         assert_eq!(watch.stop_reason(start), Some(StopReason::ServerGone));
         fs::remove_file(plan.data_dir.join("recovery.signal")).unwrap();
         assert_eq!(watch.stop_reason(start), Some(StopReason::RecoveryEnded));
+    }
+
+    /// The PostgreSQL user may swap the spool's path for a link to another
+    /// folder (the archive): the watch stops the prefetcher, and the pinned
+    /// spool still names the folder it opened, never the link's target.
+    #[test]
+    fn a_spool_swapped_for_a_link_stops_the_prefetcher_and_steers_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = three_timelines(dir.path());
+        fs::create_dir_all(&plan.data_dir).unwrap();
+        fs::create_dir_all(&plan.spool_dir).unwrap();
+        fs::create_dir_all(&plan.archive_dir).unwrap();
+        fs::write(plan.data_dir.join("recovery.signal"), b"").unwrap();
+        let archived = plan.archive_dir.join("000000010000000000000004");
+        fs::write(&archived, b"an archived segment").unwrap();
+        let start = Instant::now();
+        let spool = Spool::pinned(&plan.spool_dir).unwrap();
+        let watch = Watch::new(&plan, &spool, start);
+        assert_eq!(watch.stop_reason(start), None);
+
+        let moved = dir.path().join("moved-spool");
+        fs::rename(&plan.spool_dir, &moved).unwrap();
+        std::os::unix::fs::symlink(&plan.archive_dir, &plan.spool_dir).unwrap();
+        assert_eq!(watch.stop_reason(start), Some(StopReason::SpoolRemoved));
+        // What the prefetcher does meanwhile lands in the folder it opened.
+        fs::write(spool.ready("000000010000000000000005"), b"x").unwrap();
+        assert!(moved.join("000000010000000000000005").exists());
+        let _ = fs::remove_file(spool.ready("000000010000000000000004"));
+        assert_eq!(fs::read(&archived).unwrap(), b"an archived segment");
+        assert!(
+            Spool::pinned(&plan.spool_dir).is_err(),
+            "a link is never pinned"
+        );
+        // A fresh folder under the same name is not the one held either.
+        fs::remove_file(&plan.spool_dir).unwrap();
+        fs::create_dir(&plan.spool_dir).unwrap();
+        assert!(!spool.still_at(&plan.spool_dir));
     }
 }

@@ -122,7 +122,10 @@ fn answer(
     dest: &Path,
     start_prefetcher: &mut dyn FnMut(),
 ) -> Answer {
-    let spool = Spool::new(&plan.spool_dir);
+    // Files are taken only from the folder itself, held open: a link put in
+    // its place (the PostgreSQL user can) is not followed, and the segment
+    // comes from the archive instead.
+    let pinned = || Spool::pinned(&plan.spool_dir).ok();
     match WalFileKind::classify(file) {
         WalFileKind::Segment {
             name,
@@ -130,14 +133,15 @@ fn answer(
             partial: false,
         } => match name.resolve(plan.segment_size) {
             Ok(id) => {
-                if plan.recovery_in_progress() && spool.prefetcher().is_none() {
+                let by_path = Spool::new(&plan.spool_dir);
+                if plan.recovery_in_progress() && by_path.prefetcher().is_none() {
                     // Made here when missing: the restore made it, but a
                     // prefetcher that stopped (idle, paused at a target) removed it.
-                    if spool.ensure().is_ok() {
+                    if by_path.ensure().is_ok() {
                         start_prefetcher();
                     }
                 }
-                segment(plan, &spool, id, file, dest)
+                segment(plan, pinned().as_ref(), id, file, dest)
             }
             // A name that makes no sense for this segment size: not ours to judge.
             Err(_) => other(plan, file, dest),
@@ -145,7 +149,9 @@ fn answer(
         WalFileKind::TimelineHistory {
             compressed: false, ..
         } => {
-            if let Ok(Some(bytes)) = spool.take(file, dest) {
+            if let Some(spool) = pinned()
+                && let Ok(Some(bytes)) = spool.take(file, dest)
+            {
                 return Answer::Handed {
                     outcome: RequestOutcome::Spool,
                     bytes,
@@ -157,12 +163,18 @@ fn answer(
     }
 }
 
-fn segment(plan: &WalGetPlan, spool: &Spool, id: SegmentId, file: &str, dest: &Path) -> Answer {
+fn segment(
+    plan: &WalGetPlan,
+    spool: Option<&Spool>,
+    id: SegmentId,
+    file: &str,
+    dest: &Path,
+) -> Answer {
     if let Some(switch) = plan.abandoned_tail(id) {
         return abandoned(plan, id, switch);
     }
     let deadline = Instant::now() + IN_FLIGHT_WAIT;
-    loop {
+    while let Some(spool) = spool {
         match spool.take(file, dest) {
             Ok(Some(bytes)) => {
                 return Answer::Handed {

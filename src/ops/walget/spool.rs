@@ -7,12 +7,21 @@
 //! `.prefetch.lock` is held (flock) by the one running prefetcher and holds
 //! its pid, so the helper can tell whether one runs and a restore can find
 //! it. The spool is removed whole when the prefetcher stops.
+//!
+//! The PostgreSQL user can swap the spool's path for a link (its parent is
+//! the data directory's, which that user may write). Whatever reads, writes
+//! or removes files in the spool therefore works on a [`Spool::pinned`]
+//! folder: opened once without following a link, its files named through
+//! the open descriptor, so a swap after that cannot steer a removal or a
+//! rename into another folder (the archive); the prefetcher stops when it
+//! sees the path no longer names the folder it holds.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag};
@@ -23,7 +32,10 @@ const LOCK: &str = ".prefetch.lock";
 
 #[derive(Debug, Clone)]
 pub struct Spool {
+    /// The folder's path, or `/proc/self/fd/N` when pinned.
     dir: PathBuf,
+    /// The open folder a pinned spool's names resolve in.
+    pin: Option<Arc<OwnedFd>>,
 }
 
 /// The prefetcher's hold on the spool; released when dropped.
@@ -32,9 +44,46 @@ pub struct PrefetchLock {
 }
 
 impl Spool {
+    /// The spool by its path: for making it ([`Spool::ensure`]), looking
+    /// for its prefetcher and removing it ([`Spool::remove`] never follows a
+    /// link); everything else goes through [`Spool::pinned`].
     pub fn new(dir: &Path) -> Spool {
         Spool {
             dir: dir.to_owned(),
+            pin: None,
+        }
+    }
+
+    /// The folder at `dir` held open, a link refused rather than followed
+    /// (`ELOOP`, `ENOTDIR`): every file name below resolves in this folder
+    /// whatever `dir` names later.
+    pub fn pinned(dir: &Path) -> io::Result<Spool> {
+        let fd = nix::fcntl::open(
+            dir,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(io::Error::from)?;
+        Ok(Spool {
+            dir: PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            pin: Some(Arc::new(fd)),
+        })
+    }
+
+    /// Whether `path` still names the pinned folder (not a link, not another
+    /// folder); always true for a spool by path.
+    pub fn still_at(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(now) = fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !now.is_dir() {
+            return false;
+        }
+        match &self.pin {
+            None => true,
+            Some(fd) => nix::sys::stat::fstat(fd.as_ref())
+                .is_ok_and(|held| held.st_dev == now.dev() && held.st_ino == now.ino()),
         }
     }
 
