@@ -123,6 +123,32 @@ fn a_healthy_client_has_no_problems_and_a_restorable_time() {
     assert!(continuity.gaps.is_empty());
 }
 
+/// A target time's segment, for the replay's progress: the first one of the
+/// line that arrived at or after it (segments arrive one a minute here).
+#[test]
+fn the_segment_a_target_time_stops_in_is_the_first_to_arrive_after_it() {
+    let tree = Tree::new();
+    let c = cluster();
+    // Segment n arrives at ago(20 - n + 1).
+    tree.healthy("foo", &c, 7, 20);
+    let catalog = tree.scan();
+    let client = catalog.client("foo").unwrap();
+    let line = &client.continuity;
+    let at = |t| line.first_arrived_at_or_after(&client.wal, t);
+    assert_eq!(
+        at(ago(5) - Duration::from_secs(30)).as_deref(),
+        Some("000000010000000000000010"),
+        "16 arrived at ago(5), after the target; 15 at ago(6), before it"
+    );
+    assert_eq!(at(ago(5)).as_deref(), Some("000000010000000000000010"));
+    assert_eq!(
+        at(ago(100)).as_deref(),
+        Some("000000010000000000000007"),
+        "before the window: the base backup's first segment"
+    );
+    assert_eq!(at(now()), None, "after the last arrival: none");
+}
+
 #[test]
 fn base_missing_when_there_is_no_base_folder_or_no_tarball() {
     let tree = Tree::new();

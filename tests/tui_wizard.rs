@@ -206,6 +206,7 @@ fn the_wizard_runs_a_dry_run_through_every_step() {
         total: Some(130),
         position: Some("000000010000000000000039".into()),
         line_end: Some("000000010000000000000082".into()),
+        to_target: false,
         mb_per_s: Some(181.4),
         eta: Some(Duration::from_secs(12)),
         elapsed: Duration::from_secs(5),

@@ -55,6 +55,7 @@ fn setup(last: u64) -> Setup {
             }],
             first_segment: Some(cluster.id(1, 2).file_name(SEG)),
             last_segment: Some(cluster.id(1, last).file_name(SEG)),
+            target_segment: None,
         },
         &PlanOptions {
             prefetch_depth: 4,

@@ -181,6 +181,29 @@ impl Continuity {
     pub fn expected_name(&self, segno: SegmentNo) -> String {
         expected_id(&self.restore_line, segno, self.segment_size).file_name(self.segment_size)
     }
+
+    /// The first segment of the line, from the base backup's start to the
+    /// newest, that arrived at or after `at`. A segment is archived once
+    /// its last record is written, so every record in the ones before it is
+    /// older than `at`: a recovery target time stops the replay in this
+    /// segment at the latest. An estimate (an archive copied in one go has
+    /// one arrival time for all), for progress, never for a verdict.
+    pub fn first_arrived_at_or_after(&self, wal: &WalArchive, at: SystemTime) -> Option<String> {
+        let segno = |name: &Option<String>| {
+            RawSegmentName::parse(name.as_deref()?)?
+                .resolve(self.segment_size)
+                .ok()
+                .map(|id| id.segment.0)
+        };
+        let (first, newest) = (segno(&self.needed_from)?, segno(&self.newest)?);
+        (first..=newest)
+            .map(|n| self.expected_name(SegmentNo(n)))
+            .find(|name| {
+                RawSegmentName::parse(name)
+                    .and_then(|raw| wal.segment(raw))
+                    .is_some_and(|file| file.mtime >= at)
+            })
+    }
 }
 
 /// What the analysis is asked beyond the scan's facts.

@@ -234,6 +234,16 @@ impl WalArchive {
             + self.histories.iter().map(|f| f.fact.size).sum::<u64>()
     }
 
+    /// The whole (not `.partial`) segment file of this name, either kind.
+    pub fn segment(&self, name: RawSegmentName) -> Option<&SegmentFile> {
+        let at = self
+            .segments
+            .partition_point(|s| (s.name, s.partial) < (name, false));
+        self.segments
+            .get(at)
+            .filter(|s| s.name == name && !s.partial)
+    }
+
     pub fn last_arrival(&self) -> Option<SystemTime> {
         let segments = self.segments.iter().map(|s| s.mtime);
         let others = self.backup_files.iter().map(|f| f.fact.mtime);

@@ -93,13 +93,7 @@ pub fn last_transaction(
 }
 
 fn find(wal: &WalArchive, name: &str) -> Option<String> {
-    let raw = RawSegmentName::parse(name)?;
-    let at = wal
-        .segments
-        .partition_point(|s| (s.name, s.partial) < (raw, false));
-    wal.segments
-        .get(at)
-        .filter(|s| s.name == raw && !s.partial)
+    wal.segment(RawSegmentName::parse(name)?)
         .map(|s| s.file_name())
 }
 

@@ -57,6 +57,10 @@ pub struct WalGetPlan {
     /// The newest segment of the line when the plan was written: a miss
     /// at or before it is a gap, after it the normal end of the archive.
     pub last_segment: Option<String>,
+    /// With a recovery target: the segment the replay is expected to stop
+    /// in (see [`PlanParts::target_segment`]). Only progress reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_segment: Option<String>,
     pub spool_dir: PathBuf,
     /// The spool never holds more (at least one segment is always allowed).
     pub spool_max_bytes: u64,
@@ -105,6 +109,11 @@ pub struct PlanParts {
     pub line: Vec<TimelineSpan>,
     pub first_segment: Option<String>,
     pub last_segment: Option<String>,
+    /// With a recovery target: the first segment of the line that arrived
+    /// after the target time, so the replay is expected to stop in it (its
+    /// last commit is later than the target). The replay's progress is
+    /// measured to it, not to the line's end it will never reach.
+    pub target_segment: Option<String>,
 }
 
 impl PlanParts {
@@ -121,6 +130,7 @@ impl PlanParts {
             line: client.continuity.restore_line.clone(),
             first_segment: client.continuity.needed_from.clone(),
             last_segment: client.continuity.newest.clone(),
+            target_segment: None,
         })
     }
 }
@@ -184,6 +194,7 @@ impl WalGetPlan {
                 .collect(),
             first_segment: parts.first_segment,
             last_segment: parts.last_segment,
+            target_segment: parts.target_segment,
             spool_max_bytes: options.spool_max_bytes,
             prefetch_depth: options.prefetch_depth,
             workers,
@@ -248,9 +259,13 @@ impl WalGetPlan {
                 ));
             }
         }
-        for name in [&self.first_segment, &self.last_segment]
-            .into_iter()
-            .flatten()
+        for name in [
+            &self.first_segment,
+            &self.last_segment,
+            &self.target_segment,
+        ]
+        .into_iter()
+        .flatten()
         {
             self.resolve(name)
                 .ok_or_else(|| format!("{name:?} is not a segment name"))?;
@@ -282,6 +297,21 @@ impl WalGetPlan {
             .as_deref()
             .and_then(|n| self.resolve(n))
             .map(|id| id.segment)
+    }
+
+    /// Where the replay's progress is measured to, with replay at
+    /// `position`: the target's segment until replay passes it (arrival
+    /// times can mislead: an archive copied in one go), else the line's end.
+    pub fn progress_end(&self, position: Option<SegmentNo>) -> (Option<SegmentNo>, bool) {
+        let target = self
+            .target_segment
+            .as_deref()
+            .and_then(|n| self.resolve(n))
+            .map(|id| id.segment);
+        match target {
+            Some(target) if position.is_none_or(|p| p <= target) => (Some(target), true),
+            _ => (self.last(), false),
+        }
     }
 
     /// The file PostgreSQL asks for first for this segment number: the
@@ -487,6 +517,7 @@ pub(crate) mod tests {
                 ],
                 first_segment: Some("000000010000000000000003".into()),
                 last_segment: Some("000000030000000000000010".into()),
+                target_segment: None,
             },
             &PlanOptions::default(),
         )

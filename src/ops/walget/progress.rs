@@ -264,11 +264,14 @@ pub fn summarize(records: &[RequestRecord]) -> ReplayStats {
 pub struct ReplayProgress {
     /// Segments of the line up to the furthest one handed over.
     pub replayed: u64,
-    /// Segments of the line from the base backup's start to its end.
+    /// Segments of the line from the base backup's start to `line_end`.
     pub total: Option<u64>,
     /// The furthest segment handed over.
     pub position: Option<String>,
+    /// The segment progress is measured to: the line's end, or the one a
+    /// recovery target is expected to stop the replay in (`to_target`).
     pub line_end: Option<String>,
+    pub to_target: bool,
     pub mb_per_s: Option<f64>,
     /// At the rate so far, the time left to the line's end.
     pub eta: Option<Duration>,
@@ -287,6 +290,10 @@ impl ReplayProgress {
     pub fn text(&self) -> String {
         let mut text = match (self.total, &self.position) {
             (_, None) => "waiting for the first segment".to_owned(),
+            (Some(total), Some(at)) if self.to_target => format!(
+                "segment {} of about {total} to the target ({at})",
+                self.replayed
+            ),
             (Some(total), Some(at)) => format!("segment {} of {total} ({at})", self.replayed),
             (None, Some(at)) => format!("segment {} ({at})", self.replayed),
         };
@@ -333,8 +340,8 @@ impl ProgressFollower {
 pub fn progress(plan: &WalGetPlan, records: &[RequestRecord], now: SystemTime) -> ReplayProgress {
     let stats = summarize(records);
     let first = plan.first();
-    let last = plan.last();
     let position = stats.last_segment.as_deref().and_then(|n| plan.resolve(n));
+    let (last, to_target) = plan.progress_end(position.map(|p| p.segment));
     let replayed = match (position, first) {
         (Some(p), Some(f)) => p.segment.0.saturating_sub(f.0) + 1,
         (Some(_), None) => stats.segments,
@@ -371,7 +378,8 @@ pub fn progress(plan: &WalGetPlan, records: &[RequestRecord], now: SystemTime) -
         replayed,
         total,
         position: position.map(|p| plan.file_name(p)),
-        line_end: plan.last_segment.clone(),
+        line_end: last.map(|segno| plan.file_name(plan.expected(segno))),
+        to_target,
         mb_per_s: rate.map(|r| r / 1e6),
         eta,
         elapsed,
@@ -512,6 +520,59 @@ mod tests {
         );
         assert_eq!(stats.prefetcher_stops, vec!["recovery ended".to_owned()]);
         assert_eq!(stats.helper_max_rss_kb, 9_000);
+    }
+
+    #[test]
+    fn with_a_target_progress_runs_to_the_targets_segment_until_replay_passes_it() {
+        let mut plan = three_timelines(Path::new("/srv"));
+        // The target is expected in segment 0xA of timeline 2.
+        plan.target_segment = Some("00000002000000000000000A".into());
+        let seg = plan.segment_size as u64;
+        let names = [
+            "000000010000000000000003",
+            "000000010000000000000004",
+            "000000010000000000000005",
+            "000000010000000000000006",
+        ];
+        let mut records: Vec<RequestRecord> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| record(1_000 + 200 * i as u64, name, RequestOutcome::Spool, seg))
+            .collect();
+        let now = UNIX_EPOCH + Duration::from_millis(2_000);
+        let p = progress(&plan, &records, now);
+        assert_eq!(
+            p.total,
+            Some(8),
+            "segments 3 to 0xA, not to the line's end 0x10"
+        );
+        assert_eq!(p.line_end.as_deref(), Some("00000002000000000000000A"));
+        assert!(p.to_target);
+        // 3 segments in 0.6 s: 5 a second; 4 left to 0xA.
+        let eta = p.eta.unwrap().as_secs_f64();
+        assert!((eta - 0.8).abs() < 0.01, "{eta}");
+        assert!(
+            p.text()
+                .starts_with("segment 4 of about 8 to the target (000000010000000000000006)"),
+            "{}",
+            p.text()
+        );
+        // Replay went past it (arrival times misled): the line's end again.
+        records.push(record(
+            1_800,
+            "00000002000000000000000B",
+            RequestOutcome::Spool,
+            seg,
+        ));
+        let p = progress(&plan, &records, now);
+        assert_eq!(p.total, Some(14));
+        assert_eq!(p.line_end.as_deref(), Some("000000030000000000000010"));
+        assert!(!p.to_target);
+        assert!(p.text().starts_with("segment 9 of 14 "), "{}", p.text());
+        // Without a target nothing changes.
+        plan.target_segment = None;
+        let p = progress(&plan, &records[..4], now);
+        assert_eq!((p.total, p.to_target), (Some(14), false));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::ops::restore::error::{PreflightRefusal, ProposalError, RestoreError};
 use crate::ops::restore::files::existing_ancestor;
 use crate::ops::restore::host_settings::{self, Host};
 use crate::ops::restore::journal::Outcome;
-use crate::ops::restore::recovery_conf::ArchiveLayout;
+use crate::ops::restore::recovery_conf::{ArchiveLayout, TargetTime};
 use crate::ops::restore::request::RestoreRequest;
 use crate::ops::restore::request::{GUARDED_SETTINGS, guarded_why};
 use crate::ops::restore::service::resolve_service;
@@ -142,7 +142,7 @@ impl Runner<'_> {
                 })?;
         }
         self.check_helper_runnable(&user, &request.helper_exe)?;
-        let helper_plan = helper_plan(client, &line, &request.data_dir)?;
+        let helper_plan = helper_plan(client, &line, target.as_ref(), &request.data_dir)?;
         // The restore_command line is written after the data directory is
         // cleared: a path it cannot quote (control characters, not UTF-8)
         // is refused now, before anything is touched.
@@ -367,6 +367,7 @@ impl Runner<'_> {
 fn helper_plan(
     client: &Client,
     line: &crate::archive::continuity::Continuity,
+    target: Option<&TargetTime>,
     data_dir: &Path,
 ) -> Result<crate::ops::walget::WalGetPlan, RestoreError> {
     use crate::ops::walget::{PlanOptions, PlanParts, WalGetPlan};
@@ -380,6 +381,12 @@ fn helper_plan(
         line: line.restore_line.clone(),
         first_segment: line.needed_from.clone(),
         last_segment: line.newest.clone(),
+        // Where the target is expected to stop the replay, for its progress.
+        target_segment: target.and_then(|t| {
+            let at = std::time::UNIX_EPOCH
+                + std::time::Duration::from_micros(u64::try_from(t.unix_micros()).ok()?);
+            line.first_arrived_at_or_after(&client.wal, at)
+        }),
         ..from_client
     };
     WalGetPlan::new(parts, &PlanOptions::default()).map_err(refusal)
