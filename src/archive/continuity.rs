@@ -186,7 +186,8 @@ impl Continuity {
     /// newest, that arrived at or after `at`. A segment is archived once
     /// its last record is written, so every record in the ones before it is
     /// older than `at`: a recovery target time stops the replay in this
-    /// segment at the latest. An estimate (an archive copied in one go has
+    /// segment or a later one (later when it arrived late, its records all
+    /// older than the target). An estimate (an archive copied in one go has
     /// one arrival time for all), for progress, never for a verdict.
     pub fn first_arrived_at_or_after(&self, wal: &WalArchive, at: SystemTime) -> Option<String> {
         let segno = |name: &Option<String>| {

@@ -110,12 +110,16 @@ fn open_source(archive_dir: &Path, stem: &str) -> Result<Source, FetchError> {
     Err(FetchError::NotInArchive)
 }
 
+/// Opens `dest` for writing, never through a link: the spool and pg_wal are
+/// the PostgreSQL user's to write, and a link planted there (to an archive
+/// file, say) must not be truncated and overwritten through.
 fn create_dest(dest: &Path) -> Result<File, FetchError> {
     OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(dest)
         .map_err(|e| write_error(dest, &e))
 }
@@ -402,6 +406,32 @@ mod tests {
             Err(FetchError::Refused { code, .. }) => code,
             other => panic!("{other:?}"),
         }
+    }
+
+    /// The destination is the PostgreSQL user's to write: a link planted
+    /// there (to an archive file) is refused, never truncated or written through.
+    #[test]
+    fn a_link_at_the_destination_is_never_written_through() {
+        let c = case();
+        let id = c.cluster.id(1, 5);
+        put(
+            &c,
+            "000000010000000000000005.gz",
+            &gzip(&c.cluster.segment_bytes(id)).unwrap(),
+        );
+        put(&c, "000000010000000000000004.gz", b"another archived file");
+        let dest = c.plan.archive_dir.with_file_name("RECOVERYXLOG");
+        std::os::unix::fs::symlink(
+            c.plan.archive_dir.join("000000010000000000000004.gz"),
+            &dest,
+        )
+        .unwrap();
+        let result = fetch_segment(&c.plan, id, "000000010000000000000005", &dest);
+        assert_eq!(code(result), RefusalCode::HelperFailed);
+        assert_eq!(
+            std::fs::read(c.plan.archive_dir.join("000000010000000000000004.gz")).unwrap(),
+            b"another archived file"
+        );
     }
 
     #[test]

@@ -257,7 +257,14 @@ pub fn run(plan: &WalGetPlan) -> StopReason {
     }
     .with_usage();
     let _ = progress::append(&plan.request_log, &record);
-    let _ = spool.remove();
+    // By its path while the path names it (the folder goes too); else the
+    // path is someone else's now (a link, a new spool): only the held
+    // folder's own files go.
+    if pinned.still_at(&plan.spool_dir) {
+        let _ = spool.remove();
+    } else {
+        let _ = pinned.remove();
+    }
     drop(lock);
     reason
 }

@@ -136,8 +136,11 @@ fn answer(
                 let by_path = Spool::new(&plan.spool_dir);
                 if plan.recovery_in_progress() && by_path.prefetcher().is_none() {
                     // Made here when missing: the restore made it, but a
-                    // prefetcher that stopped (idle, paused at a target) removed it.
-                    if by_path.ensure().is_ok() {
+                    // prefetcher that stopped (idle, paused at a target)
+                    // removed it. Not started where it could not work (a
+                    // link in its place, no /proc): it would stop at once,
+                    // one process per request.
+                    if by_path.ensure().is_ok() && pinned().is_some() {
                         start_prefetcher();
                     }
                 }

@@ -64,8 +64,16 @@ impl Spool {
             Mode::empty(),
         )
         .map_err(io::Error::from)?;
+        let through = PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        // Names resolve through /proc: without it mounted, no pinned spool.
+        if !fs::metadata(&through).is_ok_and(|m| m.is_dir()) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "/proc/self/fd is not available",
+            ));
+        }
         Ok(Spool {
-            dir: PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            dir: through,
             pin: Some(Arc::new(fd)),
         })
     }
@@ -117,8 +125,10 @@ impl Spool {
     /// have it. A rename when both are on one file system, else a copy.
     pub fn take(&self, name: &str, dest: &Path) -> io::Result<Option<u64>> {
         let ready = self.ready(name);
-        let size = match fs::metadata(&ready) {
-            Ok(meta) => meta.len(),
+        let size = match fs::symlink_metadata(&ready) {
+            Ok(meta) if meta.is_file() => meta.len(),
+            // Not a file the prefetcher wrote (a link, a folder): not ours to hand over.
+            Ok(_) => return Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
@@ -148,6 +158,8 @@ impl Spool {
             .write(true)
             .read(true)
             .mode(0o600)
+            // A link planted as the lock is not written through.
+            .custom_flags(nix::libc::O_NOFOLLOW)
             .open(self.dir.join(LOCK))?;
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(mut held) => {
@@ -163,7 +175,11 @@ impl Spool {
     /// The pid of the prefetcher holding the lock, if one does.
     pub fn prefetcher(&self) -> Option<u32> {
         let path = self.dir.join(LOCK);
-        let file = OpenOptions::new().read(true).open(&path).ok()?;
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&path)
+            .ok()?;
         match Flock::lock(file, FlockArg::LockSharedNonblock) {
             // Nobody holds it: no prefetcher.
             Ok(_) => None,
@@ -203,6 +219,9 @@ impl Spool {
     /// check still cannot steer a removal elsewhere. Subfolders (the spool
     /// makes none) are left alone.
     pub fn remove(&self) -> io::Result<()> {
+        if self.pin.is_some() {
+            return self.empty_pinned();
+        }
         match fs::symlink_metadata(&self.dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
@@ -243,6 +262,32 @@ impl Spool {
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Ok(()),
             other => other,
         }
+    }
+}
+
+impl Spool {
+    /// Unlinks the files of the held folder, the lock last; the folder
+    /// itself (moved away from the spool's path) stays, empty.
+    fn empty_pinned(&self) -> io::Result<()> {
+        let mut names: Vec<_> = fs::read_dir(&self.dir)?
+            .filter_map(Result::ok)
+            .map(|entry| entry.file_name())
+            .filter(|name| name != LOCK)
+            .collect();
+        names.push(LOCK.into());
+        for name in names {
+            // A link loses its own name: unlink never follows one.
+            match fs::remove_file(self.dir.join(&name)) {
+                Err(e)
+                    if e.kind() != io::ErrorKind::NotFound
+                        && e.raw_os_error() != Some(nix::libc::EISDIR) =>
+                {
+                    return Err(e);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -288,6 +333,39 @@ mod tests {
         spool.remove().unwrap();
         assert!(!spool.exists());
         spool.remove().unwrap();
+    }
+
+    /// Links planted inside a pinned spool (the PostgreSQL user can): the
+    /// lock is not taken through one, a ready-named one is not handed over,
+    /// and emptying the held folder unlinks the links, not their targets.
+    #[test]
+    fn links_inside_the_spool_are_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let archived = dir.path().join("000000010000000000000003.gz");
+        fs::write(&archived, b"wal").unwrap();
+        let path = dir.path().join("main.walwarden-spool");
+        Spool::new(&path).ensure().unwrap();
+        let spool = Spool::pinned(&path).unwrap();
+        std::os::unix::fs::symlink(&archived, path.join(LOCK)).unwrap();
+        assert!(
+            spool.lock_prefetcher().is_err(),
+            "ELOOP, not the archive file"
+        );
+        assert_eq!(spool.prefetcher(), None);
+        std::os::unix::fs::symlink(&archived, spool.ready("000000010000000000000003")).unwrap();
+        let dest = dir.path().join("RECOVERYXLOG");
+        assert_eq!(spool.take("000000010000000000000003", &dest).unwrap(), None);
+        assert!(fs::symlink_metadata(&dest).is_err());
+        spool.remove().unwrap();
+        assert_eq!(fs::read(&archived).unwrap(), b"wal");
+        assert!(
+            spool.ready_files().unwrap().is_empty(),
+            "the held folder is emptied"
+        );
+        assert!(
+            path.is_dir(),
+            "a pinned spool leaves the folder to the path's owner"
+        );
     }
 
     /// A spool replaced by a link (anyone running as the PostgreSQL user can
