@@ -391,6 +391,14 @@ mod tests {
         std::fs::write(case.plan.archive_dir.join(name), bytes).unwrap();
     }
 
+    /// The cluster's good segment `segno` of timeline 1, archived gzip'ed.
+    fn put_good(case: &Case, segno: u64) -> SegmentId {
+        let id = case.cluster.id(1, segno);
+        let name = format!("{}.gz", id.file_name(SEG));
+        put(case, &name, &gzip(&case.cluster.segment_bytes(id)).unwrap());
+        id
+    }
+
     fn fetch(case: &Case, name: &str) -> Result<Fetched, FetchError> {
         let id = case.plan.resolve(name).unwrap();
         let dest = case.plan.archive_dir.with_file_name("RECOVERYXLOG");
@@ -413,12 +421,7 @@ mod tests {
     #[test]
     fn a_link_at_the_destination_is_never_written_through() {
         let c = case();
-        let id = c.cluster.id(1, 5);
-        put(
-            &c,
-            "000000010000000000000005.gz",
-            &gzip(&c.cluster.segment_bytes(id)).unwrap(),
-        );
+        let id = put_good(&c, 5);
         put(&c, "000000010000000000000004.gz", b"another archived file");
         let dest = c.plan.archive_dir.with_file_name("RECOVERYXLOG");
         std::os::unix::fs::symlink(
@@ -437,12 +440,7 @@ mod tests {
     #[test]
     fn a_good_segment_is_handed_over_whole_compressed_or_plain() {
         let c = case();
-        let id = c.cluster.id(1, 5);
-        put(
-            &c,
-            "000000010000000000000005.gz",
-            &gzip(&c.cluster.segment_bytes(id)).unwrap(),
-        );
+        put_good(&c, 5);
         let got = fetch(&c, "000000010000000000000005").unwrap();
         assert_eq!(got.bytes, SEG as u64);
         let id = c.cluster.id(1, 6);

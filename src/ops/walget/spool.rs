@@ -219,8 +219,10 @@ impl Spool {
     /// check still cannot steer a removal elsewhere. Subfolders (the spool
     /// makes none) are left alone.
     pub fn remove(&self) -> io::Result<()> {
-        if self.pin.is_some() {
-            return self.empty_pinned();
+        // Pinned: the held folder's files only; the folder (moved away from
+        // the spool's path, or still there) is left to the path's owner.
+        if let Some(pin) = &self.pin {
+            return unlink_entries(pin);
         }
         match fs::symlink_metadata(&self.dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -241,21 +243,7 @@ impl Spool {
             }
             Err(errno) => return Err(io::Error::from(errno)),
         };
-        // The entries of the folder opened, not of whatever the path names now.
-        let listing = PathBuf::from(format!("/proc/self/fd/{}", folder.as_raw_fd()));
-        // The lock file last: a helper looking meanwhile still sees the prefetcher.
-        let mut names: Vec<_> = fs::read_dir(&listing)?
-            .filter_map(Result::ok)
-            .map(|entry| entry.file_name())
-            .filter(|name| name != LOCK)
-            .collect();
-        names.push(LOCK.into());
-        for name in names {
-            match unlinkat(&folder, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
-                Ok(()) | Err(Errno::ENOENT | Errno::EISDIR) => {}
-                Err(errno) => return Err(io::Error::from(errno)),
-            }
-        }
+        unlink_entries(&folder)?;
         drop(folder);
         match fs::remove_dir(&self.dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -265,30 +253,25 @@ impl Spool {
     }
 }
 
-impl Spool {
-    /// Unlinks the files of the held folder, the lock last; the folder
-    /// itself (moved away from the spool's path) stays, empty.
-    fn empty_pinned(&self) -> io::Result<()> {
-        let mut names: Vec<_> = fs::read_dir(&self.dir)?
-            .filter_map(Result::ok)
-            .map(|entry| entry.file_name())
-            .filter(|name| name != LOCK)
-            .collect();
-        names.push(LOCK.into());
-        for name in names {
-            // A link loses its own name: unlink never follows one.
-            match fs::remove_file(self.dir.join(&name)) {
-                Err(e)
-                    if e.kind() != io::ErrorKind::NotFound
-                        && e.raw_os_error() != Some(nix::libc::EISDIR) =>
-                {
-                    return Err(e);
-                }
-                _ => {}
-            }
+/// Unlinks the entries of the open `folder` (the one opened, not whatever
+/// its path names now), the lock last: a helper looking meanwhile still
+/// sees the prefetcher. `unlinkat` takes a link's own name, never its
+/// target; subfolders (the spool makes none) stay.
+fn unlink_entries(folder: &OwnedFd) -> io::Result<()> {
+    let listing = PathBuf::from(format!("/proc/self/fd/{}", folder.as_raw_fd()));
+    let mut names: Vec<_> = fs::read_dir(&listing)?
+        .filter_map(Result::ok)
+        .map(|entry| entry.file_name())
+        .filter(|name| name != LOCK)
+        .collect();
+    names.push(LOCK.into());
+    for name in names {
+        match unlinkat(folder, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT | Errno::EISDIR) => {}
+            Err(errno) => return Err(io::Error::from(errno)),
         }
-        Ok(())
     }
+    Ok(())
 }
 
 fn ignore_missing(result: io::Result<()>) -> io::Result<()> {
