@@ -456,6 +456,13 @@ impl TargetTime {
     pub fn unix_micros(self) -> i64 {
         self.unix_micros
     }
+
+    /// The same moment as a `SystemTime`; `None` before 1970 (no file was
+    /// written then).
+    pub fn system_time(self) -> Option<std::time::SystemTime> {
+        let micros = u64::try_from(self.unix_micros).ok()?;
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_micros(micros))
+    }
 }
 
 impl fmt::Display for TargetTime {

@@ -134,17 +134,17 @@ fn answer(
         } => match name.resolve(plan.segment_size) {
             Ok(id) => {
                 let by_path = Spool::new(&plan.spool_dir);
-                if plan.recovery_in_progress() && by_path.prefetcher().is_none() {
-                    // Made here when missing: the restore made it, but a
-                    // prefetcher that stopped (idle, paused at a target)
-                    // removed it. Not started where it could not work (a
-                    // link in its place, no /proc): it would stop at once,
-                    // one process per request.
-                    if by_path.ensure().is_ok() && pinned().is_some() {
-                        start_prefetcher();
-                    }
+                let wanted = plan.recovery_in_progress() && by_path.prefetcher().is_none();
+                // Made here when missing: the restore made it, but a
+                // prefetcher that stopped (idle, paused at a target) removed it.
+                let made = wanted && by_path.ensure().is_ok();
+                let spool = pinned();
+                // Not started where it could not work (a link in its place,
+                // no /proc): it would stop at once, one process per request.
+                if made && spool.is_some() {
+                    start_prefetcher();
                 }
-                segment(plan, pinned().as_ref(), id, file, dest)
+                segment(plan, spool.as_ref(), id, file, dest)
             }
             // A name that makes no sense for this segment size: not ours to judge.
             Err(_) => other(plan, file, dest),
@@ -274,13 +274,20 @@ mod tests {
     use crate::demo::{Cluster, gzip};
     use crate::ops::walget::plan::tests::{SEG, three_timelines};
 
-    #[test]
-    fn misses_are_silent_at_the_end_and_named_inside_the_line() {
+    /// The three-timeline plan with its archive and data folders made, and
+    /// the cluster its segments come from.
+    fn case() -> (tempfile::TempDir, WalGetPlan, Cluster) {
         let dir = tempfile::tempdir().unwrap();
         let plan = three_timelines(dir.path());
         std::fs::create_dir_all(&plan.archive_dir).unwrap();
         std::fs::create_dir_all(&plan.data_dir).unwrap();
         let cluster = Cluster::new(plan.system_identifier, SEG);
+        (dir, plan, cluster)
+    }
+
+    #[test]
+    fn misses_are_silent_at_the_end_and_named_inside_the_line() {
+        let (_dir, plan, cluster) = case();
         let dest = plan.data_dir.join("RECOVERYXLOG");
         let mut started = 0;
         let mut ask = |file: &str| serve(&plan, file, &dest, &mut || started += 1);
@@ -383,11 +390,7 @@ mod tests {
     /// 1's 7 and timeline 2's 8 are served.
     #[test]
     fn a_parents_file_past_its_switch_is_refused_as_the_gap_it_would_hide() {
-        let dir = tempfile::tempdir().unwrap();
-        let plan = three_timelines(dir.path());
-        std::fs::create_dir_all(&plan.archive_dir).unwrap();
-        std::fs::create_dir_all(&plan.data_dir).unwrap();
-        let cluster = Cluster::new(plan.system_identifier, SEG);
+        let (_dir, plan, cluster) = case();
         for (tli, segno) in [(1, 7), (1, 8), (1, 9), (2, 8)] {
             cluster
                 .archive_segment(&plan.archive_dir, cluster.id(tli, segno), None)

@@ -109,10 +109,6 @@ impl Spool {
         self.dir.join(format!(".{name}.part"))
     }
 
-    pub fn exists(&self) -> bool {
-        self.dir.is_dir()
-    }
-
     /// Makes the folder (mode 0700) when missing.
     pub fn ensure(&self) -> io::Result<()> {
         match fs::DirBuilder::new().mode(0o700).create(&self.dir) {
@@ -314,7 +310,7 @@ mod tests {
         drop(held);
         assert_eq!(spool.prefetcher(), None);
         spool.remove().unwrap();
-        assert!(!spool.exists());
+        assert!(!spool.dir().exists());
         spool.remove().unwrap();
     }
 
@@ -382,7 +378,7 @@ mod tests {
         )
         .unwrap();
         spool.remove().unwrap();
-        assert!(!spool.exists());
+        assert!(!spool.dir().exists());
         assert_eq!(
             fs::read(archive.join("000000010000000000000003.gz")).unwrap(),
             b"wal"

@@ -382,11 +382,9 @@ fn helper_plan(
         first_segment: line.needed_from.clone(),
         last_segment: line.newest.clone(),
         // Where the target is expected to stop the replay, for its progress.
-        target_segment: target.and_then(|t| {
-            let at = std::time::UNIX_EPOCH
-                + std::time::Duration::from_micros(u64::try_from(t.unix_micros()).ok()?);
-            line.first_arrived_at_or_after(&client.wal, at)
-        }),
+        target_segment: target
+            .and_then(|t| t.system_time())
+            .and_then(|at| line.first_arrived_at_or_after(&client.wal, at)),
         ..from_client
     };
     WalGetPlan::new(parts, &PlanOptions::default()).map_err(refusal)
